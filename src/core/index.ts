@@ -1,0 +1,10 @@
+export { HalflifeError, defineErrors, allErrorCodes, errorSpec, CoreErrors } from './errors.js';
+export type { ErrorDomain, ErrorSpec, ErrorTable } from './errors.js';
+export { SystemClock, ManualClock } from './clock.js';
+export type { Clock } from './clock.js';
+export { silentLogger } from './logger.js';
+export type { Logger } from './logger.js';
+export { LifecycleState } from './lifecycle.js';
+export type { Lifecycle } from './lifecycle.js';
+export { partitionId, offset } from './ids.js';
+export type { PartitionId, Offset } from './ids.js';

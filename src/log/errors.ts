@@ -1,0 +1,42 @@
+import { defineErrors } from '../core/index.js';
+
+export const LogErrors = defineErrors({
+  PARTITION_NOT_FOUND: {
+    status: 400,
+    message: 'partition {partition} does not exist (the log has {partitions} partitions: 0..{last})',
+    domain: 'user',
+    retryable: false,
+  },
+  LOG_PARTITIONS_MISMATCH: {
+    status: 500,
+    message:
+      'the log in {where} was created with {existing} partitions but the config asks for {configured}; ' +
+      'set log.partitions to {existing} (changing it would move keys between partitions)',
+    domain: 'user',
+    retryable: false,
+  },
+  KEY_TOO_LONG: {
+    status: 400,
+    message: 'a partition key may be at most {max} bytes (got {bytes})',
+    domain: 'user',
+    retryable: false,
+  },
+  LOG_WRITE_FAILED: {
+    status: 503,
+    message: 'the log could not write to disk: {reason}',
+    domain: 'external',
+    retryable: true,
+  },
+  SEGMENT_CORRUPT: {
+    status: 500,
+    message: 'segment {segment} is corrupt at byte {position}: {reason}',
+    domain: 'internal',
+    retryable: false,
+  },
+  INVALID_CONSUMER_NAME: {
+    status: 400,
+    message: 'consumer name {name} is not valid: use 1-128 letters, digits, ".", "_" or "-"',
+    domain: 'user',
+    retryable: false,
+  },
+});

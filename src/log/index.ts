@@ -1,0 +1,6 @@
+export type { Log, AppendRecord, AppendAck, LogRecord, LogStats, PartitionStats, ReadOptions } from './log.js';
+export { SegmentLog } from './segment-log.js';
+export type { SegmentLogOptions, FsyncPolicy } from './segment-log.js';
+export { MemoryLog } from './memory-log.js';
+export { Partitioner } from './partitioner.js';
+export { LogErrors } from './errors.js';

@@ -1,0 +1,72 @@
+import type { Lifecycle, Offset, PartitionId } from '../core/index.js';
+
+/** A record to append. The log chooses the partition from `key` unless `partition` is given. */
+export interface AppendRecord {
+  /** Partition key; records with the same key land in the same partition, in order. */
+  readonly key?: string | undefined;
+  /** Record time in ms since the epoch (ingest uses `received_at`); indexed for replay by time. */
+  readonly timestampMs: number;
+  /** Payload; a string is written as UTF-8 without an intermediate copy. */
+  readonly value: Uint8Array | string;
+  /** Explicit partition, bypassing the partitioner (used for overflow and dedicated partitions). */
+  readonly partition?: number | undefined;
+}
+
+export interface LogRecord {
+  readonly partition: PartitionId;
+  readonly offset: Offset;
+  readonly timestampMs: number;
+  readonly key: string | undefined;
+  /** Payload bytes; may be a view into a larger read buffer, copy it if you keep it long. */
+  readonly value: Uint8Array;
+}
+
+export interface AppendAck {
+  readonly partition: PartitionId;
+  readonly offset: Offset;
+}
+
+export interface PartitionStats {
+  readonly partition: PartitionId;
+  /** Oldest offset still held (retention moves it forward). */
+  readonly firstOffset: Offset;
+  /** Offset the next record will get; records = nextOffset - firstOffset. */
+  readonly nextOffset: Offset;
+  readonly records: number;
+  readonly bytes: number;
+}
+
+export interface LogStats {
+  readonly records: number;
+  readonly bytes: number;
+  readonly partitions: readonly PartitionStats[];
+}
+
+export interface ReadOptions {
+  /** At most this many records (default 1,000). */
+  readonly maxRecords?: number;
+  /** Stop after roughly this many bytes of records (default 1 MiB; at least one record is returned). */
+  readonly maxBytes?: number;
+}
+
+/**
+ * A durable, partitioned, replayable log of opaque records. Backends: `SegmentLog` (embedded segment files,
+ * the default), `MemoryLog` (tests); a NATS JetStream backend implements the same contract.
+ *
+ * `append` resolves only once the records are durable under the backend's durability policy; records become
+ * readable at the same moment.
+ */
+export interface Log extends Lifecycle {
+  readonly partitionCount: number;
+  /** The partition a key would be written to (pinned keys get their dedicated partition). */
+  partitionFor(key: string): PartitionId;
+  append(records: readonly AppendRecord[]): Promise<AppendAck[]>;
+  /** Records of one partition from `from` (clamped to the first retained offset). */
+  read(partition: number, from: number, options?: ReadOptions): Promise<LogRecord[]>;
+  /** The first offset whose record has timestampMs >= `timeMs`, or nextOffset when there is none. */
+  offsetForTime(partition: number, timeMs: number): Promise<Offset>;
+  stats(): LogStats;
+  /** Durably records a consumer's position: the next offset it will read, per partition. */
+  commitOffsets(consumer: string, offsets: Readonly<Record<number, number>>): Promise<void>;
+  committedOffsets(consumer: string): Promise<Record<number, Offset>>;
+}

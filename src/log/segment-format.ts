@@ -1,0 +1,118 @@
+import { crc32c } from './crc32c.js';
+
+/**
+ * On-disk record frame (little-endian):
+ *
+ *   u32 bodyLength | u32 crc32c(body) | body
+ *   body = f64 offset | f64 timestampMs | u16 keyLength+1 (0 = no key) | key (UTF-8) | value
+ *
+ * The offset is stored so a scan can prove the sequence is unbroken; the CRC covers everything after it.
+ */
+export const FRAME_HEADER_BYTES = 8;
+export const BODY_FIXED_BYTES = 18;
+export const MAX_KEY_BYTES = 0xfffe;
+/** Guard against reading a garbage length as a multi-gigabyte frame. */
+export const MAX_FRAME_BODY_BYTES = 256 * 1024 * 1024;
+
+export interface DecodedFrame {
+  offset: number;
+  timestampMs: number;
+  key: string | undefined;
+  /** View into the scanned buffer. */
+  value: Uint8Array;
+  /** Byte position of the frame within the scanned buffer. */
+  position: number;
+  /** Whole frame length including the header. */
+  frameBytes: number;
+}
+
+/** Writes one frame at `pos` of `buf` and returns the position after it. */
+export function writeFrame(
+  buf: Buffer,
+  pos: number,
+  offset: number,
+  timestampMs: number,
+  key: string | undefined,
+  keyBytes: number,
+  value: Uint8Array | string,
+  valueBytes: number,
+): number {
+  const bodyStart = pos + FRAME_HEADER_BYTES;
+  const bodyLen = BODY_FIXED_BYTES + keyBytes + valueBytes;
+  buf.writeUInt32LE(bodyLen, pos);
+  buf.writeDoubleLE(offset, bodyStart);
+  buf.writeDoubleLE(timestampMs, bodyStart + 8);
+  let p = bodyStart + BODY_FIXED_BYTES;
+  if (key === undefined) {
+    buf.writeUInt16LE(0, bodyStart + 16);
+  } else {
+    buf.writeUInt16LE(keyBytes + 1, bodyStart + 16);
+    p += buf.write(key, p, 'utf8');
+  }
+  if (typeof value === 'string') p += buf.write(value, p, 'utf8');
+  else {
+    buf.set(value, p);
+    p += value.length;
+  }
+  buf.writeUInt32LE(crc32c(buf, bodyStart, p), pos + 4);
+  return p;
+}
+
+export type ScanStop =
+  | { kind: 'end' }
+  | { kind: 'partial'; reason: string }
+  | { kind: 'corrupt'; reason: string };
+
+/**
+ * Walks the frames of `buf` from `start`, calling `visit` for each valid one, and stops at the first torn or
+ * corrupt frame. `expectedOffset`, when given, must match each frame's offset in turn.
+ * Returns the position after the last valid frame and why the scan stopped.
+ */
+export function scanFrames(
+  buf: Buffer,
+  start: number,
+  expectedOffset: number | undefined,
+  visit: (frame: DecodedFrame) => boolean | void,
+): { end: number; stop: ScanStop } {
+  let pos = start;
+  let expect = expectedOffset;
+  while (pos < buf.length) {
+    if (pos + FRAME_HEADER_BYTES > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame header' } };
+    const bodyLen = buf.readUInt32LE(pos);
+    if (bodyLen < BODY_FIXED_BYTES || bodyLen > MAX_FRAME_BODY_BYTES) {
+      return { end: pos, stop: { kind: 'corrupt', reason: `impossible frame length ${bodyLen}` } };
+    }
+    const bodyStart = pos + FRAME_HEADER_BYTES;
+    const bodyEnd = bodyStart + bodyLen;
+    if (bodyEnd > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame body' } };
+    if (crc32c(buf, bodyStart, bodyEnd) !== buf.readUInt32LE(pos + 4)) {
+      return { end: pos, stop: { kind: 'corrupt', reason: 'CRC mismatch' } };
+    }
+    const offset = buf.readDoubleLE(bodyStart);
+    if (expect !== undefined && offset !== expect) {
+      return { end: pos, stop: { kind: 'corrupt', reason: `offset ${offset} where ${expect} was expected` } };
+    }
+    const timestampMs = buf.readDoubleLE(bodyStart + 8);
+    const keyField = buf.readUInt16LE(bodyStart + 16);
+    let p = bodyStart + BODY_FIXED_BYTES;
+    let key: string | undefined;
+    if (keyField !== 0) {
+      const keyEnd = p + keyField - 1;
+      if (keyEnd > bodyEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'key longer than frame' } };
+      key = buf.toString('utf8', p, keyEnd);
+      p = keyEnd;
+    }
+    const frame: DecodedFrame = {
+      offset,
+      timestampMs,
+      key,
+      value: buf.subarray(p, bodyEnd),
+      position: pos,
+      frameBytes: bodyEnd - pos,
+    };
+    pos = bodyEnd;
+    if (expect !== undefined) expect++;
+    if (visit(frame) === false) return { end: pos, stop: { kind: 'end' } };
+  }
+  return { end: pos, stop: { kind: 'end' } };
+}

@@ -1,0 +1,191 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HalflifeError, ManualClock } from '../core/index.js';
+import { SegmentLog, type SegmentLogOptions } from './segment-log.js';
+import { tempDir } from '../../test/helpers/tmp.js';
+
+const text = (v: Uint8Array) => Buffer.from(v).toString('utf8');
+
+async function withLog(opts: Partial<SegmentLogOptions>, fn: (log: SegmentLog, dir: string) => Promise<void>) {
+  const { dir, cleanup } = await tempDir();
+  const log = new SegmentLog({ dir, partitions: 4, fsync: 'never', ...opts });
+  await log.start();
+  try {
+    await fn(log, dir);
+  } finally {
+    await log.close();
+    await cleanup();
+  }
+}
+
+test('records with the same key land in one partition, in order, with dense offsets', async () => {
+  await withLog({}, async (log) => {
+    const acks = await log.append(
+      Array.from({ length: 10 }, (_, i) => ({ key: 'k1', timestampMs: 1000 + i, value: `v${i}` })),
+    );
+    const p = log.partitionFor('k1');
+    assert.ok(acks.every((a) => a.partition === p));
+    assert.deepEqual(acks.map((a) => a.offset), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const read = await log.read(p, 3, { maxRecords: 4 });
+    assert.deepEqual(read.map((r) => text(r.value)), ['v3', 'v4', 'v5', 'v6']);
+    assert.equal(read[0].key, 'k1');
+    assert.equal(read[0].timestampMs, 1003);
+  });
+});
+
+test('unkeyed appends are spread round-robin over partitions', async () => {
+  await withLog({}, async (log) => {
+    const parts = new Set<number>();
+    for (let i = 0; i < 8; i++) {
+      const [ack] = await log.append([{ timestampMs: 1, value: 'x' }]);
+      parts.add(ack.partition);
+    }
+    assert.equal(parts.size, 4);
+    const stats = log.stats();
+    assert.deepEqual(stats.partitions.map((p) => p.records), [2, 2, 2, 2]);
+    assert.equal(stats.records, 8);
+  });
+});
+
+test('a pinned key owns its partition: no other key hashes there', async () => {
+  await withLog({ pinnedKeys: { 'BTC-USD': 3 } }, async (log) => {
+    assert.equal(log.partitionFor('BTC-USD'), 3);
+    for (let i = 0; i < 500; i++) assert.notEqual(log.partitionFor(`key-${i}`), 3);
+    for (let i = 0; i < 6; i++) {
+      const [ack] = await log.append([{ timestampMs: 1, value: 'x' }]);
+      assert.notEqual(ack.partition, 3);
+    }
+  });
+});
+
+test('concurrent appends share group commits and all get distinct offsets', async () => {
+  await withLog({ fsync: 'always', partitions: 2 }, async (log) => {
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => log.append([{ key: 'same', timestampMs: i, value: `r${i}` }])),
+    );
+    const offsets = results.map((r) => r[0].offset).sort((a, b) => a - b);
+    assert.deepEqual(offsets, Array.from({ length: 50 }, (_, i) => i));
+    const all = await log.read(log.partitionFor('same'), 0, { maxRecords: 100 });
+    assert.equal(all.length, 50);
+  });
+});
+
+test('segments roll at the size limit and reads cross segment boundaries', async () => {
+  await withLog({ partitions: 1, segmentBytes: 300, indexIntervalBytes: 64 }, async (log, dir) => {
+    for (let i = 0; i < 40; i++) await log.append([{ timestampMs: 10 * i, value: `value-${i}`.padEnd(20, '.') }]);
+    const files = (await readdir(join(dir, 'p-0000'))).filter((f) => f.endsWith('.seg'));
+    assert.ok(files.length > 3, `expected several segments, got ${files.length}`);
+    const all = await log.read(0, 0, { maxRecords: 1000 });
+    assert.equal(all.length, 40);
+    assert.deepEqual(all.map((r) => r.offset), Array.from({ length: 40 }, (_, i) => i));
+    const mid = await log.read(0, 17, { maxRecords: 5 });
+    assert.deepEqual(mid.map((r) => r.offset), [17, 18, 19, 20, 21]);
+  });
+});
+
+test('offsetForTime finds the first record at or after a time, across segments', async () => {
+  await withLog({ partitions: 1, segmentBytes: 400, indexIntervalBytes: 50 }, async (log) => {
+    for (let i = 0; i < 60; i++) await log.append([{ timestampMs: 1000 + i * 10, value: 'x'.repeat(10) }]);
+    assert.equal(await log.offsetForTime(0, 0), 0);
+    assert.equal(await log.offsetForTime(0, 1000), 0);
+    assert.equal(await log.offsetForTime(0, 1001), 1);
+    assert.equal(await log.offsetForTime(0, 1250), 25);
+    assert.equal(await log.offsetForTime(0, 1590), 59);
+    assert.equal(await log.offsetForTime(0, 99999), 60);
+  });
+});
+
+test('maxRecords and maxBytes bound a read; at least one record is returned', async () => {
+  await withLog({ partitions: 1 }, async (log) => {
+    await log.append(Array.from({ length: 20 }, (_, i) => ({ timestampMs: i, value: 'y'.repeat(100) })));
+    assert.equal((await log.read(0, 0, { maxRecords: 7 })).length, 7);
+    const byBytes = await log.read(0, 0, { maxBytes: 300 });
+    assert.ok(byBytes.length >= 1 && byBytes.length <= 3, `got ${byBytes.length}`);
+    assert.equal((await log.read(0, 20)).length, 0);
+  });
+});
+
+test('retention by size deletes whole old segments and moves firstOffset', async () => {
+  await withLog({ partitions: 1, segmentBytes: 500, retentionMaxBytesPerPartition: 1200 }, async (log) => {
+    for (let i = 0; i < 60; i++) await log.append([{ timestampMs: i, value: 'z'.repeat(40) }]);
+    const before = log.stats().partitions[0];
+    const removed = await log.applyRetention();
+    assert.ok(removed > 0);
+    const after = log.stats().partitions[0];
+    assert.ok(after.firstOffset > before.firstOffset);
+    assert.equal(after.nextOffset, 60);
+    assert.ok(after.bytes <= 1200 + 500);
+    const read = await log.read(0, 0, { maxRecords: 1000 });
+    assert.equal(read[0].offset, after.firstOffset);
+    assert.equal(read.at(-1)!.offset, 59);
+  });
+});
+
+test('retention by age deletes segments whose newest record is older than the limit', async () => {
+  const clock = new ManualClock(1_000_000);
+  await withLog({ partitions: 1, segmentBytes: 300, retentionMaxAgeMs: 60_000, clock }, async (log) => {
+    for (let i = 0; i < 20; i++) await log.append([{ timestampMs: 1_000_000, value: 'old'.repeat(10) }]);
+    for (let i = 0; i < 20; i++) await log.append([{ timestampMs: 1_100_000, value: 'new'.repeat(10) }]);
+    clock.set(1_100_000);
+    await log.applyRetention();
+    const read = await log.read(0, 0, { maxRecords: 1000 });
+    assert.ok(read.every((r) => r.timestampMs === 1_100_000 || r.offset >= 15), 'old segments gone');
+    assert.ok(read.filter((r) => r.timestampMs === 1_100_000).length === 20, 'new records kept');
+  });
+});
+
+test('consumers keep committed offsets by name across restarts', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const log = new SegmentLog({ dir, partitions: 2, fsync: 'always' });
+    await log.start();
+    await log.commitOffsets('engine', { 0: 5, 1: 7 });
+    await log.commitOffsets('engine', { 1: 9 });
+    await log.commitOffsets('archive', { 0: 1 });
+    await log.close();
+    const again = new SegmentLog({ dir, partitions: 2, fsync: 'always' });
+    await again.start();
+    assert.deepEqual(await again.committedOffsets('engine'), { 0: 5, 1: 9 });
+    assert.deepEqual(await again.committedOffsets('archive'), { 0: 1 });
+    assert.deepEqual(await again.committedOffsets('nobody'), {});
+    await assert.rejects(again.commitOffsets('../evil', { 0: 1 }), { code: 'INVALID_CONSUMER_NAME' });
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('reopening with another partition count is refused with a clear error', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const log = new SegmentLog({ dir, partitions: 2, fsync: 'never' });
+    await log.start();
+    await log.close();
+    const other = new SegmentLog({ dir, partitions: 3, fsync: 'never' });
+    await assert.rejects(other.start(), (err: HalflifeError) => {
+      assert.equal(err.code, 'LOG_PARTITIONS_MISMATCH');
+      assert.match(err.message, /created with 2 partitions/);
+      return true;
+    });
+  } finally {
+    await cleanup();
+  }
+});
+
+test('bad partitions and use after close give stable codes', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const log = new SegmentLog({ dir, partitions: 2, fsync: 'never' });
+    await log.start();
+    await assert.rejects(log.read(5, 0), { code: 'PARTITION_NOT_FOUND' });
+    await assert.rejects(log.append([{ timestampMs: 1, value: 'x', partition: 9 }]), { code: 'PARTITION_NOT_FOUND' });
+    await log.close();
+    await log.close();
+    await assert.rejects(log.append([{ timestampMs: 1, value: 'x' }]), { code: 'COMPONENT_CLOSED' });
+    assert.ok((await stat(join(dir, 'meta.json'))).isFile());
+  } finally {
+    await cleanup();
+  }
+});

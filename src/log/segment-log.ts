@@ -1,0 +1,377 @@
+import './errors.js';
+import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  HalflifeError,
+  LifecycleState,
+  offset as toOffset,
+  silentLogger,
+  SystemClock,
+  type Clock,
+  type Logger,
+  type Offset,
+  type PartitionId,
+} from '../core/index.js';
+import type { AppendAck, AppendRecord, Log, LogRecord, LogStats, ReadOptions } from './log.js';
+import { PartitionLog } from './partition-log.js';
+import { Partitioner } from './partitioner.js';
+import { BODY_FIXED_BYTES, FRAME_HEADER_BYTES, MAX_KEY_BYTES, writeFrame } from './segment-format.js';
+
+/**
+ * When an append counts as durable.
+ * - `always`: after fdatasync of every touched partition; a crash (even power loss) loses nothing acknowledged.
+ * - `interval`: after write(2) to the page cache, with fdatasync every `fsyncIntervalMs`; a process crash
+ *   (kill -9) loses nothing acknowledged, a power loss or kernel crash up to `fsyncIntervalMs` of events.
+ * - `never`: after write(2); the kernel flushes when it likes (about 30 s on Linux), which is what a power
+ *   loss can take.
+ */
+export type FsyncPolicy = 'always' | 'interval' | 'never';
+
+export interface SegmentLogOptions {
+  /** Folder that holds this log (one sub-folder per partition). */
+  readonly dir: string;
+  readonly partitions: number;
+  readonly fsync: FsyncPolicy;
+  /** For `interval`: how often dirty partitions are synced (default 100 ms). */
+  readonly fsyncIntervalMs?: number;
+  /** A segment is sealed and a new one started beyond this size (default 64 MiB). */
+  readonly segmentBytes?: number;
+  /** One sparse-index entry per this many bytes of records (default 4 KiB). */
+  readonly indexIntervalBytes?: number;
+  /** Whole segments whose newest record is older than this are deleted (0 = keep forever). */
+  readonly retentionMaxAgeMs?: number;
+  /** Oldest segments are deleted while a partition holds more than this (0 = no limit). */
+  readonly retentionMaxBytesPerPartition?: number;
+  /** How often retention runs (default 60 s). */
+  readonly retentionCheckIntervalMs?: number;
+  /** Keys that own a dedicated partition: key -> partition. */
+  readonly pinnedKeys?: Readonly<Record<string, number>>;
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+}
+
+interface AppendRequest {
+  readonly records: readonly AppendRecord[];
+  readonly partitions: Int32Array;
+  readonly acks: AppendAck[];
+  failed: unknown;
+  resolve(acks: AppendAck[]): void;
+  reject(err: unknown): void;
+}
+
+const CONSUMER_RE = /^[A-Za-z0-9_.-]{1,128}$/;
+
+/**
+ * The embedded log: per partition, segment files of CRC-checked frames with a sparse offset/time index.
+ *
+ * Group commit: appends queue up while a flush is in progress; the next flush writes each partition's queued
+ * records with one write(2) and (policy `always`) one fdatasync, then resolves every request in the group.
+ */
+export class SegmentLog implements Log {
+  readonly partitionCount: number;
+  readonly #o: Required<Omit<SegmentLogOptions, 'logger' | 'clock' | 'pinnedKeys'>>;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #partitioner: Partitioner;
+  readonly #state = new LifecycleState('log');
+  #parts: PartitionLog[] = [];
+  #queue: AppendRequest[] = [];
+  #flushing: Promise<void> | undefined;
+  #flushScheduled = false;
+  #fsyncTimer: NodeJS.Timeout | undefined;
+  #retentionTimer: NodeJS.Timeout | undefined;
+  #syncing: Promise<void> | undefined;
+  #started = false;
+
+  constructor(options: SegmentLogOptions) {
+    if (!Number.isInteger(options.partitions) || options.partitions < 1) {
+      throw new RangeError(`partitions must be a positive integer (got ${options.partitions})`);
+    }
+    this.partitionCount = options.partitions;
+    this.#o = {
+      dir: options.dir,
+      partitions: options.partitions,
+      fsync: options.fsync,
+      fsyncIntervalMs: options.fsyncIntervalMs ?? 100,
+      segmentBytes: options.segmentBytes ?? 64 * 1024 * 1024,
+      indexIntervalBytes: options.indexIntervalBytes ?? 4096,
+      retentionMaxAgeMs: options.retentionMaxAgeMs ?? 0,
+      retentionMaxBytesPerPartition: options.retentionMaxBytesPerPartition ?? 0,
+      retentionCheckIntervalMs: options.retentionCheckIntervalMs ?? 60_000,
+    };
+    this.#logger = options.logger ?? silentLogger;
+    this.#clock = options.clock ?? new SystemClock();
+    this.#partitioner = new Partitioner(options.partitions, options.pinnedKeys);
+  }
+
+  async start(): Promise<void> {
+    this.#state.assertOpen();
+    if (this.#started) return;
+    this.#started = true;
+    await mkdir(join(this.#o.dir, 'consumers'), { recursive: true });
+    await this.#checkMeta();
+    const parts: PartitionLog[] = [];
+    for (let p = 0; p < this.partitionCount; p++) {
+      const dir = join(this.#o.dir, `p-${String(p).padStart(4, '0')}`);
+      await mkdir(dir, { recursive: true });
+      parts.push(
+        new PartitionLog({
+          dir,
+          partition: p,
+          segmentBytes: this.#o.segmentBytes,
+          indexIntervalBytes: this.#o.indexIntervalBytes,
+          syncMetadata: this.#o.fsync !== 'never',
+          logger: this.#logger,
+        }),
+      );
+    }
+    await Promise.all(parts.map((p) => p.open()));
+    this.#parts = parts;
+    if (this.#o.fsync === 'interval') {
+      this.#fsyncTimer = setInterval(() => void this.#syncDirty(), this.#o.fsyncIntervalMs);
+      this.#fsyncTimer.unref();
+    }
+    if (this.#o.retentionMaxAgeMs > 0 || this.#o.retentionMaxBytesPerPartition > 0) {
+      this.#retentionTimer = setInterval(() => void this.applyRetention(), this.#o.retentionCheckIntervalMs);
+      this.#retentionTimer.unref();
+    }
+  }
+
+  async #checkMeta(): Promise<void> {
+    const path = join(this.#o.dir, 'meta.json');
+    let meta: { partitions: number } | undefined;
+    try {
+      meta = JSON.parse(await readFile(path, 'utf8')) as { partitions: number };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (meta === undefined) {
+      await writeFile(path, JSON.stringify({ format: 1, partitions: this.partitionCount }) + '\n');
+      return;
+    }
+    if (meta.partitions !== this.partitionCount) {
+      throw new HalflifeError('LOG_PARTITIONS_MISMATCH', {
+        where: this.#o.dir,
+        existing: meta.partitions,
+        configured: this.partitionCount,
+      });
+    }
+  }
+
+  partitionFor(key: string): PartitionId {
+    return this.#partitioner.forKey(key);
+  }
+
+  async append(records: readonly AppendRecord[]): Promise<AppendAck[]> {
+    this.#state.assertOpen();
+    if (records.length === 0) return [];
+    const partitions = new Int32Array(records.length);
+    let unkeyed = -1;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      if (r.partition !== undefined) {
+        this.#checkPartition(r.partition);
+        partitions[i] = r.partition;
+      } else if (r.key !== undefined) {
+        partitions[i] = this.#partitioner.forKey(r.key);
+      } else {
+        if (unkeyed < 0) unkeyed = this.#partitioner.nextUnkeyed();
+        partitions[i] = unkeyed;
+      }
+    }
+    return new Promise<AppendAck[]>((resolve, reject) => {
+      this.#queue.push({ records, partitions, acks: new Array(records.length), failed: undefined, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushing !== undefined || this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // setImmediate lets requests parsed in the same event-loop turn join this group.
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flushing = this.#flush().finally(() => {
+        this.#flushing = undefined;
+        if (this.#queue.length > 0) this.#scheduleFlush();
+      });
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const group = this.#queue;
+    this.#queue = [];
+    // Gather the group's records per partition, keeping request order within each partition.
+    const perPartition: { req: AppendRequest; index: number }[][] = Array.from({ length: this.partitionCount }, () => []);
+    for (const req of group) {
+      for (let i = 0; i < req.records.length; i++) perPartition[req.partitions[i]].push({ req, index: i });
+    }
+    const touched: PartitionLog[] = [];
+    const publishes: (() => void)[] = [];
+    await Promise.all(
+      perPartition.map(async (items, p) => {
+        if (items.length === 0) return;
+        const part = this.#parts[p];
+        try {
+          publishes.push(await this.#writePartition(part, items));
+          touched.push(part);
+        } catch (err) {
+          const failure = new HalflifeError('LOG_WRITE_FAILED', { reason: (err as Error).message }, { cause: err });
+          this.#logger.error({ err, partition: p }, 'log write failed');
+          for (const it of items) it.req.failed ??= failure;
+        }
+      }),
+    );
+    if (this.#o.fsync === 'always' && touched.length > 0) {
+      try {
+        await Promise.all(touched.map((p) => p.sync()));
+      } catch (err) {
+        const failure = new HalflifeError('LOG_WRITE_FAILED', { reason: (err as Error).message }, { cause: err });
+        for (const req of group) req.failed ??= failure;
+      }
+    }
+    for (const publish of publishes) publish();
+    for (const req of group) {
+      if (req.failed !== undefined) req.reject(req.failed);
+      else req.resolve(req.acks);
+    }
+  }
+
+  async #writePartition(part: PartitionLog, items: { req: AppendRequest; index: number }[]): Promise<() => void> {
+    const n = items.length;
+    const keyBytes = new Int32Array(n);
+    const valueBytes = new Int32Array(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const r = items[i].req.records[items[i].index];
+      if (r.key !== undefined) {
+        const kb = Buffer.byteLength(r.key, 'utf8');
+        if (kb > MAX_KEY_BYTES) throw new HalflifeError('KEY_TOO_LONG', { max: MAX_KEY_BYTES, bytes: kb });
+        keyBytes[i] = kb;
+      }
+      valueBytes[i] = typeof r.value === 'string' ? Buffer.byteLength(r.value, 'utf8') : r.value.length;
+      total += FRAME_HEADER_BYTES + BODY_FIXED_BYTES + keyBytes[i] + valueBytes[i];
+    }
+    await part.rollIfNeeded(total);
+    const buf = Buffer.allocUnsafe(total);
+    const positions = new Int32Array(n);
+    const timestamps = new Array<number>(n);
+    const first = part.nextOffset;
+    let pos = 0;
+    for (let i = 0; i < n; i++) {
+      const { req, index } = items[i];
+      const r = req.records[index];
+      positions[i] = pos;
+      timestamps[i] = r.timestampMs;
+      pos = writeFrame(buf, pos, first + i, r.timestampMs, r.key, keyBytes[i], r.value, valueBytes[i]);
+      req.acks[index] = { partition: part.partition, offset: toOffset(first + i) };
+    }
+    await part.write(buf, pos);
+    return () => part.publish(pos, n, positions, timestamps);
+  }
+
+  #syncDirty(): Promise<void> {
+    this.#syncing ??= Promise.all(this.#parts.filter((p) => p.dirty).map((p) => p.sync()))
+      .then(() => undefined, (err: unknown) => this.#logger.error({ err }, 'log fsync failed'))
+      .finally(() => {
+        this.#syncing = undefined;
+      });
+    return this.#syncing;
+  }
+
+  #checkPartition(partition: number): PartitionLog {
+    const part = this.#parts[partition];
+    if (!Number.isInteger(partition) || part === undefined) {
+      throw new HalflifeError('PARTITION_NOT_FOUND', {
+        partition,
+        partitions: this.partitionCount,
+        last: this.partitionCount - 1,
+      });
+    }
+    return part;
+  }
+
+  async read(partition: number, from: number, options?: ReadOptions): Promise<LogRecord[]> {
+    this.#state.assertOpen();
+    return this.#checkPartition(partition).read(from, options);
+  }
+
+  async offsetForTime(partition: number, timeMs: number): Promise<Offset> {
+    this.#state.assertOpen();
+    return this.#checkPartition(partition).offsetForTime(timeMs);
+  }
+
+  stats(): LogStats {
+    let records = 0;
+    let bytes = 0;
+    const partitions = this.#parts.map((p) => {
+      const first = p.firstOffset;
+      const next = p.nextOffset;
+      const b = p.bytes;
+      records += next - first;
+      bytes += b;
+      return { partition: p.partition, firstOffset: first, nextOffset: next, records: next - first, bytes: b };
+    });
+    return { records, bytes, partitions };
+  }
+
+  /** Runs retention now (it also runs on a timer); returns how many segments were deleted. */
+  async applyRetention(): Promise<number> {
+    let removed = 0;
+    const now = this.#clock.now();
+    for (const p of this.#parts) {
+      removed += await p.applyRetention(now, this.#o.retentionMaxAgeMs, this.#o.retentionMaxBytesPerPartition);
+    }
+    if (removed > 0) this.#logger.info({ segments: removed }, 'log retention deleted segments');
+    return removed;
+  }
+
+  async commitOffsets(consumer: string, offsets: Readonly<Record<number, number>>): Promise<void> {
+    this.#state.assertOpen();
+    const path = this.#consumerPath(consumer);
+    const current = await this.committedOffsets(consumer);
+    for (const [p, o] of Object.entries(offsets)) {
+      this.#checkPartition(Number(p));
+      current[Number(p)] = toOffset(o);
+    }
+    const tmp = `${path}.tmp`;
+    await writeFile(tmp, JSON.stringify(current) + '\n', { flush: this.#o.fsync !== 'never' });
+    await rename(tmp, path);
+    if (this.#o.fsync !== 'never') {
+      const dir = await open(join(this.#o.dir, 'consumers'), 'r');
+      await dir.sync().finally(() => dir.close());
+    }
+  }
+
+  async committedOffsets(consumer: string): Promise<Record<number, Offset>> {
+    try {
+      return JSON.parse(await readFile(this.#consumerPath(consumer), 'utf8')) as Record<number, Offset>;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw err;
+    }
+  }
+
+  #consumerPath(consumer: string): string {
+    if (!CONSUMER_RE.test(consumer)) throw new HalflifeError('INVALID_CONSUMER_NAME', { name: JSON.stringify(consumer) });
+    return join(this.#o.dir, 'consumers', `${consumer}.json`);
+  }
+
+  /** Waits for queued appends, syncs every partition and closes the files. */
+  close(): Promise<void> {
+    return this.#state.close(async () => {
+      clearInterval(this.#fsyncTimer);
+      clearInterval(this.#retentionTimer);
+      while (this.#flushing !== undefined || this.#flushScheduled || this.#queue.length > 0) {
+        if (this.#flushing !== undefined) await this.#flushing;
+        else await new Promise((r) => setImmediate(r));
+      }
+      await this.#syncing;
+      for (const p of this.#parts) await p.close();
+    });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

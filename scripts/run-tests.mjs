@@ -15,6 +15,5 @@ function find(dir, out) {
 const only = process.argv.slice(2);
 const files = only.length > 0 ? only : [...find('src', []), ...find('test', [])].sort();
 const args = ['--import', 'tsx', '--test', '--test-concurrency=2'];
-if (process.env.CI) args.push('--test-force-exit');
 const result = spawnSync(process.execPath, [...args, ...files], { stdio: 'inherit' });
 process.exit(result.status ?? 1);

@@ -1,0 +1,108 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HalflifeError } from '../core/index.js';
+import { SchemaRegistry } from './registry.js';
+import { tempDir } from '../../test/helpers/tmp.js';
+
+const pageView = {
+  type: 'object',
+  properties: { article_id: { type: 'string' }, user_id: { type: 'string' } },
+  required: ['article_id'],
+};
+
+test('versions are created only when the schema changes, and persist across restarts', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    await reg.start();
+    assert.deepEqual(await reg.register('page_view', pageView), { type: 'page_view', version: 1, created: true });
+    assert.deepEqual(await reg.register('page_view', structuredClone(pageView)), { type: 'page_view', version: 1, created: false });
+    const v2 = { ...pageView, properties: { ...pageView.properties, referrer: { type: 'string' } } };
+    assert.equal((await reg.register('page_view', v2)).version, 2);
+    await reg.close();
+
+    const again = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    await again.start();
+    assert.equal(again.latest('page_view')?.version, 2);
+    assert.deepEqual(again.get('page_view', 1).schema, pageView);
+    assert.deepEqual(again.list(), [{ type: 'page_view', latestVersion: 2, versions: 2, compatibility: 'backward' }]);
+    assert.throws(() => again.get('page_view', 7), { code: 'SCHEMA_VERSION_NOT_FOUND' });
+    assert.throws(() => again.get('nope'), { code: 'SCHEMA_NOT_FOUND' });
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('validation reports the first problem with a JSON path; formats are checked', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    await reg.start();
+    await reg.register('signup', {
+      type: 'object',
+      properties: { email: { type: 'string', format: 'email' }, age: { type: 'integer' }, tags: { type: 'array', items: { type: 'string' } } },
+      required: ['email'],
+      additionalProperties: false,
+    });
+    const s = reg.latest('signup')!;
+    assert.deepEqual(s.validate({ email: 'a@b.co', age: 3 }), { ok: true });
+    assert.deepEqual(s.validate({ age: 3 }), { ok: false, message: 'data: missing required field "email"', path: '$.data.email' });
+    assert.deepEqual(s.validate({ email: 'nope' }), { ok: false, message: 'data.email: must match format "email"', path: '$.data.email' });
+    assert.deepEqual(s.validate({ email: 'a@b.co', tags: ['x', 5] }), { ok: false, message: 'data.tags.1: must be string', path: '$.data.tags[1]' });
+    assert.equal((s.validate({ email: 'a@b.co', extra: 1 }) as { path: string }).path, '$.data.extra');
+    await reg.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('incompatible schemas are refused with reasons unless compatibility is none', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    await reg.start();
+    await reg.register('page_view', pageView);
+    const stricter = { ...pageView, required: ['article_id', 'user_id'] };
+    await assert.rejects(reg.register('page_view', stricter), (err: HalflifeError) => {
+      assert.equal(err.code, 'SCHEMA_INCOMPATIBLE');
+      assert.equal(err.status, 409);
+      assert.deepEqual(err.details?.reasons, ['the event: new required field "user_id"']);
+      return true;
+    });
+    await reg.setCompatibility('page_view', 'none');
+    assert.equal((await reg.register('page_view', stricter)).version, 2);
+    await assert.rejects(reg.setCompatibility('page_view', 'sideways'), { code: 'INVALID_COMPATIBILITY' });
+    await assert.rejects(reg.register('bad type!', {}), { code: 'INVALID_TYPE_NAME' });
+    await assert.rejects(reg.register('x', { type: 'nonsense' }), { code: 'SCHEMA_INVALID' });
+    await assert.rejects(reg.register('x', [1]), { code: 'SCHEMA_INVALID' });
+    await reg.close();
+    const again = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    await again.start();
+    assert.equal(again.compatibility('page_view'), 'none');
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('schemas in a configured folder are registered at start', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const folder = join(dir, 'schemas');
+    await mkdir(folder);
+    await writeFile(join(folder, 'click.json'), JSON.stringify({ type: 'object', properties: { x: { type: 'number' } } }));
+    const reg = new SchemaRegistry({ dir: join(dir, 'data'), defaultCompatibility: 'backward', loadDir: folder });
+    await reg.start();
+    assert.equal(reg.latest('click')?.version, 1);
+    await reg.close();
+    const again = new SchemaRegistry({ dir: join(dir, 'data'), defaultCompatibility: 'backward', loadDir: folder });
+    await again.start();
+    assert.equal(again.latest('click')?.version, 1, 'unchanged file adds no version');
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});

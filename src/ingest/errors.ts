@@ -1,0 +1,71 @@
+import { defineErrors } from '../core/index.js';
+
+/** Codes for events and request bodies. Per-event codes also appear in `errors[]` and dead letters. */
+export const IngestErrors = defineErrors({
+  MALFORMED_JSON: {
+    status: 400,
+    message: 'the body is not valid JSON: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
+  BODY_TOO_LARGE: {
+    status: 413,
+    message: 'the request body is larger than the limit of {limit} bytes (ingest.maxBodyBytes)',
+    domain: 'user',
+    retryable: false,
+  },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    message: 'content type {contentType} is not accepted; send application/json or application/x-ndjson',
+    domain: 'user',
+    retryable: false,
+  },
+  EVENT_TOO_LARGE: {
+    status: 413,
+    message: 'the event is {bytes} bytes, over the limit of {limit} (ingest.maxEventBytes)',
+    domain: 'user',
+    retryable: false,
+  },
+  TOO_DEEP: {
+    status: 400,
+    message: 'the event nests deeper than {limit} levels (ingest.maxDepth)',
+    domain: 'user',
+    retryable: false,
+  },
+  INVALID_EVENT: {
+    status: 400,
+    message: 'the event envelope is invalid: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
+  UNKNOWN_TYPE: {
+    status: 400,
+    message: 'no schema is registered for event type {type}',
+    domain: 'user',
+    retryable: false,
+  },
+  SCHEMA_VALIDATION: {
+    status: 400,
+    message: 'the event does not match its schema: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
+  DUPLICATE: {
+    status: 200,
+    message: 'an event with id {id} was already accepted within the dedup window',
+    domain: 'user',
+    retryable: false,
+  },
+  DEAD_LETTER_RAW_TRUNCATED: {
+    status: 400,
+    message: 'the dead letter kept only the first {bytes} bytes of its input, so it cannot be replayed',
+    domain: 'user',
+    retryable: false,
+  },
+  INVALID_QUERY: {
+    status: 400,
+    message: 'query parameter {name} is invalid: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
+});

@@ -1,0 +1,7 @@
+export { Ingestor } from './ingestor.js';
+export type { IngestorOptions, IngestResult, IngestSource, EventError, ReplayResult, BodyFormat } from './ingestor.js';
+export { DeadLetterStore } from './dead-letters.js';
+export type { DeadLetter, StoredDeadLetter, DeadLetterFilter } from './dead-letters.js';
+export { DedupWindow } from './dedup.js';
+export type { Envelope, StoredEvent } from './envelope.js';
+export { IngestErrors } from './errors.js';

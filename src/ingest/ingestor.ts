@@ -1,0 +1,386 @@
+import type { IngestConfig } from '../config/index.js';
+import { HalflifeError, LifecycleState, silentLogger, type Clock, type Logger } from '../core/index.js';
+import type { AppendRecord, Log } from '../log/index.js';
+import type { SchemaRegistry } from '../schema/index.js';
+import type { DeadLetter, DeadLetterFilter, DeadLetterStore } from './dead-letters.js';
+import { DedupWindow } from './dedup.js';
+import { checkEnvelope, deeperThan, type Rejection, type StoredEvent } from './envelope.js';
+import './errors.js';
+
+export interface IngestSource {
+  /** Remote address of the client. */
+  readonly address: string;
+}
+
+export interface EventError {
+  /** Position of the event in the request (for NDJSON: among the non-empty lines). */
+  readonly index: number;
+  readonly code: string;
+  readonly message: string;
+  readonly path: string;
+}
+
+export interface IngestResult {
+  accepted: number;
+  rejected: number;
+  duplicates: number;
+  errors: EventError[];
+}
+
+export interface ReplayResult {
+  /** Dead letters that now pass and were appended to the event log. */
+  replayed: number;
+  /** Dead letters that still fail (they stay in the store). */
+  failed: number;
+  /** Dead letters replayed before (or whose event id was already accepted). */
+  skipped: number;
+}
+
+export type BodyFormat = 'json' | 'ndjson';
+
+export interface IngestorOptions {
+  readonly limits: IngestConfig;
+  readonly log: Log;
+  readonly registry: SchemaRegistry;
+  readonly deadLetters: DeadLetterStore;
+  readonly clock: Clock;
+  readonly logger?: Logger;
+}
+
+/** One input item: a parsed value, or a line that did not parse. */
+type Item = { value: unknown; raw?: undefined } | { value?: undefined; raw: string; rejection: Rejection };
+
+const REPLAY_CHUNK = 1000;
+
+/**
+ * Envelope checks, limits, schema validation, dedup, dead-lettering and the durable append. A request is
+ * answered only after its accepted events are durable under the log's fsync policy and its rejected ones are in
+ * the dead-letter store.
+ */
+export class Ingestor {
+  readonly #o: IngestorOptions;
+  readonly #limits: IngestConfig;
+  readonly #logger: Logger;
+  readonly #dedup: DedupWindow;
+  readonly #state = new LifecycleState('ingest');
+  #replaying: Promise<unknown> = Promise.resolve();
+  #inFlight = 0;
+  #idle: (() => void) | undefined;
+
+  constructor(options: IngestorOptions) {
+    this.#o = options;
+    this.#limits = options.limits;
+    this.#logger = options.logger ?? silentLogger;
+    this.#dedup = new DedupWindow(options.limits.dedupWindowMs, options.limits.dedupMaxIds);
+  }
+
+  /** Rebuilds the dedup window from the recent log, so a retry after a restart is still recognised. */
+  async start(): Promise<void> {
+    this.#state.assertOpen();
+    const { dedupWindowMs, dedupMaxIds } = this.#limits;
+    if (dedupWindowMs <= 0 || dedupMaxIds <= 0) return;
+    const log = this.#o.log;
+    const now = this.#o.clock.now();
+    const perPartition = Math.ceil(dedupMaxIds / log.partitionCount);
+    const replayedIds: number[] = [];
+    let ids = 0;
+    for (const p of log.stats().partitions) {
+      let from = Math.max(p.firstOffset, p.nextOffset - perPartition, await log.offsetForTime(p.partition, now - dedupWindowMs));
+      while (from < p.nextOffset) {
+        const batch = await log.read(p.partition, from, { maxRecords: 5000, maxBytes: 8 * 1024 * 1024 });
+        if (batch.length === 0) break;
+        for (const r of batch) {
+          const ev = JSON.parse(Buffer.from(r.value).toString('utf8')) as StoredEvent & { replay_of?: number };
+          if (ev.id !== undefined) {
+            this.#dedup.remember(ev.id, ev.received_at);
+            ids++;
+          }
+          if (ev.replay_of !== undefined && !this.#o.deadLetters.isReplayed(ev.replay_of)) replayedIds.push(ev.replay_of);
+        }
+        from = batch[batch.length - 1].offset + 1;
+      }
+    }
+    // A crash between a replay's append and its ledger entry: finish the ledger now.
+    await this.#o.deadLetters.markReplayed(replayedIds);
+    if (ids > 0) this.#logger.info({ ids }, 'dedup window rebuilt from the log');
+  }
+
+  /**
+   * Ingests a request body. A JSON body that does not parse is dead-lettered (bounded) and answered with
+   * `MALFORMED_JSON`; in NDJSON only the bad lines are rejected.
+   */
+  async ingestBody(body: string, format: BodyFormat, source: IngestSource): Promise<IngestResult> {
+    this.#state.assertOpen();
+    const receivedAt = this.#o.clock.now();
+    let items: Item[];
+    if (format === 'ndjson') items = this.#splitNdjson(body);
+    else {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body);
+      } catch (err) {
+        const reason = (err as Error).message;
+        await this.#track(
+          this.#o.deadLetters.add([this.#deadLetter(body, { code: 'MALFORMED_JSON', message: `the body is not valid JSON: ${reason}`, path: '$' }, null, null, receivedAt, source)]),
+        );
+        throw new HalflifeError('MALFORMED_JSON', { reason });
+      }
+      items = Array.isArray(parsed) ? parsed.map((value: unknown) => ({ value })) : [{ value: parsed }];
+    }
+    return this.#track(this.#ingest(items, receivedAt, source));
+  }
+
+  /** Ingests already-parsed events (SDKs in process, tests). */
+  ingestEvents(events: readonly unknown[], source: IngestSource): Promise<IngestResult> {
+    this.#state.assertOpen();
+    return this.#track(this.#ingest(events.map((value) => ({ value })), this.#o.clock.now(), source));
+  }
+
+  #splitNdjson(body: string): Item[] {
+    const items: Item[] = [];
+    const max = this.#limits.maxEventBytes;
+    let start = 0;
+    let lineNo = 0;
+    while (start <= body.length) {
+      let end = body.indexOf('\n', start);
+      if (end < 0) end = body.length;
+      lineNo++;
+      const line = body.slice(start, end).trim();
+      start = end + 1;
+      if (line.length === 0) continue;
+      // Cheap refusal before parsing: a line longer than the event limit cannot become a valid event.
+      const bytes = line.length > max / 3 ? Buffer.byteLength(line, 'utf8') : line.length;
+      if (bytes > max) {
+        items.push({ raw: line, rejection: { code: 'EVENT_TOO_LARGE', message: `line ${lineNo}: the event is ${bytes} bytes, over the limit of ${max} (ingest.maxEventBytes)`, path: '$' } });
+        continue;
+      }
+      try {
+        items.push({ value: JSON.parse(line) });
+      } catch (err) {
+        items.push({ raw: line, rejection: { code: 'MALFORMED_JSON', message: `line ${lineNo} is not valid JSON: ${(err as Error).message}`, path: '$' } });
+      }
+    }
+    return items;
+  }
+
+  async #ingest(items: readonly Item[], receivedAt: number, source: IngestSource): Promise<IngestResult> {
+    const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [] };
+    const records: AppendRecord[] = [];
+    const ids: string[] = [];
+    const letters: DeadLetter[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      if (item.raw !== undefined) {
+        result.rejected++;
+        result.errors.push({ index: i, ...item.rejection });
+        letters.push(this.#deadLetter(item.raw, item.rejection, null, null, receivedAt, source));
+        continue;
+      }
+      const outcome = this.#check(item.value, receivedAt);
+      if (outcome.kind === 'rejected') {
+        result.rejected++;
+        result.errors.push({ index: i, ...outcome.rejection });
+        letters.push(this.#deadLetter(outcome.raw, outcome.rejection, outcome.type, outcome.schemaVersion, receivedAt, source));
+        continue;
+      }
+      if (outcome.id !== undefined) {
+        if (this.#dedup.checkAndAdd(outcome.id, receivedAt)) {
+          result.duplicates++;
+          continue;
+        }
+        ids.push(outcome.id);
+      }
+      records.push({ key: outcome.key, timestampMs: receivedAt, value: outcome.value });
+    }
+    try {
+      await Promise.all([this.#o.log.append(records), this.#o.deadLetters.add(letters)]);
+    } catch (err) {
+      // Nothing of this request is acknowledged: let the client's retry through the dedup window.
+      this.#dedup.forget(ids);
+      throw err;
+    }
+    result.accepted = records.length;
+    return result;
+  }
+
+  /** Envelope, depth, size and schema checks for one event, and its stored encoding. */
+  #check(
+    value: unknown,
+    receivedAt: number,
+  ):
+    | { kind: 'ok'; value: string; key: string | undefined; id: string | undefined; type: string }
+    | { kind: 'rejected'; rejection: Rejection; raw: string; type: string | null; schemaVersion: number | null } {
+    const env = checkEnvelope(value);
+    if (!env.ok) {
+      const type = typeof (value as { type?: unknown } | null)?.type === 'string' ? (value as { type: string }).type : null;
+      return { kind: 'rejected', rejection: env.rejection, raw: safeStringify(value), type, schemaVersion: null };
+    }
+    const { type, data, id, key } = env.envelope;
+    if (deeperThan(data, this.#limits.maxDepth - 1)) {
+      return {
+        kind: 'rejected',
+        rejection: { code: 'TOO_DEEP', message: `the event nests deeper than ${this.#limits.maxDepth} levels (ingest.maxDepth)`, path: '$.data' },
+        raw: safeStringify(value),
+        type,
+        schemaVersion: null,
+      };
+    }
+    const schema = this.#o.registry.latest(type);
+    const stored: StoredEvent = {
+      type,
+      data,
+      id,
+      key,
+      event_time: env.eventTimeMs,
+      received_at: receivedAt,
+      schema_version: schema?.version ?? 0,
+    };
+    const encoded = JSON.stringify(stored);
+    const bytes = encoded.length > this.#limits.maxEventBytes / 3 ? Buffer.byteLength(encoded, 'utf8') : encoded.length;
+    if (bytes > this.#limits.maxEventBytes) {
+      return {
+        kind: 'rejected',
+        rejection: { code: 'EVENT_TOO_LARGE', message: `the event is ${bytes} bytes, over the limit of ${this.#limits.maxEventBytes} (ingest.maxEventBytes)`, path: '$' },
+        raw: encoded,
+        type,
+        schemaVersion: null,
+      };
+    }
+    if (schema === undefined) {
+      if (this.#limits.unknownTypes === 'reject') {
+        return {
+          kind: 'rejected',
+          rejection: { code: 'UNKNOWN_TYPE', message: `no schema is registered for event type ${type}`, path: '$.type' },
+          raw: safeStringify(value),
+          type,
+          schemaVersion: null,
+        };
+      }
+    } else {
+      const v = schema.validate(data);
+      if (!v.ok) {
+        return {
+          kind: 'rejected',
+          rejection: { code: 'SCHEMA_VALIDATION', message: `the event does not match its schema: ${v.message}`, path: v.path },
+          raw: safeStringify(value),
+          type,
+          schemaVersion: schema.version,
+        };
+      }
+    }
+    return { kind: 'ok', value: encoded, key, id, type };
+  }
+
+  #deadLetter(
+    raw: string,
+    rejection: Rejection,
+    type: string | null,
+    schemaVersion: number | null,
+    receivedAt: number,
+    source: IngestSource,
+  ): DeadLetter {
+    const bound = this.#limits.deadLetterRawBytes;
+    // Events that fail on content (not size) are kept whole so they can be replayed; the bound caps the rest.
+    const keepWhole = rejection.code === 'SCHEMA_VALIDATION' || rejection.code === 'UNKNOWN_TYPE' || rejection.code === 'INVALID_EVENT';
+    const truncated = !keepWhole && raw.length > bound;
+    return {
+      raw: truncated ? raw.slice(0, bound) : raw,
+      raw_truncated: truncated,
+      code: rejection.code,
+      message: rejection.message,
+      path: rejection.path,
+      type,
+      schema_version: schemaVersion,
+      received_at: receivedAt,
+      source: { address: source.address },
+    };
+  }
+
+  /**
+   * Re-validates matching dead letters against the current schemas and appends those that now pass, each at
+   * most once ever: the replay ledger records them, and a crash between the append and the ledger entry is
+   * repaired at start from the events' `replay_of`.
+   */
+  replayDeadLetters(filter: DeadLetterFilter): Promise<ReplayResult> {
+    this.#state.assertOpen();
+    const run = this.#replaying.then(() => this.#track(this.#replay(filter)));
+    this.#replaying = run.catch(() => {});
+    return run;
+  }
+
+  async #replay(filter: DeadLetterFilter): Promise<ReplayResult> {
+    const result: ReplayResult = { replayed: 0, failed: 0, skipped: 0 };
+    const store = this.#o.deadLetters;
+    let records: AppendRecord[] = [];
+    let letterIds: number[] = [];
+    let skippedIds: number[] = [];
+    const flush = async () => {
+      await this.#o.log.append(records);
+      await store.markReplayed([...letterIds, ...skippedIds]);
+      result.replayed += letterIds.length;
+      records = [];
+      letterIds = [];
+      skippedIds = [];
+    };
+    await store.scan(filter, async (letter) => {
+      if (letter.replayed) {
+        result.skipped++;
+        return true;
+      }
+      if (letter.raw_truncated) {
+        result.failed++;
+        return true;
+      }
+      let value: unknown;
+      try {
+        value = JSON.parse(letter.raw);
+      } catch {
+        result.failed++;
+        return true;
+      }
+      const outcome = this.#check(value, letter.received_at);
+      if (outcome.kind === 'rejected') {
+        result.failed++;
+        return true;
+      }
+      if (outcome.id !== undefined && this.#dedup.checkAndAdd(outcome.id, this.#o.clock.now())) {
+        result.skipped++;
+        skippedIds.push(letter.id);
+        return true;
+      }
+      const stored = JSON.parse(outcome.value) as StoredEvent & { replay_of?: number };
+      stored.replay_of = letter.id;
+      records.push({ key: outcome.key, timestampMs: letter.received_at, value: JSON.stringify(stored) });
+      letterIds.push(letter.id);
+      if (records.length >= REPLAY_CHUNK) await flush();
+      return true;
+    });
+    await flush();
+    if (result.replayed > 0) this.#logger.info({ ...result }, 'dead letters replayed');
+    return result;
+  }
+
+  async #track<T>(work: Promise<T>): Promise<T> {
+    this.#inFlight++;
+    try {
+      return await work;
+    } finally {
+      if (--this.#inFlight === 0) this.#idle?.();
+    }
+  }
+
+  /** Stops taking new requests and waits for in-flight ones to be durable. */
+  close(): Promise<void> {
+    return this.#state.close(async () => {
+      if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+    });
+  }
+}
+
+function safeStringify(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,5 @@
+export { HalflifeServer } from './server.js';
+export type { HalflifeServerOptions } from './server.js';
+export { buildApp } from './app.js';
+export type { AppComponents } from './app.js';
+export { ServerErrors } from './errors.js';

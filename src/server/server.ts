@@ -1,0 +1,150 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import type { HalflifeConfig } from '../config/index.js';
+import { LifecycleState, SystemClock, type Clock, type Logger } from '../core/index.js';
+import { DeadLetterStore, Ingestor } from '../ingest/index.js';
+import { SegmentLog } from '../log/index.js';
+import { SchemaRegistry } from '../schema/index.js';
+import { buildApp } from './app.js';
+import { DataDirLock } from './data-lock.js';
+
+export interface HalflifeServerOptions {
+  readonly config: HalflifeConfig;
+  readonly clock?: Clock;
+  /** A pino logger; by default JSON lines on stdout at `config.logLevel`. */
+  readonly logger?: pino.Logger;
+}
+
+/**
+ * The composition root: builds every component from the config, starts them bottom up (log, schema registry,
+ * dead letters, ingest, HTTP) and closes them top down (stop accepting, drain ingest, flush the logs).
+ */
+export class HalflifeServer {
+  readonly config: HalflifeConfig;
+  readonly logger: pino.Logger;
+  readonly app: FastifyInstance;
+  readonly log: SegmentLog;
+  readonly registry: SchemaRegistry;
+  readonly ingestor: Ingestor;
+  readonly deadLetters: DeadLetterStore;
+  readonly #deadLetterLog: SegmentLog;
+  readonly #replayLedger: SegmentLog;
+  readonly #lock: DataDirLock;
+  readonly #state = new LifecycleState('server');
+  #ready = false;
+  #closing = false;
+
+  constructor(options: HalflifeServerOptions) {
+    const config = options.config;
+    const clock = options.clock ?? new SystemClock();
+    this.config = config;
+    this.logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'halflife' } });
+    const logger = this.logger as unknown as Logger;
+    const data = config.dataDir;
+    this.#lock = new DataDirLock(data);
+    this.log = new SegmentLog({
+      dir: join(data, 'log', 'events'),
+      partitions: config.log.partitions,
+      fsync: config.log.fsync,
+      fsyncIntervalMs: config.log.fsyncIntervalMs,
+      segmentBytes: config.log.segmentBytes,
+      indexIntervalBytes: config.log.indexIntervalBytes,
+      retentionMaxAgeMs: config.log.retention.maxAgeMs,
+      retentionMaxBytesPerPartition: config.log.retention.maxBytesPerPartition,
+      pinnedKeys: config.log.pinnedKeys,
+      logger: logger.child({ component: 'log' }),
+      clock,
+    });
+    // Dead letters are rare and precious: never weaker than `interval`, and kept until removed by hand.
+    const dlqFsync = config.log.fsync === 'always' ? 'always' : 'interval';
+    this.#deadLetterLog = new SegmentLog({ dir: join(data, 'deadletters', 'log'), partitions: 1, fsync: dlqFsync, logger, clock });
+    this.#replayLedger = new SegmentLog({ dir: join(data, 'deadletters', 'replayed'), partitions: 1, fsync: 'always', logger, clock });
+    this.registry = new SchemaRegistry({
+      dir: join(data, 'schemas'),
+      defaultCompatibility: config.schemas.compatibility,
+      loadDir: config.schemas.dir,
+      logger: logger.child({ component: 'schema' }),
+      clock,
+    });
+    this.deadLetters = new DeadLetterStore(this.#deadLetterLog, this.#replayLedger, clock);
+    this.ingestor = new Ingestor({
+      limits: config.ingest,
+      log: this.log,
+      registry: this.registry,
+      deadLetters: this.deadLetters,
+      clock,
+      logger: logger.child({ component: 'ingest' }),
+    });
+    this.app = buildApp({
+      config,
+      log: this.log,
+      registry: this.registry,
+      ingestor: this.ingestor,
+      deadLetters: this.deadLetters,
+      logger: this.logger,
+      ready: () => this.#ready && !this.#closing,
+      closing: () => this.#closing,
+    });
+  }
+
+  /** Opens the data folder and every component; does not listen (see `listen`). */
+  async start(): Promise<void> {
+    this.#state.assertOpen();
+    await mkdir(this.config.dataDir, { recursive: true });
+    await this.#lock.acquire();
+    try {
+      await this.log.start();
+      await this.#deadLetterLog.start();
+      await this.#replayLedger.start();
+      await this.registry.start();
+      await this.deadLetters.start();
+      await this.ingestor.start();
+      await this.app.ready();
+    } catch (err) {
+      await this.#closeComponents().catch(() => {});
+      await this.#lock.release();
+      throw err;
+    }
+    this.#ready = true;
+  }
+
+  /** Listens on the configured host and port; returns the address (port 0 picks a free one). */
+  async listen(): Promise<string> {
+    const address = await this.app.listen({ host: this.config.server.host, port: this.config.server.port });
+    const stats = this.log.stats();
+    this.logger.info(
+      { address, dataDir: this.config.dataDir, partitions: this.log.partitionCount, records: stats.records, fsync: this.config.log.fsync },
+      `halflife listening on ${address}`,
+    );
+    return address;
+  }
+
+  /**
+   * Graceful stop: new requests get 503 SHUTTING_DOWN, in-flight ones finish and are made durable, then the
+   * logs are synced and closed. Idempotent.
+   */
+  close(): Promise<void> {
+    return this.#state.close(async () => {
+      this.#closing = true;
+      await this.app.close();
+      await this.#closeComponents();
+      await this.#lock.release();
+      this.logger.info({}, 'halflife stopped');
+    });
+  }
+
+  async #closeComponents(): Promise<void> {
+    await this.ingestor.close();
+    await this.deadLetters.close();
+    await this.registry.close();
+    await this.#replayLedger.close();
+    await this.#deadLetterLog.close();
+    await this.log.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,44 @@
+import { defaultConfig, type HalflifeConfig } from '../../src/config/index.js';
+import { HalflifeServer } from '../../src/server/index.js';
+import { pino } from 'pino';
+import { tempDir } from './tmp.js';
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+export interface TestServer {
+  server: HalflifeServer;
+  dir: string;
+  config: HalflifeConfig;
+  /** Stops the server (if running) and removes its data. */
+  cleanup(): Promise<void>;
+}
+
+export function testConfig(dataDir: string, overrides: DeepPartial<HalflifeConfig> = {}): HalflifeConfig {
+  const config = defaultConfig();
+  config.dataDir = dataDir;
+  config.server.port = 0;
+  config.logLevel = 'silent';
+  for (const [k, v] of Object.entries(overrides)) {
+    const target = (config as unknown as Record<string, unknown>)[k];
+    if (v !== null && typeof v === 'object' && target !== null && typeof target === 'object') Object.assign(target, v);
+    else (config as unknown as Record<string, unknown>)[k] = v;
+  }
+  return config;
+}
+
+/** A started server on a fresh data folder, not listening: use `server.app.inject`. */
+export async function startServer(overrides: DeepPartial<HalflifeConfig> = {}, dir?: string): Promise<TestServer> {
+  const tmp = dir === undefined ? await tempDir() : { dir, cleanup: async () => {} };
+  const config = testConfig(tmp.dir, overrides);
+  const server = new HalflifeServer({ config, logger: pino({ level: 'silent' }) });
+  await server.start();
+  return {
+    server,
+    dir: tmp.dir,
+    config,
+    async cleanup() {
+      await server.close();
+      await tmp.cleanup();
+    },
+  };
+}

@@ -111,8 +111,7 @@ export class SchemaRegistry {
     for (const f of (await readdir(dir)).filter((n) => n.endsWith('.json')).sort()) {
       const type = f.slice(0, -'.json'.length);
       const schema = JSON.parse(await readFile(join(dir, f), 'utf8')) as unknown;
-      const result = await this.register(type, schema);
-      if (result.created) this.#logger.info({ type, version: result.version, file: join(dir, f) }, 'schema registered from folder');
+      await this.register(type, schema);
     }
   }
 

@@ -1,0 +1,136 @@
+/** The wire contract of the halflife HTTP API (v1). This module imports nothing. */
+
+/** An event as sent to POST /v1/events. */
+export interface EventEnvelope {
+  /** Event type; validated against the latest schema registered for it. */
+  type: string;
+  /** The payload; its fields are what schemas validate and views query. */
+  data: Record<string, unknown>;
+  /** Idempotency id: a repeat within the dedup window (default 10 min) is acknowledged but not stored. */
+  id?: string;
+  /** Partition key: events with the same key keep their order. */
+  key?: string;
+  /** Event time, epoch ms or ISO-8601. */
+  ts?: number | string;
+}
+
+export interface EventError {
+  index: number;
+  code: string;
+  message: string;
+  path: string;
+}
+
+export interface IngestResponse {
+  accepted: number;
+  rejected: number;
+  duplicates: number;
+  errors: EventError[];
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; details: Record<string, unknown> };
+}
+
+export interface SchemaSummary {
+  type: string;
+  latestVersion: number;
+  versions: number;
+  compatibility: 'backward' | 'none';
+}
+
+export interface SchemaVersion {
+  type: string;
+  version: number;
+  schema: unknown;
+  registeredAt: string;
+}
+
+export interface SchemaDetail extends SchemaVersion {
+  compatibility: 'backward' | 'none';
+  versions: number[];
+}
+
+export interface RegisterResponse {
+  type: string;
+  version: number;
+  created: boolean;
+}
+
+export interface PartitionStats {
+  partition: number;
+  firstOffset: number;
+  nextOffset: number;
+  records: number;
+  bytes: number;
+}
+
+export interface StreamStats {
+  records: number;
+  bytes: number;
+  partitions: PartitionStats[];
+}
+
+/** A stored event as read back from the log. */
+export interface StoredEvent {
+  partition: number;
+  offset: number;
+  type: string;
+  data: Record<string, unknown>;
+  id?: string;
+  key?: string;
+  event_time?: number;
+  received_at: number;
+  schema_version: number;
+  /** Set on events appended by a dead-letter replay: the dead letter's id. */
+  replay_of?: number;
+}
+
+export interface EventsPage {
+  records: StoredEvent[];
+  /** Cursor to pass as `cursor` to continue. */
+  next: string;
+}
+
+export interface DeadLetter {
+  id: number;
+  raw: string;
+  raw_truncated: boolean;
+  code: string;
+  message: string;
+  path: string;
+  type: string | null;
+  schema_version: number | null;
+  received_at: number;
+  source: { address: string };
+  replayed: boolean;
+}
+
+export interface DeadLettersPage {
+  deadletters: DeadLetter[];
+  next: number | null;
+}
+
+export interface ReplayResponse {
+  replayed: number;
+  failed: number;
+  skipped: number;
+}
+
+export interface DeadLetterQuery {
+  type?: string;
+  code?: string;
+  /** Epoch ms or ISO-8601. */
+  since?: number | string;
+  limit?: number;
+  from?: number;
+}
+
+export interface EventsQuery {
+  partition?: number;
+  from?: number;
+  since?: number | string;
+  cursor?: string;
+  type?: string;
+  limit?: number;
+}

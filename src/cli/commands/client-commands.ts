@@ -1,0 +1,122 @@
+import { readFile } from 'node:fs/promises';
+import { HalflifeClient } from '../../../sdk/index.js';
+import type { DeadLetter, SchemaDetail } from '../../../sdk/index.js';
+import { bytes, human, table, type Io } from '../output.js';
+
+export interface OutputFlags {
+  json?: boolean | undefined;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export async function schemaAdd(client: HalflifeClient, type: string, file: string, io: Io): Promise<number> {
+  let schema: unknown;
+  try {
+    schema = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    io.err(`halflife: cannot read a JSON schema from ${file}: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const res = await client.registerSchema(type, schema);
+  io.out(res.created ? `registered ${type} version ${res.version}\n` : `${type} is unchanged (version ${res.version})\n`);
+  return 0;
+}
+
+export async function schemaList(client: HalflifeClient, flags: OutputFlags, io: Io): Promise<number> {
+  const schemas = await client.listSchemas();
+  if (flags.json) io.out(JSON.stringify(schemas, null, 2) + '\n');
+  else if (schemas.length === 0) io.out('no schemas registered (halflife schema add <type> <file>)\n');
+  else io.out(table(schemas.map((s) => [s.type, s.latestVersion, s.versions, s.compatibility]), ['TYPE', 'LATEST', 'VERSIONS', 'COMPATIBILITY']));
+  return 0;
+}
+
+export async function schemaShow(client: HalflifeClient, type: string, version: number | undefined, flags: OutputFlags, io: Io): Promise<number> {
+  const s = await client.getSchema(type, version);
+  if (flags.json) {
+    io.out(JSON.stringify(s, null, 2) + '\n');
+    return 0;
+  }
+  const detail = s as SchemaDetail;
+  io.out(`type: ${s.type}\nversion: ${s.version}\nregistered: ${s.registeredAt}\n`);
+  if (detail.versions !== undefined) io.out(`versions: ${detail.versions.join(', ')}\ncompatibility: ${detail.compatibility}\n`);
+  io.out(JSON.stringify(s.schema, null, 2) + '\n');
+  return 0;
+}
+
+export async function streams(client: HalflifeClient, flags: OutputFlags, io: Io): Promise<number> {
+  const s = await client.streams();
+  if (flags.json) {
+    io.out(JSON.stringify(s, null, 2) + '\n');
+    return 0;
+  }
+  io.out(table(s.partitions.map((p) => [p.partition, p.firstOffset, p.nextOffset, p.records, bytes(p.bytes)]), ['PARTITION', 'FIRST', 'NEXT', 'RECORDS', 'SIZE']));
+  io.out(`total: ${s.records} records, ${bytes(s.bytes)}\n`);
+  return 0;
+}
+
+export interface DlqFlags extends OutputFlags {
+  type?: string | undefined;
+  code?: string | undefined;
+  since?: string | undefined;
+  limit?: string | undefined;
+}
+
+export async function dlqList(client: HalflifeClient, flags: DlqFlags, io: Io): Promise<number> {
+  const page = await client.deadLetters({
+    type: flags.type,
+    code: flags.code,
+    since: flags.since,
+    limit: flags.limit === undefined ? 50 : Number(flags.limit),
+  });
+  if (flags.json) {
+    io.out(JSON.stringify(page, null, 2) + '\n');
+    return 0;
+  }
+  if (page.deadletters.length === 0) {
+    io.out('no dead letters match\n');
+    return 0;
+  }
+  const short = (d: DeadLetter) => (d.raw.length > 60 ? `${d.raw.slice(0, 57)}...` : d.raw);
+  io.out(
+    table(
+      page.deadletters.map((d) => [d.id, iso(d.received_at), d.code, d.type ?? '-', d.path, d.replayed ? 'yes' : '', d.message]),
+      ['ID', 'RECEIVED', 'CODE', 'TYPE', 'PATH', 'REPLAYED', 'MESSAGE'],
+    ),
+  );
+  if (page.deadletters.length > 0) io.out(`\nfirst input: ${short(page.deadletters[0])}\n`);
+  if (page.next !== null) io.out(`more: halflife dlq list --limit ${flags.limit ?? 50} (next id ${page.next}); use --json for all fields\n`);
+  return 0;
+}
+
+export async function dlqReplay(client: HalflifeClient, flags: DlqFlags, io: Io): Promise<number> {
+  const res = await client.replayDeadLetters({ type: flags.type, code: flags.code, since: flags.since });
+  if (flags.json) io.out(JSON.stringify(res) + '\n');
+  else io.out(`replayed ${res.replayed}, still failing ${res.failed}, skipped ${res.skipped} (replayed before)\n`);
+  return 0;
+}
+
+export interface TailFlags {
+  type?: string | undefined;
+  fromBeginning?: boolean | undefined;
+  follow?: boolean | undefined;
+  pollMs?: number;
+}
+
+/** Prints events as NDJSON, following the log until interrupted (or to its current end with follow=false). */
+export async function tail(client: HalflifeClient, flags: TailFlags, io: Io, signal?: AbortSignal): Promise<number> {
+  let cursor: string;
+  if (flags.fromBeginning) cursor = '';
+  else cursor = (await client.streams()).partitions.map((p) => `${p.partition}:${p.nextOffset}`).join(',');
+  for (;;) {
+    if (signal?.aborted) return 0;
+    const page = await client.readEvents({ cursor: cursor || undefined, type: flags.type, limit: 1000 });
+    for (const r of page.records) io.out(JSON.stringify(r) + '\n');
+    cursor = page.next;
+    if (page.records.length === 0) {
+      if (flags.follow === false) return 0;
+      await new Promise((r) => setTimeout(r, flags.pollMs ?? 500));
+    }
+  }
+}
+
+export { human };

@@ -1,0 +1,159 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { HalflifeApiError, HalflifeClient } from '../../sdk/index.js';
+import { HalflifeError } from '../core/index.js';
+import { dlqList, dlqReplay, schemaAdd, schemaList, schemaShow, streams, tail } from './commands/client-commands.js';
+import { init } from './commands/init.js';
+import { send } from './commands/send.js';
+import { serve } from './commands/serve.js';
+import { processIo, type Io } from './output.js';
+
+const USAGE = `halflife — real-time event analytics: schema-validated ingest, durable log, dead letters
+
+Usage:
+  halflife serve [--config F] [--data DIR] [--host H] [--port N]   start the server (default 127.0.0.1:7070)
+  halflife init [DIR] [--force]                                    write a commented config, a schema and examples
+  halflife send <FILE.ndjson|-> [--batch 1000] [--rate N] [--concurrency 2]
+  halflife schema add <TYPE> <FILE.json>                           register a JSON Schema (draft 2020-12)
+  halflife schema list
+  halflife schema show <TYPE> [--version N]
+  halflife dlq list [--type T] [--code C] [--since TIME] [--limit N]
+  halflife dlq replay [--type T] [--code C] [--since TIME]        re-validate and append what now passes
+  halflife tail [--type T] [--from-beginning]                      follow the log as NDJSON
+  halflife streams                                                 records and bytes per partition
+
+Client commands talk to --url (or HALFLIFE_URL, default http://127.0.0.1:7070); --json prints raw JSON.
+Exit codes: 0 ok, 1 failed, 2 bad usage or configuration.
+`;
+
+const CLIENT_OPTIONS = {
+  url: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+function version(): string {
+  // From src/cli (tsx) or dist/src/cli (built): the nearest package.json up the tree is ours.
+  for (const up of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version: string };
+      if (pkg.name === 'halflife') return pkg.version;
+    } catch {
+      // try the next level
+    }
+  }
+  return 'unknown';
+}
+
+function client(url: string | undefined): HalflifeClient {
+  return new HalflifeClient({ url: url ?? process.env.HALFLIFE_URL ?? 'http://127.0.0.1:7070', apiKey: process.env.HALFLIFE_API_KEY });
+}
+
+function positiveInt(name: string, raw: string | undefined, dflt: number): number {
+  if (raw === undefined) return dflt;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a non-negative number (got ${raw})`);
+  return n;
+}
+
+class UsageError extends Error {}
+
+/** Runs the CLI; returns the process exit code. */
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    return await run(command, rest, io);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.err(`halflife: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof HalflifeApiError) {
+      io.err(`halflife: ${err.code}: ${err.message}\n`);
+      const reasons = err.details.reasons;
+      if (Array.isArray(reasons)) for (const r of reasons) io.err(`  - ${String(r)}\n`);
+      return 1;
+    }
+    if (err instanceof HalflifeError) {
+      io.err(`halflife: ${err.code}: ${err.message}\n`);
+      return err.code.startsWith('CONFIG_') ? 2 : 1;
+    }
+    throw err;
+  }
+}
+
+async function run(command: string | undefined, args: string[], io: Io): Promise<number> {
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      io.out(USAGE);
+      return command === undefined ? 2 : 0;
+    case '--version':
+    case 'version':
+      io.out(`halflife ${version()}\n`);
+      return 0;
+    case 'serve': {
+      const { values } = parseArgs({
+        args,
+        options: { config: { type: 'string', short: 'c' }, data: { type: 'string' }, host: { type: 'string' }, port: { type: 'string', short: 'p' } },
+      });
+      return serve(values, io);
+    }
+    case 'init': {
+      const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { force: { type: 'boolean' } } });
+      return init(positionals[0], values.force === true, io);
+    }
+    case 'send': {
+      const { values, positionals } = parseArgs({
+        args,
+        allowPositionals: true,
+        options: { ...CLIENT_OPTIONS, batch: { type: 'string' }, rate: { type: 'string' }, concurrency: { type: 'string' } },
+      });
+      if (positionals.length !== 1) throw new UsageError('send takes one input: a file of NDJSON events, or - for standard input');
+      const batch = positiveInt('batch', values.batch, 1000);
+      if (batch < 1) throw new UsageError('--batch must be at least 1');
+      return send(client(values.url), positionals[0], {
+        batch,
+        rate: positiveInt('rate', values.rate?.replace(/\/s$/, ''), 0),
+        concurrency: Math.max(1, positiveInt('concurrency', values.concurrency, 2)),
+        json: values.json,
+      }, io);
+    }
+    case 'schema': {
+      const [sub, ...subArgs] = args;
+      const { values, positionals } = parseArgs({ args: subArgs, allowPositionals: true, options: { ...CLIENT_OPTIONS, version: { type: 'string' } } });
+      const c = client(values.url);
+      if (sub === 'add' && positionals.length === 2) return schemaAdd(c, positionals[0], positionals[1], io);
+      if (sub === 'list' && positionals.length === 0) return schemaList(c, values, io);
+      if (sub === 'show' && positionals.length === 1) {
+        return schemaShow(c, positionals[0], values.version === undefined ? undefined : positiveInt('version', values.version, 0), values, io);
+      }
+      throw new UsageError('usage: halflife schema add <type> <file> | schema list | schema show <type> [--version N]');
+    }
+    case 'dlq': {
+      const [sub, ...subArgs] = args;
+      const { values } = parseArgs({
+        args: subArgs,
+        options: { ...CLIENT_OPTIONS, type: { type: 'string' }, code: { type: 'string' }, since: { type: 'string' }, limit: { type: 'string' } },
+      });
+      const c = client(values.url);
+      if (sub === 'list') return dlqList(c, values, io);
+      if (sub === 'replay') return dlqReplay(c, values, io);
+      throw new UsageError('usage: halflife dlq list [filters] | dlq replay [filters]');
+    }
+    case 'tail': {
+      const { values } = parseArgs({ args, options: { ...CLIENT_OPTIONS, type: { type: 'string' }, 'from-beginning': { type: 'boolean' } } });
+      const controller = new AbortController();
+      process.once('SIGINT', () => controller.abort());
+      return tail(client(values.url), { type: values.type, fromBeginning: values['from-beginning'] }, io, controller.signal);
+    }
+    case 'streams': {
+      const { values } = parseArgs({ args, options: CLIENT_OPTIONS });
+      return streams(client(values.url), values, io);
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}

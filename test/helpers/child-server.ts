@@ -13,8 +13,8 @@ export interface ChildServer {
 }
 
 /** Starts `halflife serve` in a child process on a free port and waits until it listens. */
-export async function spawnServer(dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'serve', '--data', dataDir, '--port', '0', '--host', '127.0.0.1'], {
+export async function spawnServer(dataDir: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<ChildServer> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', ENTRY, 'serve', '--data', dataDir, '--port', '0', '--host', '127.0.0.1'], {
     env: { ...process.env, HALFLIFE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -22,12 +22,12 @@ export async function spawnServer(dataDir: string, env: Record<string, string> =
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
-  createInterface({ input: child.stderr! }).on('line', (l) => output.push(l));
+  createInterface({ input: child.stdout! }).on('line', (l) => output.push(l));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output.join('\n')}`)), 20_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    createInterface({ input: child.stderr! }).on('line', (line) => {
       output.push(line);
-      const m = /halflife listening on (http:\/\/[^"]+)/.exec(line);
+      const m = /^halflife listening on (http:\/\/\S+)/.exec(line);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);

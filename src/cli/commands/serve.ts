@@ -27,7 +27,9 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
   const server = new HalflifeServer({ config });
   if (file !== undefined) server.logger.info({ file }, 'config loaded');
   await server.start();
-  await server.listen();
+  const address = await server.listen();
+  // A plain banner on stderr whatever the log level, for people and for scripts waiting on start-up.
+  io.err(`halflife listening on ${address} (data: ${config.dataDir}, fsync: ${config.log.fsync})\n`);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

@@ -13,20 +13,6 @@ export interface Envelope {
   ts?: number | string;
 }
 
-/** What the log stores for each accepted event (partition and offset come from the log). */
-export interface StoredEvent {
-  type: string;
-  data: Record<string, unknown>;
-  id?: string;
-  key?: string;
-  /** Event time in ms, when the envelope carried `ts`. */
-  event_time?: number;
-  /** Server arrival time, ms since the epoch. */
-  received_at: number;
-  /** 0 when the type had no schema and unknown types are accepted unvalidated. */
-  schema_version: number;
-}
-
 export interface Rejection {
   code: string;
   message: string;

@@ -3,5 +3,5 @@ export type { IngestorOptions, IngestResult, IngestSource, EventError, ReplayRes
 export { DeadLetterStore } from './dead-letters.js';
 export type { DeadLetter, StoredDeadLetter, DeadLetterFilter } from './dead-letters.js';
 export { DedupWindow } from './dedup.js';
-export type { Envelope, StoredEvent } from './envelope.js';
+export type { Envelope } from './envelope.js';
 export { IngestErrors } from './errors.js';

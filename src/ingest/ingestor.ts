@@ -1,10 +1,19 @@
 import type { IngestConfig } from '../config/index.js';
-import { HalflifeError, LifecycleState, silentLogger, type Clock, type Logger } from '../core/index.js';
+import {
+  decodeEventRecord,
+  EventRecordEncoder,
+  HalflifeError,
+  LifecycleState,
+  silentLogger,
+  type Clock,
+  type Logger,
+} from '../core/index.js';
 import type { AppendRecord, Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterStore } from './dead-letters.js';
 import { DedupWindow } from './dedup.js';
-import { checkEnvelope, deeperThan, type Rejection, type StoredEvent } from './envelope.js';
+import { checkEnvelope, deeperThan, type Rejection } from './envelope.js';
+import { depthOf, splitTopLevel } from './json-split.js';
 import './errors.js';
 
 export interface IngestSource {
@@ -47,8 +56,13 @@ export interface IngestorOptions {
   readonly logger?: Logger;
 }
 
-/** One input item: a parsed value, or a line that did not parse. */
-type Item = { value: unknown; raw?: undefined } | { value?: undefined; raw: string; rejection: Rejection };
+/**
+ * One input item: a parsed value with its original bytes (`raw`) and nesting depth, or input that was refused
+ * before parsing (`rejection`).
+ */
+type Item =
+  | { value: unknown; raw: Uint8Array; depth: number; rejection?: undefined }
+  | { value?: undefined; raw: Uint8Array; depth?: undefined; rejection: Rejection };
 
 const REPLAY_CHUNK = 1000;
 
@@ -90,7 +104,7 @@ export class Ingestor {
         const batch = await log.read(p.partition, from, { maxRecords: 5000, maxBytes: 8 * 1024 * 1024 });
         if (batch.length === 0) break;
         for (const r of batch) {
-          const ev = JSON.parse(Buffer.from(r.value).toString('utf8')) as StoredEvent & { replay_of?: number };
+          const ev = decodeEventRecord(r.value);
           if (ev.id !== undefined) {
             this.#dedup.remember(ev.id, ev.received_at);
             ids++;
@@ -109,7 +123,7 @@ export class Ingestor {
    * Ingests a request body. A JSON body that does not parse is dead-lettered (bounded) and answered with
    * `MALFORMED_JSON`; in NDJSON only the bad lines are rejected.
    */
-  async ingestBody(body: string, format: BodyFormat, source: IngestSource): Promise<IngestResult> {
+  async ingestBody(body: Buffer, format: BodyFormat, source: IngestSource): Promise<IngestResult> {
     this.#state.assertOpen();
     const receivedAt = this.#o.clock.now();
     let items: Item[];
@@ -117,15 +131,19 @@ export class Ingestor {
     else {
       let parsed: unknown;
       try {
-        parsed = JSON.parse(body);
+        parsed = JSON.parse(body.toString('utf8'));
       } catch (err) {
         const reason = (err as Error).message;
-        await this.#track(
-          this.#o.deadLetters.add([this.#deadLetter(body, { code: 'MALFORMED_JSON', message: `the body is not valid JSON: ${reason}`, path: '$' }, null, null, receivedAt, source)]),
-        );
+        const rejection = { code: 'MALFORMED_JSON', message: `the body is not valid JSON: ${reason}`, path: '$' };
+        await this.#track(this.#o.deadLetters.add([this.#deadLetter(body, rejection, null, null, receivedAt, source)]));
         throw new HalflifeError('MALFORMED_JSON', { reason });
       }
-      items = Array.isArray(parsed) ? parsed.map((value: unknown) => ({ value })) : [{ value: parsed }];
+      const el = splitTopLevel(body);
+      const values = el.isArray ? (parsed as unknown[]) : [parsed];
+      items = new Array<Item>(values.length);
+      for (let i = 0; i < values.length; i++) {
+        items[i] = { value: values[i], raw: body.subarray(el.starts[i], el.ends[i]), depth: el.depths[i] };
+      }
     }
     return this.#track(this.#ingest(items, receivedAt, source));
   }
@@ -133,31 +151,35 @@ export class Ingestor {
   /** Ingests already-parsed events (SDKs in process, tests). */
   ingestEvents(events: readonly unknown[], source: IngestSource): Promise<IngestResult> {
     this.#state.assertOpen();
-    return this.#track(this.#ingest(events.map((value) => ({ value })), this.#o.clock.now(), source));
+    const items = events.map((value): Item => ({ value, raw: Buffer.from(safeStringify(value)), depth: deeperThan(value, this.#limits.maxDepth) ? Infinity : 0 }));
+    return this.#track(this.#ingest(items, this.#o.clock.now(), source));
   }
 
-  #splitNdjson(body: string): Item[] {
+  #splitNdjson(body: Buffer): Item[] {
     const items: Item[] = [];
     const max = this.#limits.maxEventBytes;
     let start = 0;
     let lineNo = 0;
-    while (start <= body.length) {
-      let end = body.indexOf('\n', start);
+    while (start < body.length) {
+      let end = body.indexOf(0x0a, start);
       if (end < 0) end = body.length;
       lineNo++;
-      const line = body.slice(start, end).trim();
+      let s = start;
+      let e = end;
       start = end + 1;
-      if (line.length === 0) continue;
-      // Cheap refusal before parsing: a line longer than the event limit cannot become a valid event.
-      const bytes = line.length > max / 3 ? Buffer.byteLength(line, 'utf8') : line.length;
-      if (bytes > max) {
-        items.push({ raw: line, rejection: { code: 'EVENT_TOO_LARGE', message: `line ${lineNo}: the event is ${bytes} bytes, over the limit of ${max} (ingest.maxEventBytes)`, path: '$' } });
+      while (s < e && (body[s] === 0x20 || body[s] === 0x09 || body[s] === 0x0d)) s++;
+      while (e > s && (body[e - 1] === 0x20 || body[e - 1] === 0x09 || body[e - 1] === 0x0d)) e--;
+      if (s === e) continue;
+      const raw = body.subarray(s, e);
+      // Refused before parsing: a line longer than the event limit cannot become a valid event.
+      if (raw.length > max) {
+        items.push({ raw, rejection: { code: 'EVENT_TOO_LARGE', message: `line ${lineNo}: the event is ${raw.length} bytes, over the limit of ${max} (ingest.maxEventBytes)`, path: '$' } });
         continue;
       }
       try {
-        items.push({ value: JSON.parse(line) });
+        items.push({ value: JSON.parse(raw.toString('utf8')), raw, depth: depthOf(body, s, e) });
       } catch (err) {
-        items.push({ raw: line, rejection: { code: 'MALFORMED_JSON', message: `line ${lineNo} is not valid JSON: ${(err as Error).message}`, path: '$' } });
+        items.push({ raw, rejection: { code: 'MALFORMED_JSON', message: `line ${lineNo} is not valid JSON: ${(err as Error).message}`, path: '$' } });
       }
     }
     return items;
@@ -170,13 +192,13 @@ export class Ingestor {
     const letters: DeadLetter[] = [];
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
-      if (item.raw !== undefined) {
+      if (item.rejection !== undefined) {
         result.rejected++;
         result.errors.push({ index: i, ...item.rejection });
         letters.push(this.#deadLetter(item.raw, item.rejection, null, null, receivedAt, source));
         continue;
       }
-      const outcome = this.#check(item.value, receivedAt);
+      const outcome = this.#check(item.value, item.raw, item.depth, receivedAt, undefined);
       if (outcome.kind === 'rejected') {
         result.rejected++;
         result.errors.push({ index: i, ...outcome.rejection });
@@ -203,55 +225,48 @@ export class Ingestor {
     return result;
   }
 
-  /** Envelope, depth, size and schema checks for one event, and its stored encoding. */
+  /** Envelope, size, depth and schema checks for one event, and its stored record. */
   #check(
     value: unknown,
+    raw: Uint8Array,
+    depth: number,
     receivedAt: number,
+    replayOf: number | undefined,
   ):
-    | { kind: 'ok'; value: string; key: string | undefined; id: string | undefined; type: string }
-    | { kind: 'rejected'; rejection: Rejection; raw: string; type: string | null; schemaVersion: number | null } {
+    | { kind: 'ok'; value: EventRecordEncoder; key: string | undefined; id: string | undefined; type: string }
+    | { kind: 'rejected'; rejection: Rejection; raw: Uint8Array; type: string | null; schemaVersion: number | null } {
     const env = checkEnvelope(value);
     if (!env.ok) {
       const type = typeof (value as { type?: unknown } | null)?.type === 'string' ? (value as { type: string }).type : null;
-      return { kind: 'rejected', rejection: env.rejection, raw: safeStringify(value), type, schemaVersion: null };
+      return { kind: 'rejected', rejection: env.rejection, raw, type, schemaVersion: null };
     }
     const { type, data, id, key } = env.envelope;
-    if (deeperThan(data, this.#limits.maxDepth - 1)) {
+    const limits = this.#limits;
+    if (raw.length > limits.maxEventBytes) {
       return {
         kind: 'rejected',
-        rejection: { code: 'TOO_DEEP', message: `the event nests deeper than ${this.#limits.maxDepth} levels (ingest.maxDepth)`, path: '$.data' },
-        raw: safeStringify(value),
+        rejection: { code: 'EVENT_TOO_LARGE', message: `the event is ${raw.length} bytes, over the limit of ${limits.maxEventBytes} (ingest.maxEventBytes)`, path: '$' },
+        raw,
+        type,
+        schemaVersion: null,
+      };
+    }
+    if (depth > limits.maxDepth) {
+      return {
+        kind: 'rejected',
+        rejection: { code: 'TOO_DEEP', message: `the event nests deeper than ${limits.maxDepth} levels (ingest.maxDepth)`, path: '$.data' },
+        raw,
         type,
         schemaVersion: null,
       };
     }
     const schema = this.#o.registry.latest(type);
-    const stored: StoredEvent = {
-      type,
-      data,
-      id,
-      key,
-      event_time: env.eventTimeMs,
-      received_at: receivedAt,
-      schema_version: schema?.version ?? 0,
-    };
-    const encoded = JSON.stringify(stored);
-    const bytes = encoded.length > this.#limits.maxEventBytes / 3 ? Buffer.byteLength(encoded, 'utf8') : encoded.length;
-    if (bytes > this.#limits.maxEventBytes) {
-      return {
-        kind: 'rejected',
-        rejection: { code: 'EVENT_TOO_LARGE', message: `the event is ${bytes} bytes, over the limit of ${this.#limits.maxEventBytes} (ingest.maxEventBytes)`, path: '$' },
-        raw: encoded,
-        type,
-        schemaVersion: null,
-      };
-    }
     if (schema === undefined) {
-      if (this.#limits.unknownTypes === 'reject') {
+      if (limits.unknownTypes === 'reject') {
         return {
           kind: 'rejected',
           rejection: { code: 'UNKNOWN_TYPE', message: `no schema is registered for event type ${type}`, path: '$.type' },
-          raw: safeStringify(value),
+          raw,
           type,
           schemaVersion: null,
         };
@@ -262,17 +277,18 @@ export class Ingestor {
         return {
           kind: 'rejected',
           rejection: { code: 'SCHEMA_VALIDATION', message: `the event does not match its schema: ${v.message}`, path: v.path },
-          raw: safeStringify(value),
+          raw,
           type,
           schemaVersion: schema.version,
         };
       }
     }
-    return { kind: 'ok', value: encoded, key, id, type };
+    const record = new EventRecordEncoder(receivedAt, schema?.version ?? 0, env.eventTimeMs, replayOf, raw);
+    return { kind: 'ok', value: record, key, id, type };
   }
 
   #deadLetter(
-    raw: string,
+    rawBytes: Uint8Array,
     rejection: Rejection,
     type: string | null,
     schemaVersion: number | null,
@@ -282,9 +298,10 @@ export class Ingestor {
     const bound = this.#limits.deadLetterRawBytes;
     // Events that fail on content (not size) are kept whole so they can be replayed; the bound caps the rest.
     const keepWhole = rejection.code === 'SCHEMA_VALIDATION' || rejection.code === 'UNKNOWN_TYPE' || rejection.code === 'INVALID_EVENT';
-    const truncated = !keepWhole && raw.length > bound;
+    const truncated = !keepWhole && rawBytes.length > bound;
+    const raw = Buffer.from(rawBytes.buffer, rawBytes.byteOffset, truncated ? bound : rawBytes.length).toString('utf8');
     return {
-      raw: truncated ? raw.slice(0, bound) : raw,
+      raw,
       raw_truncated: truncated,
       code: rejection.code,
       message: rejection.message,
@@ -338,7 +355,8 @@ export class Ingestor {
         result.failed++;
         return true;
       }
-      const outcome = this.#check(value, letter.received_at);
+      const raw = Buffer.from(letter.raw, 'utf8');
+      const outcome = this.#check(value, raw, depthOf(raw, 0, raw.length), letter.received_at, letter.id);
       if (outcome.kind === 'rejected') {
         result.failed++;
         return true;
@@ -348,9 +366,7 @@ export class Ingestor {
         skippedIds.push(letter.id);
         return true;
       }
-      const stored = JSON.parse(outcome.value) as StoredEvent & { replay_of?: number };
-      stored.replay_of = letter.id;
-      records.push({ key: outcome.key, timestampMs: letter.received_at, value: JSON.stringify(stored) });
+      records.push({ key: outcome.key, timestampMs: letter.received_at, value: outcome.value });
       letterIds.push(letter.id);
       if (records.length >= REPLAY_CHUNK) await flush();
       return true;

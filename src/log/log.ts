@@ -6,10 +6,38 @@ export interface AppendRecord {
   readonly key?: string | undefined;
   /** Record time in ms since the epoch (ingest uses `received_at`); indexed for replay by time. */
   readonly timestampMs: number;
-  /** Payload; a string is written as UTF-8 without an intermediate copy. */
-  readonly value: Uint8Array | string;
+  /** Payload: bytes, a string (written as UTF-8 without an intermediate copy), or an encoder. */
+  readonly value: RecordValue;
   /** Explicit partition, bypassing the partitioner (used for overflow and dedicated partitions). */
   readonly partition?: number | undefined;
+}
+
+/**
+ * Writes a record's bytes straight into the log's frame buffer, so a producer with its own encoding (ingest's
+ * event records) copies its bytes once and allocates nothing per record.
+ */
+export interface RecordEncoder {
+  readonly byteLength: number;
+  /** Writes exactly `byteLength` bytes at `pos`; returns `pos + byteLength`. */
+  writeTo(buf: Buffer, pos: number): number;
+}
+
+export type RecordValue = Uint8Array | string | RecordEncoder;
+
+/** Byte length of a record value. */
+export function valueByteLength(value: RecordValue): number {
+  if (typeof value === 'string') return Buffer.byteLength(value, 'utf8');
+  if (value instanceof Uint8Array) return value.length;
+  return value.byteLength;
+}
+
+/** A record value as one byte array. */
+export function valueBytes(value: RecordValue): Uint8Array {
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (value instanceof Uint8Array) return Uint8Array.from(value);
+  const buf = Buffer.allocUnsafe(value.byteLength);
+  value.writeTo(buf, 0);
+  return buf;
 }
 
 export interface LogRecord {

@@ -7,7 +7,7 @@ import {
   type Offset,
   type PartitionId,
 } from '../core/index.js';
-import type { AppendAck, AppendRecord, Log, LogRecord, LogStats, ReadOptions } from './log.js';
+import { valueBytes, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions } from './log.js';
 import { Partitioner } from './partitioner.js';
 
 /** The in-memory twin of `SegmentLog`, for tests of the rooms above the log. Durable only until close. */
@@ -42,7 +42,7 @@ export class MemoryLog implements Log {
       if (r.partition !== undefined) p = this.#check(r.partition);
       else if (r.key !== undefined) p = this.#partitioner.forKey(r.key);
       else p = unkeyed < 0 ? (unkeyed = this.#partitioner.nextUnkeyed()) : unkeyed;
-      const value = typeof r.value === 'string' ? Buffer.from(r.value) : Uint8Array.from(r.value);
+      const value = valueBytes(r.value);
       const list = this.#records[p];
       const rec: LogRecord = {
         partition: partitionId(p),

@@ -1,4 +1,5 @@
 import { crc32c } from './crc32c.js';
+import type { RecordValue } from './log.js';
 
 /**
  * On-disk record frame (little-endian):
@@ -34,7 +35,7 @@ export function writeFrame(
   timestampMs: number,
   key: string | undefined,
   keyBytes: number,
-  value: Uint8Array | string,
+  value: RecordValue,
   valueBytes: number,
 ): number {
   const bodyStart = pos + FRAME_HEADER_BYTES;
@@ -47,15 +48,32 @@ export function writeFrame(
     buf.writeUInt16LE(0, bodyStart + 16);
   } else {
     buf.writeUInt16LE(keyBytes + 1, bodyStart + 16);
-    p += buf.write(key, p, 'utf8');
+    p = writeKey(buf, p, key, keyBytes);
   }
   if (typeof value === 'string') p += buf.write(value, p, 'utf8');
-  else {
+  else if (value instanceof Uint8Array) {
     buf.set(value, p);
     p += value.length;
-  }
+  } else p = value.writeTo(buf, p);
   buf.writeUInt32LE(crc32c(buf, bodyStart, p), pos + 4);
   return p;
+}
+
+/**
+ * Keys are short and nearly always ASCII: a JS loop beats the native call's fixed cost (~100 ns) for them.
+ * `keyBytes === key.length` means the key is ASCII (see `keyByteLength`).
+ */
+function writeKey(buf: Buffer, pos: number, key: string, keyBytes: number): number {
+  if (keyBytes !== key.length || key.length > 64) return pos + buf.write(key, pos, 'utf8');
+  for (let i = 0; i < key.length; i++) buf[pos + i] = key.charCodeAt(i);
+  return pos + key.length;
+}
+
+/** UTF-8 length of a key, without a native call for short ASCII keys. */
+export function keyByteLength(key: string): number {
+  if (key.length > 64) return Buffer.byteLength(key, 'utf8');
+  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) > 0x7f) return Buffer.byteLength(key, 'utf8');
+  return key.length;
 }
 
 export type ScanStop =

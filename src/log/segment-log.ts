@@ -12,10 +12,10 @@ import {
   type Offset,
   type PartitionId,
 } from '../core/index.js';
-import type { AppendAck, AppendRecord, Log, LogRecord, LogStats, ReadOptions } from './log.js';
+import { valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions } from './log.js';
 import { PartitionLog } from './partition-log.js';
 import { Partitioner } from './partitioner.js';
-import { BODY_FIXED_BYTES, FRAME_HEADER_BYTES, MAX_KEY_BYTES, writeFrame } from './segment-format.js';
+import { BODY_FIXED_BYTES, FRAME_HEADER_BYTES, keyByteLength, MAX_KEY_BYTES, writeFrame } from './segment-format.js';
 
 /**
  * When an append counts as durable.
@@ -245,11 +245,11 @@ export class SegmentLog implements Log {
     for (let i = 0; i < n; i++) {
       const r = items[i].req.records[items[i].index];
       if (r.key !== undefined) {
-        const kb = Buffer.byteLength(r.key, 'utf8');
+        const kb = keyByteLength(r.key);
         if (kb > MAX_KEY_BYTES) throw new HalflifeError('KEY_TOO_LONG', { max: MAX_KEY_BYTES, bytes: kb });
         keyBytes[i] = kb;
       }
-      valueBytes[i] = typeof r.value === 'string' ? Buffer.byteLength(r.value, 'utf8') : r.value.length;
+      valueBytes[i] = valueByteLength(r.value);
       total += FRAME_HEADER_BYTES + BODY_FIXED_BYTES + keyBytes[i] + valueBytes[i];
     }
     await part.rollIfNeeded(total);

@@ -1,6 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { HalflifeConfig } from '../config/index.js';
-import { HalflifeError, type Logger } from '../core/index.js';
+import { decodeEventRecord, HalflifeError, type Logger } from '../core/index.js';
 import type { DeadLetterFilter, DeadLetterStore, Ingestor } from '../ingest/index.js';
 import type { Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
@@ -103,10 +103,10 @@ export function buildApp(c: AppComponents): FastifyInstance {
   // Ingest: the body arrives as text so NDJSON lines can fail one by one and bad JSON can be dead-lettered.
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'string', bodyLimit: maxBody }, (_req, body, done) => done(null, body));
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxBody }, (_req, body, done) => done(null, body));
     scope.post('/v1/events', async (request) => {
       const format = bodyFormat(request);
-      const body = (request.body as string | undefined) ?? '';
+      const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
       return c.ingestor.ingestBody(body, format, { address: request.ip });
     });
   });
@@ -216,7 +216,7 @@ async function readEvents(log: Log, q: Record<string, string | undefined>) {
       if (batch.length === 0) break;
       for (const r of batch) {
         at = r.offset + 1;
-        const ev = JSON.parse(Buffer.from(r.value).toString('utf8')) as Record<string, unknown>;
+        const ev = decodeEventRecord(r.value);
         if (type !== undefined && ev.type !== type) continue;
         records.push({ partition: r.partition, offset: r.offset, ...ev });
         if (records.length >= limit) break;

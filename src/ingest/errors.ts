@@ -56,12 +56,6 @@ export const IngestErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
-  DEAD_LETTER_RAW_TRUNCATED: {
-    status: 400,
-    message: 'the dead letter kept only the first {bytes} bytes of its input, so it cannot be replayed',
-    domain: 'user',
-    retryable: false,
-  },
   INVALID_QUERY: {
     status: 400,
     message: 'query parameter {name} is invalid: {reason}',

@@ -29,7 +29,7 @@ export class DataDirLock {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const pid = Number((await readFile(this.#path, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
         throw new HalflifeError('DATA_DIR_LOCKED', { dir: this.#dir, pid });
       }
       await rm(this.#path, { force: true });

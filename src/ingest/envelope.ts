@@ -63,15 +63,3 @@ export function checkEnvelope(item: unknown): EnvelopeCheck {
   }
   return { ok: true, envelope: item as unknown as Envelope, eventTimeMs };
 }
-
-/** True when `value` nests deeper than `limit` (objects and arrays each count one level). */
-export function deeperThan(value: unknown, limit: number): boolean {
-  if (value === null || typeof value !== 'object') return false;
-  if (limit <= 0) return true;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (deeperThan(value[i], limit - 1)) return true;
-    return false;
-  }
-  for (const k in value) if (deeperThan((value as Record<string, unknown>)[k], limit - 1)) return true;
-  return false;
-}

@@ -12,7 +12,7 @@ import type { AppendRecord, Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterStore } from './dead-letters.js';
 import { DedupWindow } from './dedup.js';
-import { checkEnvelope, deeperThan, type Rejection } from './envelope.js';
+import { checkEnvelope, type Rejection } from './envelope.js';
 import { depthOf, splitTopLevel } from './json-split.js';
 import './errors.js';
 
@@ -78,6 +78,12 @@ export class Ingestor {
   readonly #dedup: DedupWindow;
   readonly #state = new LifecycleState('ingest');
   #replaying: Promise<unknown> = Promise.resolve();
+  /**
+   * Appends in flight, by event id. A repeat of an id whose first append is still in flight waits for it: if that
+   * append fails, the repeat's request fails too (retryable), so the event is never acknowledged without being
+   * stored.
+   */
+  readonly #pendingIds = new Map<string, Promise<unknown>>();
   #inFlight = 0;
   #idle: (() => void) | undefined;
 
@@ -148,13 +154,6 @@ export class Ingestor {
     return this.#track(this.#ingest(items, receivedAt, source));
   }
 
-  /** Ingests already-parsed events (SDKs in process, tests). */
-  ingestEvents(events: readonly unknown[], source: IngestSource): Promise<IngestResult> {
-    this.#state.assertOpen();
-    const items = events.map((value): Item => ({ value, raw: Buffer.from(safeStringify(value)), depth: deeperThan(value, this.#limits.maxDepth) ? Infinity : 0 }));
-    return this.#track(this.#ingest(items, this.#o.clock.now(), source));
-  }
-
   #splitNdjson(body: Buffer): Item[] {
     const items: Item[] = [];
     const max = this.#limits.maxEventBytes;
@@ -190,6 +189,7 @@ export class Ingestor {
     const records: AppendRecord[] = [];
     const ids: string[] = [];
     const letters: DeadLetter[] = [];
+    let waitFor: Set<Promise<unknown>> | undefined;
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       if (item.rejection !== undefined) {
@@ -208,19 +208,27 @@ export class Ingestor {
       if (outcome.id !== undefined) {
         if (this.#dedup.checkAndAdd(outcome.id, receivedAt)) {
           result.duplicates++;
+          const pending = this.#pendingIds.get(outcome.id);
+          if (pending !== undefined) (waitFor ??= new Set()).add(pending);
           continue;
         }
         ids.push(outcome.id);
       }
       records.push({ key: outcome.key, timestampMs: receivedAt, value: outcome.value });
     }
+    const appended = this.#o.log.append(records);
+    for (const id of ids) this.#pendingIds.set(id, appended);
     try {
-      await Promise.all([this.#o.log.append(records), this.#o.deadLetters.add(letters)]);
+      await Promise.all([appended, this.#o.deadLetters.add(letters)]);
     } catch (err) {
       // Nothing of this request is acknowledged: let the client's retry through the dedup window.
       this.#dedup.forget(ids);
       throw err;
+    } finally {
+      for (const id of ids) if (this.#pendingIds.get(id) === appended) this.#pendingIds.delete(id);
     }
+    // A duplicate is acknowledged only once its original is durable.
+    if (waitFor !== undefined) await Promise.all(waitFor);
     result.accepted = records.length;
     return result;
   }

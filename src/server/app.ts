@@ -183,6 +183,8 @@ function deadLetterFilter(q: Record<string, string | undefined>): DeadLetterFilt
   };
 }
 
+const MAX_SCANNED_PER_READ = 100_000;
+
 /**
  * GET /v1/events. With `partition`: that partition from `from` (an offset) or `since` (a time). Without it:
  * every partition, resuming from `cursor` ("p:offset,p:offset,...") or `since`, or the start.
@@ -209,13 +211,17 @@ async function readEvents(log: Log, q: Record<string, string | undefined>) {
     for (let p = 0; p < log.partitionCount; p++) positions.set(p, since !== undefined ? await log.offsetForTime(p, since) : 0);
   }
   const records: Record<string, unknown>[] = [];
+  // A rare `type` must not turn one request into a scan of the whole log: stop after this many records and
+  // let the client continue from `next`.
+  let budget = MAX_SCANNED_PER_READ;
   for (const [p, from] of positions) {
     let at = from;
-    while (records.length < limit) {
-      const batch = await log.read(p, at, { maxRecords: Math.min(1000, limit - records.length + (type ? 1000 : 0)) });
+    while (records.length < limit && budget > 0) {
+      const batch = await log.read(p, at, { maxRecords: Math.min(1000, budget, type ? 1000 : limit - records.length) });
       if (batch.length === 0) break;
       for (const r of batch) {
         at = r.offset + 1;
+        budget--;
         const ev = decodeEventRecord(r.value);
         if (type !== undefined && ev.type !== type) continue;
         records.push({ partition: r.partition, offset: r.offset, ...ev });

@@ -29,6 +29,9 @@ class Segment {
   lastIndexedPosition = -Infinity;
   lastRecordPosition = -1;
   fh: FileHandle | undefined;
+  /** Reads in progress; a segment deleted by retention closes its handle when the last one ends. */
+  readers = 0;
+  deleted = false;
 
   constructor(dir: string, baseOffset: number) {
     this.baseOffset = baseOffset;
@@ -93,9 +96,15 @@ class Segment {
     return buf;
   }
 
-  async reader(): Promise<FileHandle> {
-    this.fh ??= await open(this.path, 'r');
-    return this.fh;
+  /** Runs `fn` with a read handle that stays open until it returns, even if retention deletes the segment. */
+  async withReader<T>(fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+    this.readers++;
+    try {
+      this.fh ??= await open(this.path, 'r');
+      return await fn(this.fh);
+    } finally {
+      if (--this.readers === 0 && this.deleted) await this.closeHandle();
+    }
   }
 
   async closeHandle(): Promise<void> {
@@ -350,70 +359,45 @@ export class PartitionLog {
     return best;
   }
 
-  async #readSegment(seg: Segment, from: number, maxRecords: number, maxBytes: number, out: LogRecord[]): Promise<number> {
-    const limit = seg.size;
-    let pos = seg.positionFor(from);
-    let bytes = 0;
-    let chunk = Math.min(Math.max(maxBytes + this.#o.indexIntervalBytes, 64 * 1024), 8 * 1024 * 1024);
-    const fh = await seg.reader();
-    while (pos < limit && out.length < maxRecords && bytes < maxBytes) {
-      const want = Math.min(limit - pos, chunk);
-      const buf = Buffer.allocUnsafe(want);
-      const { bytesRead } = await fh.read(buf, 0, want, pos);
-      const view = bytesRead === want ? buf : buf.subarray(0, bytesRead);
-      let stopReason: ScanStop | undefined;
-      const { end, stop } = scanFrames(view, 0, undefined, (f) => {
-        if (f.offset < from) return;
-        out.push({
-          partition: this.partition,
-          offset: toOffset(f.offset),
-          timestampMs: f.timestampMs,
-          key: f.key,
-          value: f.value,
+  #readSegment(seg: Segment, from: number, maxRecords: number, maxBytes: number, out: LogRecord[]): Promise<number> {
+    const chunk = Math.min(Math.max(maxBytes + this.#o.indexIntervalBytes, 64 * 1024), 8 * 1024 * 1024);
+    return seg.withReader(async (fh) => {
+      let pos = seg.positionFor(from);
+      let want = chunk;
+      let bytes = 0;
+      while (pos < seg.size && out.length < maxRecords && bytes < maxBytes) {
+        const len = Math.min(seg.size - pos, want);
+        const buf = Buffer.allocUnsafe(len);
+        const { bytesRead } = await fh.read(buf, 0, len, pos);
+        const view = bytesRead === len ? buf : buf.subarray(0, bytesRead);
+        const { end, stop } = scanFrames(view, 0, undefined, (f) => {
+          if (f.offset < from) return;
+          out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key: f.key, value: f.value });
+          bytes += f.frameBytes;
+          if (out.length >= maxRecords || bytes >= maxBytes) return false;
         });
-        bytes += f.frameBytes;
-        if (out.length >= maxRecords || bytes >= maxBytes) return false;
-      });
-      stopReason = stop;
-      if (end === 0) {
-        if (stopReason.kind === 'partial' && view.length >= FRAME_HEADER_BYTES) {
-          chunk = view.readUInt32LE(0) + FRAME_HEADER_BYTES; // one frame larger than the chunk
-          continue;
+        if (end === 0) {
+          const need = view.length >= FRAME_HEADER_BYTES ? view.readUInt32LE(0) + FRAME_HEADER_BYTES : 0;
+          if (stop.kind === 'partial' && need > want) {
+            want = need; // one frame larger than the chunk
+            continue;
+          }
+          throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos, reason: stop.kind === 'end' ? 'short read' : stop.reason });
         }
-        throw new HalflifeError('SEGMENT_CORRUPT', {
-          segment: seg.name,
-          position: pos,
-          reason: stopReason.kind === 'end' ? 'short read' : stopReason.reason,
-        });
+        if (stop.kind === 'corrupt') {
+          throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos + end, reason: stop.reason });
+        }
+        pos += end;
       }
-      if (stopReason.kind === 'corrupt') {
-        throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos + end, reason: stopReason.reason });
-      }
-      pos += end;
-    }
-    return bytes;
+      return bytes;
+    });
   }
 
   async offsetForTime(t: number): Promise<Offset> {
     for (const seg of this.#segments.slice()) {
       if (seg.size === 0 || seg.maxTimestampMs < t) continue;
-      let pos = seg.positionForTime(t);
-      const fh = await seg.reader();
-      while (pos < seg.size) {
-        const want = Math.min(seg.size - pos, 1024 * 1024);
-        const buf = Buffer.allocUnsafe(want);
-        const { bytesRead } = await fh.read(buf, 0, want, pos);
-        let found: number | undefined;
-        const { end } = scanFrames(buf.subarray(0, bytesRead), 0, undefined, (f) => {
-          if (f.timestampMs >= t) {
-            found = f.offset;
-            return false;
-          }
-        });
-        if (found !== undefined) return toOffset(found);
-        if (end === 0) break;
-        pos += end;
-      }
+      const found = await seg.withReader((fh) => firstAtOrAfter(fh, seg.positionForTime(t), seg.size, t));
+      if (found !== undefined) return toOffset(found);
     }
     return this.nextOffset;
   }
@@ -432,7 +416,8 @@ export class PartitionLog {
       if (!tooOld && !tooBig) break;
       this.#segments.shift();
       total -= oldest.size;
-      await oldest.closeHandle();
+      oldest.deleted = true;
+      if (oldest.readers === 0) await oldest.closeHandle();
       await rm(oldest.path, { force: true });
       await rm(oldest.indexPath, { force: true });
       removed++;
@@ -446,6 +431,25 @@ export class PartitionLog {
     this.#writer = undefined;
     for (const s of this.#segments) await s.closeHandle();
   }
+}
+
+/** First offset in [pos, limit) of a segment whose record has timestamp >= t. */
+async function firstAtOrAfter(fh: FileHandle, pos: number, limit: number, t: number): Promise<number | undefined> {
+  while (pos < limit) {
+    const want = Math.min(limit - pos, 1024 * 1024);
+    const buf = Buffer.allocUnsafe(want);
+    const { bytesRead } = await fh.read(buf, 0, want, pos);
+    let found: number | undefined;
+    const { end } = scanFrames(buf.subarray(0, bytesRead), 0, undefined, (f) => {
+      if (f.timestampMs < t) return;
+      found = f.offset;
+      return false;
+    });
+    if (found !== undefined) return found;
+    if (end === 0) return undefined;
+    pos += end;
+  }
+  return undefined;
 }
 
 function reasonOf(stop: ScanStop): string {

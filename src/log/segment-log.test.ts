@@ -97,6 +97,19 @@ test('offsetForTime finds the first record at or after a time, across segments',
   });
 });
 
+test('a record larger than the read chunk is read whole; encoder values are written as given', async () => {
+  await withLog({ partitions: 1 }, async (log) => {
+    const big = 'b'.repeat(300_000);
+    const encoder = { byteLength: 3, writeTo: (buf: Buffer, pos: number) => (buf.write('enc', pos), pos + 3) };
+    await log.append([{ timestampMs: 1, value: 'small' }, { timestampMs: 2, value: big }, { timestampMs: 3, value: encoder }]);
+    const read = await log.read(0, 0, { maxBytes: 10 });
+    assert.equal(read.length, 1);
+    const rest = await log.read(0, 1, { maxBytes: 10 });
+    assert.equal(text(rest[0].value), big);
+    assert.equal(text((await log.read(0, 2))[0].value), 'enc');
+  });
+});
+
 test('maxRecords and maxBytes bound a read; at least one record is returned', async () => {
   await withLog({ partitions: 1 }, async (log) => {
     await log.append(Array.from({ length: 20 }, (_, i) => ({ timestampMs: i, value: 'y'.repeat(100) })));

@@ -68,7 +68,7 @@ export interface PartitionStats {
 export interface StreamStats {
   records: number;
   bytes: number;
-  partitions: PartitionStats[];
+  partitions: readonly PartitionStats[];
 }
 
 /** A stored event as read back from the log. */

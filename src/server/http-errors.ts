@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { HalflifeError, type Logger } from '../core/index.js';
 import './errors.js';
-import '../ingest/errors.js';
+import '../ingest/index.js';
 
 /** The one error body: `{ error: { code, message, details } }`. */
 export interface ErrorBody {

@@ -1,0 +1,5 @@
+export { HyperLogLog, HLL_DEFAULT_PRECISION, HLL_MIN_PRECISION, HLL_MAX_PRECISION } from './hll.js';
+export { DDSketch, DDSKETCH_DEFAULT_ACCURACY } from './ddsketch.js';
+export { TopK } from './top-k.js';
+export type { TopKEntry } from './top-k.js';
+export { hash64, sketchKey } from './hash.js';

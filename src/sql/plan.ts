@@ -1,0 +1,655 @@
+import type { Expr, Select } from './ast.js';
+import { arith, cast, CAST_TYPES, compare, isNull, like, SCALAR_FUNCTIONS, truthy, type Value } from './expr.js';
+import { parse, parseDuration } from './parser.js';
+import { sqlError, type Pos } from './position.js';
+
+/** What the planner knows about a stream's fields (from its JSON Schema) or a table's columns. */
+export interface FieldInfo {
+  /** JSON types the field may have (undefined = any). */
+  readonly types?: readonly string[];
+  /** Known sub-fields; with `open`, others may exist too. */
+  readonly properties?: Readonly<Record<string, FieldInfo>>;
+  /** True when fields beyond `properties` may appear (no schema, or additionalProperties not false). */
+  readonly open: boolean;
+}
+
+export interface Catalog {
+  streamNames(): readonly string[];
+  /** The stream's data fields; undefined when the stream has no schema (anything goes). */
+  streamFields(name: string): FieldInfo | undefined;
+  tableNames(): readonly string[];
+  tableColumns(name: string): readonly string[] | undefined;
+}
+
+/** One event as the engine evaluates it. `event_time` falls back to `received_at`. */
+export interface EventRow {
+  readonly type: string;
+  readonly data: Record<string, unknown>;
+  readonly key: string | undefined;
+  readonly received_at: number;
+  readonly event_time: number;
+  readonly partition: number;
+  readonly offset: number;
+  /** Rows of the joined tables, in join order (undefined where a LEFT JOIN found nothing). */
+  joined: (Record<string, unknown> | undefined)[];
+}
+
+export type RowEvaluator = (row: EventRow) => Value;
+/** Evaluates over an aggregated group: its key values, final aggregate values, and window bounds. */
+export type GroupEvaluator = (keys: readonly Value[], aggs: readonly Value[], windowStart: number | null, windowEnd: number | null) => Value;
+
+export type WindowSpec =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'tumble'; readonly sizeMs: number }
+  | { readonly kind: 'hop'; readonly slideMs: number; readonly sizeMs: number }
+  | { readonly kind: 'session'; readonly gapMs: number };
+
+export type AggFn =
+  | 'count_star'
+  | 'count'
+  | 'count_distinct'
+  | 'sum'
+  | 'avg'
+  | 'min'
+  | 'max'
+  | 'approx_count_distinct'
+  | 'approx_percentile'
+  | 'top_k';
+
+export interface AggSpec {
+  readonly fn: AggFn;
+  readonly arg: RowEvaluator | undefined;
+  /** HLL precision, percentile q, or k. */
+  readonly param: number | undefined;
+  /** Canonical text, for messages and matching. */
+  readonly label: string;
+}
+
+export interface JoinSpec {
+  readonly table: string;
+  readonly kind: 'inner' | 'left';
+  /** Stream-side value to look up. */
+  readonly probe: RowEvaluator;
+  /** Table column it must equal. */
+  readonly column: string;
+}
+
+export interface OutputColumn {
+  readonly name: string;
+  readonly eval: GroupEvaluator;
+  /** For a plain aggregate output, its slot (lets queries re-merge sketch states). */
+  readonly agg: number | undefined;
+  /** For a plain key output, its slot. */
+  readonly key: number | undefined;
+}
+
+export interface ViewOptions {
+  readonly maxLatenessMs: number;
+  readonly start: 'earliest' | 'latest';
+  readonly idleTimeoutMs: number;
+  readonly retentionMs: number;
+  readonly refreshMs: number;
+}
+
+export interface ViewPlan {
+  readonly name: string;
+  readonly sql: string;
+  readonly source: string;
+  readonly time: 'received_at' | 'event_time';
+  readonly window: WindowSpec;
+  readonly options: ViewOptions;
+  readonly filter: RowEvaluator | undefined;
+  readonly joins: readonly JoinSpec[];
+  readonly keys: readonly { readonly name: string; readonly eval: RowEvaluator }[];
+  readonly aggs: readonly AggSpec[];
+  readonly outputs: readonly OutputColumn[];
+  readonly having: GroupEvaluator | undefined;
+}
+
+export const METADATA_COLUMNS = ['received_at', 'event_time', 'type', 'key', 'partition', 'offset'] as const;
+const WINDOW_FUNCTIONS = new Set(['TUMBLE', 'HOP', 'SESSION']);
+const AGGREGATES = new Set(['COUNT', 'SUM', 'AVG', 'MIN', 'MAX', 'APPROX_COUNT_DISTINCT', 'APPROX_PERCENTILE', 'TOP_K']);
+const OPTION_NAMES = ['max_lateness', 'start', 'idle_timeout', 'retention', 'refresh'];
+
+export const DEFAULT_VIEW_OPTIONS: ViewOptions = {
+  maxLatenessMs: 5000,
+  start: 'earliest',
+  idleTimeoutMs: 10_000,
+  retentionMs: 24 * 3_600_000,
+  refreshMs: 1000,
+};
+
+/** " (did you mean x?)" when a known name is within edit distance 2, or a list of the known names. */
+function suggestion(word: string, known: readonly string[]): string {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = distance(word.toLowerCase(), k.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = k;
+    }
+  }
+  if (best !== undefined) return ` (did you mean ${best}?)`;
+  return known.length > 0 && known.length <= 12 ? ` (known: ${known.join(', ')})` : '';
+}
+
+function distance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0];
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j];
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length];
+}
+
+/** Structural equality of expressions, ignoring positions. */
+export function sameExpr(a: Expr, b: Expr): boolean {
+  return exprKey(a) === exprKey(b);
+}
+
+export function exprKey(e: Expr): string {
+  return JSON.stringify(e, (k, v: unknown) => (k === 'pos' || k === 'length' ? undefined : v));
+}
+
+/** SQL-ish text of an expression, for default column names and messages. */
+export function exprText(e: Expr): string {
+  switch (e.kind) {
+    case 'column':
+      return e.path.join('.');
+    case 'call':
+      return `${e.name}(${e.star ? '*' : `${e.distinct ? 'DISTINCT ' : ''}${e.args.map(exprText).join(', ')}`})`;
+    case 'literal':
+      return typeof e.value === 'string' ? `'${e.value}'` : String(e.value);
+    default:
+      return e.kind;
+  }
+}
+
+/** Converts a JSON Schema into what the planner checks columns against. */
+export function fieldsFromJsonSchema(schema: unknown): FieldInfo {
+  if (schema === null || typeof schema !== 'object') return { open: true };
+  const s = schema as { type?: string | string[]; properties?: Record<string, unknown>; additionalProperties?: unknown };
+  const types = s.type === undefined ? undefined : Array.isArray(s.type) ? s.type : [s.type];
+  if (s.properties === undefined) return { types, open: true };
+  const properties: Record<string, FieldInfo> = {};
+  for (const [k, v] of Object.entries(s.properties)) properties[k] = fieldsFromJsonSchema(v);
+  return { types, properties, open: s.additionalProperties !== false };
+}
+
+interface Scope {
+  readonly sql: string;
+  readonly catalog: Catalog;
+  readonly source: string;
+  readonly sourceAlias: string;
+  readonly fields: FieldInfo | undefined;
+  readonly tables: readonly { name: string; alias: string; columns: readonly string[] }[];
+}
+
+class Planner {
+  readonly #s: Scope;
+  readonly aggs: AggSpec[] = [];
+  readonly #aggExprs: Expr[] = [];
+
+  constructor(scope: Scope) {
+    this.#s = scope;
+  }
+
+  fail(pos: Pos, reason: string, length = 1): never {
+    throw sqlError('SQL_PLAN', this.#s.sql, pos, reason, length);
+  }
+
+  /** Resolves a column reference against the event (metadata, data fields) and the joined tables. */
+  column(e: Extract<Expr, { kind: 'column' }>): RowEvaluator {
+    const { path } = e;
+    const s = this.#s;
+    let rest = path;
+    if (path.length > 1 && (path[0] === s.sourceAlias || path[0] === s.source)) rest = path.slice(1);
+    else if (path.length > 1) {
+      const ti = s.tables.findIndex((t) => t.alias === path[0] || t.name === path[0]);
+      if (ti >= 0) return this.#tableColumn(ti, path.slice(1), e);
+    }
+    if (rest.length === 1 && (METADATA_COLUMNS as readonly string[]).includes(rest[0])) {
+      const name = rest[0] as (typeof METADATA_COLUMNS)[number];
+      return (row) => row[name];
+    }
+    if (rest[0] === 'data' && rest.length > 1) rest = rest.slice(1);
+    if (rest === path && path.length === 1 && !this.#fieldKnown(path)) {
+      const ti = s.tables.findIndex((t) => t.columns.includes(path[0]));
+      if (ti >= 0) return this.#tableColumn(ti, path, e);
+    }
+    this.#checkField(rest, e);
+    if (rest.length === 1) {
+      const f = rest[0];
+      return (row) => row.data[f] ?? null;
+    }
+    return (row) => {
+      let v: unknown = row.data;
+      for (const p of rest) {
+        if (v === null || typeof v !== 'object') return null;
+        v = (v as Record<string, unknown>)[p];
+      }
+      return v ?? null;
+    };
+  }
+
+  #fieldKnown(path: readonly string[]): boolean {
+    const f = this.#s.fields;
+    return f === undefined || f.properties === undefined || path[0] in f.properties;
+  }
+
+  #checkField(path: readonly string[], e: Extract<Expr, { kind: 'column' }>): void {
+    let info = this.#s.fields;
+    for (let i = 0; i < path.length && info !== undefined; i++) {
+      const props = info.properties;
+      if (props === undefined) return;
+      const next = props[path[i]];
+      // Declared properties are the columns: an undeclared name is far more often a typo than a wish.
+      if (next === undefined) {
+        const known = i === 0 ? [...Object.keys(props), ...METADATA_COLUMNS, ...this.#s.tables.flatMap((t) => t.columns)] : Object.keys(props);
+        this.fail(e.pos, `unknown column ${path.slice(0, i + 1).join('.')} in ${this.#s.source}${suggestion(path[i], known)}`, e.length);
+      }
+      info = next;
+    }
+  }
+
+  #tableColumn(ti: number, path: readonly string[], e: Extract<Expr, { kind: 'column' }>): RowEvaluator {
+    const t = this.#s.tables[ti];
+    if (!t.columns.includes(path[0])) this.fail(e.pos, `table ${t.name} has no column ${path[0]}${suggestion(path[0], t.columns)}`, e.length);
+    const col = path[0];
+    return (row) => row.joined[ti]?.[col] ?? null;
+  }
+
+  fieldTypes(e: Expr): readonly string[] | undefined {
+    if (e.kind !== 'column') return undefined;
+    let info = this.#s.fields;
+    let path = e.path;
+    if (path.length > 1 && (path[0] === this.#s.sourceAlias || path[0] === this.#s.source)) path = path.slice(1);
+    for (const p of path) info = info?.properties?.[p];
+    return info?.types;
+  }
+
+  /** Compiles a row-level expression (WHERE, keys, aggregate arguments, join probes). */
+  row(e: Expr, where: string): RowEvaluator {
+    switch (e.kind) {
+      case 'column':
+        return this.column(e);
+      case 'literal': {
+        const v = e.value;
+        return () => v;
+      }
+      case 'interval': {
+        const ms = e.ms;
+        return () => ms;
+      }
+      case 'call': {
+        if (AGGREGATES.has(e.name)) this.fail(e.pos, `aggregate ${e.name} is not allowed in ${where}`, e.length);
+        if (WINDOW_FUNCTIONS.has(e.name)) this.fail(e.pos, `${e.name} belongs in GROUP BY`, e.length);
+        const f = SCALAR_FUNCTIONS[e.name];
+        if (f === undefined) this.fail(e.pos, `unknown function ${e.name}${suggestion(e.name, [...Object.keys(SCALAR_FUNCTIONS), ...AGGREGATES])}`, e.name.length);
+        if (e.args.length < f.minArgs || e.args.length > f.maxArgs) {
+          this.fail(e.pos, `${e.name} takes ${f.minArgs === f.maxArgs ? f.minArgs : `${f.minArgs} to ${f.maxArgs}`} argument(s), got ${e.args.length}`, e.length);
+        }
+        const args = e.args.map((a) => this.row(a, where));
+        return (row) => f.fn(args.map((a) => a(row)), Date.now());
+      }
+      default:
+        return this.#composite(e, (x) => this.row(x, where)) as RowEvaluator;
+    }
+  }
+
+  /** Shared compilation of operators, for both row and group evaluators. */
+  #composite<F extends (...args: never[]) => Value>(e: Expr, sub: (x: Expr) => F): F {
+    const call = (f: F, args: unknown[]) => (f as unknown as (...a: unknown[]) => Value)(...args);
+    switch (e.kind) {
+      case 'binary': {
+        const l = sub(e.left);
+        const r = sub(e.right);
+        const op = e.op;
+        if (op === 'AND') return ((...a: unknown[]) => {
+          const x = call(l, a);
+          if (x === false) return false;
+          const y = call(r, a);
+          if (y === false) return false;
+          return isNull(x) || isNull(y) ? null : true;
+        }) as unknown as F;
+        if (op === 'OR') return ((...a: unknown[]) => {
+          const x = call(l, a);
+          if (x === true) return true;
+          const y = call(r, a);
+          if (y === true) return true;
+          return isNull(x) || isNull(y) ? null : false;
+        }) as unknown as F;
+        if (op === '||') return ((...a: unknown[]) => {
+          const x = call(l, a);
+          const y = call(r, a);
+          return isNull(x) || isNull(y) ? null : String(x) + String(y);
+        }) as unknown as F;
+        if (op === '+' || op === '-' || op === '*' || op === '/' || op === '%') return ((...a: unknown[]) => arith(op, call(l, a), call(r, a))) as unknown as F;
+        return ((...a: unknown[]) => {
+          const c = compare(call(l, a), call(r, a));
+          if (c === null) return null;
+          switch (op) {
+            case '=': return c === 0;
+            case '<>': return c !== 0;
+            case '<': return c < 0;
+            case '<=': return c <= 0;
+            case '>': return c > 0;
+            default: return c >= 0;
+          }
+        }) as unknown as F;
+      }
+      case 'unary': {
+        const o = sub(e.operand);
+        if (e.op === 'NOT') return ((...a: unknown[]) => {
+          const v = call(o, a);
+          return isNull(v) ? null : !truthy(v);
+        }) as unknown as F;
+        return ((...a: unknown[]) => arith('-', 0, call(o, a))) as unknown as F;
+      }
+      case 'case': {
+        const operand = e.operand === undefined ? undefined : sub(e.operand);
+        const whens = e.whens.map(([w, t]) => [sub(w), sub(t)] as const);
+        const otherwise = e.otherwise === undefined ? undefined : sub(e.otherwise);
+        return ((...a: unknown[]) => {
+          const base = operand === undefined ? undefined : call(operand, a);
+          for (const [w, t] of whens) {
+            const cond = call(w, a);
+            if (operand === undefined ? truthy(cond) : compare(base, cond) === 0) return call(t, a);
+          }
+          return otherwise === undefined ? null : call(otherwise, a);
+        }) as unknown as F;
+      }
+      case 'in': {
+        const x = sub(e.expr);
+        const list = e.list.map(sub);
+        const negated = e.negated;
+        return ((...a: unknown[]) => {
+          const v = call(x, a);
+          if (isNull(v)) return null;
+          const found = list.some((item) => compare(v, call(item, a)) === 0);
+          return negated ? !found : found;
+        }) as unknown as F;
+      }
+      case 'between': {
+        const x = sub(e.expr);
+        const lo = sub(e.low);
+        const hi = sub(e.high);
+        const negated = e.negated;
+        return ((...a: unknown[]) => {
+          const c1 = compare(call(x, a), call(lo, a));
+          const c2 = compare(call(x, a), call(hi, a));
+          if (c1 === null || c2 === null) return null;
+          const inside = c1 >= 0 && c2 <= 0;
+          return negated ? !inside : inside;
+        }) as unknown as F;
+      }
+      case 'like': {
+        const x = sub(e.expr);
+        const p = sub(e.pattern);
+        const negated = e.negated;
+        return ((...a: unknown[]) => {
+          const r = like(call(x, a), call(p, a));
+          return r === null ? null : negated ? !r : r;
+        }) as unknown as F;
+      }
+      case 'isnull': {
+        const x = sub(e.expr);
+        const negated = e.negated;
+        return ((...a: unknown[]) => (negated ? !isNull(call(x, a)) : isNull(call(x, a)))) as unknown as F;
+      }
+      case 'cast': {
+        if (!(e.type in CAST_TYPES)) this.fail(e.pos, `unknown type ${e.type} in CAST${suggestion(e.type, Object.keys(CAST_TYPES))}`);
+        const x = sub(e.expr);
+        const type = e.type;
+        return ((...a: unknown[]) => cast(call(x, a), type)) as unknown as F;
+      }
+      default:
+        return this.fail(e.pos, `unexpected ${e.kind}`);
+    }
+  }
+
+  /** Registers an aggregate call, returning its slot (the same call twice shares a slot). */
+  aggregate(e: Extract<Expr, { kind: 'call' }>): number {
+    const existing = this.#aggExprs.findIndex((x) => sameExpr(x, e));
+    if (existing >= 0) return existing;
+    const name = e.name;
+    const arg0 = e.args[0];
+    const numberParam = (i: number, what: string, ok: (n: number) => boolean): number => {
+      const a = e.args[i];
+      if (a === undefined || a.kind !== 'literal' || typeof a.value !== 'number' || !ok(a.value)) {
+        this.fail((a ?? e).pos, `${name}: ${what}`, a === undefined ? e.length : 1);
+      }
+      return a.value as number;
+    };
+    const numeric = (what: string) => {
+      const types = this.fieldTypes(arg0);
+      if (types !== undefined && !types.some((t) => t === 'number' || t === 'integer')) {
+        this.fail(arg0.pos, `${name} needs a number, but ${exprText(arg0)} is ${types.join(' | ')}${what}`, (arg0 as { length?: number }).length ?? 1);
+      }
+    };
+    let spec: AggSpec;
+    const label = exprText(e);
+    if (name === 'COUNT' && e.star) spec = { fn: 'count_star', arg: undefined, param: undefined, label };
+    else {
+      if (e.star) this.fail(e.pos, `${name}(*) is not allowed; only COUNT(*)`, e.length);
+      if (arg0 === undefined) this.fail(e.pos, `${name} needs an argument`, e.length);
+      const arg = this.row(arg0, `the argument of ${name}`);
+      const argCount = e.args.length;
+      const maxArgs = name === 'APPROX_COUNT_DISTINCT' || name === 'APPROX_PERCENTILE' || name === 'TOP_K' ? 2 : 1;
+      if (argCount > maxArgs) this.fail(e.args[maxArgs].pos, `${name} takes at most ${maxArgs} argument(s)`);
+      switch (name) {
+        case 'COUNT':
+          spec = { fn: e.distinct ? 'count_distinct' : 'count', arg, param: undefined, label };
+          break;
+        case 'SUM':
+        case 'AVG':
+          numeric('');
+          spec = { fn: name === 'SUM' ? 'sum' : 'avg', arg, param: undefined, label };
+          break;
+        case 'MIN':
+        case 'MAX':
+          spec = { fn: name === 'MIN' ? 'min' : 'max', arg, param: undefined, label };
+          break;
+        case 'APPROX_COUNT_DISTINCT':
+          spec = {
+            fn: 'approx_count_distinct',
+            arg,
+            param: argCount > 1 ? numberParam(1, 'precision must be an integer from 4 to 18', (n) => Number.isInteger(n) && n >= 4 && n <= 18) : 14,
+            label,
+          };
+          break;
+        case 'APPROX_PERCENTILE':
+          numeric('');
+          spec = { fn: 'approx_percentile', arg, param: numberParam(1, 'the quantile must be a number between 0 and 1, e.g. 0.99', (n) => n >= 0 && n <= 1), label };
+          break;
+        default:
+          spec = { fn: 'top_k', arg, param: numberParam(1, 'k must be an integer from 1 to 1000, e.g. TOP_K(referrer, 10)', (n) => Number.isInteger(n) && n >= 1 && n <= 1000), label };
+      }
+    }
+    this.#aggExprs.push(e);
+    this.aggs.push(spec);
+    return this.aggs.length - 1;
+  }
+
+  /** Compiles an expression over groups: keys, aggregates, window bounds, and operators over them. */
+  group(e: Expr, keys: readonly Expr[], keyAliases: readonly (string | undefined)[], where: string): GroupEvaluator {
+    const ki = keys.findIndex((k) => sameExpr(k, e));
+    if (ki >= 0) return (k) => k[ki];
+    switch (e.kind) {
+      case 'column': {
+        if (e.path.length === 1 && (e.path[0] === 'window_start' || e.path[0] === 'window_end')) {
+          return e.path[0] === 'window_start' ? (_k, _a, s) => s : (_k, _a, _s, end) => end;
+        }
+        const ai = keyAliases.findIndex((a) => a !== undefined && e.path.length === 1 && a === e.path[0]);
+        if (ai >= 0) return (k) => k[ai];
+        this.column(e); // unknown columns get their own message first
+        return this.fail(e.pos, `column ${e.path.join('.')} must appear in GROUP BY or inside an aggregate in ${where}`, e.length);
+      }
+      case 'literal': {
+        const v = e.value;
+        return () => v;
+      }
+      case 'interval': {
+        const ms = e.ms;
+        return () => ms;
+      }
+      case 'call': {
+        if (AGGREGATES.has(e.name)) {
+          const slot = this.aggregate(e);
+          return (_k, a) => a[slot];
+        }
+        if (WINDOW_FUNCTIONS.has(e.name)) this.fail(e.pos, `${e.name} may only appear in GROUP BY; select window_start and window_end instead`, e.length);
+        const f = SCALAR_FUNCTIONS[e.name];
+        if (f === undefined) this.fail(e.pos, `unknown function ${e.name}${suggestion(e.name, [...Object.keys(SCALAR_FUNCTIONS), ...AGGREGATES])}`, e.name.length);
+        const args = e.args.map((x) => this.group(x, keys, keyAliases, where));
+        return (k, a, s, end) => f.fn(args.map((g) => g(k, a, s, end)), Date.now());
+      }
+      default:
+        return this.#composite(e, (x) => this.group(x, keys, keyAliases, where));
+    }
+  }
+}
+
+function options(sql: string, raw: Readonly<Record<string, string>>, pos: Pos): ViewOptions {
+  const out = { ...DEFAULT_VIEW_OPTIONS };
+  const duration = (key: string, v: string): number => {
+    const ms = parseDuration(v);
+    if (ms === undefined) throw sqlError('SQL_PLAN', sql, pos, `option ${key} must be a duration such as '10s', '5 minutes' or '24h' (got '${v}')`, 6);
+    return ms;
+  };
+  for (const [key, v] of Object.entries(raw)) {
+    switch (key) {
+      case 'max_lateness':
+        out.maxLatenessMs = duration(key, v);
+        break;
+      case 'idle_timeout':
+        out.idleTimeoutMs = duration(key, v);
+        break;
+      case 'retention':
+        out.retentionMs = duration(key, v);
+        break;
+      case 'refresh':
+        out.refreshMs = Math.max(50, duration(key, v));
+        break;
+      case 'start':
+        if (v !== 'earliest' && v !== 'latest') throw sqlError('SQL_PLAN', sql, pos, `option start must be 'earliest' or 'latest' (got '${v}')`, 6);
+        out.start = v;
+        break;
+      default:
+        throw sqlError('SQL_PLAN', sql, pos, `unknown view option ${key}${suggestion(key, OPTION_NAMES)}`, 6);
+    }
+  }
+  return out;
+}
+
+function intervalArg(p: Planner, call: Extract<Expr, { kind: 'call' }>, i: number, what: string): number {
+  const a = call.args[i];
+  if (a === undefined || a.kind !== 'interval') p.fail((a ?? call).pos, `${call.name}: ${what} must be an INTERVAL, e.g. INTERVAL '5' MINUTE`, a === undefined ? call.length : 8);
+  return a.ms;
+}
+
+/**
+ * Plans `CREATE VIEW name AS SELECT …` (or a bare SELECT with `name` given) into a streaming view plan:
+ * the source stream, window, filter, joins, group keys, aggregates and output columns.
+ */
+export function planView(sql: string, catalog: Catalog, nameIfSelect?: string): ViewPlan {
+  const stmt = parse(sql);
+  const select: Select = stmt.kind === 'create_view' ? stmt.select : stmt;
+  const name = stmt.kind === 'create_view' ? stmt.name : nameIfSelect;
+  if (name === undefined) throw sqlError('SQL_PLAN', sql, select.pos, 'a view needs a name: CREATE VIEW name AS SELECT …', 6);
+  const opts = options(sql, stmt.kind === 'create_view' ? stmt.options : {}, stmt.pos);
+  if (select.star) throw sqlError('SQL_PLAN', sql, select.pos, 'a view must name its columns (SELECT * is for queries)', 6);
+  if (select.orderBy.length > 0 || select.limit !== undefined) {
+    throw sqlError('SQL_PLAN', sql, select.pos, 'ORDER BY and LIMIT belong in queries over the view, not in its definition', 6);
+  }
+  const streams = catalog.streamNames();
+  const source = select.from.name;
+  if (!streams.includes(source)) {
+    throw sqlError('SQL_PLAN', sql, select.from.pos, `unknown stream ${source}${suggestion(source, streams)}; a stream is an event type with a schema`, select.from.length);
+  }
+  const tables = select.joins.map((j) => {
+    const columns = catalog.tableColumns(j.table.name);
+    if (columns === undefined) {
+      throw sqlError('SQL_PLAN', sql, j.table.pos, `unknown table ${j.table.name}${suggestion(j.table.name, catalog.tableNames())}`, j.table.length);
+    }
+    return { name: j.table.name, alias: j.table.alias ?? j.table.name, columns };
+  });
+  const p: Planner = new Planner({ sql, catalog, source, sourceAlias: select.from.alias ?? source, fields: catalog.streamFields(source), tables });
+
+  const joins: JoinSpec[] = select.joins.map((j, ti) => {
+    const on = j.on;
+    const t = tables[ti];
+    const isTableSide = (x: Expr) => x.kind === 'column' && ((x.path.length === 2 && (x.path[0] === t.alias || x.path[0] === t.name)));
+    if (on.kind !== 'binary' || on.op !== '=' || (!isTableSide(on.left) && !isTableSide(on.right))) {
+      p.fail(on.pos, `JOIN ${t.name} needs ON <event expression> = ${t.alias}.<column>`);
+    }
+    const tableSide = (isTableSide(on.left) ? on.left : on.right) as Extract<Expr, { kind: 'column' }>;
+    const probeSide = tableSide === on.left ? on.right : on.left;
+    const column = tableSide.path[1];
+    if (!t.columns.includes(column)) p.fail(tableSide.pos, `table ${t.name} has no column ${column}${suggestion(column, t.columns)}`, tableSide.length);
+    return { table: t.name, kind: j.kind, probe: p.row(probeSide, 'ON'), column };
+  });
+
+  const filter = select.where === undefined ? undefined : p.row(select.where, 'WHERE');
+  let window: WindowSpec = { kind: 'none' };
+  let time: 'received_at' | 'event_time' = 'received_at';
+  const keyExprs: Expr[] = [];
+  const aliases = new Map(select.items.filter((i) => i.alias !== undefined).map((i) => [i.alias!, i.expr]));
+  for (const g of select.groupBy) {
+    if (g.kind === 'call' && WINDOW_FUNCTIONS.has(g.name)) {
+      if (window.kind !== 'none') p.fail(g.pos, 'only one window function per view', g.length);
+      const t = g.args[0];
+      if (t === undefined || t.kind !== 'column' || t.path.length !== 1 || (t.path[0] !== 'received_at' && t.path[0] !== 'event_time')) {
+        p.fail((t ?? g).pos, `${g.name} windows over received_at or event_time`, t?.kind === 'column' ? t.length : 1);
+      }
+      time = t.path[0] as 'received_at' | 'event_time';
+      const argc = g.name === 'HOP' ? 3 : 2;
+      if (g.args.length !== argc) p.fail(g.pos, `${g.name} takes ${argc} arguments`, g.length);
+      if (g.name === 'TUMBLE') window = { kind: 'tumble', sizeMs: intervalArg(p, g, 1, 'the size') };
+      else if (g.name === 'SESSION') window = { kind: 'session', gapMs: intervalArg(p, g, 1, 'the gap') };
+      else {
+        const slideMs = intervalArg(p, g, 1, 'the slide');
+        const sizeMs = intervalArg(p, g, 2, 'the size');
+        if (sizeMs < slideMs) p.fail(g.pos, 'HOP: the size must be at least the slide', g.length);
+        window = { kind: 'hop', slideMs, sizeMs };
+      }
+      continue;
+    }
+    // GROUP BY may name a select alias.
+    const byAlias = g.kind === 'column' && g.path.length === 1 ? aliases.get(g.path[0]) : undefined;
+    keyExprs.push(byAlias !== undefined && !(g.kind === 'column' && p.fieldTypes(g) !== undefined) ? byAlias : g);
+  }
+  const keys = keyExprs.map((k) => {
+    const item = select.items.find((i) => sameExpr(i.expr, k));
+    return { name: item?.alias ?? (k.kind === 'column' ? k.path[k.path.length - 1] : exprText(k)), eval: p.row(k, 'GROUP BY') };
+  });
+  const keyAliases = keys.map((k) => k.name);
+
+  const outputs: OutputColumn[] = [];
+  const used = new Set<string>(['window_start', 'window_end']);
+  for (const item of select.items) {
+    const e = item.expr;
+    const evalFn = p.group(e, keyExprs, keyAliases, 'SELECT');
+    let base = item.alias ?? (e.kind === 'column' ? e.path[e.path.length - 1] : e.kind === 'call' ? e.name.toLowerCase() : 'expr');
+    if (item.alias === undefined && used.has(base)) {
+      let n = 2;
+      while (used.has(`${base}_${n}`)) n++;
+      base = `${base}_${n}`;
+    } else if (used.has(base)) p.fail(item.pos, `duplicate column name ${base}`);
+    used.add(base);
+    const keySlot = keyExprs.findIndex((k) => sameExpr(k, e));
+    const aggSlot = e.kind === 'call' && AGGREGATES.has(e.name) ? p.aggregate(e) : undefined;
+    outputs.push({ name: base, eval: evalFn, agg: aggSlot, key: keySlot >= 0 ? keySlot : undefined });
+  }
+  const having = select.having === undefined ? undefined : p.group(select.having, keyExprs, keyAliases, 'HAVING');
+  if (p.aggs.length === 0 && window.kind === 'none' && keys.length === 0) {
+    throw sqlError('SQL_PLAN', sql, select.pos, 'a view aggregates: use an aggregate such as COUNT(*), GROUP BY, or a window', 6);
+  }
+  return { name, sql, source, time, window, options: opts, filter, joins, keys, aggs: p.aggs, outputs, having };
+}

@@ -76,7 +76,20 @@ export class HalflifeError extends Error {
   }
 }
 
+/** Codes shared by every room; a room's own codes live in its errors.ts. */
 export const CoreErrors = defineErrors({
+  INVALID_QUERY: {
+    status: 400,
+    message: 'query parameter {name} is invalid: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
+  INVALID_REQUEST: {
+    status: 400,
+    message: 'the request is invalid: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
   INTERNAL: { status: 500, message: 'internal error: {reason}', domain: 'internal', retryable: false },
   COMPONENT_CLOSED: {
     status: 503,

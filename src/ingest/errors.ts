@@ -56,10 +56,4 @@ export const IngestErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
-  INVALID_QUERY: {
-    status: 400,
-    message: 'query parameter {name} is invalid: {reason}',
-    domain: 'user',
-    retryable: false,
-  },
 });

@@ -7,12 +7,6 @@ export const ServerErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
-  INVALID_REQUEST: {
-    status: 400,
-    message: 'the request is invalid: {reason}',
-    domain: 'user',
-    retryable: false,
-  },
   SHUTTING_DOWN: {
     status: 503,
     message: 'the server is shutting down; retry against another instance or after restart',

@@ -1,0 +1,384 @@
+import { serialize, deserialize } from 'node:v8';
+import {
+  decodeEventRecord,
+  HalflifeError,
+  LifecycleState,
+  silentLogger,
+  SystemClock,
+  type Clock,
+  type EventRecord,
+  type Logger,
+} from '../core/index.js';
+import type { Log, LogRecord } from '../log/index.js';
+import { planView, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
+import './errors.js';
+import type { Tables } from './tables.js';
+import type { ViewStore } from './view-store.js';
+import { ViewState, type Group, type LateEvent, type SavedViewState } from './view-state.js';
+
+const VIEW_NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
+const CHECKPOINT_FORMAT = 1;
+
+export interface EngineOptions {
+  readonly log: Log;
+  readonly store: ViewStore;
+  readonly tables: Tables;
+  /** The streams and their fields as of now (schemas change at run time). */
+  readonly catalog: () => Catalog;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** State and offsets are saved together this often (default 5 s), and on close. */
+  readonly checkpointIntervalMs?: number;
+  /** How long the engine waits before looking for new records once caught up (default 20 ms). */
+  readonly pollMs?: number;
+  /** Records read per partition per step (default 2,000). */
+  readonly batchRecords?: number;
+}
+
+/** What `GET /v1/views/:name` returns per row. */
+export type ViewRow = Record<string, Value>;
+
+export interface RowQuery {
+  /** Equality filters on key columns (values compared as strings). */
+  readonly keys?: Readonly<Record<string, string>>;
+  /** Windows starting at or after `fromMs` and before `toMs`. */
+  readonly fromMs?: number;
+  readonly toMs?: number;
+  /** Only the most recent window of each key. */
+  readonly latest?: boolean;
+  /** An output column, `-` prefixed for descending. */
+  readonly order?: string;
+  readonly limit?: number;
+  /** Only rows changed after this version (live updates). */
+  readonly sinceVersion?: number;
+}
+
+export interface ViewInfo {
+  readonly name: string;
+  readonly sql: string;
+  readonly source: string;
+  readonly window: ViewPlan['window'];
+  readonly time: ViewPlan['time'];
+  readonly columns: readonly string[];
+  readonly rows: number;
+  readonly memoryBytes: number;
+  /** Records of the log not yet applied. */
+  readonly lag: number;
+  /** Share of the records from the view's start to the log end already applied (1 = caught up). */
+  readonly progress: number;
+  readonly watermark: number | null;
+  readonly lateEvents: number;
+  readonly lastCheckpointMs: number | null;
+}
+
+interface Runtime {
+  plan: ViewPlan;
+  state: ViewState;
+  /** Next offset to apply, per partition. */
+  offsets: number[];
+  /** Where the view started, per partition (for progress). */
+  startOffsets: number[];
+  lastCheckpointMs: number | null;
+}
+
+/**
+ * Runs the streaming views over the log. Each view has its own offsets, saved atomically with its state in one
+ * checkpoint; after a crash the view restores the checkpoint and replays from its offsets, so every event counts
+ * exactly once. Views at the same position share one read and one decode of each record.
+ */
+export class Engine {
+  readonly #o: EngineOptions;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #views = new Map<string, Runtime>();
+  readonly #state = new LifecycleState('engine');
+  #timer: NodeJS.Timeout | undefined;
+  #checkpointTimer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopping = false;
+  #wake: (() => void) | undefined;
+
+  constructor(options: EngineOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? new SystemClock();
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  /** Loads the persisted views and their checkpoints; with `run`, starts consuming the log. */
+  async start(run = true): Promise<void> {
+    this.#state.assertOpen();
+    for (const { name, sql } of await this.#o.store.list()) {
+      try {
+        const plan = planView(sql, this.#o.catalog(), name);
+        this.#views.set(name, await this.#restore(plan));
+      } catch (err) {
+        this.#logger.error({ err, view: name }, `view ${name} cannot be planned any more and is not running`);
+      }
+    }
+    if (run) {
+      this.#running = this.#loop();
+      const every = this.#o.checkpointIntervalMs ?? 5000;
+      this.#checkpointTimer = setInterval(() => void this.checkpoint().catch((err: unknown) => this.#logger.error({ err }, 'checkpoint failed')), every);
+      this.#checkpointTimer.unref();
+    }
+  }
+
+  async #restore(plan: ViewPlan): Promise<Runtime> {
+    const saved = await this.#o.store.loadCheckpoint(plan.name);
+    const n = this.#o.log.partitionCount;
+    if (saved !== undefined) {
+      try {
+        const cp = deserialize(saved) as { format: number; sql: string; offsets: number[]; startOffsets: number[]; state: SavedViewState };
+        if (cp.format === CHECKPOINT_FORMAT && cp.sql === plan.sql && cp.offsets.length === n) {
+          return {
+            plan,
+            state: ViewState.restore(plan, n, cp.state, this.#clock.now()),
+            offsets: cp.offsets,
+            startOffsets: cp.startOffsets,
+            lastCheckpointMs: null,
+          };
+        }
+      } catch (err) {
+        this.#logger.error({ err, view: plan.name }, new HalflifeError('CHECKPOINT_CORRUPT', { name: plan.name, reason: (err as Error).message }).message);
+      }
+    }
+    return this.#fresh(plan);
+  }
+
+  #fresh(plan: ViewPlan): Runtime {
+    const stats = this.#o.log.stats().partitions;
+    const offsets = stats.map((p) => (plan.options.start === 'latest' ? p.nextOffset : p.firstOffset) as number);
+    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null };
+  }
+
+  /** Plans and starts a view (backfilling from the log start unless `start = 'latest'`). */
+  async createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
+    this.#state.assertOpen();
+    if (!VIEW_NAME_RE.test(name)) throw new HalflifeError('INVALID_VIEW_NAME', { name: JSON.stringify(name) });
+    const plan = planView(sql, this.#o.catalog(), name);
+    if (plan.name !== name) throw new HalflifeError('INVALID_REQUEST', { reason: `the SQL creates view ${plan.name} but the URL names ${name}` });
+    if (this.#views.has(name) && !replace && !/^\s*create\s+or\s+replace/i.test(sql)) throw new HalflifeError('VIEW_EXISTS', { name });
+    await this.#o.store.remove(name);
+    await this.#o.store.saveDefinition(name, sql);
+    this.#views.set(name, this.#fresh(plan));
+    this.#wake?.();
+    this.#logger.info({ view: name, source: plan.source }, 'view created');
+    return this.info(name);
+  }
+
+  async dropView(name: string): Promise<void> {
+    this.#state.assertOpen();
+    if (!this.#views.delete(name)) throw new HalflifeError('VIEW_NOT_FOUND', { name });
+    await this.#o.store.remove(name);
+    this.#logger.info({ view: name }, 'view dropped');
+  }
+
+  #runtime(name: string): Runtime {
+    const r = this.#views.get(name);
+    if (r === undefined) throw new HalflifeError('VIEW_NOT_FOUND', { name });
+    return r;
+  }
+
+  names(): string[] {
+    return [...this.#views.keys()].sort();
+  }
+
+  plan(name: string): ViewPlan {
+    return this.#runtime(name).plan;
+  }
+
+  info(name: string): ViewInfo {
+    const r = this.#runtime(name);
+    const stats = this.#o.log.stats().partitions;
+    let lag = 0;
+    let total = 0;
+    stats.forEach((p, i) => {
+      lag += Math.max(0, p.nextOffset - r.offsets[i]);
+      total += Math.max(0, p.nextOffset - r.startOffsets[i]);
+    });
+    return {
+      name,
+      sql: r.plan.sql,
+      source: r.plan.source,
+      window: r.plan.window,
+      time: r.plan.time,
+      columns: ['window_start', 'window_end', ...r.plan.outputs.map((o) => o.name)],
+      rows: r.state.groups.size,
+      memoryBytes: r.state.memoryBytes(),
+      lag,
+      progress: total === 0 ? 1 : (total - lag) / total,
+      watermark: Number.isFinite(r.state.watermark) ? r.state.watermark : null,
+      lateEvents: r.state.lateCount,
+      lastCheckpointMs: r.lastCheckpointMs,
+    };
+  }
+
+  /** The groups of a view, for queries that re-aggregate partial states. */
+  groups(name: string): Iterable<Group> {
+    return this.#runtime(name).state.groups.values();
+  }
+
+  late(name: string): { count: number; recent: readonly LateEvent[] } {
+    const s = this.#runtime(name).state;
+    return { count: s.lateCount, recent: s.late };
+  }
+
+  version(name: string): number {
+    return this.#runtime(name).state.version;
+  }
+
+  rows(name: string, q: RowQuery = {}): ViewRow[] {
+    const { plan, state } = this.#runtime(name);
+    const keyIndex = new Map(plan.keys.map((k, i) => [k.name, i]));
+    const filters = Object.entries(q.keys ?? {}).map(([col, v]) => {
+      const i = keyIndex.get(col);
+      if (i === undefined) throw new HalflifeError('INVALID_QUERY', { name: col, reason: `not a key column of ${name} (keys: ${[...keyIndex.keys()].join(', ') || 'none'})` });
+      return [i, v] as const;
+    });
+    let groups = [...state.groups.values()].filter((g) => {
+      if (q.sinceVersion !== undefined && g.version <= q.sinceVersion) return false;
+      if (q.fromMs !== undefined && (g.windowStart ?? 0) < q.fromMs) return false;
+      if (q.toMs !== undefined && (g.windowStart ?? 0) >= q.toMs) return false;
+      return filters.every(([i, v]) => String(g.keys[i]) === v);
+    });
+    if (q.latest) {
+      const newest = new Map<string, Group>();
+      for (const g of groups) {
+        const k = JSON.stringify(g.keys);
+        const cur = newest.get(k);
+        if (cur === undefined || (g.windowStart ?? 0) > (cur.windowStart ?? 0)) newest.set(k, g);
+      }
+      groups = [...newest.values()];
+    }
+    const out: ViewRow[] = [];
+    for (const g of groups) {
+      const aggs = g.accs.map((a) => a.result());
+      if (plan.having !== undefined && plan.having(g.keys, aggs, g.windowStart, g.windowEnd) !== true) continue;
+      const row: ViewRow = { window_start: g.windowStart, window_end: g.windowEnd };
+      for (const o of plan.outputs) row[o.name] = o.eval(g.keys, aggs, g.windowStart, g.windowEnd);
+      if (q.sinceVersion !== undefined) row._final = g.closed;
+      out.push(row);
+    }
+    const order = q.order ?? '-window_start';
+    const desc = order.startsWith('-');
+    const col = desc ? order.slice(1) : order;
+    if (!['window_start', 'window_end', ...plan.outputs.map((o) => o.name)].includes(col)) {
+      throw new HalflifeError('INVALID_QUERY', { name: 'order', reason: `${col} is not a column of ${name}` });
+    }
+    out.sort((a, b) => {
+      const x = a[col] as number | string | null;
+      const y = b[col] as number | string | null;
+      const c = x === y ? 0 : x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
+      return desc ? -c : c;
+    });
+    return out.slice(0, q.limit ?? 1000);
+  }
+
+  /** Applies every record available now; returns how many records were read. */
+  async step(): Promise<number> {
+    const views = [...this.#views.values()];
+    if (views.length === 0) return 0;
+    const log = this.#o.log;
+    const max = this.#o.batchRecords ?? 2000;
+    const stats = log.stats().partitions;
+    const now = this.#clock.now();
+    let read = 0;
+    for (let p = 0; p < stats.length; p++) {
+      let from = Infinity;
+      for (const v of views) if (v.offsets[p] < from) from = v.offsets[p];
+      if (from >= stats[p].nextOffset) continue;
+      const batch = await log.read(p, from, { maxRecords: max, maxBytes: 8 * 1024 * 1024 });
+      read += batch.length;
+      this.#apply(batch, p, views, now);
+    }
+    const caughtUp = read === 0;
+    for (const v of views) v.state.advance(now, caughtUp || this.#atEnd(v, stats));
+    return read;
+  }
+
+  #atEnd(v: Runtime, stats: ReturnType<Log['stats']>['partitions']): boolean {
+    return stats.every((s, p) => v.offsets[p] >= s.nextOffset);
+  }
+
+  #apply(batch: readonly LogRecord[], p: number, views: Runtime[], now: number): void {
+    const tables = this.#o.tables;
+    for (const rec of batch) {
+      let ev: EventRecord | undefined;
+      let row: EventRow | undefined;
+      for (const v of views) {
+        if (v.offsets[p] > rec.offset) continue;
+        v.offsets[p] = rec.offset + 1;
+        ev ??= decodeEventRecord(rec.value);
+        const plan = v.plan;
+        if (ev.type !== plan.source) continue;
+        row ??= {
+          type: ev.type,
+          data: ev.data,
+          key: ev.key,
+          received_at: ev.received_at,
+          event_time: ev.event_time ?? ev.received_at,
+          partition: p,
+          offset: rec.offset,
+          joined: [],
+        };
+        const joined: (Record<string, unknown> | undefined)[] = [];
+        let dropped = false;
+        for (const j of plan.joins) {
+          row.joined = joined;
+          const match = tables.lookup(j.table, j.column, j.probe(row));
+          if (match === undefined && j.kind === 'inner') {
+            dropped = true;
+            break;
+          }
+          joined.push(match);
+        }
+        if (dropped) continue;
+        row.joined = joined;
+        if (plan.filter !== undefined && plan.filter(row) !== true) continue;
+        const keys = plan.keys.map((k) => k.eval(row!));
+        v.state.apply(row, keys, now);
+      }
+    }
+  }
+
+  async #loop(): Promise<void> {
+    const poll = this.#o.pollMs ?? 20;
+    while (!this.#stopping) {
+      let read = 0;
+      try {
+        read = await this.step();
+      } catch (err) {
+        this.#logger.error({ err }, 'engine step failed');
+      }
+      if (this.#stopping) break;
+      // Yield between steps so queries are served; sleep briefly once caught up.
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        this.#timer = setTimeout(resolve, read > 0 ? 0 : poll);
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  /** Saves every view's state with its offsets (atomically per view) and records the offsets in the log. */
+  async checkpoint(): Promise<void> {
+    for (const [name, v] of this.#views) {
+      const bytes = serialize({ format: CHECKPOINT_FORMAT, sql: v.plan.sql, offsets: [...v.offsets], startOffsets: v.startOffsets, state: v.state.save() });
+      await this.#o.store.saveCheckpoint(name, bytes);
+      v.lastCheckpointMs = this.#clock.now();
+      await this.#o.log.commitOffsets(`view.${name}`, Object.fromEntries(v.offsets.map((o, p) => [p, o])));
+    }
+  }
+
+  /** Stops consuming and writes a final checkpoint. */
+  close(): Promise<void> {
+    return this.#state.close(async () => {
+      this.#stopping = true;
+      clearInterval(this.#checkpointTimer);
+      clearTimeout(this.#timer);
+      this.#wake?.();
+      await this.#running;
+      await this.checkpoint();
+    });
+  }
+}

@@ -1,0 +1,177 @@
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HalflifeError } from '../core/index.js';
+import { sketchKey } from '../sketch/index.js';
+import './errors.js';
+
+export type TableRow = Record<string, unknown>;
+
+export interface TableInfo {
+  readonly name: string;
+  readonly keyColumn: string;
+  readonly columns: readonly string[];
+  readonly rows: number;
+}
+
+const NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
+
+/**
+ * Static tables for enrichment joins: rows by a key column, with lazily built indexes for lookups on other
+ * columns. An update is seen by the views from the next event on. Persisted as `<dir>/<name>.json` when a folder
+ * is given.
+ */
+export class Tables {
+  readonly #dir: string | undefined;
+  readonly #tables = new Map<string, { keyColumn: string; columns: string[]; rows: Map<string, TableRow>; indexes: Map<string, Map<string, TableRow>> }>();
+
+  constructor(dir?: string) {
+    this.#dir = dir;
+  }
+
+  async start(): Promise<void> {
+    if (this.#dir === undefined) return;
+    await mkdir(this.#dir, { recursive: true });
+    for (const f of await readdir(this.#dir)) {
+      if (!f.endsWith('.json')) continue;
+      const saved = JSON.parse(await readFile(join(this.#dir, f), 'utf8')) as { keyColumn: string; rows: TableRow[] };
+      this.#set(f.slice(0, -5), saved.keyColumn, saved.rows, true);
+    }
+  }
+
+  names(): string[] {
+    return [...this.#tables.keys()].sort();
+  }
+
+  info(name: string): TableInfo {
+    const t = this.#tables.get(name);
+    if (t === undefined) throw new HalflifeError('TABLE_NOT_FOUND', { name });
+    return { name, keyColumn: t.keyColumn, columns: t.columns, rows: t.rows.size };
+  }
+
+  columns(name: string): readonly string[] | undefined {
+    return this.#tables.get(name)?.columns;
+  }
+
+  rows(name: string): TableRow[] {
+    const t = this.#tables.get(name);
+    if (t === undefined) throw new HalflifeError('TABLE_NOT_FOUND', { name });
+    return [...t.rows.values()];
+  }
+
+  lookup(name: string, column: string, value: unknown): TableRow | undefined {
+    const t = this.#tables.get(name);
+    if (t === undefined || value === null || value === undefined) return undefined;
+    const k = sketchKey(value);
+    if (column === t.keyColumn) return t.rows.get(k);
+    let index = t.indexes.get(column);
+    if (index === undefined) {
+      index = new Map();
+      for (const r of t.rows.values()) {
+        const v = r[column];
+        if (v !== null && v !== undefined && !index.has(sketchKey(v))) index.set(sketchKey(v), r);
+      }
+      t.indexes.set(column, index);
+    }
+    return index.get(k);
+  }
+
+  /** Replaces a table's rows (`replace`) or upserts them by key. */
+  async put(name: string, keyColumn: string, rows: readonly TableRow[], replace: boolean): Promise<TableInfo> {
+    if (!NAME_RE.test(name)) throw new HalflifeError('INVALID_TABLE', { name: JSON.stringify(name), reason: 'a table name is 1-128 letters, digits or "_", starting with a letter' });
+    const existing = this.#tables.get(name);
+    if (!replace && existing !== undefined && existing.keyColumn !== keyColumn) {
+      throw new HalflifeError('INVALID_TABLE', { name, reason: `its key column is ${existing.keyColumn}, not ${keyColumn}` });
+    }
+    const merged = replace || existing === undefined ? rows : [...existing.rows.values(), ...rows];
+    this.#set(name, keyColumn, merged, false);
+    await this.#persist(name);
+    return this.info(name);
+  }
+
+  async drop(name: string): Promise<void> {
+    if (!this.#tables.delete(name)) throw new HalflifeError('TABLE_NOT_FOUND', { name });
+    if (this.#dir !== undefined) await rm(join(this.#dir, `${name}.json`), { force: true });
+  }
+
+  #set(name: string, keyColumn: string, rows: readonly TableRow[], trusted: boolean): void {
+    const map = new Map<string, TableRow>();
+    const columns = new Set<string>([keyColumn]);
+    rows.forEach((r, i) => {
+      if (r === null || typeof r !== 'object' || Array.isArray(r)) {
+        throw new HalflifeError('INVALID_TABLE', { name, reason: `row ${i} is not an object` });
+      }
+      const k = r[keyColumn];
+      if (!trusted && (k === null || k === undefined || k === '')) {
+        throw new HalflifeError('INVALID_TABLE', { name, reason: `row ${i} has no value in the key column ${keyColumn}` });
+      }
+      map.set(sketchKey(k), r);
+      for (const c of Object.keys(r)) columns.add(c);
+    });
+    this.#tables.set(name, { keyColumn, columns: [...columns], rows: map, indexes: new Map() });
+  }
+
+  async #persist(name: string): Promise<void> {
+    if (this.#dir === undefined) return;
+    const t = this.#tables.get(name)!;
+    const path = join(this.#dir, `${name}.json`);
+    await writeFile(`${path}.tmp`, JSON.stringify({ keyColumn: t.keyColumn, rows: [...t.rows.values()] }), { flush: true });
+    await rename(`${path}.tmp`, path);
+  }
+}
+
+/** Parses a table body: a JSON array of objects, NDJSON, or CSV with a header row. */
+export function parseTableBody(name: string, body: string, contentType: string): TableRow[] {
+  const type = contentType.split(';')[0].trim().toLowerCase();
+  try {
+    if (type === 'text/csv') return parseCsv(body);
+    if (type.includes('ndjson') || type.includes('jsonl')) {
+      return body.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as TableRow);
+    }
+    const parsed = JSON.parse(body) as unknown;
+    if (!Array.isArray(parsed)) throw new Error('expected a JSON array of rows');
+    return parsed as TableRow[];
+  } catch (err) {
+    throw new HalflifeError('INVALID_TABLE', { name, reason: (err as Error).message });
+  }
+}
+
+/** RFC 4180 CSV: quoted fields, doubled quotes, CRLF. Numeric-looking fields become numbers. */
+export function parseCsv(text: string): TableRow[] {
+  const records: string[][] = [];
+  let field = '';
+  let record: string[] = [];
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"' && field === '') quoted = true;
+    else if (c === ',') {
+      record.push(field);
+      field = '';
+    } else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      record.push(field);
+      field = '';
+      if (record.some((f) => f !== '')) records.push(record);
+      record = [];
+    } else field += c;
+  }
+  if (quoted) throw new Error('unterminated quoted field');
+  record.push(field);
+  if (record.some((f) => f !== '')) records.push(record);
+  if (records.length === 0) return [];
+  const [header, ...rows] = records;
+  return rows.map((r) => {
+    const row: TableRow = {};
+    header.forEach((h, i) => {
+      const v = r[i] ?? '';
+      row[h] = v !== '' && /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v;
+    });
+    return row;
+  });
+}

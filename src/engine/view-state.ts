@@ -102,7 +102,8 @@ export class ViewState {
         return true;
       }
       case 'session':
-        if (t + w.gapMs <= this.#watermark) return this.#late(row, t, keys);
+        // Behind the watermark a session event could touch a session already closed (final): late.
+        if (t < this.#watermark) return this.#late(row, t, keys);
         this.#session(ks, keys, t, w.gapMs, row, version);
         return true;
     }

@@ -1,10 +1,12 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { HalflifeConfig } from '../config/index.js';
 import { decodeEventRecord, HalflifeError, type Logger } from '../core/index.js';
+import type { Engine, Tables } from '../engine/index.js';
 import type { DeadLetterFilter, DeadLetterStore, Ingestor } from '../ingest/index.js';
 import type { Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
 import { sendError, toHalflifeError } from './http-errors.js';
+import { registerViewRoutes } from './view-routes.js';
 import type { pino } from 'pino';
 
 export interface AppComponents {
@@ -13,6 +15,8 @@ export interface AppComponents {
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
+  readonly engine: Engine;
+  readonly tables: Tables;
   readonly logger: pino.Logger;
   /** False while starting or after shutdown began. */
   ready(): boolean;
@@ -125,6 +129,8 @@ export function buildApp(c: AppComponents): FastifyInstance {
   // The log ---------------------------------------------------------------------------------------------
   app.get('/v1/streams', async () => c.log.stats());
   app.get('/v1/events', async (request) => readEvents(c.log, request.query as Record<string, string | undefined>));
+
+  registerViewRoutes(app, c.engine, c.tables);
 
   return app;
 }

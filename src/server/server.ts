@@ -4,9 +4,11 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { HalflifeConfig } from '../config/index.js';
 import { LifecycleState, SystemClock, type Clock, type Logger } from '../core/index.js';
+import { Engine, FileViewStore, Tables } from '../engine/index.js';
 import { DeadLetterStore, Ingestor } from '../ingest/index.js';
 import { SegmentLog } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
+import { fieldsFromJsonSchema, type Catalog } from '../sql/index.js';
 import { buildApp } from './app.js';
 import { DataDirLock } from './data-lock.js';
 
@@ -29,6 +31,8 @@ export class HalflifeServer {
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
+  readonly tables: Tables;
+  readonly engine: Engine;
   readonly #deadLetterLog: SegmentLog;
   readonly #replayLedger: SegmentLog;
   readonly #lock: DataDirLock;
@@ -77,12 +81,23 @@ export class HalflifeServer {
       clock,
       logger: logger.child({ component: 'ingest' }),
     });
+    this.tables = new Tables(join(data, 'tables'));
+    this.engine = new Engine({
+      log: this.log,
+      store: new FileViewStore(join(data, 'views')),
+      tables: this.tables,
+      catalog: () => this.#catalog(),
+      clock,
+      logger: logger.child({ component: 'engine' }),
+    });
     this.app = buildApp({
       config,
       log: this.log,
       registry: this.registry,
       ingestor: this.ingestor,
       deadLetters: this.deadLetters,
+      engine: this.engine,
+      tables: this.tables,
       logger: this.logger,
       ready: () => this.#ready && !this.#closing,
       closing: () => this.#closing,
@@ -101,6 +116,8 @@ export class HalflifeServer {
       await this.registry.start();
       await this.deadLetters.start();
       await this.ingestor.start();
+      await this.tables.start();
+      await this.engine.start();
       await this.app.ready();
     } catch (err) {
       await this.#closeComponents().catch(() => {});
@@ -135,8 +152,21 @@ export class HalflifeServer {
     });
   }
 
+  /** Streams (types with a schema) and their fields, and the tables, as the SQL planner sees them now. */
+  #catalog(): Catalog {
+    const registry = this.registry;
+    const tables = this.tables;
+    return {
+      streamNames: () => registry.list().map((t) => t.type),
+      streamFields: (name) => (registry.latest(name) === undefined ? undefined : fieldsFromJsonSchema(registry.get(name).schema)),
+      tableNames: () => tables.names(),
+      tableColumns: (name) => tables.columns(name),
+    };
+  }
+
   async #closeComponents(): Promise<void> {
     await this.ingestor.close();
+    await this.engine.close();
     await this.deadLetters.close();
     await this.registry.close();
     await this.#replayLedger.close();

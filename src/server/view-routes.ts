@@ -1,0 +1,126 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { HalflifeError } from '../core/index.js';
+import { parseTableBody, type Engine, type Tables } from '../engine/index.js';
+
+const RESERVED = new Set(['from', 'to', 'latest', 'order', 'limit']);
+
+function time(raw: string | undefined, name: string): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const ms = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
+  if (!Number.isFinite(ms)) throw new HalflifeError('INVALID_QUERY', { name, reason: `expected epoch milliseconds or an ISO-8601 time, got ${JSON.stringify(raw)}` });
+  return ms;
+}
+
+function sqlOf(body: unknown): string {
+  if (typeof body === 'string') return body;
+  if (body !== null && typeof body === 'object' && typeof (body as { sql?: unknown }).sql === 'string') return (body as { sql: string }).sql;
+  throw new HalflifeError('INVALID_REQUEST', { reason: 'send {"sql": "CREATE VIEW … AS SELECT …"} or the SQL text with content type text/plain' });
+}
+
+/** Views, live updates and static tables. */
+export function registerViewRoutes(app: FastifyInstance, engine: Engine, tables: Tables): void {
+  app.addContentTypeParser(['text/plain', 'application/sql', 'text/csv', 'application/x-ndjson'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  app.put('/v1/views/:name', async (request, reply) => {
+    const { name } = request.params as { name: string };
+    const existed = engine.names().includes(name);
+    const q = request.query as { replace?: string };
+    const info = await engine.createView(name, sqlOf(request.body), q.replace === 'true');
+    return reply.code(existed ? 200 : 201).send(info);
+  });
+  app.get('/v1/views', async () => ({ views: engine.names().map((n) => engine.info(n)) }));
+  app.get('/v1/views/:name/definition', async (request) => {
+    const { name } = request.params as { name: string };
+    return { name, sql: engine.info(name).sql };
+  });
+  app.get('/v1/views/:name/late', async (request) => {
+    const { name } = request.params as { name: string };
+    return engine.late(name);
+  });
+  app.delete('/v1/views/:name', async (request, reply) => {
+    const { name } = request.params as { name: string };
+    await engine.dropView(name);
+    return reply.code(204).send();
+  });
+  app.get('/v1/views/:name', async (request) => {
+    const { name } = request.params as { name: string };
+    const q = request.query as Record<string, string | undefined>;
+    const keys: Record<string, string> = {};
+    for (const [k, v] of Object.entries(q)) if (!RESERVED.has(k) && v !== undefined) keys[k] = v;
+    const limit = q.limit === undefined ? undefined : Number(q.limit);
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 100_000)) {
+      throw new HalflifeError('INVALID_QUERY', { name: 'limit', reason: 'expected an integer from 1 to 100000' });
+    }
+    let order = q.order;
+    if (order !== undefined && / (desc|asc)$/i.test(order)) order = (/ desc$/i.test(order) ? '-' : '') + order.replace(/ (desc|asc)$/i, '');
+    return {
+      rows: engine.rows(name, { keys, fromMs: time(q.from, 'from'), toMs: time(q.to, 'to'), latest: q.latest === 'true', order, limit }),
+    };
+  });
+  app.get('/v1/views/:name/live', (request, reply) => live(request, reply, engine));
+
+  app.put('/v1/tables/:name', (request) => putTable(request, tables, true));
+  app.patch('/v1/tables/:name', (request) => putTable(request, tables, false));
+  app.get('/v1/tables', async () => ({ tables: tables.names().map((n) => tables.info(n)) }));
+  app.get('/v1/tables/:name', async (request) => {
+    const { name } = request.params as { name: string };
+    return { ...tables.info(name), data: tables.rows(name) };
+  });
+  app.delete('/v1/tables/:name', async (request, reply) => {
+    const { name } = request.params as { name: string };
+    await tables.drop(name);
+    return reply.code(204).send();
+  });
+}
+
+async function putTable(request: FastifyRequest, tables: Tables, replace: boolean) {
+  const { name } = request.params as { name: string };
+  const q = request.query as { key?: string };
+  const contentType = String(request.headers['content-type'] ?? 'application/json');
+  const body = typeof request.body === 'string' ? request.body : JSON.stringify(request.body ?? []);
+  const rows = parseTableBody(name, body, contentType);
+  let keyColumn = q.key;
+  if (keyColumn === undefined) {
+    try {
+      keyColumn = tables.info(name).keyColumn;
+    } catch {
+      keyColumn = rows.length > 0 && 'id' in rows[0] ? 'id' : Object.keys(rows[0] ?? { id: 0 })[0];
+    }
+  }
+  return tables.put(name, keyColumn, rows, replace);
+}
+
+/**
+ * Server-Sent Events: first the current rows, then every refresh the rows that changed (`_final` marks rows of
+ * closed windows). A heartbeat comment keeps proxies from closing an idle stream.
+ */
+function live(request: FastifyRequest, reply: FastifyReply, engine: Engine): void {
+  const { name } = request.params as { name: string };
+  const plan = engine.plan(name); // 404 before the stream starts
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  let version = 0;
+  const send = () => {
+    let rows;
+    try {
+      const current = engine.version(name);
+      if (current === version) {
+        res.write(': keep-alive\n\n');
+        return;
+      }
+      rows = engine.rows(name, { sinceVersion: version, limit: 10_000 });
+      version = current;
+    } catch {
+      res.write('event: end\ndata: {"reason":"view dropped"}\n\n');
+      res.end();
+      return;
+    }
+    if (rows.length > 0) res.write(`event: rows\ndata: ${JSON.stringify({ rows })}\n\n`);
+  };
+  send();
+  const timer = setInterval(send, plan.options.refreshMs);
+  const stop = () => clearInterval(timer);
+  request.raw.on('close', stop);
+  res.on('close', stop);
+}

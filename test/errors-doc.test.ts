@@ -6,6 +6,8 @@ import '../src/config/index.js';
 import '../src/log/index.js';
 import '../src/schema/index.js';
 import '../src/ingest/index.js';
+import '../src/sql/index.js';
+import '../src/engine/index.js';
 import '../src/server/index.js';
 
 const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');

@@ -283,6 +283,7 @@ export class Engine {
     const stats = log.stats().partitions;
     const now = this.#clock.now();
     let read = 0;
+    for (const v of views) for (let p = 0; p < stats.length; p++) v.state.setPending(p, v.offsets[p] < stats[p].nextOffset);
     for (let p = 0; p < stats.length; p++) {
       let from = Infinity;
       for (const v of views) if (v.offsets[p] < from) from = v.offsets[p];

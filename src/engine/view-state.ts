@@ -50,6 +50,10 @@ export class ViewState {
   /** Max event time seen per partition, and when (wall clock) it last moved. */
   readonly #maxTime: number[];
   readonly #lastActiveMs: number[];
+  /** Partitions found idle at the last `advance` (they do not hold the watermark back). */
+  readonly #idle: boolean[];
+  /** Partitions with records the view has not read yet: unseen, they still hold the watermark back. */
+  readonly #pending: boolean[];
   #watermark = -Infinity;
   #version = 0;
   lateCount = 0;
@@ -60,6 +64,27 @@ export class ViewState {
     this.plan = plan;
     this.#maxTime = new Array<number>(partitions).fill(-Infinity);
     this.#lastActiveMs = new Array<number>(partitions).fill(-Infinity);
+    this.#idle = new Array<boolean>(partitions).fill(false);
+    this.#pending = new Array<boolean>(partitions).fill(false);
+  }
+
+  /** Tells the state which partitions still have unread records (the engine calls this before each step). */
+  setPending(partition: number, pending: boolean): void {
+    this.#pending[partition] = pending;
+  }
+
+  /** The slowest partition that counts, or -Infinity while an unseen partition has records to come. */
+  #slowest(): number {
+    let min = Infinity;
+    for (let i = 0; i < this.#maxTime.length; i++) {
+      const m = this.#maxTime[i];
+      if (m === -Infinity) {
+        if (this.#pending[i]) return -Infinity;
+        continue;
+      }
+      if (!this.#idle[i] && m < min) min = m;
+    }
+    return min;
   }
 
   get watermark(): number {
@@ -75,8 +100,18 @@ export class ViewState {
     const plan = this.plan;
     const t = row[plan.time];
     const p = row.partition;
-    if (t > this.#maxTime[p]) this.#maxTime[p] = t;
     this.#lastActiveMs[p] = nowMs;
+    this.#idle[p] = false;
+    if (t > this.#maxTime[p]) {
+      this.#maxTime[p] = t;
+      // The watermark follows every event, so which events are late does not depend on how records were
+      // batched (and a replay after a crash decides exactly as the first run did).
+      const min = this.#slowest();
+      if (min !== Infinity) {
+        const candidate = min - plan.options.maxLatenessMs;
+        if (candidate > this.#watermark) this.#watermark = candidate;
+      }
+    }
     const w = plan.window;
     const ks = keyString(keys);
     const version = ++this.#version;
@@ -176,25 +211,24 @@ export class ViewState {
    */
   advance(nowMs: number, caughtUp: boolean): void {
     const { maxLatenessMs, idleTimeoutMs, retentionMs } = this.plan.options;
-    let min = Infinity;
     let max = -Infinity;
     for (let p = 0; p < this.#maxTime.length; p++) {
       const m = this.#maxTime[p];
       if (m === -Infinity) continue;
       if (m > max) max = m;
-      const idle = caughtUp && nowMs - this.#lastActiveMs[p] >= idleTimeoutMs;
-      if (!idle && m < min) min = m;
+      this.#idle[p] = caughtUp && nowMs - this.#lastActiveMs[p] >= idleTimeoutMs;
     }
+    const min = this.#slowest();
     let candidate: number;
+    if (min === -Infinity || max === -Infinity) return;
     if (min !== Infinity) candidate = min - maxLatenessMs;
-    else if (max === -Infinity) return;
     else candidate = this.plan.time === 'received_at' && caughtUp ? nowMs - maxLatenessMs : max - maxLatenessMs;
-    if (candidate <= this.#watermark) return;
-    this.#watermark = candidate;
-    const horizon = candidate - retentionMs;
+    if (candidate > this.#watermark) this.#watermark = candidate;
+    const watermark = this.#watermark;
+    const horizon = watermark - retentionMs;
     for (const [id, g] of this.groups) {
       if (g.windowEnd === null) continue;
-      if (!g.closed && g.windowEnd <= candidate) {
+      if (!g.closed && g.windowEnd <= watermark) {
         g.closed = true;
         g.version = ++this.#version;
         if (this.plan.window.kind === 'session') {

@@ -150,3 +150,92 @@ describe('views over HTTP', () => {
     assert.equal((await inject(t, 'GET', '/v1/views/by_section')).status, 404);
   });
 });
+
+describe('POST /v1/query over views', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startServer();
+    await inject(t, 'PUT', '/v1/schemas/page_view', pageView);
+    // Users u0..u9 read a1 in every window; u100+ readers are new each window, so the union beats the sum.
+    const events = [];
+    for (let i = 0; i < 200; i++) events.push({ type: 'page_view', data: { article_id: i % 2 === 0 ? 'a1' : 'a2', user_id: i % 4 === 0 ? `u${i % 10}` : `u${100 + i}`, read_ms: i } });
+    await inject(t, 'POST', '/v1/events', events);
+    await inject(t, 'PUT', '/v1/views/readers_5m', {
+      sql: `CREATE VIEW readers_5m AS SELECT article_id, COUNT(*) AS views, APPROX_COUNT_DISTINCT(user_id) AS readers,
+              APPROX_PERCENTILE(read_ms, 0.9) AS p90, TOP_K(user_id, 3) AS top_users
+            FROM page_view GROUP BY article_id, TUMBLE(received_at, INTERVAL '5' MINUTE)`,
+    });
+    await caughtUp(t, 'readers_5m');
+  });
+  after(() => t.cleanup());
+
+  test('the README query: unique readers over the last hour merge the HyperLogLog states', async () => {
+    const res = await inject(t, 'POST', '/v1/query', {
+      sql: "SELECT article_id, APPROX_COUNT_DISTINCT(readers) AS readers, SUM(views) AS views FROM readers_5m WHERE window_start >= NOW() - INTERVAL '1' HOUR GROUP BY article_id ORDER BY article_id",
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual(res.body.columns, ['article_id', 'readers', 'views']);
+    const a1 = new Set<string>();
+    const a2 = new Set<string>();
+    for (let i = 0; i < 200; i++) (i % 2 === 0 ? a1 : a2).add(i % 4 === 0 ? `u${i % 10}` : `u${100 + i}`);
+    assert.deepEqual(res.body.rows, [
+      { article_id: 'a1', readers: a1.size, views: 100 },
+      { article_id: 'a2', readers: a2.size, views: 100 },
+    ]);
+  });
+
+  test('projection, WHERE, ORDER BY and LIMIT; quantile and top-k columns merge too', async () => {
+    const rows = await inject(t, 'POST', '/v1/query', { sql: 'SELECT article_id, views FROM readers_5m WHERE views > 10 ORDER BY article_id DESC LIMIT 1' });
+    assert.deepEqual(rows.body, { columns: ['article_id', 'views'], rows: [{ article_id: 'a2', views: 100 }] });
+    const merged = await inject(t, 'POST', '/v1/query', { sql: 'SELECT APPROX_PERCENTILE(p90, 0.5) AS median, TOP_K(top_users, 1) AS top, COUNT(*) AS windows FROM readers_5m' });
+    assert.equal(merged.body.rows.length, 1);
+    assert.ok(Math.abs(merged.body.rows[0].median - 99) <= 2, `median ${merged.body.rows[0].median}`);
+    assert.equal(merged.body.rows[0].windows, 2);
+    // a2's window saw 100 distinct users in 64 counters, so merged counts carry its minimum as error.
+    const top = merged.body.rows[0].top[0];
+    assert.match(top.value, /^u[02468]$/);
+    assert.ok(top.count - top.error <= 10 && 10 <= top.count, JSON.stringify(top));
+    const star = await inject(t, 'POST', '/v1/query', { sql: 'SELECT * FROM readers_5m' });
+    assert.deepEqual(star.body.columns, ['window_start', 'window_end', 'article_id', 'views', 'readers', 'p90', 'top_users']);
+  });
+
+  test('query errors: unknown view and column with suggestions', async () => {
+    const v = await inject(t, 'POST', '/v1/query', { sql: 'SELECT * FROM readers5m' });
+    assert.equal(v.body.error.code, 'SQL_PLAN');
+    assert.match(v.body.error.message, /unknown view readers5m \(did you mean readers_5m\?\)/);
+    const c = await inject(t, 'POST', '/v1/query', { sql: 'SELECT viewz FROM readers_5m' });
+    assert.match(c.body.error.message, /unknown column viewz .*did you mean views\?/);
+  });
+});
+
+test('live: Server-Sent Events deliver the current rows, then changes', async () => {
+  const t = await startServer();
+  try {
+    await inject(t, 'PUT', '/v1/schemas/page_view', pageView);
+    await inject(t, 'PUT', '/v1/views/counts', { sql: "CREATE VIEW counts WITH (refresh = '100ms') AS SELECT article_id, COUNT(*) AS n FROM page_view GROUP BY article_id" });
+    await inject(t, 'POST', '/v1/events', [{ type: 'page_view', data: { article_id: 'a1' } }]);
+    await caughtUp(t, 'counts');
+    const url = await t.server.listen();
+    const controller = new AbortController();
+    const res = await fetch(`${url}/v1/views/counts/live`, { signal: controller.signal });
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+    const reader = res.body!.getReader();
+    let text = '';
+    const readUntil = async (pattern: RegExp) => {
+      const deadline = Date.now() + 3000;
+      while (!pattern.test(text) && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += Buffer.from(value).toString();
+      }
+      assert.match(text, pattern);
+    };
+    await readUntil(/event: rows\ndata: .*"article_id":"a1","n":1/);
+    await inject(t, 'POST', '/v1/events', [{ type: 'page_view', data: { article_id: 'a1' } }, { type: 'page_view', data: { article_id: 'a2' } }]);
+    await readUntil(/"article_id":"a1","n":2/);
+    assert.match(text, /"article_id":"a2","n":1/);
+    controller.abort();
+  } finally {
+    await t.cleanup();
+  }
+});

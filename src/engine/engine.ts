@@ -12,6 +12,7 @@ import {
 import type { Log, LogRecord } from '../log/index.js';
 import { planView, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
+import type { Accumulator } from './accumulators.js';
 import type { Tables } from './tables.js';
 import type { ViewStore } from './view-store.js';
 import { ViewState, type Group, type LateEvent, type SavedViewState } from './view-state.js';
@@ -272,6 +273,24 @@ export class Engine {
       return desc ? -c : c;
     });
     return out.slice(0, q.limit ?? 1000);
+  }
+
+  /** The rows of a view that pass its HAVING, with the partial states behind each aggregate column. */
+  snapshot(name: string): { values: ViewRow; states: Record<string, Accumulator> }[] {
+    const { plan, state } = this.#runtime(name);
+    const out: { values: ViewRow; states: Record<string, Accumulator> }[] = [];
+    for (const g of state.groups.values()) {
+      const aggs = g.accs.map((a) => a.result());
+      if (plan.having !== undefined && plan.having(g.keys, aggs, g.windowStart, g.windowEnd) !== true) continue;
+      const values: ViewRow = { window_start: g.windowStart, window_end: g.windowEnd };
+      const states: Record<string, Accumulator> = {};
+      for (const o of plan.outputs) {
+        values[o.name] = o.eval(g.keys, aggs, g.windowStart, g.windowEnd);
+        if (o.agg !== undefined) states[o.name] = g.accs[o.agg];
+      }
+      out.push({ values, states });
+    }
+    return out;
   }
 
   /** Applies every record available now; returns how many records were read. */

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HalflifeError } from '../core/index.js';
 import { parseTableBody, type Engine, type Tables } from '../engine/index.js';
+import { runQuery } from '../query/index.js';
 
 const RESERVED = new Set(['from', 'to', 'latest', 'order', 'limit']);
 
@@ -58,6 +59,7 @@ export function registerViewRoutes(app: FastifyInstance, engine: Engine, tables:
     };
   });
   app.get('/v1/views/:name/live', (request, reply) => live(request, reply, engine));
+  app.post('/v1/query', async (request) => runQuery(engine, sqlOf(request.body)));
 
   app.put('/v1/tables/:name', (request) => putTable(request, tables, true));
   app.patch('/v1/tables/:name', (request) => putTable(request, tables, false));

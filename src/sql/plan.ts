@@ -32,6 +32,8 @@ export interface EventRow {
   readonly offset: number;
   /** Rows of the joined tables, in join order (undefined where a LEFT JOIN found nothing). */
   joined: (Record<string, unknown> | undefined)[];
+  /** In queries over views: the partial aggregate states of the view row, by column. */
+  states?: Readonly<Record<string, unknown>>;
 }
 
 export type RowEvaluator = (row: EventRow) => Value;
@@ -63,6 +65,10 @@ export interface AggSpec {
   readonly param: number | undefined;
   /** Canonical text, for messages and matching. */
   readonly label: string;
+  /** When the argument is a bare column, its name (queries use it to merge sketch columns of a view). */
+  readonly argColumn?: string | undefined;
+  /** In queries: the argument is a sketch column of the same function, whose partial states are merged. */
+  readonly merge?: boolean;
 }
 
 export interface JoinSpec {
@@ -472,6 +478,7 @@ class Planner {
           spec = { fn: 'top_k', arg, param: numberParam(1, 'k must be an integer from 1 to 1000, e.g. TOP_K(referrer, 10)', (n) => Number.isInteger(n) && n >= 1 && n <= 1000), label };
       }
     }
+    if (arg0?.kind === 'column' && arg0.path.length === 1) spec = { ...spec, argColumn: arg0.path[0] };
     this.#aggExprs.push(e);
     this.aggs.push(spec);
     return this.aggs.length - 1;
@@ -652,4 +659,122 @@ export function planView(sql: string, catalog: Catalog, nameIfSelect?: string): 
     throw sqlError('SQL_PLAN', sql, select.pos, 'a view aggregates: use an aggregate such as COUNT(*), GROUP BY, or a window', 6);
   }
   return { name, sql, source, time, window, options: opts, filter, joins, keys, aggs: p.aggs, outputs, having };
+}
+
+/** A column of a view, as queries over the view see it. */
+export interface ViewColumn {
+  readonly name: string;
+  /** The aggregate that produced it, if any (sketch columns can be merged again). */
+  readonly agg: AggSpec | undefined;
+}
+
+export interface QueryCatalog {
+  viewNames(): readonly string[];
+  viewColumns(name: string): readonly ViewColumn[] | undefined;
+}
+
+export interface QueryPlan {
+  readonly view: string;
+  readonly filter: RowEvaluator | undefined;
+  /** Aggregating queries: keys, aggregates, outputs and HAVING as in a view (no window). */
+  readonly aggregate:
+    | { readonly keys: readonly { readonly name: string; readonly eval: RowEvaluator }[]; readonly aggs: readonly AggSpec[]; readonly outputs: readonly OutputColumn[]; readonly having: GroupEvaluator | undefined }
+    | undefined;
+  /** Non-aggregating queries: the projected columns. */
+  readonly columns: readonly { readonly name: string; readonly eval: RowEvaluator }[];
+  readonly orderBy: readonly { readonly column: string; readonly desc: boolean }[];
+  readonly limit: number | undefined;
+}
+
+/**
+ * Plans `SELECT … FROM <view> [WHERE] [GROUP BY] [HAVING] [ORDER BY] [LIMIT]`. Re-aggregation follows the
+ * columns' meaning: SUM/MIN/MAX/COUNT over numbers, and APPROX_COUNT_DISTINCT / APPROX_PERCENTILE / TOP_K over a
+ * column the view computed with the same function merge the partial sketches (unique readers per hour from
+ * five-minute windows is a union, not a sum).
+ */
+export function planQuery(sql: string, catalog: QueryCatalog): QueryPlan {
+  const stmt = parse(sql);
+  if (stmt.kind !== 'select') throw sqlError('SQL_PLAN', sql, stmt.pos, 'POST /v1/query runs SELECT; create views with PUT /v1/views/:name', 6);
+  const select = stmt;
+  const view = select.from.name;
+  const cols = catalog.viewColumns(view);
+  if (cols === undefined) {
+    throw sqlError('SQL_PLAN', sql, select.from.pos, `unknown view ${view}${suggestion(view, catalog.viewNames())}`, select.from.length);
+  }
+  if (select.joins.length > 0) throw sqlError('SQL_PLAN', sql, select.joins[0].table.pos, 'queries over views do not join; join in the view', select.joins[0].table.length);
+  const properties: Record<string, FieldInfo> = {};
+  for (const c of cols) properties[c.name] = { open: true };
+  const p: Planner = new Planner({
+    sql,
+    catalog: { streamNames: () => [view], streamFields: () => ({ properties, open: false }), tableNames: () => [], tableColumns: () => undefined },
+    source: view,
+    sourceAlias: select.from.alias ?? view,
+    fields: { properties, open: false },
+    tables: [],
+  });
+  const filter = select.where === undefined ? undefined : p.row(select.where, 'WHERE');
+  const aggregating = select.groupBy.length > 0 || select.having !== undefined || select.items.some((i) => exprHasAgg(i.expr));
+  let aggregate: QueryPlan['aggregate'];
+  let columns: { name: string; eval: RowEvaluator }[] = [];
+  const names: string[] = [];
+  if (aggregating) {
+    if (select.star) throw sqlError('SQL_PLAN', sql, select.pos, 'SELECT * cannot be combined with GROUP BY or aggregates', 6);
+    const keyExprs = [...select.groupBy];
+    const keys = keyExprs.map((k) => ({ name: k.kind === 'column' ? k.path[k.path.length - 1] : exprText(k), eval: p.row(k, 'GROUP BY') }));
+    const keyAliases = keys.map((k) => k.name);
+    const outputs: OutputColumn[] = select.items.map((item) => {
+      const name = item.alias ?? (item.expr.kind === 'column' ? item.expr.path[item.expr.path.length - 1] : item.expr.kind === 'call' ? item.expr.name.toLowerCase() : 'expr');
+      names.push(name);
+      const keySlot = keyExprs.findIndex((k) => sameExpr(k, item.expr));
+      const agg = item.expr.kind === 'call' && AGGREGATES.has(item.expr.name) ? p.aggregate(item.expr) : undefined;
+      return { name, eval: p.group(item.expr, keyExprs, keyAliases, 'SELECT'), agg, key: keySlot >= 0 ? keySlot : undefined };
+    });
+    const having = select.having === undefined ? undefined : p.group(select.having, keyExprs, keyAliases, 'HAVING');
+    // Sketch columns re-aggregated by the function that made them merge; keep the view's precision.
+    const aggs = p.aggs.map((a) => {
+      const source = cols.find((c) => c.name === a.argColumn)?.agg;
+      if (source !== undefined && source.fn === a.fn && (a.fn === 'approx_count_distinct' || a.fn === 'approx_percentile' || a.fn === 'top_k')) {
+        return { ...a, param: a.fn === 'approx_count_distinct' ? source.param : a.param, merge: true };
+      }
+      return a;
+    });
+    aggregate = { keys, aggs, outputs, having };
+  } else {
+    const items = select.star ? cols.map((c) => ({ expr: { kind: 'column', path: [c.name], pos: select.pos, length: 1 } as Expr, alias: c.name })) : select.items;
+    columns = items.map((item) => {
+      const name = item.alias ?? (item.expr.kind === 'column' ? item.expr.path[item.expr.path.length - 1] : exprText(item.expr));
+      names.push(name);
+      return { name, eval: p.row(item.expr, 'SELECT') };
+    });
+  }
+  const orderBy = select.orderBy.map((o) => {
+    const name = o.expr.kind === 'column' && o.expr.path.length === 1 ? o.expr.path[0] : exprText(o.expr);
+    if (!names.includes(name)) p.fail(o.expr.pos, `ORDER BY ${name}: order by a selected column or its alias${suggestion(name, names)}`);
+    return { column: name, desc: o.desc };
+  });
+  return { view, filter, aggregate, columns, orderBy, limit: select.limit };
+}
+
+function exprHasAgg(e: Expr): boolean {
+  switch (e.kind) {
+    case 'call':
+      return AGGREGATES.has(e.name) || e.args.some(exprHasAgg);
+    case 'binary':
+      return exprHasAgg(e.left) || exprHasAgg(e.right);
+    case 'unary':
+      return exprHasAgg(e.operand);
+    case 'case':
+      return (e.operand !== undefined && exprHasAgg(e.operand)) || e.whens.some(([a, b]) => exprHasAgg(a) || exprHasAgg(b)) || (e.otherwise !== undefined && exprHasAgg(e.otherwise));
+    case 'in':
+      return exprHasAgg(e.expr) || e.list.some(exprHasAgg);
+    case 'between':
+      return exprHasAgg(e.expr) || exprHasAgg(e.low) || exprHasAgg(e.high);
+    case 'like':
+      return exprHasAgg(e.expr) || exprHasAgg(e.pattern);
+    case 'isnull':
+    case 'cast':
+      return exprHasAgg(e.expr);
+    default:
+      return false;
+  }
 }

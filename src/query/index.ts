@@ -1,0 +1,2 @@
+export { runQuery, queryCatalog } from './query.js';
+export type { QueryResult } from './query.js';

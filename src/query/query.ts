@@ -1,0 +1,95 @@
+import { createAccumulator, type Accumulator, type Engine } from '../engine/index.js';
+import { compare, planQuery, type EventRow, type QueryCatalog, type Value } from '../sql/index.js';
+
+export interface QueryResult {
+  readonly columns: readonly string[];
+  readonly rows: readonly Record<string, Value>[];
+}
+
+const DEFAULT_LIMIT = 10_000;
+
+/** The views and their columns as queries see them. */
+export function queryCatalog(engine: Engine): QueryCatalog {
+  return {
+    viewNames: () => engine.names(),
+    viewColumns: (name) => {
+      if (!engine.names().includes(name)) return undefined;
+      const plan = engine.plan(name);
+      return [
+        { name: 'window_start', agg: undefined },
+        { name: 'window_end', agg: undefined },
+        ...plan.outputs.map((o) => ({ name: o.name, agg: o.agg === undefined ? undefined : plan.aggs[o.agg] })),
+      ];
+    },
+  };
+}
+
+/** Runs `SELECT … FROM <view> …` (POST /v1/query). */
+export function runQuery(engine: Engine, sql: string): QueryResult {
+  const plan = planQuery(sql, queryCatalog(engine));
+  const rows: Record<string, Value>[] = [];
+  const base = engine.snapshot(plan.view);
+  const asRow = (values: Record<string, Value>, states: Record<string, Accumulator>): EventRow => ({
+    type: plan.view,
+    data: values as Record<string, unknown>,
+    key: undefined,
+    received_at: 0,
+    event_time: 0,
+    partition: 0,
+    offset: 0,
+    joined: [],
+    states,
+  });
+  let columns: string[];
+  if (plan.aggregate === undefined) {
+    columns = plan.columns.map((c) => c.name);
+    for (const { values, states } of base) {
+      const row = asRow(values, states);
+      if (plan.filter !== undefined && plan.filter(row) !== true) continue;
+      const out: Record<string, Value> = {};
+      for (const c of plan.columns) out[c.name] = c.eval(row);
+      rows.push(out);
+    }
+  } else {
+    const { keys, aggs, outputs, having } = plan.aggregate;
+    columns = outputs.map((o) => o.name);
+    const groups = new Map<string, { keys: Value[]; accs: Accumulator[] }>();
+    for (const { values, states } of base) {
+      const row = asRow(values, states);
+      if (plan.filter !== undefined && plan.filter(row) !== true) continue;
+      const k = keys.map((key) => key.eval(row));
+      const id = JSON.stringify(k);
+      let g = groups.get(id);
+      if (g === undefined) {
+        g = { keys: k, accs: aggs.map(createAccumulator) };
+        groups.set(id, g);
+      }
+      aggs.forEach((spec, i) => {
+        if (spec.merge === true) {
+          const state = states[spec.argColumn!];
+          if (state !== undefined) g!.accs[i].merge(state);
+        } else g!.accs[i].add(spec.arg === undefined ? null : spec.arg(row));
+      });
+    }
+    if (groups.size === 0 && keys.length === 0) groups.set('[]', { keys: [], accs: aggs.map(createAccumulator) });
+    for (const g of groups.values()) {
+      const results = g.accs.map((a) => a.result());
+      if (having !== undefined && having(g.keys, results, null, null) !== true) continue;
+      const out: Record<string, Value> = {};
+      for (const o of outputs) out[o.name] = o.eval(g.keys, results, null, null);
+      rows.push(out);
+    }
+  }
+  if (plan.orderBy.length > 0) {
+    rows.sort((a, b) => {
+      for (const o of plan.orderBy) {
+        const x = a[o.column];
+        const y = b[o.column];
+        const c = x === y ? 0 : x === null || x === undefined ? -1 : y === null || y === undefined ? 1 : (compare(x, y) ?? 0);
+        if (c !== 0) return o.desc ? -c : c;
+      }
+      return 0;
+    });
+  }
+  return { columns, rows: rows.slice(0, plan.limit ?? DEFAULT_LIMIT) };
+}

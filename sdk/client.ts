@@ -12,6 +12,9 @@ import type {
   SchemaSummary,
   SchemaVersion,
   StreamStats,
+  ViewInfo,
+  ViewRowsQuery,
+  QueryResponse,
 } from './types.js';
 
 /** An error answered by the server (`code` is the stable error code) or a transport failure (`NETWORK`). */
@@ -102,6 +105,30 @@ export class HalflifeClient {
 
   replayDeadLetters(filter: Omit<DeadLetterQuery, 'limit' | 'from'> = {}): Promise<ReplayResponse> {
     return this.#request('POST', `/v1/deadletters/replay${qs(filter as Record<string, unknown>)}`);
+  }
+
+  /** Creates a view from `CREATE VIEW … AS SELECT …` (or a SELECT, named by `name`). */
+  createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
+    return this.#request('PUT', `/v1/views/${encodeURIComponent(name)}${replace ? '?replace=true' : ''}`, JSON.stringify({ sql }), 'application/json');
+  }
+
+  async listViews(): Promise<ViewInfo[]> {
+    return (await this.#request<{ views: ViewInfo[] }>('GET', '/v1/views')).views;
+  }
+
+  async dropView(name: string): Promise<void> {
+    await this.#request('DELETE', `/v1/views/${encodeURIComponent(name)}`);
+  }
+
+  async viewRows(name: string, q: ViewRowsQuery = {}): Promise<Record<string, unknown>[]> {
+    const { keys, ...rest } = q;
+    const params = qs({ ...keys, ...rest } as Record<string, unknown>);
+    return (await this.#request<{ rows: Record<string, unknown>[] }>('GET', `/v1/views/${encodeURIComponent(name)}${params}`)).rows;
+  }
+
+  /** Runs SELECT over views (POST /v1/query). */
+  query(sql: string): Promise<QueryResponse> {
+    return this.#request('POST', '/v1/query', JSON.stringify({ sql }), 'application/json');
   }
 
   async health(): Promise<boolean> {

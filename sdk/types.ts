@@ -134,3 +134,37 @@ export interface EventsQuery {
   type?: string;
   limit?: number;
 }
+
+export interface ViewInfo {
+  name: string;
+  sql: string;
+  source: string;
+  window: { kind: 'none' } | { kind: 'tumble'; sizeMs: number } | { kind: 'hop'; slideMs: number; sizeMs: number } | { kind: 'session'; gapMs: number };
+  time: 'received_at' | 'event_time';
+  columns: readonly string[];
+  rows: number;
+  memoryBytes: number;
+  /** Records of the log not yet applied. */
+  lag: number;
+  /** 0..1: share of the backfill done. */
+  progress: number;
+  watermark: number | null;
+  lateEvents: number;
+  lastCheckpointMs: number | null;
+}
+
+export interface ViewRowsQuery {
+  /** Key column filters, e.g. { article_id: 'a1' }. */
+  keys?: Record<string, string>;
+  from?: number | string;
+  to?: number | string;
+  latest?: boolean;
+  /** A column, `-` prefixed (or ` desc` suffixed) for descending. */
+  order?: string;
+  limit?: number;
+}
+
+export interface QueryResponse {
+  columns: string[];
+  rows: Record<string, unknown>[];
+}

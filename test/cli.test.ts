@@ -112,6 +112,25 @@ describe('halflife CLI against a running server', () => {
     assert.ok(records.every((r) => r.type === 'page_view' && typeof r.offset === 'number'));
   });
 
+  test('view create, list, query and drop', async () => {
+    const sqlFile = join(dir, 'by_article.sql');
+    await writeFile(sqlFile, 'CREATE VIEW by_article AS SELECT article_id, COUNT(*) AS views FROM page_view GROUP BY article_id');
+    const created = await cli('view', 'create', 'by_article', '-f', sqlFile, '--url', url);
+    assert.equal(created.code, 0, created.err);
+    assert.match(created.out, /created view by_article over page_view: columns window_start, window_end, article_id, views/);
+    for (let i = 0; i < 200 && t.server.engine.info('by_article').lag > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.match((await cli('view', 'list', '--url', url)).out, /by_article\s+page_view\s+none\s+3/);
+    const q = await cli('query', 'SELECT article_id, views FROM by_article ORDER BY article_id', '--url', url);
+    assert.equal(q.code, 0, q.err);
+    assert.match(q.out, /article_id\s+views\na0\s+9\na1\s+8\na2\s+8\n\(3 rows\)/);
+    const bad = await cli('query', 'SELECT nope FROM by_article', '--url', url);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /SQL_PLAN/);
+    assert.equal((await cli('view', 'drop', 'by_article', '--url', url)).out, 'dropped view by_article\n');
+    assert.equal((await cli('view', 'create', 'x', '--url', url)).code, 2);
+  });
+
   test('usage errors exit 2 with the usage text; an unreachable server exits 1', async () => {
     const bad = await cli('frobnicate');
     assert.equal(bad.code, 2);

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { HalflifeApiError, HalflifeClient } from '../../sdk/index.js';
 import { HalflifeError } from '../core/index.js';
-import { dlqList, dlqReplay, schemaAdd, schemaList, schemaShow, streams, tail } from './commands/client-commands.js';
+import { readFile } from 'node:fs/promises';
+import { dlqList, dlqReplay, query, schemaAdd, schemaList, schemaShow, streams, tail, viewCreate, viewDrop, viewList } from './commands/client-commands.js';
 import { init } from './commands/init.js';
 import { send } from './commands/send.js';
 import { serve } from './commands/serve.js';
@@ -21,6 +22,9 @@ Usage:
   halflife dlq replay [--type T] [--code C] [--since TIME]        re-validate and append what now passes
   halflife tail [--type T] [--from-beginning]                      follow the log as NDJSON
   halflife streams                                                 records and bytes per partition
+  halflife view create <NAME> (--sql "CREATE VIEW …" | -f FILE.sql) [--replace]
+  halflife view list | view drop <NAME>
+  halflife query "SELECT … FROM <view> …"                          query views (re-aggregates sketches)
 
 Client commands talk to --url (or HALFLIFE_URL, default http://127.0.0.1:7070); --json prints raw JSON.
 Exit codes: 0 ok, 1 failed, 2 bad usage or configuration.
@@ -148,6 +152,28 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
       return tail(client(values.url), { type: values.type, fromBeginning: values['from-beginning'] }, io, controller.signal);
+    }
+    case 'view': {
+      const [sub, ...subArgs] = args;
+      const { values, positionals } = parseArgs({
+        args: subArgs,
+        allowPositionals: true,
+        options: { ...CLIENT_OPTIONS, sql: { type: 'string' }, file: { type: 'string', short: 'f' }, replace: { type: 'boolean' } },
+      });
+      const c = client(values.url);
+      if (sub === 'create' && positionals.length === 1) {
+        if ((values.sql === undefined) === (values.file === undefined)) throw new UsageError('view create takes --sql "…" or -f FILE.sql');
+        const sql = values.sql ?? (await readFile(values.file!, 'utf8'));
+        return viewCreate(c, positionals[0], sql, values.replace === true, values, io);
+      }
+      if (sub === 'list' && positionals.length === 0) return viewList(c, values, io);
+      if (sub === 'drop' && positionals.length === 1) return viewDrop(c, positionals[0], io);
+      throw new UsageError('usage: halflife view create <name> --sql "…" | -f file.sql, view list, view drop <name>');
+    }
+    case 'query': {
+      const { values, positionals } = parseArgs({ args, allowPositionals: true, options: CLIENT_OPTIONS });
+      if (positionals.length !== 1) throw new UsageError('query takes one SQL statement, quoted');
+      return query(client(values.url), positionals[0], values, io);
     }
     case 'streams': {
       const { values } = parseArgs({ args, options: CLIENT_OPTIONS });

@@ -120,3 +120,43 @@ export async function tail(client: HalflifeClient, flags: TailFlags, io: Io, sig
 }
 
 export { human };
+
+export async function viewCreate(client: HalflifeClient, name: string, sql: string, replace: boolean, flags: OutputFlags, io: Io): Promise<number> {
+  const info = await client.createView(name, sql, replace);
+  if (flags.json) io.out(JSON.stringify(info, null, 2) + '\n');
+  else io.out(`created view ${info.name} over ${info.source}: columns ${info.columns.join(', ')}\n`);
+  return 0;
+}
+
+export async function viewList(client: HalflifeClient, flags: OutputFlags, io: Io): Promise<number> {
+  const views = await client.listViews();
+  if (flags.json) io.out(JSON.stringify(views, null, 2) + '\n');
+  else if (views.length === 0) io.out('no views (halflife view create <name> --sql "CREATE VIEW …")\n');
+  else {
+    io.out(
+      table(
+        views.map((v) => [v.name, v.source, v.window.kind, v.rows, bytes(v.memoryBytes), v.lag, `${(v.progress * 100).toFixed(0)}%`, v.lateEvents]),
+        ['VIEW', 'SOURCE', 'WINDOW', 'ROWS', 'MEMORY', 'LAG', 'BACKFILL', 'LATE'],
+      ),
+    );
+  }
+  return 0;
+}
+
+export async function viewDrop(client: HalflifeClient, name: string, io: Io): Promise<number> {
+  await client.dropView(name);
+  io.out(`dropped view ${name}\n`);
+  return 0;
+}
+
+const cell = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+
+export async function query(client: HalflifeClient, sql: string, flags: OutputFlags, io: Io): Promise<number> {
+  const res = await client.query(sql);
+  if (flags.json) io.out(JSON.stringify(res, null, 2) + '\n');
+  else {
+    io.out(table(res.rows.map((r) => res.columns.map((c) => cell(r[c]))), res.columns));
+    io.out(`(${res.rows.length} row${res.rows.length === 1 ? '' : 's'})\n`);
+  }
+  return 0;
+}

@@ -38,7 +38,7 @@ function append(log: MemoryLog, events: InputEvent[]) {
   return log.append(
     events.map((e) => {
       const envelope = Buffer.from(JSON.stringify({ type: e.type, data: e.data, key: e.key, ts: e.ts }));
-      return { key: e.key, timestampMs: e.received_at, value: new EventRecordEncoder(e.received_at, 1, e.ts, undefined, envelope) };
+      return { key: e.key, timestampMs: e.received_at, value: new EventRecordEncoder(e.received_at, 1, e.type, e.ts, undefined, envelope) };
     }),
   );
 }

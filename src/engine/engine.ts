@@ -1,6 +1,7 @@
 import { serialize, deserialize } from 'node:v8';
 import {
   decodeEventRecord,
+  eventRecordIs,
   HalflifeError,
   LifecycleState,
   silentLogger,
@@ -18,6 +19,8 @@ import type { ViewStore } from './view-store.js';
 import { ViewState, type Group, type LateEvent, type SavedViewState } from './view-state.js';
 
 const VIEW_NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
+/** The plan source of `FROM events`: every event type. */
+const ALL_STREAMS = '*';
 const CHECKPOINT_FORMAT = 1;
 
 export interface EngineOptions {
@@ -204,7 +207,7 @@ export class Engine {
       window: r.plan.window,
       time: r.plan.time,
       columns: ['window_start', 'window_end', ...r.plan.outputs.map((o) => o.name)],
-      rows: r.state.groups.size,
+      rows: r.state.groupCount,
       memoryBytes: r.state.memoryBytes(),
       lag,
       progress: total === 0 ? 1 : (total - lag) / total,
@@ -216,7 +219,7 @@ export class Engine {
 
   /** The groups of a view, for queries that re-aggregate partial states. */
   groups(name: string): Iterable<Group> {
-    return this.#runtime(name).state.groups.values();
+    return this.#runtime(name).state.groups();
   }
 
   late(name: string): { count: number; recent: readonly LateEvent[] } {
@@ -236,7 +239,7 @@ export class Engine {
       if (i === undefined) throw new HalflifeError('INVALID_QUERY', { name: col, reason: `not a key column of ${name} (keys: ${[...keyIndex.keys()].join(', ') || 'none'})` });
       return [i, v] as const;
     });
-    let groups = [...state.groups.values()].filter((g) => {
+    let groups = [...state.groups()].filter((g) => {
       if (q.sinceVersion !== undefined && g.version <= q.sinceVersion) return false;
       if (q.fromMs !== undefined && (g.windowStart ?? 0) < q.fromMs) return false;
       if (q.toMs !== undefined && (g.windowStart ?? 0) >= q.toMs) return false;
@@ -279,7 +282,7 @@ export class Engine {
   snapshot(name: string): { values: ViewRow; states: Record<string, Accumulator> }[] {
     const { plan, state } = this.#runtime(name);
     const out: { values: ViewRow; states: Record<string, Accumulator> }[] = [];
-    for (const g of state.groups.values()) {
+    for (const g of state.groups()) {
       const aggs = g.accs.map((a) => a.result());
       if (plan.having !== undefined && plan.having(g.keys, aggs, g.windowStart, g.windowEnd) !== true) continue;
       const values: ViewRow = { window_start: g.windowStart, window_end: g.windowEnd };
@@ -303,11 +306,16 @@ export class Engine {
     const now = this.#clock.now();
     let read = 0;
     for (const v of views) for (let p = 0; p < stats.length; p++) v.state.setPending(p, v.offsets[p] < stats[p].nextOffset);
-    for (let p = 0; p < stats.length; p++) {
+    // Read every partition's next batch at once (the reads overlap in the I/O threads), then apply them.
+    const reads = stats.map((s, p) => {
       let from = Infinity;
       for (const v of views) if (v.offsets[p] < from) from = v.offsets[p];
-      if (from >= stats[p].nextOffset) continue;
-      const batch = await log.read(p, from, { maxRecords: max, maxBytes: 8 * 1024 * 1024 });
+      return from >= s.nextOffset ? undefined : log.read(p, from, { maxRecords: max, maxBytes: 8 * 1024 * 1024 });
+    });
+    for (let p = 0; p < reads.length; p++) {
+      const pending = reads[p];
+      if (pending === undefined) continue;
+      const batch = await pending;
       read += batch.length;
       this.#apply(batch, p, views, now);
     }
@@ -328,9 +336,9 @@ export class Engine {
       for (const v of views) {
         if (v.offsets[p] > rec.offset) continue;
         v.offsets[p] = rec.offset + 1;
-        ev ??= decodeEventRecord(rec.value);
         const plan = v.plan;
-        if (ev.type !== plan.source) continue;
+        if (plan.source !== ALL_STREAMS && !eventRecordIs(rec.value, plan.source)) continue;
+        ev ??= decodeEventRecord(rec.value);
         row ??= {
           type: ev.type,
           data: ev.data,

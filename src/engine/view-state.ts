@@ -23,17 +23,23 @@ export interface LateEvent {
   readonly watermark: number;
 }
 
-const LATE_KEEP = 1000;
-const NO_WINDOW = -1;
+/** The groups of one window (for views without a window: one bucket that never closes). */
+interface Bucket {
+  readonly start: number | null;
+  readonly end: number | null;
+  readonly groups: Map<unknown, Group>;
+  closed: boolean;
+}
 
-/** Canonical string of a group's key values (fast paths for one string or number key). */
-function keyString(keys: readonly Value[]): string {
-  if (keys.length === 1) {
-    const k = keys[0];
-    if (typeof k === 'string') return `s${k}`;
-    if (typeof k === 'number') return `n${k}`;
-    if (k === null || k === undefined) return 'z';
-  }
+const LATE_KEEP = 1000;
+const NO_WINDOW = Number.NEGATIVE_INFINITY;
+
+/**
+ * Map key of a group: the value itself for one key (a Map tells 5 from "5"), JSON for several. Avoids building
+ * a string per event and window, which dominated the engine's allocation.
+ */
+function mapKey(keys: readonly Value[]): unknown {
+  if (keys.length === 1) return keys[0] ?? null;
   return JSON.stringify(keys);
 }
 
@@ -43,11 +49,11 @@ function keyString(keys: readonly Value[]): string {
  */
 export class ViewState {
   readonly plan: ViewPlan;
-  /** windowStart|key -> group (sessions: the session's current start). */
-  readonly groups = new Map<string, Group>();
-  /** Open sessions per key (session windows only). */
-  readonly #sessions = new Map<string, Group[]>();
-  /** Max event time seen per partition, and when (wall clock) it last moved. */
+  /** Window start -> its groups (tumble, hop, none). */
+  readonly #buckets = new Map<number, Bucket>();
+  /** Group key -> its sessions, open and closed (session windows). */
+  readonly #sessions = new Map<unknown, Group[]>();
+  /** Max event time seen per partition, and when (wall clock) each was last active. */
   readonly #maxTime: number[];
   readonly #lastActiveMs: number[];
   /** Partitions found idle at the last `advance` (they do not hold the watermark back). */
@@ -58,7 +64,6 @@ export class ViewState {
   #version = 0;
   lateCount = 0;
   readonly late: LateEvent[] = [];
-  #starts: number[] = [];
 
   constructor(plan: ViewPlan, partitions: number) {
     this.plan = plan;
@@ -66,6 +71,27 @@ export class ViewState {
     this.#lastActiveMs = new Array<number>(partitions).fill(-Infinity);
     this.#idle = new Array<boolean>(partitions).fill(false);
     this.#pending = new Array<boolean>(partitions).fill(false);
+  }
+
+  get watermark(): number {
+    return this.#watermark;
+  }
+
+  get version(): number {
+    return this.#version;
+  }
+
+  /** Every group (row) of the view. */
+  *groups(): IterableIterator<Group> {
+    for (const b of this.#buckets.values()) yield* b.groups.values();
+    for (const list of this.#sessions.values()) yield* list;
+  }
+
+  get groupCount(): number {
+    let n = 0;
+    for (const b of this.#buckets.values()) n += b.groups.size;
+    for (const list of this.#sessions.values()) n += list.length;
+    return n;
   }
 
   /** Tells the state which partitions still have unread records (the engine calls this before each step). */
@@ -87,14 +113,6 @@ export class ViewState {
     return min;
   }
 
-  get watermark(): number {
-    return this.#watermark;
-  }
-
-  get version(): number {
-    return this.#version;
-  }
-
   /** Applies one event (already filtered and joined). Returns false if it was late and only recorded. */
   apply(row: EventRow, keys: Value[], nowMs: number): boolean {
     const plan = this.plan;
@@ -113,42 +131,44 @@ export class ViewState {
       }
     }
     const w = plan.window;
-    const ks = keyString(keys);
     const version = ++this.#version;
+    const key = mapKey(keys);
     switch (w.kind) {
       case 'none':
-        this.#add(`${NO_WINDOW}|${ks}`, keys, null, null, row, version);
+        this.#add(NO_WINDOW, null, null, key, keys, row, version);
         return true;
       case 'tumble': {
         const start = Math.floor(t / w.sizeMs) * w.sizeMs;
         if (start + w.sizeMs <= this.#watermark) return this.#late(row, t, keys);
-        this.#add(`${start}|${ks}`, keys, start, start + w.sizeMs, row, version);
+        this.#add(start, start, start + w.sizeMs, key, keys, row, version);
         return true;
       }
       case 'hop': {
         const last = Math.floor(t / w.slideMs) * w.slideMs;
         if (last + w.sizeMs <= this.#watermark) return this.#late(row, t, keys);
-        const starts = this.#starts;
-        starts.length = 0;
-        for (let s = last; s > t - w.sizeMs; s -= w.slideMs) starts.push(s);
-        for (const s of starts) {
-          if (s + w.sizeMs > this.#watermark) this.#add(`${s}|${ks}`, keys, s, s + w.sizeMs, row, version);
+        for (let s = last; s > t - w.sizeMs; s -= w.slideMs) {
+          if (s + w.sizeMs > this.#watermark) this.#add(s, s, s + w.sizeMs, key, keys, row, version);
         }
         return true;
       }
       case 'session':
         // Behind the watermark a session event could touch a session already closed (final): late.
         if (t < this.#watermark) return this.#late(row, t, keys);
-        this.#session(ks, keys, t, w.gapMs, row, version);
+        this.#session(key, keys, t, w.gapMs, row, version);
         return true;
     }
   }
 
-  #add(id: string, keys: Value[], start: number | null, end: number | null, row: EventRow, version: number): void {
-    let g = this.groups.get(id);
+  #add(id: number, start: number | null, end: number | null, key: unknown, keys: Value[], row: EventRow, version: number): void {
+    let b = this.#buckets.get(id);
+    if (b === undefined) {
+      b = { start, end, groups: new Map(), closed: false };
+      this.#buckets.set(id, b);
+    }
+    let g = b.groups.get(key);
     if (g === undefined) {
       g = { keys, windowStart: start, windowEnd: end, accs: this.plan.aggs.map(createAccumulator), closed: false, version };
-      this.groups.set(id, g);
+      b.groups.set(key, g);
     }
     g.version = version;
     const aggs = this.plan.aggs;
@@ -161,19 +181,17 @@ export class ViewState {
   /**
    * Session windows: an event joins every open session of its key that [t, t + gap) overlaps; sessions it
    * bridges merge (their partial aggregates merge, which is why every accumulator is mergeable).
-   * A session's id in `groups` is `start|key`, so it is re-filed whenever its start moves.
    */
-  #session(ks: string, keys: Value[], t: number, gap: number, row: EventRow, version: number): void {
-    let open = this.#sessions.get(ks);
-    if (open === undefined) {
-      open = [];
-      this.#sessions.set(ks, open);
+  #session(key: unknown, keys: Value[], t: number, gap: number, row: EventRow, version: number): void {
+    let list = this.#sessions.get(key);
+    if (list === undefined) {
+      list = [];
+      this.#sessions.set(key, list);
     }
     let target: Group | undefined;
-    for (let i = 0; i < open.length; i++) {
-      const s = open[i];
-      if (!(t < s.windowEnd! && t + gap > s.windowStart!)) continue;
-      this.groups.delete(`${s.windowStart}|${ks}`);
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i];
+      if (s.closed || !(t < s.windowEnd! && t + gap > s.windowStart!)) continue;
       if (target === undefined) {
         target = s;
         continue;
@@ -181,11 +199,11 @@ export class ViewState {
       for (let j = 0; j < target.accs.length; j++) target.accs[j].merge(s.accs[j]);
       target.windowStart = Math.min(target.windowStart!, s.windowStart!);
       target.windowEnd = Math.max(target.windowEnd!, s.windowEnd!);
-      open.splice(i--, 1);
+      list.splice(i--, 1);
     }
     if (target === undefined) {
       target = { keys, windowStart: t, windowEnd: t + gap, accs: this.plan.aggs.map(createAccumulator), closed: false, version };
-      open.push(target);
+      list.push(target);
     } else {
       target.windowStart = Math.min(target.windowStart!, t);
       target.windowEnd = Math.max(target.windowEnd!, t + gap);
@@ -193,7 +211,6 @@ export class ViewState {
     target.version = version;
     const aggs = this.plan.aggs;
     for (let i = 0; i < aggs.length; i++) target.accs[i].add(aggs[i].arg === undefined ? null : aggs[i].arg!(row));
-    this.groups.set(`${target.windowStart}|${ks}`, target);
   }
 
   #late(row: EventRow, t: number, keys: Value[]): false {
@@ -204,10 +221,9 @@ export class ViewState {
   }
 
   /**
-   * Moves the watermark: the slowest partition that is still active, minus the lateness bound. A partition quiet
-   * for `idleTimeoutMs` (wall clock) stops holding it back; for received_at views an all-quiet stream follows the
-   * wall clock, so the last windows close. Then closes windows behind the watermark and drops closed windows
-   * older than the retention.
+   * Moves the watermark for quiet partitions: one quiet for `idleTimeoutMs` (wall clock) stops holding it back;
+   * for received_at views an all-quiet stream follows the wall clock, so the last windows close. Then closes
+   * windows behind the watermark and drops closed windows older than the retention.
    */
   advance(nowMs: number, caughtUp: boolean): void {
     const { maxLatenessMs, idleTimeoutMs, retentionMs } = this.plan.options;
@@ -219,34 +235,39 @@ export class ViewState {
       this.#idle[p] = caughtUp && nowMs - this.#lastActiveMs[p] >= idleTimeoutMs;
     }
     const min = this.#slowest();
-    let candidate: number;
     if (min === -Infinity || max === -Infinity) return;
-    if (min !== Infinity) candidate = min - maxLatenessMs;
-    else candidate = this.plan.time === 'received_at' && caughtUp ? nowMs - maxLatenessMs : max - maxLatenessMs;
+    const candidate = min !== Infinity ? min - maxLatenessMs : this.plan.time === 'received_at' && caughtUp ? nowMs - maxLatenessMs : max - maxLatenessMs;
     if (candidate > this.#watermark) this.#watermark = candidate;
     const watermark = this.#watermark;
     const horizon = watermark - retentionMs;
-    for (const [id, g] of this.groups) {
-      if (g.windowEnd === null) continue;
-      if (!g.closed && g.windowEnd <= watermark) {
-        g.closed = true;
-        g.version = ++this.#version;
-        if (this.plan.window.kind === 'session') {
-          const ks = id.slice(id.indexOf('|') + 1);
-          const open = this.#sessions.get(ks);
-          if (open !== undefined) {
-            open.splice(open.indexOf(g), 1);
-            if (open.length === 0) this.#sessions.delete(ks);
-          }
+    for (const [id, b] of this.#buckets) {
+      if (b.end === null) continue;
+      if (!b.closed && b.end <= watermark) {
+        b.closed = true;
+        const version = ++this.#version;
+        for (const g of b.groups.values()) {
+          g.closed = true;
+          g.version = version;
         }
       }
-      if (g.closed && g.windowEnd <= horizon) this.groups.delete(id);
+      if (b.closed && b.end <= horizon) this.#buckets.delete(id);
+    }
+    for (const [key, list] of this.#sessions) {
+      for (let i = 0; i < list.length; i++) {
+        const g = list[i];
+        if (!g.closed && g.windowEnd! <= watermark) {
+          g.closed = true;
+          g.version = ++this.#version;
+        }
+        if (g.closed && g.windowEnd! <= horizon) list.splice(i--, 1);
+      }
+      if (list.length === 0) this.#sessions.delete(key);
     }
   }
 
   memoryBytes(): number {
     let b = 0;
-    for (const g of this.groups.values()) {
+    for (const g of this.groups()) {
       b += 120 + g.keys.length * 32;
       for (const a of g.accs) b += a.bytes();
     }
@@ -256,7 +277,7 @@ export class ViewState {
   /** Plain data for a checkpoint. */
   save(): SavedViewState {
     return {
-      groups: [...this.groups].map(([id, g]) => [id, g.keys, g.windowStart, g.windowEnd, g.closed, g.accs.map((a) => a.save())]),
+      groups: [...this.groups()].map((g) => [g.keys, g.windowStart, g.windowEnd, g.closed, g.accs.map((a) => a.save())]),
       maxTime: [...this.#maxTime],
       watermark: this.#watermark,
       lateCount: this.lateCount,
@@ -266,13 +287,22 @@ export class ViewState {
 
   static restore(plan: ViewPlan, partitions: number, saved: SavedViewState, nowMs: number): ViewState {
     const s = new ViewState(plan, partitions);
-    for (const [id, keys, start, end, closed, accs] of saved.groups) {
+    for (const [keys, start, end, closed, accs] of saved.groups) {
       const g: Group = { keys, windowStart: start, windowEnd: end, closed, version: 0, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, accs[i])) };
-      s.groups.set(id, g);
-      if (plan.window.kind === 'session' && !closed) {
-        const ks = id.slice(id.indexOf('|') + 1);
-        s.#sessions.set(ks, [...(s.#sessions.get(ks) ?? []), g]);
+      const key = mapKey(keys);
+      if (plan.window.kind === 'session') {
+        const list = s.#sessions.get(key) ?? [];
+        list.push(g);
+        s.#sessions.set(key, list);
+        continue;
       }
+      const id = start ?? NO_WINDOW;
+      let b = s.#buckets.get(id);
+      if (b === undefined) {
+        b = { start, end, groups: new Map(), closed };
+        s.#buckets.set(id, b);
+      }
+      b.groups.set(key, g);
     }
     saved.maxTime.forEach((m, p) => {
       if (p < partitions) s.#maxTime[p] = m;
@@ -286,7 +316,7 @@ export class ViewState {
 }
 
 export interface SavedViewState {
-  groups: [string, Value[], number | null, number | null, boolean, unknown[]][];
+  groups: [Value[], number | null, number | null, boolean, unknown[]][];
   maxTime: number[];
   watermark: number;
   lateCount: number;

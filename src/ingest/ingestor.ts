@@ -291,7 +291,7 @@ export class Ingestor {
         };
       }
     }
-    const record = new EventRecordEncoder(receivedAt, schema?.version ?? 0, env.eventTimeMs, replayOf, raw);
+    const record = new EventRecordEncoder(receivedAt, schema?.version ?? 0, type, env.eventTimeMs, replayOf, raw);
     return { kind: 'ok', value: record, key, id, type };
   }
 

@@ -577,8 +577,10 @@ export function planView(sql: string, catalog: Catalog, nameIfSelect?: string): 
   }
   const streams = catalog.streamNames();
   const source = select.from.name;
-  if (!streams.includes(source)) {
-    throw sqlError('SQL_PLAN', sql, select.from.pos, `unknown stream ${source}${suggestion(source, streams)}; a stream is an event type with a schema`, select.from.length);
+  // FROM events: every event type (no schema to check columns against); the type is the `type` column.
+  const allStreams = source === 'events' && !streams.includes('events');
+  if (!streams.includes(source) && !allStreams) {
+    throw sqlError('SQL_PLAN', sql, select.from.pos, `unknown stream ${source}${suggestion(source, [...streams, 'events'])}; a stream is an event type with a schema, and FROM events reads them all`, select.from.length);
   }
   const tables = select.joins.map((j) => {
     const columns = catalog.tableColumns(j.table.name);
@@ -587,7 +589,7 @@ export function planView(sql: string, catalog: Catalog, nameIfSelect?: string): 
     }
     return { name: j.table.name, alias: j.table.alias ?? j.table.name, columns };
   });
-  const p: Planner = new Planner({ sql, catalog, source, sourceAlias: select.from.alias ?? source, fields: catalog.streamFields(source), tables });
+  const p: Planner = new Planner({ sql, catalog, source, sourceAlias: select.from.alias ?? source, fields: allStreams ? undefined : catalog.streamFields(source), tables });
 
   const joins: JoinSpec[] = select.joins.map((j, ti) => {
     const on = j.on;
@@ -658,7 +660,7 @@ export function planView(sql: string, catalog: Catalog, nameIfSelect?: string): 
   if (p.aggs.length === 0 && window.kind === 'none' && keys.length === 0) {
     throw sqlError('SQL_PLAN', sql, select.pos, 'a view aggregates: use an aggregate such as COUNT(*), GROUP BY, or a window', 6);
   }
-  return { name, sql, source, time, window, options: opts, filter, joins, keys, aggs: p.aggs, outputs, having };
+  return { name, sql, source: allStreams ? '*' : source, time, window, options: opts, filter, joins, keys, aggs: p.aggs, outputs, having };
 }
 
 /** A column of a view, as queries over the view see it. */

@@ -151,6 +151,8 @@ export interface ViewInfo {
   watermark: number | null;
   lateEvents: number;
   lastCheckpointMs: number | null;
+  /** Next offset the view applies, per partition. */
+  offsets: readonly number[];
 }
 
 export interface ViewRowsQuery {

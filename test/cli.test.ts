@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
 import type { Io } from '../src/cli/output.js';
-import { startServer, type TestServer } from './helpers/server.js';
+import { caughtUp, startServer, type TestServer } from './helpers/server.js';
 import { tempDir } from './helpers/tmp.js';
 
 function capture(): Io & { stdout: string; stderr: string } {
@@ -118,8 +118,7 @@ describe('halflife CLI against a running server', () => {
     const created = await cli('view', 'create', 'by_article', '-f', sqlFile, '--url', url);
     assert.equal(created.code, 0, created.err);
     assert.match(created.out, /created view by_article over page_view: columns window_start, window_end, article_id, views/);
-    for (let i = 0; i < 200 && t.server.engine.info('by_article').lag > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 50));
+    await caughtUp(t, 'by_article');
     assert.match((await cli('view', 'list', '--url', url)).out, /by_article\s+page_view\s+none\s+3/);
     const q = await cli('query', 'SELECT article_id, views FROM by_article ORDER BY article_id', '--url', url);
     assert.equal(q.code, 0, q.err);

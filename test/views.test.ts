@@ -1,6 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, type TestServer } from './helpers/server.js';
+import { caughtUp, startServer, type TestServer } from './helpers/server.js';
 
 async function inject(t: TestServer, method: string, url: string, payload?: unknown, contentType = 'application/json') {
   const res = await t.server.app.inject({
@@ -12,14 +12,6 @@ async function inject(t: TestServer, method: string, url: string, payload?: unkn
   return { status: res.statusCode, body: res.body.length > 0 ? (JSON.parse(res.body) as any) : undefined };
 }
 
-async function caughtUp(t: TestServer, view: string) {
-  for (let i = 0; i < 500; i++) {
-    const info = t.server.engine.info(view);
-    if (info.lag === 0) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`view ${view} did not catch up`);
-}
 
 const pageView = {
   type: 'object',
@@ -126,13 +118,11 @@ describe('views over HTTP', () => {
     await caughtUp(t, 'by_author');
     await inject(t, 'POST', '/v1/events', [{ type: 'page_view', data: { article_id: 'a0' } }, { type: 'page_view', data: { article_id: 'a2' } }]);
     await caughtUp(t, 'by_author');
-    await new Promise((r) => setTimeout(r, 50));
     const rows = (await inject(t, 'GET', '/v1/views/by_author?order=author')).body.rows;
     assert.deepEqual(rows.map((r: any) => [r.author, r.n]), [['ann', 1], ['unknown', 1]]);
     await inject(t, 'PATCH', '/v1/tables/articles', [{ id: 'a2', author: 'cy' }]);
     await inject(t, 'POST', '/v1/events', [{ type: 'page_view', data: { article_id: 'a2' } }]);
     await caughtUp(t, 'by_author');
-    await new Promise((r) => setTimeout(r, 50));
     const after = (await inject(t, 'GET', '/v1/views/by_author?order=author')).body.rows;
     assert.deepEqual(after.map((r: any) => [r.author, r.n]), [['ann', 1], ['cy', 1], ['unknown', 1]]);
     assert.equal((await inject(t, 'GET', '/v1/tables/articles')).body.data.length, 3);

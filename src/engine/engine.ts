@@ -73,6 +73,8 @@ export interface ViewInfo {
   readonly watermark: number | null;
   readonly lateEvents: number;
   readonly lastCheckpointMs: number | null;
+  /** Next offset to apply, per partition. */
+  readonly offsets: readonly number[];
 }
 
 interface Runtime {
@@ -214,6 +216,7 @@ export class Engine {
       watermark: Number.isFinite(r.state.watermark) ? r.state.watermark : null,
       lateEvents: r.state.lateCount,
       lastCheckpointMs: r.lastCheckpointMs,
+      offsets: [...r.offsets],
     };
   }
 

@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { HalflifeConfig } from '../config/index.js';
 import { decodeEventRecord, HalflifeError, type Logger } from '../core/index.js';
-import type { Engine, Tables } from '../engine/index.js';
+import type { EngineHost } from './engine-host.js';
 import type { DeadLetterFilter, DeadLetterStore, Ingestor } from '../ingest/index.js';
 import type { Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
@@ -15,8 +15,7 @@ export interface AppComponents {
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
-  readonly engine: Engine;
-  readonly tables: Tables;
+  readonly engine: EngineHost;
   readonly logger: pino.Logger;
   /** False while starting or after shutdown began. */
   ready(): boolean;
@@ -130,7 +129,7 @@ export function buildApp(c: AppComponents): FastifyInstance {
   app.get('/v1/streams', async () => c.log.stats());
   app.get('/v1/events', async (request) => readEvents(c.log, request.query as Record<string, string | undefined>));
 
-  registerViewRoutes(app, c.engine, c.tables);
+  registerViewRoutes(app, c.engine);
 
   return app;
 }

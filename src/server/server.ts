@@ -4,13 +4,13 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { HalflifeConfig } from '../config/index.js';
 import { LifecycleState, SystemClock, type Clock, type Logger } from '../core/index.js';
-import { Engine, FileViewStore, Tables } from '../engine/index.js';
 import { DeadLetterStore, Ingestor } from '../ingest/index.js';
 import { SegmentLog } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
-import { fieldsFromJsonSchema, type Catalog } from '../sql/index.js';
 import { buildApp } from './app.js';
 import { DataDirLock } from './data-lock.js';
+import { EngineHost } from './engine-host.js';
+import type { CatalogSnapshot } from './engine-protocol.js';
 
 export interface HalflifeServerOptions {
   readonly config: HalflifeConfig;
@@ -31,8 +31,7 @@ export class HalflifeServer {
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
-  readonly tables: Tables;
-  readonly engine: Engine;
+  readonly engine: EngineHost;
   readonly #deadLetterLog: SegmentLog;
   readonly #replayLedger: SegmentLog;
   readonly #lock: DataDirLock;
@@ -81,13 +80,10 @@ export class HalflifeServer {
       clock,
       logger: logger.child({ component: 'ingest' }),
     });
-    this.tables = new Tables(join(data, 'tables'));
-    this.engine = new Engine({
+    this.engine = new EngineHost({
       log: this.log,
-      store: new FileViewStore(join(data, 'views')),
-      tables: this.tables,
+      dataDir: data,
       catalog: () => this.#catalog(),
-      clock,
       logger: logger.child({ component: 'engine' }),
     });
     this.app = buildApp({
@@ -97,7 +93,6 @@ export class HalflifeServer {
       ingestor: this.ingestor,
       deadLetters: this.deadLetters,
       engine: this.engine,
-      tables: this.tables,
       logger: this.logger,
       ready: () => this.#ready && !this.#closing,
       closing: () => this.#closing,
@@ -116,7 +111,6 @@ export class HalflifeServer {
       await this.registry.start();
       await this.deadLetters.start();
       await this.ingestor.start();
-      await this.tables.start();
       await this.engine.start();
       await this.app.ready();
     } catch (err) {
@@ -152,16 +146,11 @@ export class HalflifeServer {
     });
   }
 
-  /** Streams (types with a schema) and their fields, and the tables, as the SQL planner sees them now. */
-  #catalog(): Catalog {
-    const registry = this.registry;
-    const tables = this.tables;
-    return {
-      streamNames: () => registry.list().map((t) => t.type),
-      streamFields: (name) => (registry.latest(name) === undefined ? undefined : fieldsFromJsonSchema(registry.get(name).schema)),
-      tableNames: () => tables.names(),
-      tableColumns: (name) => tables.columns(name),
-    };
+  /** The latest schema of every stream, for the engine's planner. */
+  #catalog(): CatalogSnapshot {
+    const out: CatalogSnapshot = {};
+    for (const t of this.registry.list()) out[t.type] = this.registry.get(t.type).schema;
+    return out;
   }
 
   async #closeComponents(): Promise<void> {

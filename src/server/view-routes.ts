@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HalflifeError } from '../core/index.js';
-import { parseTableBody, type Engine, type Tables } from '../engine/index.js';
-import { runQuery } from '../query/index.js';
+import { parseTableBody } from '../engine/index.js';
+import type { EngineHost } from './engine-host.js';
 
 const RESERVED = new Set(['from', 'to', 'latest', 'order', 'limit']);
 
@@ -19,20 +19,20 @@ function sqlOf(body: unknown): string {
 }
 
 /** Views, live updates and static tables. */
-export function registerViewRoutes(app: FastifyInstance, engine: Engine, tables: Tables): void {
+export function registerViewRoutes(app: FastifyInstance, engine: EngineHost): void {
   app.addContentTypeParser(['text/plain', 'application/sql', 'text/csv', 'application/x-ndjson'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
   app.put('/v1/views/:name', async (request, reply) => {
     const { name } = request.params as { name: string };
-    const existed = engine.names().includes(name);
+    const existed = (await engine.names()).includes(name);
     const q = request.query as { replace?: string };
     const info = await engine.createView(name, sqlOf(request.body), q.replace === 'true');
     return reply.code(existed ? 200 : 201).send(info);
   });
-  app.get('/v1/views', async () => ({ views: engine.names().map((n) => engine.info(n)) }));
+  app.get('/v1/views', async () => ({ views: await engine.infos() }));
   app.get('/v1/views/:name/definition', async (request) => {
     const { name } = request.params as { name: string };
-    return { name, sql: engine.info(name).sql };
+    return { name, sql: (await engine.info(name)).sql };
   });
   app.get('/v1/views/:name/late', async (request) => {
     const { name } = request.params as { name: string };
@@ -55,27 +55,27 @@ export function registerViewRoutes(app: FastifyInstance, engine: Engine, tables:
     let order = q.order;
     if (order !== undefined && / (desc|asc)$/i.test(order)) order = (/ desc$/i.test(order) ? '-' : '') + order.replace(/ (desc|asc)$/i, '');
     return {
-      rows: engine.rows(name, { keys, fromMs: time(q.from, 'from'), toMs: time(q.to, 'to'), latest: q.latest === 'true', order, limit }),
+      rows: await engine.rows(name, { keys, fromMs: time(q.from, 'from'), toMs: time(q.to, 'to'), latest: q.latest === 'true', order, limit }),
     };
   });
-  app.get('/v1/views/:name/live', (request, reply) => live(request, reply, engine));
-  app.post('/v1/query', async (request) => runQuery(engine, sqlOf(request.body)));
+  app.get("/v1/views/:name/live", (request, reply) => live(request, reply, engine));
+  app.post('/v1/query', async (request) => engine.query(sqlOf(request.body)));
 
-  app.put('/v1/tables/:name', (request) => putTable(request, tables, true));
-  app.patch('/v1/tables/:name', (request) => putTable(request, tables, false));
-  app.get('/v1/tables', async () => ({ tables: tables.names().map((n) => tables.info(n)) }));
+  app.put('/v1/tables/:name', (request) => putTable(request, engine, true));
+  app.patch('/v1/tables/:name', (request) => putTable(request, engine, false));
+  app.get('/v1/tables', async () => ({ tables: await Promise.all((await engine.tableNames()).map((n) => engine.tableInfo(n))) }));
   app.get('/v1/tables/:name', async (request) => {
     const { name } = request.params as { name: string };
-    return { ...tables.info(name), data: tables.rows(name) };
+    return { ...(await engine.tableInfo(name)), data: await engine.tableRows(name) };
   });
   app.delete('/v1/tables/:name', async (request, reply) => {
     const { name } = request.params as { name: string };
-    await tables.drop(name);
+    await engine.dropTable(name);
     return reply.code(204).send();
   });
 }
 
-async function putTable(request: FastifyRequest, tables: Tables, replace: boolean) {
+async function putTable(request: FastifyRequest, engine: EngineHost, replace: boolean) {
   const { name } = request.params as { name: string };
   const q = request.query as { key?: string };
   const contentType = String(request.headers['content-type'] ?? 'application/json');
@@ -84,45 +84,54 @@ async function putTable(request: FastifyRequest, tables: Tables, replace: boolea
   let keyColumn = q.key;
   if (keyColumn === undefined) {
     try {
-      keyColumn = tables.info(name).keyColumn;
+      keyColumn = (await engine.tableInfo(name)).keyColumn;
     } catch {
       keyColumn = rows.length > 0 && 'id' in rows[0] ? 'id' : Object.keys(rows[0] ?? { id: 0 })[0];
     }
   }
-  return tables.put(name, keyColumn, rows, replace);
+  return engine.putTable(name, keyColumn, rows, replace);
 }
 
 /**
  * Server-Sent Events: first the current rows, then every refresh the rows that changed (`_final` marks rows of
  * closed windows). A heartbeat comment keeps proxies from closing an idle stream.
  */
-function live(request: FastifyRequest, reply: FastifyReply, engine: Engine): void {
+async function live(request: FastifyRequest, reply: FastifyReply, engine: EngineHost): Promise<void> {
   const { name } = request.params as { name: string };
-  const plan = engine.plan(name); // 404 before the stream starts
+  const refreshMs = await engine.refreshMs(name); // 404 before the stream starts
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   let version = 0;
-  const send = () => {
-    let rows;
+  let busy = false;
+  let open = true;
+  const send = async () => {
+    if (busy || !open) return;
+    busy = true;
     try {
-      const current = engine.version(name);
-      if (current === version) {
-        res.write(': keep-alive\n\n');
-        return;
+      const current = await engine.version(name);
+      if (current === version) res.write(': keep-alive\n\n');
+      else {
+        const rows = await engine.rows(name, { sinceVersion: version, limit: 10_000 });
+        version = current;
+        if (rows.length > 0 && open) res.write(`event: rows\ndata: ${JSON.stringify({ rows })}\n\n`);
       }
-      rows = engine.rows(name, { sinceVersion: version, limit: 10_000 });
-      version = current;
     } catch {
-      res.write('event: end\ndata: {"reason":"view dropped"}\n\n');
-      res.end();
-      return;
+      if (open) {
+        res.write('event: end\ndata: {"reason":"view dropped"}\n\n');
+        res.end();
+      }
+      stop();
+    } finally {
+      busy = false;
     }
-    if (rows.length > 0) res.write(`event: rows\ndata: ${JSON.stringify({ rows })}\n\n`);
   };
-  send();
-  const timer = setInterval(send, plan.options.refreshMs);
-  const stop = () => clearInterval(timer);
+  const timer = setInterval(() => void send(), refreshMs);
+  function stop() {
+    open = false;
+    clearInterval(timer);
+  }
   request.raw.on('close', stop);
   res.on('close', stop);
+  await send();
 }

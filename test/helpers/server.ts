@@ -42,3 +42,14 @@ export async function startServer(overrides: DeepPartial<HalflifeConfig> = {}, d
     },
   };
 }
+
+/** Waits until the view has applied everything the log holds now. */
+export async function caughtUp(t: TestServer, view: string) {
+  const end = t.server.log.stats().partitions.map((p) => p.nextOffset);
+  for (let i = 0; i < 1000; i++) {
+    const info = await t.server.engine.info(view);
+    if (info.offsets.every((o, p) => o >= end[p])) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`view ${view} did not catch up`);
+}

@@ -1,0 +1,191 @@
+/**
+ * The engine's thread. Views run here, off the thread that serves HTTP and ingests, so ingestion never waits for
+ * views. Log records arrive from the server thread in transferred buffers (one copy, no re-serialisation); view
+ * state, checkpoints and static tables live here.
+ */
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import { HalflifeError, offset as toOffset, partitionId, type Logger, type Offset, type PartitionId } from '../core/index.js';
+import { Engine, FileViewStore, Tables, type TableRow } from '../engine/index.js';
+import type { AppendAck, Log, LogRecord, LogStats, ReadOptions } from '../log/index.js';
+import { runQuery } from '../query/index.js';
+import { fieldsFromJsonSchema, type Catalog } from '../sql/index.js';
+import type { CatalogSnapshot, FromWorker, PartitionStatsWire, RecordBatch, ToWorker, WorkerInit } from './engine-protocol.js';
+
+const port = parentPort!;
+const init = workerData as WorkerInit;
+const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
+
+/** The log as the worker sees it: reads and offset commits go to the server thread. */
+class RemoteLog implements Log {
+  readonly partitionCount: number;
+  #stats: PartitionStatsWire[];
+  #next = 1;
+  readonly #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  constructor(partitions: number, stats: PartitionStatsWire[]) {
+    this.partitionCount = partitions;
+    this.#stats = stats;
+  }
+
+  setStats(stats: PartitionStatsWire[]): void {
+    this.#stats = stats;
+  }
+
+  settle(id: number, error: string | undefined, value: unknown): void {
+    const w = this.#waiting.get(id);
+    this.#waiting.delete(id);
+    if (w === undefined) return;
+    if (error !== undefined) w.reject(new Error(error));
+    else w.resolve(value);
+  }
+
+  async start(): Promise<void> {}
+  async close(): Promise<void> {}
+
+  partitionFor(): PartitionId {
+    throw new Error('the engine does not partition');
+  }
+
+  async append(): Promise<AppendAck[]> {
+    throw new Error('the engine does not append');
+  }
+
+  read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {
+    const id = this.#next++;
+    return new Promise<RecordBatch | undefined>((resolve, reject) => {
+      this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      post({ type: 'read', id, partition, from, maxRecords: options.maxRecords ?? 1000, maxBytes: options.maxBytes ?? 1 << 20 });
+    }).then((batch) => {
+      if (batch === undefined) return [];
+      const out: LogRecord[] = new Array(batch.offsets.length);
+      const p = partitionId(partition);
+      for (let i = 0; i < batch.offsets.length; i++) {
+        out[i] = {
+          partition: p,
+          offset: toOffset(batch.offsets[i]),
+          timestampMs: batch.timestamps[i],
+          key: batch.keys[i],
+          value: Buffer.from(batch.buffer, batch.bounds[i], batch.bounds[i + 1] - batch.bounds[i]),
+        };
+      }
+      return out;
+    });
+  }
+
+  async offsetForTime(): Promise<Offset> {
+    throw new Error('not used by the engine');
+  }
+
+  stats(): LogStats {
+    let records = 0;
+    let bytes = 0;
+    for (const s of this.#stats) {
+      records += s.records;
+      bytes += s.bytes;
+    }
+    return { records, bytes, partitions: this.#stats.map((s) => ({ ...s, partition: partitionId(s.partition), firstOffset: toOffset(s.firstOffset), nextOffset: toOffset(s.nextOffset) })) };
+  }
+
+  commitOffsets(consumer: string, offsets: Readonly<Record<number, number>>): Promise<void> {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve: () => resolve(), reject });
+      post({ type: 'commit', id, consumer, offsets: { ...offsets } });
+    });
+  }
+
+  async committedOffsets(): Promise<Record<number, Offset>> {
+    return {};
+  }
+}
+
+function cloneable(obj: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) out[k] = v instanceof Error ? { message: v.message, stack: v.stack } : v;
+  return out;
+}
+
+const logger: Logger = {
+  info: (obj, msg) => post({ type: 'log', level: 'info', obj: cloneable(obj), msg }),
+  warn: (obj, msg) => post({ type: 'log', level: 'warn', obj: cloneable(obj), msg }),
+  error: (obj, msg) => post({ type: 'log', level: 'error', obj: cloneable(obj), msg }),
+  debug: (obj, msg) => post({ type: 'log', level: 'debug', obj: cloneable(obj), msg }),
+  child: () => logger,
+};
+
+let catalogSnapshot: CatalogSnapshot = init.catalog;
+const log = new RemoteLog(init.partitions, init.stats);
+const tables = new Tables(join(init.dataDir, 'tables'));
+const catalog = (): Catalog => ({
+  streamNames: () => Object.keys(catalogSnapshot),
+  streamFields: (name) => (name in catalogSnapshot ? fieldsFromJsonSchema(catalogSnapshot[name]) : undefined),
+  tableNames: () => tables.names(),
+  tableColumns: (name) => tables.columns(name),
+});
+const engine = new Engine({
+  log,
+  store: new FileViewStore(join(init.dataDir, 'views')),
+  tables,
+  catalog,
+  logger,
+  checkpointIntervalMs: init.checkpointIntervalMs,
+});
+
+const methods: Record<string, (...args: never[]) => unknown> = {
+  createView: (name: string, sql: string, replace: boolean) => engine.createView(name, sql, replace),
+  dropView: (name: string) => engine.dropView(name),
+  names: () => engine.names(),
+  info: (name: string) => engine.info(name),
+  infos: () => engine.names().map((n) => engine.info(n)),
+  rows: (name: string, q: Parameters<Engine['rows']>[1]) => engine.rows(name, q),
+  late: (name: string) => engine.late(name),
+  version: (name: string) => engine.version(name),
+  refreshMs: (name: string) => engine.plan(name).options.refreshMs,
+  query: (sql: string) => runQuery(engine, sql),
+  putTable: (name: string, key: string, rows: TableRow[], replace: boolean) => tables.put(name, key, rows, replace),
+  dropTable: (name: string) => tables.drop(name),
+  tableNames: () => tables.names(),
+  tableInfo: (name: string) => tables.info(name),
+  tableRows: (name: string) => tables.rows(name),
+  checkpoint: () => engine.checkpoint(),
+  close: async () => {
+    await engine.close();
+    setImmediate(() => port.close());
+  },
+};
+
+port.on('message', (m: ToWorker) => {
+  switch (m.type) {
+    case 'rpc': {
+      const fn = methods[m.method];
+      Promise.resolve()
+        .then(() => (fn as (...a: unknown[]) => unknown)(...m.args))
+        .then(
+          (result) => post({ type: 'rpc-result', id: m.id, result }),
+          (err: unknown) => {
+            const e = err instanceof HalflifeError ? err : new HalflifeError('INTERNAL', { reason: (err as Error).message }, { cause: err });
+            if (!(err instanceof HalflifeError)) logger.error({ err }, `engine ${m.method} failed`);
+            post({ type: 'rpc-result', id: m.id, error: { code: e.code, message: e.message, details: (e.details ?? {}) as Record<string, unknown> } });
+          },
+        );
+      break;
+    }
+    case 'read-result':
+      log.settle(m.id, m.error, m.batch);
+      break;
+    case 'commit-result':
+      log.settle(m.id, m.error, undefined);
+      break;
+    case 'stats':
+      log.setStats(m.stats);
+      break;
+    case 'catalog':
+      catalogSnapshot = m.catalog;
+      break;
+  }
+});
+
+await tables.start();
+await engine.start();
+post({ type: 'ready' });

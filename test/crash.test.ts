@@ -94,3 +94,72 @@ test('kill -9 under concurrent load with fsync=always: every acknowledged event 
 test('kill -9 under concurrent load with fsync=interval: a process crash loses nothing acknowledged', { timeout: 120_000 }, async () => {
   await crashUnderLoad('interval');
 });
+
+test('kill -9 under load with a view running: after restart the view equals the oracle computed from the log', { timeout: 120_000 }, async () => {
+  const { dir, cleanup } = await tempDir('halflife-crash-view-');
+  const env = { HALFLIFE_LOG_FSYNC: 'interval', HALFLIFE_ENGINE_CHECKPOINT_INTERVAL_MS: '200' };
+  let server = await spawnServer(dir, env);
+  try {
+    const client = new HalflifeClient({ url: server.url, timeoutMs: 5000 });
+    await client.registerSchema('crash_test', { type: 'object', properties: { w: { type: 'integer' }, b: { type: 'integer' }, i: { type: 'integer' }, pad: { type: 'string' } } });
+    await client.createView('per_w', 'CREATE VIEW per_w AS SELECT w, COUNT(*) AS n, SUM(i) AS s, COUNT(DISTINCT b) AS batches FROM crash_test GROUP BY w');
+    let acked = 0;
+    let stop = false;
+    const writer = async (w: number) => {
+      for (let b = 0; !stop && b < 2000; b++) {
+        const batch = Array.from({ length: 25 }, (_, i): EventEnvelope => ({ type: 'crash_test', id: `w${w}-b${b}-e${i}`, key: `k${i % 5}`, data: { w, b, i, pad: 'y'.repeat(50) } }));
+        try {
+          await client.sendEvents(batch);
+          acked += batch.length;
+        } catch {
+          return;
+        }
+      }
+    };
+    const writers = Array.from({ length: 3 }, (_, w) => writer(w));
+    const deadline = Date.now() + 15_000;
+    // Let several checkpoints happen under load, then kill between two of them.
+    while (acked < 6000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 330));
+    server.child.kill('SIGKILL');
+    await server.exited;
+    stop = true;
+    await Promise.all(writers);
+
+    server = await spawnServer(dir, env);
+    const again = new HalflifeClient({ url: server.url, timeoutMs: 10_000 });
+    const end = (await again.streams()).partitions.map((p) => p.nextOffset);
+    for (let i = 0; i < 500; i++) {
+      const info = (await again.listViews()).find((v) => v.name === 'per_w')!;
+      if (info.offsets.every((o, p) => o >= end[p])) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const oracle = new Map<number, { n: number; s: number; batches: Set<number> }>();
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await again.readEvents({ cursor, limit: 10_000 });
+      for (const r of page.records) {
+        const d = r.data as { w: number; b: number; i: number };
+        const o = oracle.get(d.w) ?? { n: 0, s: 0, batches: new Set<number>() };
+        o.n++;
+        o.s += d.i;
+        o.batches.add(d.b);
+        oracle.set(d.w, o);
+      }
+      if (page.records.length === 0) break;
+      cursor = page.next;
+    }
+    const rows = await again.viewRows('per_w', { order: 'w' });
+    assert.deepEqual(
+      rows.map((r) => [r.w, r.n, r.s, r.batches]),
+      [...oracle].sort((a, b) => a[0] - b[0]).map(([w, o]) => [w, o.n, o.s, o.batches.size]),
+      'every event counted exactly once after the crash',
+    );
+    assert.ok(rows.reduce((a, r) => a + (r.n as number), 0) >= 6000);
+    server.child.kill('SIGTERM');
+    assert.equal((await server.exited).code, 0);
+  } finally {
+    server.child.kill('SIGKILL');
+    await cleanup();
+  }
+});

@@ -38,6 +38,11 @@ export interface SchemasConfig {
   compatibility: Compatibility;
 }
 
+export interface EngineConfig {
+  /** View state and offsets are saved together this often; a crash replays at most this much of the log. */
+  checkpointIntervalMs: number;
+}
+
 export interface HalflifeConfig {
   dataDir: string;
   logLevel: LogLevel;
@@ -45,6 +50,7 @@ export interface HalflifeConfig {
   log: LogConfig;
   ingest: IngestConfig;
   schemas: SchemasConfig;
+  engine: EngineConfig;
 }
 
 export function defaultConfig(): HalflifeConfig {
@@ -71,6 +77,7 @@ export function defaultConfig(): HalflifeConfig {
       deadLetterRawBytes: 16 * 1024,
     },
     schemas: { dir: null, compatibility: 'backward' },
+    engine: { checkpointIntervalMs: 5000 },
   };
 }
 
@@ -129,6 +136,11 @@ export const configSchema = {
         dir: { type: ['string', 'null'] },
         compatibility: { enum: ['backward', 'none'] },
       },
+    },
+    engine: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { checkpointIntervalMs: int(50, 3_600_000) },
     },
   },
 } as const;

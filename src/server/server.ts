@@ -84,6 +84,7 @@ export class HalflifeServer {
       log: this.log,
       dataDir: data,
       catalog: () => this.#catalog(),
+      checkpointIntervalMs: config.engine.checkpointIntervalMs,
       logger: logger.child({ component: 'engine' }),
     });
     this.app = buildApp({

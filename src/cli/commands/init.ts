@@ -45,6 +45,9 @@ ingest:
 schemas:
   dir: ./schemas          # every <type>.json here is registered at start
   compatibility: backward # backward: refuse a schema that would reject events the previous version accepted
+
+engine:
+  checkpointIntervalMs: 5000  # views save state + offsets together this often; a crash replays, never double-counts
 `;
 
 const SCHEMA = JSON.stringify(

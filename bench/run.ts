@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { spawnServer } from '../test/helpers/child-server.js';
 import { tempDir } from '../test/helpers/tmp.js';
 import { makeEvents, WORKLOAD_SCHEMAS } from './workload.js';
+import { engineThroughput, freshness, viewMemory } from './engine-bench.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -139,15 +140,18 @@ async function drive(target: Target, durationS: number): Promise<Omit<Result, 's
   };
 }
 
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
 const scenarios: Record<string, { label: string; start: () => Promise<Target> }> = {
   ceiling: { label: 'bare node:http, JSON.parse only (ceiling)', start: startBare },
   ingest: { label: 'halflife ingest, fsync=interval (default)', start: () => startHalflife('interval') },
   'ingest-always': { label: 'halflife ingest, fsync=always', start: () => startHalflife('always') },
 };
-const chosen = args.scenario ? args.scenario.split(',') : Object.keys(scenarios);
-for (const s of chosen) if (!(s in scenarios)) throw new Error(`unknown scenario ${s}; known: ${Object.keys(scenarios).join(', ')}`);
+const ENGINE_SCENARIOS = ['engine', 'freshness', 'memory'];
+const requested = args.scenario ? args.scenario.split(',') : [...Object.keys(scenarios), ...ENGINE_SCENARIOS];
+for (const s of requested) if (!(s in scenarios) && !ENGINE_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}; known: ${[...Object.keys(scenarios), ...ENGINE_SCENARIOS].join(', ')}`);
+const chosen = requested.filter((s) => s in scenarios);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results: Result[] = [];
 // Interleave runs (A B C A B C ...) so a noisy moment on a shared machine does not hit one scenario only.
 const perScenario = new Map<string, Omit<Result, 'scenario'>[]>();
@@ -174,6 +178,25 @@ for (const s of chosen) {
   });
 }
 
+// Engine scenarios (issue #3): throughput from the log with three views, freshness under load, view memory.
+const engineResults: Record<string, unknown> = {};
+if (requested.includes('engine')) {
+  const runsE: number[] = [];
+  let last: Awaited<ReturnType<typeof engineThroughput>> | undefined;
+  for (let r = 0; r < runs; r++) {
+    last = await engineThroughput(args.quick ? 100_000 : 300_000);
+    runsE.push(last.eventsPerS);
+    if (!args.json) process.stderr.write(`run ${r + 1}/${runs} engine: ${Math.round(last.eventsPerS)} events/s\n`);
+  }
+  engineResults.engine = { eventsPerS: median(runsE), rows: last!.rows, memoryBytes: last!.memoryBytes };
+}
+if (requested.includes('freshness')) {
+  engineResults.freshness = await freshness(args.quick ? 20_000 : 50_000, args.quick ? 20 : 60);
+}
+if (requested.includes('memory')) {
+  engineResults.memory = viewMemory(args.quick ? 20_000 : 100_000, 12);
+}
+
 let commit = 'unknown';
 try {
   commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
@@ -184,17 +207,26 @@ const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(to
 const ceiling = results.find((r) => r.scenario === 'ceiling');
 
 if (args.json) {
-  process.stdout.write(JSON.stringify({ machine, commit, seconds, runs, concurrency, batch: BATCH, avgEventBytes, results }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ machine, commit, seconds, runs, concurrency, batch: BATCH, avgEventBytes, results, ...engineResults }, null, 2) + '\n');
 } else {
   const lines = [
     `machine: ${machine}; commit ${commit}; ${runs} run(s) × ${seconds} s, median; ${concurrency} connections; ${BATCH}-event bodies, ${avgEventBytes.toFixed(0)} B/event`,
     '',
+  ];
+  if (results.length > 0) lines.push(
     '| scenario | events/s | MB/s | p50 ms | p99 ms | ÷ ceiling |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...results.map(
       (r) =>
         `| ${scenarios[r.scenario].label} | ${Math.round(r.eventsPerS).toLocaleString('en-US')} | ${r.mbPerS.toFixed(1)} | ${r.p50Ms.toFixed(1)} | ${r.p99Ms.toFixed(1)} | ${ceiling ? `${((r.eventsPerS / ceiling.eventsPerS) * 100).toFixed(0)} %` : '-'} |`,
     ),
-  ];
+  );
+  const e = engineResults.engine as { eventsPerS: number } | undefined;
+  const f = engineResults.freshness as { p50Ms: number; p99Ms: number; queryP50Ms: number; queryP99Ms: number } | undefined;
+  const m = engineResults.memory as { bytes: number; perKeyWindow: number; heapDelta: number } | undefined;
+  if (e || f || m) lines.push('', '| engine | value |', '| --- | ---: |');
+  if (e) lines.push(`| engine throughput, 3 views (count per type per minute, readers_5m, p99 per pair per minute) | ${Math.round(e.eventsPerS).toLocaleString('en-US')} events/s |`);
+  if (f) lines.push(`| freshness received_at -> visible, p50 / p99 | ${f.p50Ms.toFixed(0)} / ${f.p99Ms.toFixed(0)} ms |`, `| single-key view query under load, p50 / p99 | ${f.queryP50Ms.toFixed(1)} / ${f.queryP99Ms.toFixed(1)} ms |`);
+  if (m) lines.push(`| view memory, keys × 12 one-minute windows (COUNT + APPROX_COUNT_DISTINCT) | ${(m.heapDelta / 2 ** 20).toFixed(0)} MiB heap (${(m.heapDelta / (m.bytes / m.perKeyWindow)).toFixed(0)} B per key-window) |`);
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -1,4 +1,4 @@
-import { DDSketch, HyperLogLog, sketchKey, TopK, type TopKEntry } from '../sketch/index.js';
+import { DDSketch, hash64, HyperLogLog, sketchKey, TopK, type TopKEntry } from '../sketch/index.js';
 import { compare, isNull, type AggFn, type AggSpec, type Value } from '../sql/index.js';
 
 /**
@@ -125,13 +125,29 @@ class Distinct implements Accumulator {
   }
 }
 
+/**
+ * The last value hashed and its hash: a HOP window adds the same value to several windows in a row, and the hash
+ * is the costly part of an HLL update. A pure memo, so sharing it between accumulators is safe.
+ */
+const lastHash = { value: '', hi: 0, lo: 0, set: false };
+const HASH_OUT = new Uint32Array(2);
+
 class ApproxDistinct implements Accumulator {
   hll: HyperLogLog;
   constructor(precision: number) {
     this.hll = new HyperLogLog(precision);
   }
   add(v: Value): void {
-    if (!isNull(v)) this.hll.add(sketchKey(v));
+    if (isNull(v)) return;
+    const s = sketchKey(v);
+    if (!lastHash.set || lastHash.value !== s) {
+      hash64(s, HASH_OUT);
+      lastHash.value = s;
+      lastHash.hi = HASH_OUT[0];
+      lastHash.lo = HASH_OUT[1];
+      lastHash.set = true;
+    }
+    this.hll.addHash(lastHash.hi, lastHash.lo);
   }
   merge(o: ApproxDistinct): void {
     this.hll.merge(o.hll);

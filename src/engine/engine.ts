@@ -22,6 +22,7 @@ const VIEW_NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
 /** The plan source of `FROM events`: every event type. */
 const ALL_STREAMS = '*';
 const CHECKPOINT_FORMAT = 1;
+const NO_JOINS: (Record<string, unknown> | undefined)[] = [];
 
 export interface EngineOptions {
   readonly log: Log;
@@ -321,6 +322,8 @@ export class Engine {
       const batch = await pending;
       read += batch.length;
       this.#apply(batch, p, views, now);
+      // Let queries in between partitions: a step over a deep backlog would otherwise hold them for long.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     const caughtUp = read === 0;
     for (const v of views) v.state.advance(now, caughtUp || this.#atEnd(v, stats));
@@ -352,19 +355,20 @@ export class Engine {
           offset: rec.offset,
           joined: [],
         };
-        const joined: (Record<string, unknown> | undefined)[] = [];
-        let dropped = false;
-        for (const j of plan.joins) {
+        if (plan.joins.length > 0) {
+          const joined: (Record<string, unknown> | undefined)[] = [];
           row.joined = joined;
-          const match = tables.lookup(j.table, j.column, j.probe(row));
-          if (match === undefined && j.kind === 'inner') {
-            dropped = true;
-            break;
+          let dropped = false;
+          for (const j of plan.joins) {
+            const match = tables.lookup(j.table, j.column, j.probe(row));
+            if (match === undefined && j.kind === 'inner') {
+              dropped = true;
+              break;
+            }
+            joined.push(match);
           }
-          joined.push(match);
-        }
-        if (dropped) continue;
-        row.joined = joined;
+          if (dropped) continue;
+        } else row.joined = NO_JOINS;
         if (plan.filter !== undefined && plan.filter(row) !== true) continue;
         const keys = plan.keys.map((k) => k.eval(row!));
         v.state.apply(row, keys, now);

@@ -32,7 +32,7 @@ const eventsArb = fc.array(
 
 type WindowCase = { sql: string; windows: (t: number) => [number, number][] | 'session' | 'none'; gap?: number };
 
-const AGGS = 'COUNT(*) AS n, SUM(v) AS s, MIN(v) AS lo, MAX(v) AS hi, COUNT(v) AS cv, COUNT(DISTINCT u) AS du';
+const AGGS = 'COUNT(*) AS n, SUM(v) AS s, AVG(v) AS av, MIN(v) AS lo, MAX(v) AS hi, COUNT(v) AS cv, COUNT(DISTINCT u) AS du';
 const CASES: Record<string, WindowCase> = {
   none: { sql: `SELECT k, ${AGGS} FROM e GROUP BY k`, windows: () => 'none' },
   tumble: {
@@ -112,6 +112,7 @@ function oracle(c: WindowCase, events: Ev[], latenessMs: number) {
       k: evs[0].k,
       n: evs.length,
       s: vs.length === 0 ? null : vs.reduce((a, b) => a + b, 0),
+      av: vs.length === 0 ? null : vs.reduce((a, b) => a + b, 0) / vs.length,
       lo: vs.length === 0 ? null : Math.min(...vs),
       hi: vs.length === 0 ? null : Math.max(...vs),
       cv: vs.length,
@@ -173,6 +174,38 @@ test('property: checkpoint (save, restore) in the middle changes nothing', () =>
       const dump = (s: ViewState) => [...s.groups()].map((g) => JSON.stringify([g.keys, g.windowStart, g.windowEnd, g.closed, g.accs.map((a) => a.result())])).sort();
       assert.deepEqual(dump(restored), dump(straight));
       assert.equal(restored.lateCount, straight.lateCount);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('property: approximate aggregates per window stay within their bounds of the oracle', () => {
+  const sql = `CREATE VIEW v WITH (max_lateness = '1000ms') AS SELECT k, APPROX_COUNT_DISTINCT(u) AS adu, APPROX_PERCENTILE(v, 0.5) AS med, TOP_K(u, 2) AS top, COUNT(*) AS n
+    FROM e GROUP BY k, TUMBLE(event_time, INTERVAL '100' MILLISECOND)`;
+  fc.assert(
+    fc.property(eventsArb, (events) => {
+      const plan = planView(sql, catalog);
+      const state = new ViewState(plan, 2);
+      events.forEach((e, i) => {
+        const row: EventRow = { type: 'e', data: { k: e.k, v: e.v, u: e.u }, key: undefined, received_at: e.t, event_time: e.t, partition: e.p, offset: i, joined: [] };
+        state.apply(row, plan.keys.map((k) => k.eval(row)), 0);
+      });
+      for (const g of state.groups()) {
+        const mine = events.filter((e) => e.k === g.keys[0] && e.t >= g.windowStart! && e.t < g.windowEnd!);
+        const [adu, med, top, n] = g.accs.map((a) => a.result()) as [number, number | null, { value: string; count: number; error: number }[], number];
+        assert.equal(n, mine.length);
+        assert.equal(adu, new Set(mine.map((e) => e.u)).size, 'HyperLogLog is exact for small sets');
+        const vs = mine.map((e) => e.v).filter((v): v is number => v !== null).sort((a, b) => a - b);
+        if (vs.length === 0) assert.equal(med, null);
+        else {
+          const exact = vs[Math.floor(0.5 * (vs.length - 1))];
+          assert.ok(Math.abs(med! - exact) <= 0.01 * Math.abs(exact) + 1e-9, `median ${med} vs ${exact}`);
+        }
+        for (const t of top) {
+          const real = mine.filter((e) => e.u === t.value).length;
+          assert.ok(t.count - t.error <= real && real <= t.count);
+        }
+      }
     }),
     { numRuns: 200 },
   );

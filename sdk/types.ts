@@ -151,6 +151,9 @@ export interface ViewInfo {
   watermark: number | null;
   lateEvents: number;
   lastCheckpointMs: number | null;
+  memoryBudgetBytes: number;
+  /** Closed rows dropped to stay within the memory budget. */
+  evictedRows: number;
   /** Next offset the view applies, per partition. */
   offsets: readonly number[];
 }

@@ -74,6 +74,9 @@ export interface ViewInfo {
   readonly watermark: number | null;
   readonly lateEvents: number;
   readonly lastCheckpointMs: number | null;
+  /** The view's memory budget (option memory_budget) and how many closed rows it evicted. */
+  readonly memoryBudgetBytes: number;
+  readonly evictedRows: number;
   /** Next offset to apply, per partition. */
   readonly offsets: readonly number[];
 }
@@ -86,6 +89,9 @@ interface Runtime {
   /** Where the view started, per partition (for progress). */
   startOffsets: number[];
   lastCheckpointMs: number | null;
+  /** State size as of the last checkpoint (computing it walks every row). */
+  memoryBytes: number | undefined;
+  evictedRows: number;
 }
 
 /**
@@ -143,6 +149,8 @@ export class Engine {
             offsets: cp.offsets,
             startOffsets: cp.startOffsets,
             lastCheckpointMs: null,
+            memoryBytes: undefined,
+            evictedRows: 0,
           };
         }
       } catch (err) {
@@ -155,7 +163,7 @@ export class Engine {
   #fresh(plan: ViewPlan): Runtime {
     const stats = this.#o.log.stats().partitions;
     const offsets = stats.map((p) => (plan.options.start === 'latest' ? p.nextOffset : p.firstOffset) as number);
-    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null };
+    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null, memoryBytes: undefined, evictedRows: 0 };
   }
 
   /** Plans and starts a view (backfilling from the log start unless `start = 'latest'`). */
@@ -211,12 +219,15 @@ export class Engine {
       time: r.plan.time,
       columns: ['window_start', 'window_end', ...r.plan.outputs.map((o) => o.name)],
       rows: r.state.groupCount,
-      memoryBytes: r.state.memoryBytes(),
+      // Walking a big state per request would be costly: above 100k rows, the figure of the last checkpoint.
+      memoryBytes: r.state.groupCount > 100_000 ? (r.memoryBytes ??= r.state.memoryBytes()) : r.state.memoryBytes(),
       lag,
       progress: total === 0 ? 1 : (total - lag) / total,
       watermark: Number.isFinite(r.state.watermark) ? r.state.watermark : null,
       lateEvents: r.state.lateCount,
       lastCheckpointMs: r.lastCheckpointMs,
+      memoryBudgetBytes: r.plan.options.memoryBudgetBytes,
+      evictedRows: r.evictedRows,
       offsets: [...r.offsets],
     };
   }
@@ -398,6 +409,16 @@ export class Engine {
   /** Saves every view's state with its offsets (atomically per view) and records the offsets in the log. */
   async checkpoint(): Promise<void> {
     for (const [name, v] of this.#views) {
+      // The budget is enforced here, where the whole state is walked anyway.
+      let size = v.state.memoryBytes();
+      const budget = v.plan.options.memoryBudgetBytes;
+      if (size > budget) {
+        const removed = v.state.evictClosed(size, budget * 0.9);
+        v.evictedRows += removed;
+        size = v.state.memoryBytes();
+        this.#logger.warn({ view: name, removed, bytes: size, budget }, size > budget ? `view ${name} is over its memory budget with open windows alone` : `view ${name} evicted ${removed} closed rows to stay within its memory budget`);
+      }
+      v.memoryBytes = size;
       const bytes = serialize({ format: CHECKPOINT_FORMAT, sql: v.plan.sql, offsets: [...v.offsets], startOffsets: v.startOffsets, state: v.state.save() });
       await this.#o.store.saveCheckpoint(name, bytes);
       v.lastCheckpointMs = this.#clock.now();

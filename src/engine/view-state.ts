@@ -265,6 +265,37 @@ export class ViewState {
     }
   }
 
+  /**
+   * Drops closed windows, oldest first, until the state is estimated at `targetBytes` or less. Open windows are
+   * never dropped (that would lose counts). Returns how many rows went.
+   */
+  evictClosed(currentBytes: number, targetBytes: number): number {
+    const closed = [...this.#buckets.entries()].filter(([, b]) => b.closed).sort((a, b) => (a[1].end ?? 0) - (b[1].end ?? 0));
+    let bytes = currentBytes;
+    let removed = 0;
+    for (const [id, b] of closed) {
+      if (bytes <= targetBytes) break;
+      for (const g of b.groups.values()) {
+        bytes -= 120 + g.keys.length * 32;
+        for (const a of g.accs) bytes -= a.bytes();
+      }
+      removed += b.groups.size;
+      this.#buckets.delete(id);
+    }
+    for (const [key, list] of this.#sessions) {
+      if (bytes <= targetBytes) break;
+      for (let i = 0; i < list.length && bytes > targetBytes; i++) {
+        const g = list[i];
+        if (!g.closed) continue;
+        for (const a of g.accs) bytes -= a.bytes();
+        list.splice(i--, 1);
+        removed++;
+      }
+      if (list.length === 0) this.#sessions.delete(key);
+    }
+    return removed;
+  }
+
   memoryBytes(): number {
     let b = 0;
     for (const g of this.groups()) {

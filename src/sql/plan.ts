@@ -95,6 +95,8 @@ export interface ViewOptions {
   readonly idleTimeoutMs: number;
   readonly retentionMs: number;
   readonly refreshMs: number;
+  /** Closed windows are evicted, oldest first, while the view's state is larger than this. */
+  readonly memoryBudgetBytes: number;
 }
 
 export interface ViewPlan {
@@ -115,7 +117,16 @@ export interface ViewPlan {
 export const METADATA_COLUMNS = ['received_at', 'event_time', 'type', 'key', 'partition', 'offset'] as const;
 const WINDOW_FUNCTIONS = new Set(['TUMBLE', 'HOP', 'SESSION']);
 const AGGREGATES = new Set(['COUNT', 'SUM', 'AVG', 'MIN', 'MAX', 'APPROX_COUNT_DISTINCT', 'APPROX_PERCENTILE', 'TOP_K']);
-const OPTION_NAMES = ['max_lateness', 'start', 'idle_timeout', 'retention', 'refresh'];
+const OPTION_NAMES = ['max_lateness', 'start', 'idle_timeout', 'retention', 'refresh', 'memory_budget'];
+
+/** '512MB', '2 GiB', '100kb', '1048576' -> bytes; undefined if not a size. */
+export function parseSize(s: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$/i.exec(s);
+  if (m === null) return undefined;
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const factor = unit === 'b' ? 1 : unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 ** 2 : 1024 ** 3;
+  return Math.floor(Number(m[1]) * factor);
+}
 
 export const DEFAULT_VIEW_OPTIONS: ViewOptions = {
   maxLatenessMs: 5000,
@@ -123,6 +134,7 @@ export const DEFAULT_VIEW_OPTIONS: ViewOptions = {
   idleTimeoutMs: 10_000,
   retentionMs: 24 * 3_600_000,
   refreshMs: 1000,
+  memoryBudgetBytes: 512 * 1024 * 1024,
 };
 
 /** " (did you mean x?)" when a known name is within edit distance 2, or a list of the known names. */
@@ -544,6 +556,12 @@ function options(sql: string, raw: Readonly<Record<string, string>>, pos: Pos): 
       case 'refresh':
         out.refreshMs = Math.max(50, duration(key, v));
         break;
+      case 'memory_budget': {
+        const bytes = parseSize(v);
+        if (bytes === undefined || bytes < 1024 * 1024) throw sqlError('SQL_PLAN', sql, pos, `option memory_budget must be a size of at least 1MB such as '256MB' or '2GB' (got '${v}')`, 6);
+        out.memoryBudgetBytes = bytes;
+        break;
+      }
       case 'start':
         if (v !== 'earliest' && v !== 'latest') throw sqlError('SQL_PLAN', sql, pos, `option start must be 'earliest' or 'latest' (got '${v}')`, 6);
         out.start = v;

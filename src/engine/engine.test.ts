@@ -1,0 +1,66 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventRecordEncoder, ManualClock } from '../core/index.js';
+import { MemoryLog } from '../log/index.js';
+import { fieldsFromJsonSchema, type Catalog } from '../sql/index.js';
+import { Engine } from './engine.js';
+import { Tables } from './tables.js';
+import { MemoryViewStore } from './view-store.js';
+
+const catalog = (): Catalog => ({
+  streamNames: () => ['e'],
+  streamFields: () => fieldsFromJsonSchema({ type: 'object', properties: { k: { type: 'string' }, u: { type: 'string' } } }),
+  tableNames: () => [],
+  tableColumns: () => undefined,
+});
+
+async function feed(log: MemoryLog, n: number, t0: number, stepMs: number) {
+  await log.append(
+    Array.from({ length: n }, (_, i) => {
+      const t = t0 + i * stepMs;
+      const env = Buffer.from(JSON.stringify({ type: 'e', data: { k: `k${i % 50}`, u: `u${i}` } }));
+      return { timestampMs: t, partition: 0, value: new EventRecordEncoder(t, 1, 'e', undefined, undefined, env) };
+    }),
+  );
+}
+
+test('a view over its memory budget evicts closed windows, oldest first, and reports it', async () => {
+  const log = new MemoryLog(1);
+  const clock = new ManualClock(0);
+  const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock });
+  await engine.start(false);
+  await engine.createView('v', "CREATE VIEW v WITH (memory_budget = '1MB', max_lateness = '0s') AS SELECT k, COUNT(DISTINCT u) AS users FROM e GROUP BY k, TUMBLE(received_at, INTERVAL '1' SECOND)");
+  await feed(log, 20_000, 0, 5); // 100 one-second windows × 50 keys × 20 users
+  while ((await engine.step()) > 0);
+  const before = engine.info('v');
+  assert.ok(before.memoryBytes > 1024 * 1024, `state ${before.memoryBytes} should exceed the budget`);
+  await engine.checkpoint();
+  const after = engine.info('v');
+  assert.ok(after.evictedRows > 0);
+  assert.ok(after.memoryBytes <= 1024 * 1024, `state ${after.memoryBytes} within budget`);
+  const rows = engine.rows('v', { limit: 100_000, order: 'window_start' });
+  assert.ok(rows.length < before.rows);
+  // The newest windows (open or recent) are the ones kept.
+  assert.equal(rows.at(-1)!.window_start, 99_000);
+  assert.ok((rows[0].window_start as number) > 0);
+  await engine.close();
+});
+
+test('start = latest skips the backfill; progress and lag describe the backfill', async () => {
+  const log = new MemoryLog(2);
+  const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
+  await engine.start(false);
+  await feed(log, 100, 0, 1);
+  await engine.createView('all', 'CREATE VIEW all_events AS SELECT COUNT(*) AS n FROM e'.replace('all_events', 'all'));
+  await engine.createView('fresh', "CREATE VIEW fresh WITH (start = 'latest') AS SELECT COUNT(*) AS n FROM e");
+  assert.equal(engine.info('all').lag, 100);
+  assert.equal(engine.info('all').progress, 0);
+  assert.equal(engine.info('fresh').lag, 0);
+  while ((await engine.step()) > 0);
+  await feed(log, 10, 1000, 1);
+  while ((await engine.step()) > 0);
+  assert.deepEqual(engine.rows('all').map((r) => r.n), [110]);
+  assert.deepEqual(engine.rows('fresh').map((r) => r.n), [10]);
+  assert.equal(engine.info('all').progress, 1);
+  await engine.close();
+});

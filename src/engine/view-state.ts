@@ -49,8 +49,19 @@ function mapKey(keys: readonly Value[]): unknown {
  */
 export class ViewState {
   readonly plan: ViewPlan;
-  /** Window start -> its groups (tumble, hop, none). */
+  /** Window start -> its groups (tumble and none; for hop: the closed, frozen windows). */
   readonly #buckets = new Map<number, Bucket>();
+  /**
+   * HOP views aggregate into panes of one slide each; an open window is the merge of its size/slide panes,
+   * computed when read. So an event updates one pane instead of size/slide windows (5× less work and memory
+   * for a 5-minute window sliding every minute). When the watermark passes a window's end, the window is
+   * merged once and frozen into `#buckets`: closed windows never change.
+   */
+  readonly #panes = new Map<number, Bucket>();
+  /** Start of the latest HOP window frozen so far. */
+  #frozenThrough = -Infinity;
+  /** Pane width: gcd(slide, size), so every window is a whole number of panes. */
+  readonly #paneMs: number;
   /** Group key -> its sessions, open and closed (session windows). */
   readonly #sessions = new Map<unknown, Group[]>();
   /** Max event time seen per partition, and when (wall clock) each was last active. */
@@ -71,6 +82,8 @@ export class ViewState {
     this.#lastActiveMs = new Array<number>(partitions).fill(-Infinity);
     this.#idle = new Array<boolean>(partitions).fill(false);
     this.#pending = new Array<boolean>(partitions).fill(false);
+    const w = plan.window;
+    this.#paneMs = w.kind === 'hop' ? gcd(w.slideMs, w.sizeMs) : 0;
   }
 
   get watermark(): number {
@@ -81,17 +94,74 @@ export class ViewState {
     return this.#version;
   }
 
-  /** Every group (row) of the view. */
+  /** Every group (row) of the view; open HOP windows are merged from their panes here. */
   *groups(): IterableIterator<Group> {
     for (const b of this.#buckets.values()) yield* b.groups.values();
     for (const list of this.#sessions.values()) yield* list;
+    if (this.plan.window.kind === 'hop') for (const start of this.#openWindowStarts()) yield* this.#derive(start).values();
   }
 
   get groupCount(): number {
     let n = 0;
     for (const b of this.#buckets.values()) n += b.groups.size;
     for (const list of this.#sessions.values()) n += list.length;
+    if (this.plan.window.kind === 'hop') for (const start of this.#openWindowStarts()) n += this.#derive(start).size;
     return n;
+  }
+
+  /** Starts of the HOP windows that contain a pane and are not frozen, ascending. */
+  #openWindowStarts(): number[] {
+    const w = this.plan.window as { slideMs: number; sizeMs: number };
+    const starts = new Set<number>();
+    for (const p of this.#panes.keys()) {
+      for (let s = Math.floor(p / w.slideMs) * w.slideMs; s > p - w.sizeMs; s -= w.slideMs) if (s > this.#frozenThrough) starts.add(s);
+    }
+    return [...starts].sort((a, b) => a - b);
+  }
+
+  /** The HOP window starting at `start`, merged from its panes. */
+  #derive(start: number): Map<unknown, Group> {
+    const w = this.plan.window as { slideMs: number; sizeMs: number };
+    const out = new Map<unknown, Group>();
+    for (let p = start; p < start + w.sizeMs; p += this.#paneMs) {
+      const pane = this.#panes.get(p);
+      if (pane === undefined) continue;
+      for (const [k, g] of pane.groups) {
+        let d = out.get(k);
+        if (d === undefined) {
+          d = { keys: g.keys, windowStart: start, windowEnd: start + w.sizeMs, accs: this.plan.aggs.map(createAccumulator), closed: false, version: g.version };
+          out.set(k, d);
+        }
+        for (let i = 0; i < d.accs.length; i++) d.accs[i].merge(g.accs[i]);
+        if (g.version > d.version) d.version = g.version;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Freezes every HOP window the watermark has passed, and drops panes no open window needs. Every window
+   * starting at or before `#frozenThrough` is closed: frozen if it had events, or empty for good (an event that
+   * arrives later for it does not count there, as for any closed window).
+   */
+  #freeze(): void {
+    const w = this.plan.window as { slideMs: number; sizeMs: number };
+    const watermark = this.#watermark;
+    const through = Math.floor((watermark - w.sizeMs) / w.slideMs) * w.slideMs;
+    if (through <= this.#frozenThrough) return;
+    for (const start of this.#openWindowStarts()) {
+      if (start > through) break;
+      const groups = this.#derive(start);
+      const version = ++this.#version;
+      for (const g of groups.values()) {
+        g.closed = true;
+        g.version = version;
+      }
+      if (groups.size > 0) this.#buckets.set(start, { start, end: start + w.sizeMs, groups, closed: true });
+    }
+    this.#frozenThrough = through;
+    // A pane is needed until the last window containing it (the one starting at or before it) closes.
+    for (const p of this.#panes.keys()) if (Math.floor(p / w.slideMs) * w.slideMs <= through) this.#panes.delete(p);
   }
 
   /** Tells the state which partitions still have unread records (the engine calls this before each step). */
@@ -127,7 +197,10 @@ export class ViewState {
       const min = this.#slowest();
       if (min !== Infinity) {
         const candidate = min - plan.options.maxLatenessMs;
-        if (candidate > this.#watermark) this.#watermark = candidate;
+        if (candidate > this.#watermark) {
+          this.#watermark = candidate;
+          if (plan.window.kind === 'hop' && this.#panes.size > 0) this.#freeze();
+        }
       }
     }
     const w = plan.window;
@@ -135,20 +208,19 @@ export class ViewState {
     const key = mapKey(keys);
     switch (w.kind) {
       case 'none':
-        this.#add(NO_WINDOW, null, null, key, keys, row, version);
+        this.#add(this.#buckets, NO_WINDOW, null, null, key, keys, row, version);
         return true;
       case 'tumble': {
         const start = Math.floor(t / w.sizeMs) * w.sizeMs;
         if (start + w.sizeMs <= this.#watermark) return this.#late(row, t, keys);
-        this.#add(start, start, start + w.sizeMs, key, keys, row, version);
+        this.#add(this.#buckets, start, start, start + w.sizeMs, key, keys, row, version);
         return true;
       }
       case 'hop': {
-        const last = Math.floor(t / w.slideMs) * w.slideMs;
-        if (last + w.sizeMs <= this.#watermark) return this.#late(row, t, keys);
-        for (let s = last; s > t - w.sizeMs; s -= w.slideMs) {
-          if (s + w.sizeMs > this.#watermark) this.#add(s, s, s + w.sizeMs, key, keys, row, version);
-        }
+        // Late when even the newest window containing t has closed.
+        if (Math.floor(t / w.slideMs) * w.slideMs + w.sizeMs <= this.#watermark) return this.#late(row, t, keys);
+        const pane = Math.floor(t / this.#paneMs) * this.#paneMs;
+        this.#add(this.#panes, pane, pane, pane + this.#paneMs, key, keys, row, version);
         return true;
       }
       case 'session':
@@ -159,11 +231,11 @@ export class ViewState {
     }
   }
 
-  #add(id: number, start: number | null, end: number | null, key: unknown, keys: Value[], row: EventRow, version: number): void {
-    let b = this.#buckets.get(id);
+  #add(buckets: Map<number, Bucket>, id: number, start: number | null, end: number | null, key: unknown, keys: Value[], row: EventRow, version: number): void {
+    let b = buckets.get(id);
     if (b === undefined) {
       b = { start, end, groups: new Map(), closed: false };
-      this.#buckets.set(id, b);
+      buckets.set(id, b);
     }
     let g = b.groups.get(key);
     if (g === undefined) {
@@ -238,6 +310,7 @@ export class ViewState {
     if (min === -Infinity || max === -Infinity) return;
     const candidate = min !== Infinity ? min - maxLatenessMs : this.plan.time === 'received_at' && caughtUp ? nowMs - maxLatenessMs : max - maxLatenessMs;
     if (candidate > this.#watermark) this.#watermark = candidate;
+    if (this.plan.window.kind === 'hop') this.#freeze();
     const watermark = this.#watermark;
     const horizon = watermark - retentionMs;
     for (const [id, b] of this.#buckets) {
@@ -298,7 +371,8 @@ export class ViewState {
 
   memoryBytes(): number {
     let b = 0;
-    for (const g of this.groups()) {
+    const stored = [...[...this.#buckets.values(), ...this.#panes.values()].flatMap((bk) => [...bk.groups.values()]), ...[...this.#sessions.values()].flat()];
+    for (const g of stored) {
       b += 120 + g.keys.length * 32;
       for (const a of g.accs) b += a.bytes();
     }
@@ -307,8 +381,12 @@ export class ViewState {
 
   /** Plain data for a checkpoint. */
   save(): SavedViewState {
+    const stored = [...[...this.#buckets.values()].flatMap((b) => [...b.groups.values()]), ...[...this.#sessions.values()].flat()];
+    const saveGroup = (g: Group): SavedGroup => [g.keys, g.windowStart, g.windowEnd, g.closed, g.accs.map((a) => a.save())];
     return {
-      groups: [...this.groups()].map((g) => [g.keys, g.windowStart, g.windowEnd, g.closed, g.accs.map((a) => a.save())]),
+      groups: stored.map(saveGroup),
+      panes: [...this.#panes.values()].flatMap((b) => [...b.groups.values()]).map(saveGroup),
+      frozenThrough: this.#frozenThrough,
       maxTime: [...this.#maxTime],
       watermark: this.#watermark,
       lateCount: this.lateCount,
@@ -318,6 +396,15 @@ export class ViewState {
 
   static restore(plan: ViewPlan, partitions: number, saved: SavedViewState, nowMs: number): ViewState {
     const s = new ViewState(plan, partitions);
+    for (const [keys, start, end, , accs] of saved.panes) {
+      let b = s.#panes.get(start!);
+      if (b === undefined) {
+        b = { start, end, groups: new Map(), closed: false };
+        s.#panes.set(start!, b);
+      }
+      b.groups.set(mapKey(keys), { keys, windowStart: start, windowEnd: end, closed: false, version: 0, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, accs[i])) });
+    }
+    s.#frozenThrough = saved.frozenThrough;
     for (const [keys, start, end, closed, accs] of saved.groups) {
       const g: Group = { keys, windowStart: start, windowEnd: end, closed, version: 0, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, accs[i])) };
       const key = mapKey(keys);
@@ -346,8 +433,17 @@ export class ViewState {
   }
 }
 
+type SavedGroup = [Value[], number | null, number | null, boolean, unknown[]];
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}
+
 export interface SavedViewState {
-  groups: [Value[], number | null, number | null, boolean, unknown[]][];
+  groups: SavedGroup[];
+  panes: SavedGroup[];
+  frozenThrough: number;
   maxTime: number[];
   watermark: number;
   lateCount: number;

@@ -123,3 +123,29 @@ export function decodeEventRecord(bytes: Uint8Array): EventRecord {
   if (replayOf !== undefined) record.replay_of = replayOf;
   return record;
 }
+
+/** The fields of a record the engine evaluates, decoded straight into the shape it uses (one object per event). */
+export interface DecodedEvent {
+  type: string;
+  data: Record<string, unknown>;
+  key: string | undefined;
+  received_at: number;
+  /** The envelope's `ts`, else `received_at`. */
+  event_time: number;
+}
+
+export function decodeEventFields(bytes: Uint8Array): DecodedEvent {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf[0] !== VERSION) throw new Error(`unknown event record version ${buf[0]}`);
+  const flags = buf[1];
+  const receivedAt = buf.readDoubleLE(6);
+  let p = FIXED + buf[14];
+  let eventTime = receivedAt;
+  if (flags & FLAG_EVENT_TIME) {
+    eventTime = buf.readDoubleLE(p);
+    p += 8;
+  }
+  if (flags & FLAG_REPLAY_OF) p += 8;
+  const env = JSON.parse(buf.toString('utf8', p)) as { type: string; data: Record<string, unknown>; key?: string };
+  return { type: env.type, data: env.data, key: env.key, received_at: receivedAt, event_time: eventTime };
+}

@@ -1,13 +1,13 @@
 import { serialize, deserialize } from 'node:v8';
 import {
-  decodeEventRecord,
+  decodeEventFields,
   eventRecordIs,
   HalflifeError,
   LifecycleState,
   silentLogger,
   SystemClock,
   type Clock,
-  type EventRecord,
+  type DecodedEvent,
   type Logger,
 } from '../core/index.js';
 import type { Log, LogRecord } from '../log/index.js';
@@ -92,6 +92,7 @@ interface Runtime {
   /** State size as of the last checkpoint (computing it walks every row). */
   memoryBytes: number | undefined;
   evictedRows: number;
+  keyBuffer: Value[];
 }
 
 /**
@@ -151,6 +152,7 @@ export class Engine {
             lastCheckpointMs: null,
             memoryBytes: undefined,
             evictedRows: 0,
+            keyBuffer: new Array<Value>(plan.keys.length),
           };
         }
       } catch (err) {
@@ -163,7 +165,7 @@ export class Engine {
   #fresh(plan: ViewPlan): Runtime {
     const stats = this.#o.log.stats().partitions;
     const offsets = stats.map((p) => (plan.options.start === 'latest' ? p.nextOffset : p.firstOffset) as number);
-    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null, memoryBytes: undefined, evictedRows: 0 };
+    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length) };
   }
 
   /** Plans and starts a view (backfilling from the log start unless `start = 'latest'`). */
@@ -348,24 +350,19 @@ export class Engine {
   #apply(batch: readonly LogRecord[], p: number, views: Runtime[], now: number): void {
     const tables = this.#o.tables;
     for (const rec of batch) {
-      let ev: EventRecord | undefined;
       let row: EventRow | undefined;
       for (const v of views) {
         if (v.offsets[p] > rec.offset) continue;
         v.offsets[p] = rec.offset + 1;
         const plan = v.plan;
         if (plan.source !== ALL_STREAMS && !eventRecordIs(rec.value, plan.source)) continue;
-        ev ??= decodeEventRecord(rec.value);
-        row ??= {
-          type: ev.type,
-          data: ev.data,
-          key: ev.key,
-          received_at: ev.received_at,
-          event_time: ev.event_time ?? ev.received_at,
-          partition: p,
-          offset: rec.offset,
-          joined: [],
-        };
+        if (row === undefined) {
+          const ev = decodeEventFields(rec.value) as DecodedEvent & { -readonly [K in keyof EventRow]: EventRow[K] };
+          ev.partition = p;
+          ev.offset = rec.offset;
+          ev.joined = NO_JOINS;
+          row = ev;
+        }
         if (plan.joins.length > 0) {
           const joined: (Record<string, unknown> | undefined)[] = [];
           row.joined = joined;
@@ -381,7 +378,9 @@ export class Engine {
           if (dropped) continue;
         } else row.joined = NO_JOINS;
         if (plan.filter !== undefined && plan.filter(row) !== true) continue;
-        const keys = plan.keys.map((k) => k.eval(row!));
+        // One reused key array per view: the state copies it only when it creates a group.
+        const keys = v.keyBuffer;
+        for (let i = 0; i < keys.length; i++) keys[i] = plan.keys[i].eval(row);
         v.state.apply(row, keys, now);
       }
     }

@@ -183,7 +183,10 @@ export class ViewState {
     return min;
   }
 
-  /** Applies one event (already filtered and joined). Returns false if it was late and only recorded. */
+  /**
+   * Applies one event (already filtered and joined). `keys` may be reused by the caller: it is copied when a
+   * group is created. Returns false if the event was late and only recorded.
+   */
   apply(row: EventRow, keys: Value[], nowMs: number): boolean {
     const plan = this.plan;
     const t = row[plan.time];
@@ -239,7 +242,7 @@ export class ViewState {
     }
     let g = b.groups.get(key);
     if (g === undefined) {
-      g = { keys, windowStart: start, windowEnd: end, accs: this.plan.aggs.map(createAccumulator), closed: false, version };
+      g = { keys: keys.slice(), windowStart: start, windowEnd: end, accs: this.plan.aggs.map(createAccumulator), closed: false, version };
       b.groups.set(key, g);
     }
     g.version = version;
@@ -274,7 +277,7 @@ export class ViewState {
       list.splice(i--, 1);
     }
     if (target === undefined) {
-      target = { keys, windowStart: t, windowEnd: t + gap, accs: this.plan.aggs.map(createAccumulator), closed: false, version };
+      target = { keys: keys.slice(), windowStart: t, windowEnd: t + gap, accs: this.plan.aggs.map(createAccumulator), closed: false, version };
       list.push(target);
     } else {
       target.windowStart = Math.min(target.windowStart!, t);
@@ -288,7 +291,7 @@ export class ViewState {
   #late(row: EventRow, t: number, keys: Value[]): false {
     this.lateCount++;
     if (this.late.length >= LATE_KEEP) this.late.shift();
-    this.late.push({ partition: row.partition, offset: row.offset, time: t, received_at: row.received_at, keys, watermark: this.#watermark });
+    this.late.push({ partition: row.partition, offset: row.offset, time: t, received_at: row.received_at, keys: keys.slice(), watermark: this.#watermark });
     return false;
   }
 

@@ -21,6 +21,11 @@ class Segment {
   readonly indexPath: string;
   /** Bytes durable and visible to readers. */
   size = 0;
+  /**
+   * Bytes whose CRCs this process has checked (recovery scan) or wrote itself: reads below this skip the CRC, as a
+   * Kafka broker does. Sealed segments opened from their index are checked on every read.
+   */
+  verifiedBytes = 0;
   nextOffset: number;
   maxTimestampMs = -Infinity;
   relOffsets: number[] = [];
@@ -245,6 +250,7 @@ export class PartitionLog {
       await fh.close();
     }
     seg.size = end;
+    seg.verifiedBytes = end;
     seg.maxTimestampMs = maxTs;
     if (!active) await this.#seal(seg);
   }
@@ -315,6 +321,7 @@ export class PartitionLog {
     }
     if (count > 0) active.lastRecordPosition = base + framePositions[count - 1];
     active.maxTimestampMs = maxTs;
+    if (active.verifiedBytes === active.size) active.verifiedBytes += length;
     active.size += length;
     active.nextOffset += count;
   }
@@ -370,12 +377,19 @@ export class PartitionLog {
         const buf = Buffer.allocUnsafe(len);
         const { bytesRead } = await fh.read(buf, 0, len, pos);
         const view = bytesRead === len ? buf : buf.subarray(0, bytesRead);
-        const { end, stop } = scanFrames(view, 0, undefined, (f) => {
-          if (f.offset < from) return;
-          out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key: f.key, value: f.value });
-          bytes += f.frameBytes;
-          if (out.length >= maxRecords || bytes >= maxBytes) return false;
-        });
+        const verify = pos + view.length > seg.verifiedBytes;
+        const { end, stop } = scanFrames(
+          view,
+          0,
+          undefined,
+          (f) => {
+            if (f.offset < from) return;
+            out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key: f.key, value: f.value });
+            bytes += f.frameBytes;
+            if (out.length >= maxRecords || bytes >= maxBytes) return false;
+          },
+          verify,
+        );
         if (end === 0) {
           const need = view.length >= FRAME_HEADER_BYTES ? view.readUInt32LE(0) + FRAME_HEADER_BYTES : 0;
           if (stop.kind === 'partial' && need > want) {

@@ -83,7 +83,8 @@ export type ScanStop =
 
 /**
  * Walks the frames of `buf` from `start`, calling `visit` for each valid one, and stops at the first torn or
- * corrupt frame. `expectedOffset`, when given, must match each frame's offset in turn.
+ * corrupt frame. `expectedOffset`, when given, must match each frame's offset in turn. With `verify` false the
+ * CRCs are not checked (for bytes already verified or written by this process).
  * Returns the position after the last valid frame and why the scan stopped.
  */
 export function scanFrames(
@@ -91,6 +92,7 @@ export function scanFrames(
   start: number,
   expectedOffset: number | undefined,
   visit: (frame: DecodedFrame) => boolean | void,
+  verify = true,
 ): { end: number; stop: ScanStop } {
   let pos = start;
   let expect = expectedOffset;
@@ -103,7 +105,7 @@ export function scanFrames(
     const bodyStart = pos + FRAME_HEADER_BYTES;
     const bodyEnd = bodyStart + bodyLen;
     if (bodyEnd > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame body' } };
-    if (crc32c(buf, bodyStart, bodyEnd) !== buf.readUInt32LE(pos + 4)) {
+    if (verify && crc32c(buf, bodyStart, bodyEnd) !== buf.readUInt32LE(pos + 4)) {
       return { end: pos, stop: { kind: 'corrupt', reason: 'CRC mismatch' } };
     }
     const offset = buf.readDoubleLE(bodyStart);

@@ -23,6 +23,8 @@ const VIEW_NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
 const ALL_STREAMS = '*';
 const CHECKPOINT_FORMAT = 1;
 const NO_JOINS: (Record<string, unknown> | undefined)[] = [];
+/** Records applied between two chances for queries to run. */
+const APPLY_SLICE = 400;
 
 export interface EngineOptions {
   readonly log: Log;
@@ -256,7 +258,17 @@ export class Engine {
       if (i === undefined) throw new HalflifeError('INVALID_QUERY', { name: col, reason: `not a key column of ${name} (keys: ${[...keyIndex.keys()].join(', ') || 'none'})` });
       return [i, v] as const;
     });
-    let groups = [...state.groups()].filter((g) => {
+    // A filter on the only key column is a lookup; anything else scans.
+    let source: Iterable<Group>;
+    if (plan.keys.length === 1 && filters.length === 1) {
+      const v = filters[0][1];
+      const candidates: unknown[] = [v];
+      if (v.trim() !== '' && !Number.isNaN(Number(v))) candidates.push(Number(v));
+      if (v === 'true' || v === 'false') candidates.push(v === 'true');
+      if (v === 'null') candidates.push(null);
+      source = state.groupsOf(candidates);
+    } else source = state.groups();
+    let groups = [...source].filter((g) => {
       if (q.sinceVersion !== undefined && g.version <= q.sinceVersion) return false;
       if (q.fromMs !== undefined && (g.windowStart ?? 0) < q.fromMs) return false;
       if (q.toMs !== undefined && (g.windowStart ?? 0) >= q.toMs) return false;
@@ -334,9 +346,11 @@ export class Engine {
       if (pending === undefined) continue;
       const batch = await pending;
       read += batch.length;
-      this.#apply(batch, p, views, now);
-      // Let queries in between partitions: a step over a deep backlog would otherwise hold them for long.
-      await new Promise((resolve) => setImmediate(resolve));
+      // Apply in slices of a few milliseconds and let queries in between: a deep backlog would hold them.
+      for (let i = 0; i < batch.length; i += APPLY_SLICE) {
+        this.#apply(batch, p, views, now, i, Math.min(batch.length, i + APPLY_SLICE));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
     }
     const caughtUp = read === 0;
     for (const v of views) v.state.advance(now, caughtUp || this.#atEnd(v, stats));
@@ -347,9 +361,10 @@ export class Engine {
     return stats.every((s, p) => v.offsets[p] >= s.nextOffset);
   }
 
-  #apply(batch: readonly LogRecord[], p: number, views: Runtime[], now: number): void {
+  #apply(batch: readonly LogRecord[], p: number, views: Runtime[], now: number, from: number, to: number): void {
     const tables = this.#o.tables;
-    for (const rec of batch) {
+    for (let r = from; r < to; r++) {
+      const rec = batch[r];
       let row: EventRow | undefined;
       for (const v of views) {
         if (v.offsets[p] > rec.offset) continue;

@@ -109,6 +109,35 @@ export class ViewState {
     return n;
   }
 
+  /**
+   * The groups of one key across all windows, found by lookup instead of a scan: what a point query
+   * (`?article_id=a1`) needs. `candidates` are the possible key values (a query's "5" may mean 5).
+   */
+  *groupsOf(candidates: readonly unknown[]): IterableIterator<Group> {
+    const w = this.plan.window;
+    for (const c of candidates) {
+      for (const b of this.#buckets.values()) {
+        const g = b.groups.get(c);
+        if (g !== undefined) yield g;
+      }
+      const sessions = this.#sessions.get(c);
+      if (sessions !== undefined) yield* sessions;
+      if (w.kind === 'hop') {
+        for (const start of this.#openWindowStarts()) {
+          let d: Group | undefined;
+          for (let p = start; p < start + w.sizeMs; p += this.#paneMs) {
+            const g = this.#panes.get(p)?.groups.get(c);
+            if (g === undefined) continue;
+            d ??= { keys: g.keys, windowStart: start, windowEnd: start + w.sizeMs, accs: this.plan.aggs.map(createAccumulator), closed: false, version: g.version };
+            for (let i = 0; i < d.accs.length; i++) d.accs[i].merge(g.accs[i]);
+            if (g.version > d.version) d.version = g.version;
+          }
+          if (d !== undefined) yield d;
+        }
+      }
+    }
+  }
+
   /** Starts of the HOP windows that contain a pane and are not frozen, ascending. */
   #openWindowStarts(): number[] {
     const w = this.plan.window as { slideMs: number; sizeMs: number };

@@ -149,3 +149,19 @@ export function decodeEventFields(bytes: Uint8Array): DecodedEvent {
   const env = JSON.parse(buf.toString('utf8', p)) as { type: string; data: Record<string, unknown>; key?: string };
   return { type: env.type, data: env.data, key: env.key, received_at: receivedAt, event_time: eventTime };
 }
+
+/** The header fields of a record and where its envelope JSON starts, without touching the envelope. */
+export function readEventHeader(bytes: Uint8Array): { receivedAt: number; eventTime: number; envelopeOffset: number } {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf[0] !== VERSION) throw new Error(`unknown event record version ${buf[0]}`);
+  const flags = buf[1];
+  const receivedAt = buf.readDoubleLE(6);
+  let p = FIXED + buf[14];
+  let eventTime = receivedAt;
+  if (flags & FLAG_EVENT_TIME) {
+    eventTime = buf.readDoubleLE(p);
+    p += 8;
+  }
+  if (flags & FLAG_REPLAY_OF) p += 8;
+  return { receivedAt, eventTime, envelopeOffset: p };
+}

@@ -8,5 +8,5 @@ export { LifecycleState } from './lifecycle.js';
 export type { Lifecycle } from './lifecycle.js';
 export { partitionId, offset } from './ids.js';
 export type { PartitionId, Offset } from './ids.js';
-export { EventRecordEncoder, decodeEventRecord, decodeEventFields, eventRecordType, eventRecordIs } from './event-record.js';
+export { EventRecordEncoder, decodeEventRecord, decodeEventFields, eventRecordType, eventRecordIs, readEventHeader } from './event-record.js';
 export type { EventRecord, DecodedEvent } from './event-record.js';

@@ -2,17 +2,19 @@ import { serialize, deserialize } from 'node:v8';
 import {
   decodeEventFields,
   eventRecordIs,
+  eventRecordType,
+  readEventHeader,
   HalflifeError,
   LifecycleState,
   silentLogger,
   SystemClock,
   type Clock,
-  type DecodedEvent,
   type Logger,
 } from '../core/index.js';
 import type { Log, LogRecord } from '../log/index.js';
 import { planView, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
+import { extractDataFields } from './json-fields.js';
 import type { Accumulator } from './accumulators.js';
 import type { Tables } from './tables.js';
 import type { ViewStore } from './view-store.js';
@@ -180,6 +182,7 @@ export class Engine {
     await this.#o.store.remove(name);
     await this.#o.store.saveDefinition(name, sql);
     this.#views.set(name, this.#fresh(plan));
+    this.#wantedFields = undefined;
     this.#wake?.();
     this.#logger.info({ view: name, source: plan.source }, 'view created');
     return this.info(name);
@@ -188,6 +191,7 @@ export class Engine {
   async dropView(name: string): Promise<void> {
     this.#state.assertOpen();
     if (!this.#views.delete(name)) throw new HalflifeError('VIEW_NOT_FOUND', { name });
+    this.#wantedFields = undefined;
     await this.#o.store.remove(name);
     this.#logger.info({ view: name }, 'view dropped');
   }
@@ -371,13 +375,7 @@ export class Engine {
         v.offsets[p] = rec.offset + 1;
         const plan = v.plan;
         if (plan.source !== ALL_STREAMS && !eventRecordIs(rec.value, plan.source)) continue;
-        if (row === undefined) {
-          const ev = decodeEventFields(rec.value) as DecodedEvent & { -readonly [K in keyof EventRow]: EventRow[K] };
-          ev.partition = p;
-          ev.offset = rec.offset;
-          ev.joined = NO_JOINS;
-          row = ev;
-        }
+        row ??= this.#decode(rec, p);
         if (plan.joins.length > 0) {
           const joined: (Record<string, unknown> | undefined)[] = [];
           row.joined = joined;
@@ -400,6 +398,28 @@ export class Engine {
       }
     }
   }
+
+  /** The data fields any view reads; the engine extracts only these from each event's JSON. */
+  #wanted(): string[] {
+    const fields = new Set<string>();
+    for (const v of this.#views.values()) for (const f of v.plan.dataFields) fields.add(f);
+    return [...fields];
+  }
+
+  #decode(rec: LogRecord, p: number): EventRow {
+    const bytes = rec.value;
+    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const h = readEventHeader(buf);
+    const data: Record<string, unknown> = {};
+    this.#wantedFields ??= this.#wanted();
+    if (!extractDataFields(buf, h.envelopeOffset, buf.length, this.#wantedFields, data)) {
+      const full = decodeEventFields(buf);
+      return { type: full.type, data: full.data, key: full.key, received_at: full.received_at, event_time: full.event_time, partition: p, offset: rec.offset, joined: NO_JOINS };
+    }
+    return { type: eventRecordType(buf), data, key: rec.key, received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset: rec.offset, joined: NO_JOINS };
+  }
+
+  #wantedFields: string[] | undefined;
 
   async #loop(): Promise<void> {
     const poll = this.#o.pollMs ?? 20;

@@ -76,6 +76,18 @@ export function keyByteLength(key: string): number {
   return key.length;
 }
 
+/** Keys are short and nearly always ASCII: a JS loop beats the native decoder's fixed cost for them. */
+function readKey(buf: Buffer, start: number, end: number): string {
+  if (end - start > 24) return buf.toString('utf8', start, end);
+  let s = '';
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    if (c > 0x7f) return buf.toString('utf8', start, end);
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
 export type ScanStop =
   | { kind: 'end' }
   | { kind: 'partial'; reason: string }
@@ -96,6 +108,7 @@ export function scanFrames(
 ): { end: number; stop: ScanStop } {
   let pos = start;
   let expect = expectedOffset;
+  const frame: DecodedFrame = { offset: 0, timestampMs: 0, key: undefined, value: buf, position: 0, frameBytes: 0 };
   while (pos < buf.length) {
     if (pos + FRAME_HEADER_BYTES > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame header' } };
     const bodyLen = buf.readUInt32LE(pos);
@@ -119,17 +132,16 @@ export function scanFrames(
     if (keyField !== 0) {
       const keyEnd = p + keyField - 1;
       if (keyEnd > bodyEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'key longer than frame' } };
-      key = buf.toString('utf8', p, keyEnd);
+      key = readKey(buf, p, keyEnd);
       p = keyEnd;
     }
-    const frame: DecodedFrame = {
-      offset,
-      timestampMs,
-      key,
-      value: buf.subarray(p, bodyEnd),
-      position: pos,
-      frameBytes: bodyEnd - pos,
-    };
+    // One frame object per scan, refilled per record: visitors copy what they keep.
+    frame.offset = offset;
+    frame.timestampMs = timestampMs;
+    frame.key = key;
+    frame.value = buf.subarray(p, bodyEnd);
+    frame.position = pos;
+    frame.frameBytes = bodyEnd - pos;
     pos = bodyEnd;
     if (expect !== undefined) expect++;
     if (visit(frame) === false) return { end: pos, stop: { kind: 'end' } };

@@ -112,6 +112,8 @@ export interface ViewPlan {
   readonly aggs: readonly AggSpec[];
   readonly outputs: readonly OutputColumn[];
   readonly having: GroupEvaluator | undefined;
+  /** The top-level `data` fields the view reads: the engine decodes only these. */
+  readonly dataFields: readonly string[];
 }
 
 export const METADATA_COLUMNS = ['received_at', 'event_time', 'type', 'key', 'partition', 'offset'] as const;
@@ -212,6 +214,8 @@ interface Scope {
 class Planner {
   readonly #s: Scope;
   readonly aggs: AggSpec[] = [];
+  /** Top-level data fields referenced anywhere. */
+  readonly dataFields = new Set<string>();
   readonly #aggExprs: Expr[] = [];
 
   constructor(scope: Scope) {
@@ -242,6 +246,7 @@ class Planner {
       if (ti >= 0) return this.#tableColumn(ti, path, e);
     }
     this.#checkField(rest, e);
+    this.dataFields.add(rest[0]);
     if (rest.length === 1) {
       const f = rest[0];
       return (row) => row.data[f] ?? null;
@@ -678,7 +683,7 @@ export function planView(sql: string, catalog: Catalog, nameIfSelect?: string): 
   if (p.aggs.length === 0 && window.kind === 'none' && keys.length === 0) {
     throw sqlError('SQL_PLAN', sql, select.pos, 'a view aggregates: use an aggregate such as COUNT(*), GROUP BY, or a window', 6);
   }
-  return { name, sql, source: allStreams ? '*' : source, time, window, options: opts, filter, joins, keys, aggs: p.aggs, outputs, having };
+  return { name, sql, source: allStreams ? '*' : source, time, window, options: opts, filter, joins, keys, aggs: p.aggs, outputs, having, dataFields: [...p.dataFields] };
 }
 
 /** A column of a view, as queries over the view see it. */

@@ -80,19 +80,19 @@ export class EventRecordEncoder {
   }
 }
 
-/** The event type of a record, read from its header without parsing the event. */
-export function eventRecordType(bytes: Uint8Array): string {
-  if (bytes[0] !== VERSION) throw new Error(`unknown event record version ${bytes[0]}`);
-  const n = bytes[14];
+/** The event type of the record starting at `at`, read from its header without parsing the event. */
+export function eventRecordType(bytes: Uint8Array, at = 0): string {
+  if (bytes[at] !== VERSION) throw new Error(`unknown event record version ${bytes[at]}`);
+  const n = bytes[at + 14];
   let type = '';
-  for (let i = 0; i < n; i++) type += String.fromCharCode(bytes[FIXED + i]);
+  for (let i = 0; i < n; i++) type += String.fromCharCode(bytes[at + FIXED + i]);
   return type;
 }
 
-/** True when the record's type equals `type` (no allocation). */
-export function eventRecordIs(bytes: Uint8Array, type: string): boolean {
-  if (bytes[14] !== type.length) return false;
-  for (let i = 0; i < type.length; i++) if (bytes[FIXED + i] !== type.charCodeAt(i)) return false;
+/** True when the record starting at `at` has type `type` (no allocation). */
+export function eventRecordIs(bytes: Uint8Array, type: string, at = 0): boolean {
+  if (bytes[at + 14] !== type.length) return false;
+  for (let i = 0; i < type.length; i++) if (bytes[at + FIXED + i] !== type.charCodeAt(i)) return false;
   return true;
 }
 
@@ -150,13 +150,15 @@ export function decodeEventFields(bytes: Uint8Array): DecodedEvent {
   return { type: env.type, data: env.data, key: env.key, received_at: receivedAt, event_time: eventTime };
 }
 
-/** The header fields of a record and where its envelope JSON starts, without touching the envelope. */
-export function readEventHeader(bytes: Uint8Array): { receivedAt: number; eventTime: number; envelopeOffset: number } {
-  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf[0] !== VERSION) throw new Error(`unknown event record version ${buf[0]}`);
-  const flags = buf[1];
-  const receivedAt = buf.readDoubleLE(6);
-  let p = FIXED + buf[14];
+/**
+ * The header fields of the record starting at `at` and where its envelope JSON starts, without touching the
+ * envelope.
+ */
+export function readEventHeader(buf: Buffer, at = 0): { receivedAt: number; eventTime: number; envelopeOffset: number } {
+  if (buf[at] !== VERSION) throw new Error(`unknown event record version ${buf[at]}`);
+  const flags = buf[at + 1];
+  const receivedAt = buf.readDoubleLE(at + 6);
+  let p = at + FIXED + buf[at + 14];
   let eventTime = receivedAt;
   if (flags & FLAG_EVENT_TIME) {
     eventTime = buf.readDoubleLE(p);

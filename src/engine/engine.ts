@@ -11,7 +11,7 @@ import {
   type Clock,
   type Logger,
 } from '../core/index.js';
-import type { Log, LogRecord } from '../log/index.js';
+import type { Log, RecordBatch } from '../log/index.js';
 import { planView, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
 import { extractDataFields } from './json-fields.js';
@@ -343,16 +343,16 @@ export class Engine {
     const reads = stats.map((s, p) => {
       let from = Infinity;
       for (const v of views) if (v.offsets[p] < from) from = v.offsets[p];
-      return from >= s.nextOffset ? undefined : log.read(p, from, { maxRecords: max, maxBytes: 8 * 1024 * 1024 });
+      return from >= s.nextOffset ? undefined : log.readBatch(p, from, { maxRecords: max, maxBytes: 8 * 1024 * 1024 });
     });
     for (let p = 0; p < reads.length; p++) {
       const pending = reads[p];
       if (pending === undefined) continue;
       const batch = await pending;
-      read += batch.length;
+      read += batch.count;
       // Apply in slices of a few milliseconds and let queries in between: a deep backlog would hold them.
-      for (let i = 0; i < batch.length; i += APPLY_SLICE) {
-        this.#apply(batch, p, views, now, i, Math.min(batch.length, i + APPLY_SLICE));
+      for (let i = 0; i < batch.count; i += APPLY_SLICE) {
+        this.#apply(batch, p, views, now, i, Math.min(batch.count, i + APPLY_SLICE));
         await new Promise((resolve) => setImmediate(resolve));
       }
     }
@@ -365,17 +365,19 @@ export class Engine {
     return stats.every((s, p) => v.offsets[p] >= s.nextOffset);
   }
 
-  #apply(batch: readonly LogRecord[], p: number, views: Runtime[], now: number, from: number, to: number): void {
+  #apply(batch: RecordBatch, p: number, views: Runtime[], now: number, from: number, to: number): void {
     const tables = this.#o.tables;
+    const buf = batch.buffer;
     for (let r = from; r < to; r++) {
-      const rec = batch[r];
+      const offset = batch.offsets[r];
+      const at = batch.valueStarts[r];
       let row: EventRow | undefined;
       for (const v of views) {
-        if (v.offsets[p] > rec.offset) continue;
-        v.offsets[p] = rec.offset + 1;
+        if (v.offsets[p] > offset) continue;
+        v.offsets[p] = offset + 1;
         const plan = v.plan;
-        if (plan.source !== ALL_STREAMS && !eventRecordIs(rec.value, plan.source)) continue;
-        row ??= this.#decode(rec, p);
+        if (plan.source !== ALL_STREAMS && !eventRecordIs(buf, plan.source, at)) continue;
+        row ??= this.#decode(batch, r, p);
         if (plan.joins.length > 0) {
           const joined: (Record<string, unknown> | undefined)[] = [];
           row.joined = joined;
@@ -406,17 +408,19 @@ export class Engine {
     return [...fields];
   }
 
-  #decode(rec: LogRecord, p: number): EventRow {
-    const bytes = rec.value;
-    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const h = readEventHeader(buf);
+  #decode(batch: RecordBatch, r: number, p: number): EventRow {
+    const buf = batch.buffer;
+    const start = batch.valueStarts[r];
+    const end = batch.valueEnds[r];
+    const offset = batch.offsets[r];
+    const h = readEventHeader(buf, start);
     const data: Record<string, unknown> = {};
     this.#wantedFields ??= this.#wanted();
-    if (!extractDataFields(buf, h.envelopeOffset, buf.length, this.#wantedFields, data)) {
-      const full = decodeEventFields(buf);
-      return { type: full.type, data: full.data, key: full.key, received_at: full.received_at, event_time: full.event_time, partition: p, offset: rec.offset, joined: NO_JOINS };
+    if (!extractDataFields(buf, h.envelopeOffset, end, this.#wantedFields, data)) {
+      const full = decodeEventFields(buf.subarray(start, end));
+      return { type: full.type, data: full.data, key: full.key, received_at: full.received_at, event_time: full.event_time, partition: p, offset, joined: NO_JOINS };
     }
-    return { type: eventRecordType(buf), data, key: rec.key, received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset: rec.offset, joined: NO_JOINS };
+    return { type: eventRecordType(buf, start), data, key: batch.keys[r], received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
   }
 
   #wantedFields: string[] | undefined;

@@ -7,6 +7,12 @@
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
+/** Whether buf[s, e) holds a backslash. A loop, not Buffer.indexOf: that has no end and would scan the batch. */
+function hasBackslash(buf: Buffer, s: number, e: number): boolean {
+  for (let i = s; i < e; i++) if (buf[i] === BACKSLASH) return true;
+  return false;
+}
+
 function ws(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
@@ -53,8 +59,7 @@ function valueEnd(buf: Buffer, i: number, end: number): number {
 function value(buf: Buffer, i: number, e: number): unknown {
   const c = buf[i];
   if (c === QUOTE) {
-    const b = buf.indexOf(BACKSLASH, i + 1);
-    if (b < 0 || b >= e - 1) return buf.toString('utf8', i + 1, e - 1);
+    if (!hasBackslash(buf, i + 1, e - 1)) return buf.toString('utf8', i + 1, e - 1);
     return JSON.parse(buf.toString('utf8', i, e));
   }
   if (c === 0x74) return true;
@@ -131,10 +136,7 @@ function dataObject(buf: Buffer, i: number, end: number, wanted: readonly string
       }
     }
     // An escaped key could spell a wanted name: let the full parser decide.
-    if (hit < 0) {
-      const b = buf.indexOf(BACKSLASH, i + 1);
-      if (b >= 0 && b < ke) return false;
-    }
+    if (hit < 0 && hasBackslash(buf, i + 1, ke - 1)) return false;
     i = ke;
     while (i < end && ws(buf[i])) i++;
     if (buf[i] !== 0x3a) return false;

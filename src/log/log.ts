@@ -31,6 +31,35 @@ export function valueByteLength(value: RecordValue): number {
   return value.byteLength;
 }
 
+/** Builds a batch from records (for backends without a native columnar read). */
+export function recordsToBatch(partition: PartitionId, records: readonly LogRecord[]): RecordBatch {
+  let total = 0;
+  for (const r of records) total += r.value.length;
+  const buffer = Buffer.allocUnsafe(total);
+  const n = records.length;
+  const batch = {
+    partition,
+    count: n,
+    buffer,
+    offsets: new Float64Array(n),
+    timestamps: new Float64Array(n),
+    valueStarts: new Uint32Array(n),
+    valueEnds: new Uint32Array(n),
+    keys: new Array<string | undefined>(n),
+  };
+  let pos = 0;
+  records.forEach((r, i) => {
+    buffer.set(r.value, pos);
+    batch.valueStarts[i] = pos;
+    pos += r.value.length;
+    batch.valueEnds[i] = pos;
+    batch.offsets[i] = r.offset;
+    batch.timestamps[i] = r.timestampMs;
+    batch.keys[i] = r.key;
+  });
+  return batch;
+}
+
 /** A record value as one byte array. */
 export function valueBytes(value: RecordValue): Uint8Array {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
@@ -47,6 +76,22 @@ export interface LogRecord {
   readonly key: string | undefined;
   /** Payload bytes; may be a view into a larger read buffer, copy it if you keep it long. */
   readonly value: Uint8Array;
+}
+
+/**
+ * Records of one partition in columns: one buffer and typed arrays of positions, no object per record. What the
+ * engine reads in bulk (and what crosses to its thread in one transfer).
+ */
+export interface RecordBatch {
+  readonly partition: PartitionId;
+  readonly count: number;
+  readonly buffer: Buffer;
+  readonly offsets: Float64Array;
+  readonly timestamps: Float64Array;
+  /** Value of record i is buffer[valueStarts[i], valueEnds[i]). */
+  readonly valueStarts: Uint32Array;
+  readonly valueEnds: Uint32Array;
+  readonly keys: readonly (string | undefined)[];
 }
 
 export interface AppendAck {
@@ -91,6 +136,8 @@ export interface Log extends Lifecycle {
   append(records: readonly AppendRecord[]): Promise<AppendAck[]>;
   /** Records of one partition from `from` (clamped to the first retained offset). */
   read(partition: number, from: number, options?: ReadOptions): Promise<LogRecord[]>;
+  /** Like `read`, in columns (may return fewer records than `read` would: one segment chunk at most). */
+  readBatch(partition: number, from: number, options?: ReadOptions): Promise<RecordBatch>;
   /** The first offset whose record has timestampMs >= `timeMs`, or nextOffset when there is none. */
   offsetForTime(partition: number, timeMs: number): Promise<Offset>;
   stats(): LogStats;

@@ -7,7 +7,7 @@ import {
   type Offset,
   type PartitionId,
 } from '../core/index.js';
-import { valueBytes, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions } from './log.js';
+import { recordsToBatch, valueBytes, type RecordBatch, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions } from './log.js';
 import { Partitioner } from './partitioner.js';
 
 /** The in-memory twin of `SegmentLog`, for tests of the rooms above the log. Durable only until close. */
@@ -60,6 +60,10 @@ export class MemoryLog implements Log {
   async read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {
     const list = this.#records[this.#check(partition)];
     return list.slice(Math.max(0, from), Math.max(0, from) + (options.maxRecords ?? 1000));
+  }
+
+  async readBatch(partition: number, from: number, options: ReadOptions = {}): Promise<RecordBatch> {
+    return recordsToBatch(partitionId(partition), await this.read(partition, from, options));
   }
 
   async offsetForTime(partition: number, timeMs: number): Promise<Offset> {

@@ -19,8 +19,9 @@ export interface DecodedFrame {
   offset: number;
   timestampMs: number;
   key: string | undefined;
-  /** View into the scanned buffer. */
-  value: Uint8Array;
+  /** The value is scanned[valueStart, valueEnd) (no view is made per record; take one if you keep it). */
+  valueStart: number;
+  valueEnd: number;
   /** Byte position of the frame within the scanned buffer. */
   position: number;
   /** Whole frame length including the header. */
@@ -108,7 +109,7 @@ export function scanFrames(
 ): { end: number; stop: ScanStop } {
   let pos = start;
   let expect = expectedOffset;
-  const frame: DecodedFrame = { offset: 0, timestampMs: 0, key: undefined, value: buf, position: 0, frameBytes: 0 };
+  const frame: DecodedFrame = { offset: 0, timestampMs: 0, key: undefined, valueStart: 0, valueEnd: 0, position: 0, frameBytes: 0 };
   while (pos < buf.length) {
     if (pos + FRAME_HEADER_BYTES > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame header' } };
     const bodyLen = buf.readUInt32LE(pos);
@@ -139,7 +140,8 @@ export function scanFrames(
     frame.offset = offset;
     frame.timestampMs = timestampMs;
     frame.key = key;
-    frame.value = buf.subarray(p, bodyEnd);
+    frame.valueStart = p;
+    frame.valueEnd = bodyEnd;
     frame.position = pos;
     frame.frameBytes = bodyEnd - pos;
     pos = bodyEnd;

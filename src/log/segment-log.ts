@@ -12,7 +12,7 @@ import {
   type Offset,
   type PartitionId,
 } from '../core/index.js';
-import { valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions } from './log.js';
+import { valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions, type RecordBatch } from './log.js';
 import { PartitionLog } from './partition-log.js';
 import { Partitioner } from './partitioner.js';
 import { BODY_FIXED_BYTES, FRAME_HEADER_BYTES, keyByteLength, MAX_KEY_BYTES, writeFrame } from './segment-format.js';
@@ -294,6 +294,11 @@ export class SegmentLog implements Log {
   async read(partition: number, from: number, options?: ReadOptions): Promise<LogRecord[]> {
     this.#state.assertOpen();
     return this.#checkPartition(partition).read(from, options);
+  }
+
+  async readBatch(partition: number, from: number, options?: ReadOptions): Promise<RecordBatch> {
+    this.#state.assertOpen();
+    return this.#checkPartition(partition).readBatch(from, options);
   }
 
   async offsetForTime(partition: number, timeMs: number): Promise<Offset> {

@@ -3,7 +3,7 @@ import { HalflifeError, LifecycleState, type Logger } from '../core/index.js';
 import type { LateEvent, RowQuery, TableInfo, TableRow, ViewInfo, ViewRow } from '../engine/index.js';
 import type { Log } from '../log/index.js';
 import type { QueryResult } from '../query/index.js';
-import type { CatalogSnapshot, FromWorker, PartitionStatsWire, RecordBatch, ToWorker, WorkerInit } from './engine-protocol.js';
+import type { CatalogSnapshot, FromWorker, PartitionStatsWire, ToWorker, WireBatch, WorkerInit } from './engine-protocol.js';
 
 import './errors.js';
 
@@ -110,29 +110,25 @@ export class EngineHost {
         break;
       }
       case 'read':
-        this.#o.log.read(m.partition, m.from, { maxRecords: m.maxRecords, maxBytes: m.maxBytes }).then(
-          (records) => {
-            if (records.length === 0) return this.#send({ type: 'read-result', id: m.id });
-            let total = 0;
-            for (const r of records) total += r.value.length;
-            const buffer = new ArrayBuffer(total);
-            const bytes = new Uint8Array(buffer);
-            const bounds = new Uint32Array(records.length + 1);
-            const offsets = new Float64Array(records.length);
-            const timestamps = new Float64Array(records.length);
-            const keys: (string | undefined)[] = new Array(records.length);
-            let pos = 0;
-            records.forEach((r, i) => {
-              bounds[i] = pos;
-              bytes.set(r.value, pos);
-              pos += r.value.length;
-              offsets[i] = r.offset;
-              timestamps[i] = r.timestampMs;
-              keys[i] = r.key;
-            });
-            bounds[records.length] = pos;
-            const batch: RecordBatch = { buffer, offsets, timestamps, bounds, keys };
-            this.#send({ type: 'read-result', id: m.id, batch }, [buffer]);
+        this.#o.log.readBatch(m.partition, m.from, { maxRecords: m.maxRecords, maxBytes: m.maxBytes }).then(
+          (batch) => {
+            if (batch.count === 0) return this.#send({ type: 'read-result', id: m.id });
+            // The read buffer is the batch's own: transfer it without a copy when it owns its whole ArrayBuffer
+            // (never a slice of Node's shared pool), else copy it into one that can be transferred.
+            const bytes = batch.buffer;
+            const owned = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length && bytes.length >= 4096;
+            const data = owned ? (bytes.buffer as ArrayBuffer) : new Uint8Array(bytes).buffer;
+            const wire: WireBatch = {
+              buffer: data,
+              byteOffset: 0,
+              byteLength: bytes.length,
+              offsets: batch.offsets,
+              timestamps: batch.timestamps,
+              valueStarts: batch.valueStarts,
+              valueEnds: batch.valueEnds,
+              keys: batch.keys,
+            };
+            this.#send({ type: 'read-result', id: m.id, batch: wire }, [data]);
           },
           (err: unknown) => this.#send({ type: 'read-result', id: m.id, error: (err as Error).message }),
         );

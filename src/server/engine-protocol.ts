@@ -1,13 +1,15 @@
 /** Messages between the server thread and the engine worker thread. */
 
-/** A batch of log records copied into one transferable buffer. */
-export interface RecordBatch {
+/** A log batch as it crosses threads: the columns, and the bytes in a transferred ArrayBuffer. */
+export interface WireBatch {
   readonly buffer: ArrayBuffer;
+  readonly byteOffset: number;
+  readonly byteLength: number;
   readonly offsets: Float64Array;
   readonly timestamps: Float64Array;
-  /** Byte start of each record's value in `buffer`; the last entry is the end. */
-  readonly bounds: Uint32Array;
-  readonly keys: (string | undefined)[];
+  readonly valueStarts: Uint32Array;
+  readonly valueEnds: Uint32Array;
+  readonly keys: readonly (string | undefined)[];
 }
 
 export interface PartitionStatsWire {
@@ -31,7 +33,7 @@ export interface WorkerInit {
 
 export type ToWorker =
   | { type: 'rpc'; id: number; method: string; args: unknown[] }
-  | { type: 'read-result'; id: number; batch?: RecordBatch; error?: string }
+  | { type: 'read-result'; id: number; batch?: WireBatch; error?: string }
   | { type: 'commit-result'; id: number; error?: string }
   | { type: 'stats'; stats: PartitionStatsWire[] }
   | { type: 'catalog'; catalog: CatalogSnapshot };

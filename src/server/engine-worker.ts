@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { HalflifeError, offset as toOffset, partitionId, type Logger, type Offset, type PartitionId } from '../core/index.js';
 import { Engine, FileViewStore, Tables, type TableRow } from '../engine/index.js';
-import type { AppendAck, Log, LogRecord, LogStats, ReadOptions } from '../log/index.js';
+import type { AppendAck, Log, LogRecord, LogStats, ReadOptions, RecordBatch } from '../log/index.js';
 import { runQuery } from '../query/index.js';
 import { fieldsFromJsonSchema, type Catalog } from '../sql/index.js';
-import type { CatalogSnapshot, FromWorker, PartitionStatsWire, RecordBatch, ToWorker, WorkerInit } from './engine-protocol.js';
+import type { CatalogSnapshot, FromWorker, PartitionStatsWire, ToWorker, WireBatch, WorkerInit } from './engine-protocol.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -51,26 +51,36 @@ class RemoteLog implements Log {
     throw new Error('the engine does not append');
   }
 
-  read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {
+  readBatch(partition: number, from: number, options: ReadOptions = {}): Promise<RecordBatch> {
     const id = this.#next++;
-    return new Promise<RecordBatch | undefined>((resolve, reject) => {
+    return new Promise<WireBatch | undefined>((resolve, reject) => {
       this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
       post({ type: 'read', id, partition, from, maxRecords: options.maxRecords ?? 1000, maxBytes: options.maxBytes ?? 1 << 20 });
-    }).then((batch) => {
-      if (batch === undefined) return [];
-      const out: LogRecord[] = new Array(batch.offsets.length);
-      const p = partitionId(partition);
-      for (let i = 0; i < batch.offsets.length; i++) {
-        out[i] = {
-          partition: p,
-          offset: toOffset(batch.offsets[i]),
-          timestampMs: batch.timestamps[i],
-          key: batch.keys[i],
-          value: Buffer.from(batch.buffer, batch.bounds[i], batch.bounds[i + 1] - batch.bounds[i]),
-        };
-      }
-      return out;
+    }).then((w): RecordBatch => {
+      const empty = w === undefined;
+      return {
+        partition: partitionId(partition),
+        count: empty ? 0 : w.offsets.length,
+        buffer: empty ? Buffer.alloc(0) : Buffer.from(w.buffer, w.byteOffset, w.byteLength),
+        offsets: w?.offsets ?? new Float64Array(0),
+        timestamps: w?.timestamps ?? new Float64Array(0),
+        valueStarts: w?.valueStarts ?? new Uint32Array(0),
+        valueEnds: w?.valueEnds ?? new Uint32Array(0),
+        keys: w?.keys ?? [],
+      };
     });
+  }
+
+  async read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {
+    const b = await this.readBatch(partition, from, options);
+    const p = partitionId(partition);
+    return Array.from({ length: b.count }, (_, i) => ({
+      partition: p,
+      offset: toOffset(b.offsets[i]),
+      timestampMs: b.timestamps[i],
+      key: b.keys[i],
+      value: b.buffer.subarray(b.valueStarts[i], b.valueEnds[i]),
+    }));
   }
 
   async offsetForTime(): Promise<Offset> {

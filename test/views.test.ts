@@ -132,7 +132,10 @@ describe('views over HTTP', () => {
     const before = (await inject(t, 'GET', '/v1/views/by_section?section=sport')).body.rows;
     const dir = t.dir;
     await t.server.close();
-    t = await startServer({}, dir);
+    const first = t;
+    const second = await startServer({}, dir);
+    // The restarted server shares the folder: cleaning up must still remove it.
+    t = { ...second, cleanup: async () => { await second.server.close(); await first.cleanup(); } };
     await caughtUp(t, 'by_section');
     const after = (await inject(t, 'GET', '/v1/views/by_section?section=sport')).body.rows;
     assert.deepEqual(after, before);

@@ -24,7 +24,10 @@ export async function spawnServer(dataDir: string, env: Record<string, string> =
   );
   createInterface({ input: child.stdout! }).on('line', (l) => output.push(l));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output.join('\n')}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a half-started server behind
+      reject(new Error(`server did not start:\n${output.join('\n')}`));
+    }, 20_000);
     createInterface({ input: child.stderr! }).on('line', (line) => {
       output.push(line);
       const m = /^halflife listening on (http:\/\/\S+)/.exec(line);

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { HalflifeError } from '../core/index.js';
+import { closest, HalflifeError } from '../core/index.js';
 import './errors.js';
 import { configSchema, defaultConfig, type HalflifeConfig } from './schema.js';
 
@@ -116,31 +116,9 @@ function propertiesAt(path: string): Record<string, unknown> {
 }
 
 /** " (did you mean x?)" when a known name is within edit distance 2. */
-export function suggest(word: string, known: readonly string[]): string {
-  let best: string | undefined;
-  let bestD = 3;
-  for (const k of known) {
-    const d = editDistance(word.toLowerCase(), k.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = k;
-    }
-  }
+function suggest(word: string, known: readonly string[]): string {
+  const best = closest(word, known);
   return best === undefined ? '' : ` (did you mean ${best}?)`;
-}
-
-export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
-    }
-  }
-  return prev[b.length];
 }
 
 /** HALFLIFE_LOG_RETENTION_MAX_AGE_MS -> ['log', 'retention', 'maxAgeMs'], for every setting. */

@@ -136,18 +136,9 @@ export interface DecodedEvent {
 
 export function decodeEventFields(bytes: Uint8Array): DecodedEvent {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf[0] !== VERSION) throw new Error(`unknown event record version ${buf[0]}`);
-  const flags = buf[1];
-  const receivedAt = buf.readDoubleLE(6);
-  let p = FIXED + buf[14];
-  let eventTime = receivedAt;
-  if (flags & FLAG_EVENT_TIME) {
-    eventTime = buf.readDoubleLE(p);
-    p += 8;
-  }
-  if (flags & FLAG_REPLAY_OF) p += 8;
-  const env = JSON.parse(buf.toString('utf8', p)) as { type: string; data: Record<string, unknown>; key?: string };
-  return { type: env.type, data: env.data, key: env.key, received_at: receivedAt, event_time: eventTime };
+  const h = readEventHeader(buf);
+  const env = JSON.parse(buf.toString('utf8', h.envelopeOffset)) as { type: string; data: Record<string, unknown>; key?: string };
+  return { type: env.type, data: env.data, key: env.key, received_at: h.receivedAt, event_time: h.eventTime };
 }
 
 /**

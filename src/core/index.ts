@@ -10,3 +10,4 @@ export { partitionId, offset } from './ids.js';
 export type { PartitionId, Offset } from './ids.js';
 export { EventRecordEncoder, decodeEventRecord, decodeEventFields, eventRecordType, eventRecordIs, readEventHeader } from './event-record.js';
 export type { EventRecord, DecodedEvent } from './event-record.js';
+export { editDistance, closest } from './suggest.js';

@@ -240,11 +240,6 @@ export class Engine {
     };
   }
 
-  /** The groups of a view, for queries that re-aggregate partial states. */
-  groups(name: string): Iterable<Group> {
-    return this.#runtime(name).state.groups();
-  }
-
   late(name: string): { count: number; recent: readonly LateEvent[] } {
     const s = this.#runtime(name).state;
     return { count: s.lateCount, recent: s.late };
@@ -420,8 +415,13 @@ export class Engine {
       const full = decodeEventFields(buf.subarray(start, end));
       return { type: full.type, data: full.data, key: full.key, received_at: full.received_at, event_time: full.event_time, partition: p, offset, joined: NO_JOINS };
     }
-    return { type: eventRecordType(buf, start), data, key: batch.keys[r], received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
+    // Types are few: reuse the last type string when the header names it again.
+    let type = this.#lastType;
+    if (type === undefined || !eventRecordIs(buf, type, start)) type = this.#lastType = eventRecordType(buf, start);
+    return { type, data, key: batch.keys[r], received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
   }
+
+  #lastType: string | undefined;
 
   #wantedFields: string[] | undefined;
 

@@ -400,11 +400,3 @@ export class Ingestor {
     });
   }
 }
-
-function safeStringify(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
-}

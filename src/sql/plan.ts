@@ -1,6 +1,7 @@
 import type { Expr, Select } from './ast.js';
 import { arith, cast, CAST_TYPES, compare, isNull, like, SCALAR_FUNCTIONS, truthy, type Value } from './expr.js';
 import { parse, parseDuration } from './parser.js';
+import { closest } from '../core/index.js';
 import { sqlError, type Pos } from './position.js';
 
 /** What the planner knows about a stream's fields (from its JSON Schema) or a table's columns. */
@@ -141,31 +142,9 @@ export const DEFAULT_VIEW_OPTIONS: ViewOptions = {
 
 /** " (did you mean x?)" when a known name is within edit distance 2, or a list of the known names. */
 function suggestion(word: string, known: readonly string[]): string {
-  let best: string | undefined;
-  let bestD = 3;
-  for (const k of known) {
-    const d = distance(word.toLowerCase(), k.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = k;
-    }
-  }
+  const best = closest(word, known);
   if (best !== undefined) return ` (did you mean ${best}?)`;
   return known.length > 0 && known.length <= 12 ? ` (known: ${known.join(', ')})` : '';
-}
-
-function distance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
-    }
-  }
-  return prev[b.length];
 }
 
 /** Structural equality of expressions, ignoring positions. */

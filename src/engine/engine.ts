@@ -11,7 +11,7 @@ import {
   type Clock,
   type Logger,
 } from '../core/index.js';
-import type { Log, RecordBatch } from '../log/index.js';
+import { batchKey, type Log, type RecordBatch } from '../log/index.js';
 import { planView, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
 import { extractDataFields } from './json-fields.js';
@@ -418,7 +418,7 @@ export class Engine {
     // Types are few: reuse the last type string when the header names it again.
     let type = this.#lastType;
     if (type === undefined || !eventRecordIs(buf, type, start)) type = this.#lastType = eventRecordType(buf, start);
-    return { type, data, key: batch.keys[r], received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
+    return { type, data, key: batchKey(batch, r), received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
   }
 
   #lastType: string | undefined;

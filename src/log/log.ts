@@ -1,4 +1,5 @@
 import type { Lifecycle, Offset, PartitionId } from '../core/index.js';
+import { readKey } from './segment-format.js';
 
 /** A record to append. The log chooses the partition from `key` unless `partition` is given. */
 export interface AppendRecord {
@@ -34,7 +35,7 @@ export function valueByteLength(value: RecordValue): number {
 /** Builds a batch from records (for backends without a native columnar read). */
 export function recordsToBatch(partition: PartitionId, records: readonly LogRecord[]): RecordBatch {
   let total = 0;
-  for (const r of records) total += r.value.length;
+  for (const r of records) total += r.value.length + (r.key === undefined ? 0 : Buffer.byteLength(r.key));
   const buffer = Buffer.allocUnsafe(total);
   const n = records.length;
   const batch = {
@@ -45,17 +46,23 @@ export function recordsToBatch(partition: PartitionId, records: readonly LogReco
     timestamps: new Float64Array(n),
     valueStarts: new Uint32Array(n),
     valueEnds: new Uint32Array(n),
-    keys: new Array<string | undefined>(n),
+    keyStarts: new Int32Array(n),
+    keyEnds: new Int32Array(n),
   };
   let pos = 0;
   records.forEach((r, i) => {
+    if (r.key === undefined) batch.keyStarts[i] = batch.keyEnds[i] = -1;
+    else {
+      batch.keyStarts[i] = pos;
+      pos += buffer.write(r.key, pos, 'utf8');
+      batch.keyEnds[i] = pos;
+    }
     buffer.set(r.value, pos);
     batch.valueStarts[i] = pos;
     pos += r.value.length;
     batch.valueEnds[i] = pos;
     batch.offsets[i] = r.offset;
     batch.timestamps[i] = r.timestampMs;
-    batch.keys[i] = r.key;
   });
   return batch;
 }
@@ -91,7 +98,15 @@ export interface RecordBatch {
   /** Value of record i is buffer[valueStarts[i], valueEnds[i]). */
   readonly valueStarts: Uint32Array;
   readonly valueEnds: Uint32Array;
-  readonly keys: readonly (string | undefined)[];
+  /** Key of record i is buffer[keyStarts[i], keyEnds[i]) (keyStarts[i] -1: no key); see `batchKey`. */
+  readonly keyStarts: Int32Array;
+  readonly keyEnds: Int32Array;
+}
+
+/** The key of record `i` of a batch (decoded on demand: most consumers never need it). */
+export function batchKey(batch: RecordBatch, i: number): string | undefined {
+  const s = batch.keyStarts[i];
+  return s < 0 ? undefined : readKey(batch.buffer, s, batch.keyEnds[i]);
 }
 
 export interface AppendAck {

@@ -3,7 +3,7 @@ import { open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs
 import { join } from 'node:path';
 import { HalflifeError, offset as toOffset, partitionId, type Logger, type Offset, type PartitionId } from '../core/index.js';
 import type { LogRecord, ReadOptions, RecordBatch } from './log.js';
-import { FRAME_HEADER_BYTES, scanFrames, type ScanStop } from './segment-format.js';
+import { FRAME_HEADER_BYTES, readKey, scanFrames, type ScanStop } from './segment-format.js';
 
 const SEGMENT_RE = /^(\d{20})\.seg$/;
 const INDEX_ENTRY_BYTES = 16;
@@ -368,7 +368,8 @@ export class PartitionLog {
       timestamps: new Float64Array(0),
       valueStarts: new Uint32Array(0),
       valueEnds: new Uint32Array(0),
-      keys: [],
+      keyStarts: new Int32Array(0),
+      keyEnds: new Int32Array(0),
     };
     if (i >= segments.length) return empty;
     const seg = segments[i];
@@ -387,7 +388,8 @@ export class PartitionLog {
         const timestamps = new Float64Array(maxRecords);
         const valueStarts = new Uint32Array(maxRecords);
         const valueEnds = new Uint32Array(maxRecords);
-        const keys: (string | undefined)[] = [];
+        const keyStarts = new Int32Array(maxRecords);
+        const keyEnds = new Int32Array(maxRecords);
         let n = 0;
         let bytes = 0;
         const { end, stop } = scanFrames(
@@ -400,7 +402,8 @@ export class PartitionLog {
             timestamps[n] = f.timestampMs;
             valueStarts[n] = f.valueStart;
             valueEnds[n] = f.valueEnd;
-            keys.push(f.key);
+            keyStarts[n] = f.keyStart;
+            keyEnds[n] = f.keyEnd;
             n++;
             bytes += f.frameBytes;
             if (n >= maxRecords || bytes >= maxBytes) return false;
@@ -424,7 +427,8 @@ export class PartitionLog {
           timestamps: timestamps.subarray(0, n),
           valueStarts: valueStarts.subarray(0, n),
           valueEnds: valueEnds.subarray(0, n),
-          keys,
+          keyStarts: keyStarts.subarray(0, n),
+          keyEnds: keyEnds.subarray(0, n),
         };
       }
     });
@@ -462,7 +466,8 @@ export class PartitionLog {
           undefined,
           (f) => {
             if (f.offset < from) return;
-            out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key: f.key, value: view.subarray(f.valueStart, f.valueEnd) });
+            const key = f.keyStart < 0 ? undefined : readKey(view, f.keyStart, f.keyEnd);
+            out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key, value: view.subarray(f.valueStart, f.valueEnd) });
             bytes += f.frameBytes;
             if (out.length >= maxRecords || bytes >= maxBytes) return false;
           },

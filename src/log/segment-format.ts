@@ -18,7 +18,9 @@ export const MAX_FRAME_BODY_BYTES = 256 * 1024 * 1024;
 export interface DecodedFrame {
   offset: number;
   timestampMs: number;
-  key: string | undefined;
+  /** The key is scanned[keyStart, keyEnd) (keyStart -1: no key); decode it with `readKey` when needed. */
+  keyStart: number;
+  keyEnd: number;
   /** The value is scanned[valueStart, valueEnd) (no view is made per record; take one if you keep it). */
   valueStart: number;
   valueEnd: number;
@@ -78,7 +80,7 @@ export function keyByteLength(key: string): number {
 }
 
 /** Keys are short and nearly always ASCII: a JS loop beats the native decoder's fixed cost for them. */
-function readKey(buf: Buffer, start: number, end: number): string {
+export function readKey(buf: Buffer, start: number, end: number): string {
   if (end - start > 24) return buf.toString('utf8', start, end);
   let s = '';
   for (let i = start; i < end; i++) {
@@ -109,7 +111,7 @@ export function scanFrames(
 ): { end: number; stop: ScanStop } {
   let pos = start;
   let expect = expectedOffset;
-  const frame: DecodedFrame = { offset: 0, timestampMs: 0, key: undefined, valueStart: 0, valueEnd: 0, position: 0, frameBytes: 0 };
+  const frame: DecodedFrame = { offset: 0, timestampMs: 0, keyStart: -1, keyEnd: -1, valueStart: 0, valueEnd: 0, position: 0, frameBytes: 0 };
   while (pos < buf.length) {
     if (pos + FRAME_HEADER_BYTES > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame header' } };
     const bodyLen = buf.readUInt32LE(pos);
@@ -129,17 +131,19 @@ export function scanFrames(
     const timestampMs = buf.readDoubleLE(bodyStart + 8);
     const keyField = buf.readUInt16LE(bodyStart + 16);
     let p = bodyStart + BODY_FIXED_BYTES;
-    let key: string | undefined;
+    let keyStart = -1;
+    let keyEnd = -1;
     if (keyField !== 0) {
-      const keyEnd = p + keyField - 1;
+      keyStart = p;
+      keyEnd = p + keyField - 1;
       if (keyEnd > bodyEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'key longer than frame' } };
-      key = readKey(buf, p, keyEnd);
       p = keyEnd;
     }
     // One frame object per scan, refilled per record: visitors copy what they keep.
     frame.offset = offset;
     frame.timestampMs = timestampMs;
-    frame.key = key;
+    frame.keyStart = keyStart;
+    frame.keyEnd = keyEnd;
     frame.valueStart = p;
     frame.valueEnd = bodyEnd;
     frame.position = pos;

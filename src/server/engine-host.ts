@@ -126,7 +126,8 @@ export class EngineHost {
               timestamps: batch.timestamps,
               valueStarts: batch.valueStarts,
               valueEnds: batch.valueEnds,
-              keys: batch.keys,
+              keyStarts: batch.keyStarts,
+              keyEnds: batch.keyEnds,
             };
             this.#send({ type: 'read-result', id: m.id, batch: wire }, [data]);
           },

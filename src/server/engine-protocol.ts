@@ -9,7 +9,8 @@ export interface WireBatch {
   readonly timestamps: Float64Array;
   readonly valueStarts: Uint32Array;
   readonly valueEnds: Uint32Array;
-  readonly keys: readonly (string | undefined)[];
+  readonly keyStarts: Int32Array;
+  readonly keyEnds: Int32Array;
 }
 
 export interface PartitionStatsWire {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { HalflifeError, offset as toOffset, partitionId, type Logger, type Offset, type PartitionId } from '../core/index.js';
 import { Engine, FileViewStore, Tables, type TableRow } from '../engine/index.js';
-import type { AppendAck, Log, LogRecord, LogStats, ReadOptions, RecordBatch } from '../log/index.js';
+import { batchKey, type AppendAck, type Log, type LogRecord, type LogStats, type ReadOptions, type RecordBatch } from '../log/index.js';
 import { runQuery } from '../query/index.js';
 import { fieldsFromJsonSchema, type Catalog } from '../sql/index.js';
 import type { CatalogSnapshot, FromWorker, PartitionStatsWire, ToWorker, WireBatch, WorkerInit } from './engine-protocol.js';
@@ -66,7 +66,8 @@ class RemoteLog implements Log {
         timestamps: w?.timestamps ?? new Float64Array(0),
         valueStarts: w?.valueStarts ?? new Uint32Array(0),
         valueEnds: w?.valueEnds ?? new Uint32Array(0),
-        keys: w?.keys ?? [],
+        keyStarts: w?.keyStarts ?? new Int32Array(0),
+        keyEnds: w?.keyEnds ?? new Int32Array(0),
       };
     });
   }
@@ -78,7 +79,7 @@ class RemoteLog implements Log {
       partition: p,
       offset: toOffset(b.offsets[i]),
       timestampMs: b.timestamps[i],
-      key: b.keys[i],
+      key: batchKey(b, i),
       value: b.buffer.subarray(b.valueStarts[i], b.valueEnds[i]),
     }));
   }

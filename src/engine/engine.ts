@@ -182,7 +182,7 @@ export class Engine {
     await this.#o.store.remove(name);
     await this.#o.store.saveDefinition(name, sql);
     this.#views.set(name, this.#fresh(plan));
-    this.#wantedFields = undefined;
+    this.#wantedByType.clear();
     this.#wake?.();
     this.#logger.info({ view: name, source: plan.source }, 'view created');
     return this.info(name);
@@ -191,7 +191,7 @@ export class Engine {
   async dropView(name: string): Promise<void> {
     this.#state.assertOpen();
     if (!this.#views.delete(name)) throw new HalflifeError('VIEW_NOT_FOUND', { name });
-    this.#wantedFields = undefined;
+    this.#wantedByType.clear();
     await this.#o.store.remove(name);
     this.#logger.info({ view: name }, 'view dropped');
   }
@@ -396,11 +396,21 @@ export class Engine {
     }
   }
 
-  /** The data fields any view reads; the engine extracts only these from each event's JSON. */
-  #wanted(): string[] {
-    const fields = new Set<string>();
-    for (const v of this.#views.values()) for (const f of v.plan.dataFields) fields.add(f);
-    return [...fields];
+  /**
+   * The data fields the views over `type` read; the engine extracts only these from an event's JSON (and stops
+   * scanning once it has them all).
+   */
+  #wanted(type: string): string[] {
+    let fields = this.#wantedByType.get(type);
+    if (fields === undefined) {
+      const set = new Set<string>();
+      for (const v of this.#views.values()) {
+        if (v.plan.source === type || v.plan.source === ALL_STREAMS) for (const f of v.plan.dataFields) set.add(f);
+      }
+      fields = [...set];
+      this.#wantedByType.set(type, fields);
+    }
+    return fields;
   }
 
   #decode(batch: RecordBatch, r: number, p: number): EventRow {
@@ -409,21 +419,20 @@ export class Engine {
     const end = batch.valueEnds[r];
     const offset = batch.offsets[r];
     const h = readEventHeader(buf, start);
-    const data: Record<string, unknown> = {};
-    this.#wantedFields ??= this.#wanted();
-    if (!extractDataFields(buf, h.envelopeOffset, end, this.#wantedFields, data)) {
-      const full = decodeEventFields(buf.subarray(start, end));
-      return { type: full.type, data: full.data, key: full.key, received_at: full.received_at, event_time: full.event_time, partition: p, offset, joined: NO_JOINS };
-    }
     // Types are few: reuse the last type string when the header names it again.
     let type = this.#lastType;
     if (type === undefined || !eventRecordIs(buf, type, start)) type = this.#lastType = eventRecordType(buf, start);
+    const data: Record<string, unknown> = {};
+    if (!extractDataFields(buf, h.envelopeOffset, end, this.#wanted(type), data)) {
+      const full = decodeEventFields(buf.subarray(start, end));
+      return { type: full.type, data: full.data, key: full.key, received_at: full.received_at, event_time: full.event_time, partition: p, offset, joined: NO_JOINS };
+    }
     return { type, data, key: batchKey(batch, r), received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
   }
 
   #lastType: string | undefined;
 
-  #wantedFields: string[] | undefined;
+  readonly #wantedByType = new Map<string, string[]>();
 
   async #loop(): Promise<void> {
     const poll = this.#o.pollMs ?? 20;

@@ -64,3 +64,20 @@ test('start = latest skips the backfill; progress and lag describe the backfill'
   assert.equal(engine.info('all').progress, 1);
   await engine.close();
 });
+
+test('the key metadata column reads the partition key of each event', async () => {
+  const log = new MemoryLog(2);
+  const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
+  await engine.start(false);
+  await engine.createView('by_key', 'CREATE VIEW by_key AS SELECT key, COUNT(*) AS n FROM e GROUP BY key');
+  await log.append(
+    ['x', 'y', 'x', undefined].map((key, i) => ({
+      key,
+      timestampMs: i,
+      value: new EventRecordEncoder(i, 1, 'e', undefined, undefined, Buffer.from(JSON.stringify({ type: 'e', data: { k: 'k' }, ...(key ? { key } : {}) }))),
+    })),
+  );
+  while ((await engine.step()) > 0);
+  assert.deepEqual(engine.rows('by_key', { order: 'key' }).map((r) => [r.key, r.n]), [[null, 1], ['x', 2], ['y', 1]]);
+  await engine.close();
+});

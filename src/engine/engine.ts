@@ -183,6 +183,7 @@ export class Engine {
     await this.#o.store.saveDefinition(name, sql);
     this.#views.set(name, this.#fresh(plan));
     this.#wantedByType.clear();
+    this.#keyNeeded = undefined;
     this.#wake?.();
     this.#logger.info({ view: name, source: plan.source }, 'view created');
     return this.info(name);
@@ -192,6 +193,7 @@ export class Engine {
     this.#state.assertOpen();
     if (!this.#views.delete(name)) throw new HalflifeError('VIEW_NOT_FOUND', { name });
     this.#wantedByType.clear();
+    this.#keyNeeded = undefined;
     await this.#o.store.remove(name);
     this.#logger.info({ view: name }, 'view dropped');
   }
@@ -427,12 +429,19 @@ export class Engine {
       const full = decodeEventFields(buf.subarray(start, end));
       return { type: full.type, data: full.data, key: full.key, received_at: full.received_at, event_time: full.event_time, partition: p, offset, joined: NO_JOINS };
     }
-    return { type, data, key: batchKey(batch, r), received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
+    return { type, data, key: this.#usesKey() ? batchKey(batch, r) : undefined, received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
   }
 
   #lastType: string | undefined;
 
   readonly #wantedByType = new Map<string, string[]>();
+  #keyNeeded: boolean | undefined;
+
+  /** Whether any view reads the `key` column (keys are decoded only then). */
+  #usesKey(): boolean {
+    this.#keyNeeded ??= [...this.#views.values()].some((v) => v.plan.usesKey);
+    return this.#keyNeeded;
+  }
 
   async #loop(): Promise<void> {
     const poll = this.#o.pollMs ?? 20;

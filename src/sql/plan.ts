@@ -115,6 +115,8 @@ export interface ViewPlan {
   readonly having: GroupEvaluator | undefined;
   /** The top-level `data` fields the view reads: the engine decodes only these. */
   readonly dataFields: readonly string[];
+  /** Whether the view reads the `key` metadata column (the engine decodes keys only then). */
+  readonly usesKey: boolean;
 }
 
 export const METADATA_COLUMNS = ['received_at', 'event_time', 'type', 'key', 'partition', 'offset'] as const;
@@ -195,6 +197,7 @@ class Planner {
   readonly aggs: AggSpec[] = [];
   /** Top-level data fields referenced anywhere. */
   readonly dataFields = new Set<string>();
+  usesKey = false;
   readonly #aggExprs: Expr[] = [];
 
   constructor(scope: Scope) {
@@ -217,6 +220,7 @@ class Planner {
     }
     if (rest.length === 1 && (METADATA_COLUMNS as readonly string[]).includes(rest[0])) {
       const name = rest[0] as (typeof METADATA_COLUMNS)[number];
+      if (name === 'key') this.usesKey = true;
       return (row) => row[name];
     }
     if (rest[0] === 'data' && rest.length > 1) rest = rest.slice(1);
@@ -662,7 +666,7 @@ export function planView(sql: string, catalog: Catalog, nameIfSelect?: string): 
   if (p.aggs.length === 0 && window.kind === 'none' && keys.length === 0) {
     throw sqlError('SQL_PLAN', sql, select.pos, 'a view aggregates: use an aggregate such as COUNT(*), GROUP BY, or a window', 6);
   }
-  return { name, sql, source: allStreams ? '*' : source, time, window, options: opts, filter, joins, keys, aggs: p.aggs, outputs, having, dataFields: [...p.dataFields] };
+  return { name, sql, source: allStreams ? '*' : source, time, window, options: opts, filter, joins, keys, aggs: p.aggs, outputs, having, dataFields: [...p.dataFields], usesKey: p.usesKey };
 }
 
 /** A column of a view, as queries over the view see it. */

@@ -300,8 +300,8 @@ export class Engine {
       throw new HalflifeError('INVALID_QUERY', { name: 'order', reason: `${col} is not a column of ${name}` });
     }
     out.sort((a, b) => {
-      const x = a[col] as number | string | null;
-      const y = b[col] as number | string | null;
+      const x = (a[col] ?? null) as number | string | null;
+      const y = (b[col] ?? null) as number | string | null;
       const c = x === y ? 0 : x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
       return desc ? -c : c;
     });

@@ -221,7 +221,7 @@ class Planner {
     if (rest.length === 1 && (METADATA_COLUMNS as readonly string[]).includes(rest[0])) {
       const name = rest[0] as (typeof METADATA_COLUMNS)[number];
       if (name === 'key') this.usesKey = true;
-      return (row) => row[name];
+      return (row) => row[name] ?? null;
     }
     if (rest[0] === 'data' && rest.length > 1) rest = rest.slice(1);
     if (rest === path && path.length === 1 && !this.#fieldKnown(path)) {

@@ -15,7 +15,7 @@ import { batchKey, type Log, type RecordBatch } from '../log/index.js';
 import { planView, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
 import { extractDataFields } from './json-fields.js';
-import type { Accumulator } from './accumulators.js';
+import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
 import type { Tables } from './tables.js';
 import type { ViewStore } from './view-store.js';
 import { ViewState, type Group, type LateEvent, type SavedViewState } from './view-state.js';
@@ -42,7 +42,16 @@ export interface EngineOptions {
   readonly pollMs?: number;
   /** Records read per partition per step (default 2,000). */
   readonly batchRecords?: number;
+  /**
+   * The partitions this engine consumes (default: all). Several engines over disjoint partitions each keep
+   * partial aggregates of every view; `partials` and the `foreign` argument of `rows`/`snapshot` merge them at read
+   * time, so a key whose events are spread over partitions is aggregated in parallel.
+   */
+  readonly ownedPartitions?: readonly number[];
 }
+
+/** A group's partial aggregate as it travels between engines: [keys, windowStart, windowEnd, closed, version, states]. */
+export type PartialGroup = [Value[], number | null, number | null, boolean, number, unknown[]];
 
 /** What `GET /v1/views/:name` returns per row. */
 export type ViewRow = Record<string, Value>;
@@ -116,8 +125,11 @@ export class Engine {
   #stopping = false;
   #wake: (() => void) | undefined;
 
+  readonly #owned: ReadonlySet<number> | undefined;
+
   constructor(options: EngineOptions) {
     this.#o = options;
+    this.#owned = options.ownedPartitions === undefined ? undefined : new Set(options.ownedPartitions);
     this.#clock = options.clock ?? new SystemClock();
     this.#logger = options.logger ?? silentLogger;
   }
@@ -146,8 +158,10 @@ export class Engine {
     const n = this.#o.log.partitionCount;
     if (saved !== undefined) {
       try {
-        const cp = deserialize(saved) as { format: number; sql: string; offsets: number[]; startOffsets: number[]; state: SavedViewState };
-        if (cp.format === CHECKPOINT_FORMAT && cp.sql === plan.sql && cp.offsets.length === n) {
+        const cp = deserialize(saved) as { format: number; sql: string; offsets: number[]; startOffsets: number[]; owned: number[] | null; state: SavedViewState };
+        // A checkpoint made for other partitions (the worker count changed) cannot be restored: rebuild.
+        const owned = this.#owned === undefined ? null : [...this.#owned].sort((a, b) => a - b);
+        if (cp.format === CHECKPOINT_FORMAT && cp.sql === plan.sql && cp.offsets.length === n && JSON.stringify(cp.owned ?? null) === JSON.stringify(owned)) {
           return {
             plan,
             state: ViewState.restore(plan, n, cp.state, this.#clock.now()),
@@ -218,6 +232,7 @@ export class Engine {
     let lag = 0;
     let total = 0;
     stats.forEach((p, i) => {
+      if (!this.#owns(i)) return;
       lag += Math.max(0, p.nextOffset - r.offsets[i]);
       total += Math.max(0, p.nextOffset - r.startOffsets[i]);
     });
@@ -251,12 +266,12 @@ export class Engine {
     return this.#runtime(name).state.version;
   }
 
-  rows(name: string, q: RowQuery = {}): ViewRow[] {
-    const { plan, state } = this.#runtime(name);
+  /** Groups of a view matching a query's key filters, time range and version (not yet `latest`). */
+  #select(plan: ViewPlan, state: ViewState, q: RowQuery): Group[] {
     const keyIndex = new Map(plan.keys.map((k, i) => [k.name, i]));
     const filters = Object.entries(q.keys ?? {}).map(([col, v]) => {
       const i = keyIndex.get(col);
-      if (i === undefined) throw new HalflifeError('INVALID_QUERY', { name: col, reason: `not a key column of ${name} (keys: ${[...keyIndex.keys()].join(', ') || 'none'})` });
+      if (i === undefined) throw new HalflifeError('INVALID_QUERY', { name: col, reason: `not a key column of ${plan.name} (keys: ${[...keyIndex.keys()].join(', ') || 'none'})` });
       return [i, v] as const;
     });
     // A filter on the only key column is a lookup; anything else scans.
@@ -269,12 +284,80 @@ export class Engine {
       if (v === 'null') candidates.push(null);
       source = state.groupsOf(candidates);
     } else source = state.groups();
-    let groups = [...source].filter((g) => {
+    return [...source].filter((g) => {
       if (q.sinceVersion !== undefined && g.version <= q.sinceVersion) return false;
       if (q.fromMs !== undefined && (g.windowStart ?? 0) < q.fromMs) return false;
       if (q.toMs !== undefined && (g.windowStart ?? 0) >= q.toMs) return false;
       return filters.every(([i, v]) => String(g.keys[i]) === v);
     });
+  }
+
+  /** Local groups merged with partial groups from other engines (fresh accumulators: live state is untouched). */
+  #merged(plan: ViewPlan, local: Group[], foreign: readonly (readonly PartialGroup[])[]): Group[] {
+    if (foreign.every((f) => f.length === 0)) return local;
+    const byId = new Map<string, Group>();
+    const add = (keys: Value[], start: number | null, end: number | null, closed: boolean, version: number, accs: Accumulator[]) => {
+      const id = `${start}|${JSON.stringify(keys)}`;
+      let g = byId.get(id);
+      if (g === undefined) {
+        g = { keys, windowStart: start, windowEnd: end, closed, version, accs: plan.aggs.map(createAccumulator) };
+        byId.set(id, g);
+      }
+      for (let i = 0; i < accs.length; i++) g.accs[i].merge(accs[i]);
+      g.closed &&= closed;
+      if (version > g.version) g.version = version;
+      if (end !== null && (g.windowEnd === null || end > g.windowEnd)) g.windowEnd = end;
+    };
+    if (plan.window.kind === 'session') return this.#mergedSessions(plan, local, foreign);
+    for (const g of local) add(g.keys, g.windowStart, g.windowEnd, g.closed, g.version, g.accs);
+    for (const list of foreign) {
+      for (const [keys, start, end, closed, version, states] of list) {
+        add(keys, start, end, closed, version, plan.aggs.map((spec, i) => restoreAccumulator(spec, states[i])));
+      }
+    }
+    return [...byId.values()];
+  }
+
+  /** Sessions of one key seen by different engines merge where they overlap, as they would in one engine. */
+  #mergedSessions(plan: ViewPlan, local: Group[], foreign: readonly (readonly PartialGroup[])[]): Group[] {
+    const all: Group[] = [...local];
+    for (const list of foreign) {
+      for (const [keys, start, end, closed, version, states] of list) {
+        all.push({ keys, windowStart: start, windowEnd: end, closed, version, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, states[i])) });
+      }
+    }
+    const byKey = new Map<string, Group[]>();
+    for (const g of all) {
+      const k = JSON.stringify(g.keys);
+      byKey.set(k, [...(byKey.get(k) ?? []), g]);
+    }
+    const out: Group[] = [];
+    for (const list of byKey.values()) {
+      list.sort((a, b) => a.windowStart! - b.windowStart!);
+      let cur: Group | undefined;
+      for (const g of list) {
+        if (cur !== undefined && g.windowStart! < cur.windowEnd!) {
+          for (let i = 0; i < cur.accs.length; i++) cur.accs[i].merge(g.accs[i]);
+          cur.windowEnd = Math.max(cur.windowEnd!, g.windowEnd!);
+          cur.closed &&= g.closed;
+          cur.version = Math.max(cur.version, g.version);
+          continue;
+        }
+        cur = { keys: g.keys, windowStart: g.windowStart, windowEnd: g.windowEnd, closed: g.closed, version: g.version, accs: plan.aggs.map(createAccumulator) };
+        for (let i = 0; i < cur.accs.length; i++) cur.accs[i].merge(g.accs[i]);
+        out.push(cur);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Rows of a view. `foreign` are partial groups of the same view from engines owning other partitions
+   * (see `partials`); they are merged in before the outputs are computed.
+   */
+  rows(name: string, q: RowQuery = {}, foreign: readonly (readonly PartialGroup[])[] = []): ViewRow[] {
+    const { plan, state } = this.#runtime(name);
+    let groups = this.#merged(plan, this.#select(plan, state, q), foreign);
     if (q.latest) {
       const newest = new Map<string, Group>();
       for (const g of groups) {
@@ -309,10 +392,10 @@ export class Engine {
   }
 
   /** The rows of a view that pass its HAVING, with the partial states behind each aggregate column. */
-  snapshot(name: string): { values: ViewRow; states: Record<string, Accumulator> }[] {
+  snapshot(name: string, foreign: readonly (readonly PartialGroup[])[] = []): { values: ViewRow; states: Record<string, Accumulator> }[] {
     const { plan, state } = this.#runtime(name);
     const out: { values: ViewRow; states: Record<string, Accumulator> }[] = [];
-    for (const g of state.groups()) {
+    for (const g of this.#merged(plan, [...state.groups()], foreign)) {
       const aggs = g.accs.map((a) => a.result());
       if (plan.having !== undefined && plan.having(g.keys, aggs, g.windowStart, g.windowEnd) !== true) continue;
       const values: ViewRow = { window_start: g.windowStart, window_end: g.windowEnd };
@@ -335,9 +418,10 @@ export class Engine {
     const stats = log.stats().partitions;
     const now = this.#clock.now();
     let read = 0;
-    for (const v of views) for (let p = 0; p < stats.length; p++) v.state.setPending(p, v.offsets[p] < stats[p].nextOffset);
+    for (const v of views) for (let p = 0; p < stats.length; p++) v.state.setPending(p, this.#owns(p) && v.offsets[p] < stats[p].nextOffset);
     // Read every partition's next batch at once (the reads overlap in the I/O threads), then apply them.
     const reads = stats.map((s, p) => {
+      if (!this.#owns(p)) return undefined;
       let from = Infinity;
       for (const v of views) if (v.offsets[p] < from) from = v.offsets[p];
       return from >= s.nextOffset ? undefined : log.readBatch(p, from, { maxRecords: max, maxBytes: 8 * 1024 * 1024 });
@@ -359,7 +443,17 @@ export class Engine {
   }
 
   #atEnd(v: Runtime, stats: ReturnType<Log['stats']>['partitions']): boolean {
-    return stats.every((s, p) => v.offsets[p] >= s.nextOffset);
+    return stats.every((s, p) => !this.#owns(p) || v.offsets[p] >= s.nextOffset);
+  }
+
+  #owns(partition: number): boolean {
+    return this.#owned === undefined || this.#owned.has(partition);
+  }
+
+  /** This engine's partial groups of a view that match `q` (keys, time range, version), for merging elsewhere. */
+  partials(name: string, q: RowQuery = {}): PartialGroup[] {
+    const { plan, state } = this.#runtime(name);
+    return this.#select(plan, state, q).map((g) => [g.keys, g.windowStart, g.windowEnd, g.closed, g.version, g.accs.map((a) => a.save())]);
   }
 
   #apply(batch: RecordBatch, p: number, views: Runtime[], now: number, from: number, to: number): void {
@@ -475,7 +569,8 @@ export class Engine {
         this.#logger.warn({ view: name, removed, bytes: size, budget }, size > budget ? `view ${name} is over its memory budget with open windows alone` : `view ${name} evicted ${removed} closed rows to stay within its memory budget`);
       }
       v.memoryBytes = size;
-      const bytes = serialize({ format: CHECKPOINT_FORMAT, sql: v.plan.sql, offsets: [...v.offsets], startOffsets: v.startOffsets, state: v.state.save() });
+      const owned = this.#owned === undefined ? null : [...this.#owned].sort((a, b) => a - b);
+      const bytes = serialize({ format: CHECKPOINT_FORMAT, sql: v.plan.sql, offsets: [...v.offsets], startOffsets: v.startOffsets, owned, state: v.state.save() });
       await this.#o.store.saveCheckpoint(name, bytes);
       v.lastCheckpointMs = this.#clock.now();
       await this.#o.log.commitOffsets(`view.${name}`, Object.fromEntries(v.offsets.map((o, p) => [p, o])));

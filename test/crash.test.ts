@@ -95,9 +95,9 @@ test('kill -9 under concurrent load with fsync=interval: a process crash loses n
   await crashUnderLoad('interval');
 });
 
-test('kill -9 under load with a view running: after restart the view equals the oracle computed from the log', { timeout: 120_000 }, async () => {
+for (const workers of [1, 2]) test(`kill -9 under load with a view running (${workers} engine worker${workers > 1 ? 's' : ''}): after restart the view equals the oracle computed from the log`, { timeout: 120_000 }, async () => {
   const { dir, cleanup } = await tempDir('halflife-crash-view-');
-  const env = { HALFLIFE_LOG_FSYNC: 'interval', HALFLIFE_ENGINE_CHECKPOINT_INTERVAL_MS: '200' };
+  const env = { HALFLIFE_LOG_FSYNC: 'interval', HALFLIFE_ENGINE_CHECKPOINT_INTERVAL_MS: '200', HALFLIFE_ENGINE_WORKERS: String(workers) };
   let server = await spawnServer(dir, env);
   try {
     const client = new HalflifeClient({ url: server.url, timeoutMs: 5000 });

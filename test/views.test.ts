@@ -25,10 +25,12 @@ const pageView = {
   required: ['article_id'],
 };
 
-describe('views over HTTP', () => {
+// Every view test runs with one engine worker and with two (partials merged at read time).
+for (const workers of [1, 2]) {
+describe(`views over HTTP (${workers} engine worker${workers > 1 ? 's' : ''})`, () => {
   let t: TestServer;
   before(async () => {
-    t = await startServer();
+    t = await startServer({ engine: { workers } as never });
     await inject(t, 'PUT', '/v1/schemas/page_view', pageView);
   });
   after(() => t.cleanup());
@@ -133,7 +135,7 @@ describe('views over HTTP', () => {
     const dir = t.dir;
     await t.server.close();
     const first = t;
-    const second = await startServer({}, dir);
+    const second = await startServer({ engine: { workers } as never }, dir);
     // The restarted server shares the folder: cleaning up must still remove it.
     t = { ...second, cleanup: async () => { await second.server.close(); await first.cleanup(); } };
     await caughtUp(t, 'by_section');
@@ -144,10 +146,10 @@ describe('views over HTTP', () => {
   });
 });
 
-describe('POST /v1/query over views', () => {
+describe(`POST /v1/query over views (${workers} engine worker${workers > 1 ? 's' : ''})`, () => {
   let t: TestServer;
   before(async () => {
-    t = await startServer();
+    t = await startServer({ engine: { workers } as never });
     await inject(t, 'PUT', '/v1/schemas/page_view', pageView);
     // Users u0..u9 read a1 in every window; u100+ readers are new each window, so the union beats the sum.
     const events = [];
@@ -201,8 +203,8 @@ describe('POST /v1/query over views', () => {
   });
 });
 
-test('live: Server-Sent Events deliver the current rows, then changes', async () => {
-  const t = await startServer();
+test(`live: Server-Sent Events deliver the current rows, then changes (${workers} engine worker${workers > 1 ? 's' : ''})`, async () => {
+  const t = await startServer({ engine: { workers } as never });
   try {
     await inject(t, 'PUT', '/v1/schemas/page_view', pageView);
     await inject(t, 'PUT', '/v1/views/counts', { sql: "CREATE VIEW counts WITH (refresh = '100ms') AS SELECT article_id, COUNT(*) AS n FROM page_view GROUP BY article_id" });
@@ -232,3 +234,4 @@ test('live: Server-Sent Events deliver the current rows, then changes', async ()
     await t.cleanup();
   }
 });
+}

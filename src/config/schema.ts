@@ -41,6 +41,8 @@ export interface SchemasConfig {
 export interface EngineConfig {
   /** View state and offsets are saved together this often; a crash replays at most this much of the log. */
   checkpointIntervalMs: number;
+  /** Engine worker threads, each consuming a share of the partitions; partial aggregates merge at read time. */
+  workers: number;
 }
 
 export interface HalflifeConfig {
@@ -77,7 +79,7 @@ export function defaultConfig(): HalflifeConfig {
       deadLetterRawBytes: 16 * 1024,
     },
     schemas: { dir: null, compatibility: 'backward' },
-    engine: { checkpointIntervalMs: 5000 },
+    engine: { checkpointIntervalMs: 5000, workers: 1 },
   };
 }
 
@@ -140,7 +142,7 @@ export const configSchema = {
     engine: {
       type: 'object',
       additionalProperties: false,
-      properties: { checkpointIntervalMs: int(50, 3_600_000) },
+      properties: { checkpointIntervalMs: int(50, 3_600_000), workers: int(1, 64) },
     },
   },
 } as const;

@@ -1,11 +1,11 @@
 export { Engine } from './engine.js';
-export type { EngineOptions, ViewInfo, ViewRow, RowQuery } from './engine.js';
+export type { EngineOptions, ViewInfo, ViewRow, RowQuery, PartialGroup } from './engine.js';
 export { ViewState } from './view-state.js';
 export type { Group, LateEvent } from './view-state.js';
 export { createAccumulator, restoreAccumulator } from './accumulators.js';
 export type { Accumulator } from './accumulators.js';
 export { FileViewStore, MemoryViewStore } from './view-store.js';
-export type { ViewStore } from './view-store.js';
+export type { ViewStore, FileViewStoreOptions } from './view-store.js';
 export { Tables, parseTableBody, parseCsv } from './tables.js';
 export type { TableRow, TableInfo } from './tables.js';
 export { EngineErrors } from './errors.js';

@@ -22,10 +22,13 @@ const NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
  */
 export class Tables {
   readonly #dir: string | undefined;
+  readonly #persist: boolean;
   readonly #tables = new Map<string, { keyColumn: string; columns: string[]; rows: Map<string, TableRow>; indexes: Map<string, Map<string, TableRow>> }>();
 
-  constructor(dir?: string) {
+  /** `persist` false: load the folder at start but never write it (another engine owns the files). */
+  constructor(dir?: string, persist = true) {
     this.#dir = dir;
+    this.#persist = persist;
   }
 
   async start(): Promise<void> {
@@ -84,13 +87,13 @@ export class Tables {
     }
     const merged = replace || existing === undefined ? rows : [...existing.rows.values(), ...rows];
     this.#set(name, keyColumn, merged, false);
-    await this.#persist(name);
+    await this.#save(name);
     return this.info(name);
   }
 
   async drop(name: string): Promise<void> {
     if (!this.#tables.delete(name)) throw new HalflifeError('TABLE_NOT_FOUND', { name });
-    if (this.#dir !== undefined) await rm(join(this.#dir, `${name}.json`), { force: true });
+    if (this.#dir !== undefined && this.#persist) await rm(join(this.#dir, `${name}.json`), { force: true });
   }
 
   #set(name: string, keyColumn: string, rows: readonly TableRow[], trusted: boolean): void {
@@ -110,8 +113,8 @@ export class Tables {
     this.#tables.set(name, { keyColumn, columns: [...columns], rows: map, indexes: new Map() });
   }
 
-  async #persist(name: string): Promise<void> {
-    if (this.#dir === undefined) return;
+  async #save(name: string): Promise<void> {
+    if (this.#dir === undefined || !this.#persist) return;
     const t = this.#tables.get(name)!;
     const path = join(this.#dir, `${name}.json`);
     await writeFile(`${path}.tmp`, JSON.stringify({ keyColumn: t.keyColumn, rows: [...t.rows.values()] }), { flush: true });

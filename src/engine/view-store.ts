@@ -32,11 +32,22 @@ export class MemoryViewStore implements ViewStore {
   }
 }
 
+export interface FileViewStoreOptions {
+  /** Name of this engine's checkpoint file in each view folder (several engines: one each). Default checkpoint.bin. */
+  readonly checkpointFile?: string;
+  /** Whether this engine writes and removes view definitions (with several engines, only the first does). */
+  readonly ownsDefinitions?: boolean;
+}
+
 /** `<dir>/<view>/view.sql` and `<dir>/<view>/checkpoint.bin` (written to a temp file, synced, renamed). */
 export class FileViewStore implements ViewStore {
   readonly #dir: string;
-  constructor(dir: string) {
+  readonly #checkpoint: string;
+  readonly #owner: boolean;
+  constructor(dir: string, options: FileViewStoreOptions = {}) {
     this.#dir = dir;
+    this.#checkpoint = options.checkpointFile ?? 'checkpoint.bin';
+    this.#owner = options.ownsDefinitions ?? true;
   }
   async list() {
     await mkdir(this.#dir, { recursive: true });
@@ -51,15 +62,17 @@ export class FileViewStore implements ViewStore {
     return out;
   }
   async saveDefinition(name: string, sql: string) {
+    if (!this.#owner) return;
     await mkdir(join(this.#dir, name), { recursive: true });
     await atomicWrite(join(this.#dir, name, 'view.sql'), sql);
   }
   async remove(name: string) {
-    await rm(join(this.#dir, name), { recursive: true, force: true });
+    if (this.#owner) await rm(join(this.#dir, name), { recursive: true, force: true });
+    else await rm(join(this.#dir, name, this.#checkpoint), { force: true });
   }
   async loadCheckpoint(name: string) {
     try {
-      return await readFile(join(this.#dir, name, 'checkpoint.bin'));
+      return await readFile(join(this.#dir, name, this.#checkpoint));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
@@ -67,7 +80,7 @@ export class FileViewStore implements ViewStore {
   }
   async saveCheckpoint(name: string, bytes: Uint8Array) {
     await mkdir(join(this.#dir, name), { recursive: true });
-    await atomicWrite(join(this.#dir, name, 'checkpoint.bin'), bytes);
+    await atomicWrite(join(this.#dir, name, this.#checkpoint), bytes);
   }
 }
 

@@ -1,2 +1,2 @@
-export { runQuery, queryCatalog } from './query.js';
+export { runQuery, queryView, queryCatalog } from './query.js';
 export type { QueryResult } from './query.js';

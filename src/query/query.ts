@@ -1,4 +1,4 @@
-import { createAccumulator, type Accumulator, type Engine } from '../engine/index.js';
+import { createAccumulator, type Accumulator, type Engine, type PartialGroup } from '../engine/index.js';
 import { compare, planQuery, type EventRow, type QueryCatalog, type Value } from '../sql/index.js';
 
 export interface QueryResult {
@@ -24,11 +24,19 @@ export function queryCatalog(engine: Engine): QueryCatalog {
   };
 }
 
-/** Runs `SELECT … FROM <view> …` (POST /v1/query). */
-export function runQuery(engine: Engine, sql: string): QueryResult {
+/** The view a query reads (to gather its partial groups from other engines first). */
+export function queryView(engine: Engine, sql: string): string {
+  return planQuery(sql, queryCatalog(engine)).view;
+}
+
+/**
+ * Runs `SELECT … FROM <view> …` (POST /v1/query). `foreign` are the view's partial groups from engines owning
+ * other partitions, merged in first.
+ */
+export function runQuery(engine: Engine, sql: string, foreign: readonly (readonly PartialGroup[])[] = []): QueryResult {
   const plan = planQuery(sql, queryCatalog(engine));
   const rows: Record<string, Value>[] = [];
-  const base = engine.snapshot(plan.view);
+  const base = engine.snapshot(plan.view, foreign);
   const asRow = (values: Record<string, Value>, states: Record<string, Accumulator>): EventRow => ({
     type: plan.view,
     data: values as Record<string, unknown>,

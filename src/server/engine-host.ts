@@ -1,10 +1,9 @@
 import { Worker } from 'node:worker_threads';
 import { HalflifeError, LifecycleState, type Logger } from '../core/index.js';
-import type { LateEvent, RowQuery, TableInfo, TableRow, ViewInfo, ViewRow } from '../engine/index.js';
+import type { LateEvent, PartialGroup, RowQuery, TableInfo, TableRow, ViewInfo, ViewRow } from '../engine/index.js';
 import type { Log } from '../log/index.js';
 import type { QueryResult } from '../query/index.js';
 import type { CatalogSnapshot, FromWorker, PartitionStatsWire, ToWorker, WireBatch, WorkerInit } from './engine-protocol.js';
-
 import './errors.js';
 
 export interface EngineHostOptions {
@@ -14,42 +13,44 @@ export interface EngineHostOptions {
   /** The current schemas by stream, for planning views. */
   readonly catalog: () => CatalogSnapshot;
   readonly checkpointIntervalMs?: number;
-  /** How often the worker learns the log's end offsets (default 20 ms). */
+  /** How often the workers learn the log's end offsets (default 20 ms). */
   readonly statsIntervalMs?: number;
+  /** Engine worker threads; worker i consumes the partitions p with p % workers === i (default 1). */
+  readonly workers?: number;
 }
 
-/**
- * Runs the engine in a worker thread and talks to it: the same operations as `Engine`, asynchronous. Serves the
- * worker's log reads (records copied into one transferred buffer per batch) and offset commits. A worker that
- * dies is restarted; it restores its views from their checkpoints.
- */
-export class EngineHost {
+function statsOf(log: Log): PartitionStatsWire[] {
+  return log.stats().partitions.map((p) => ({ partition: p.partition, firstOffset: p.firstOffset, nextOffset: p.nextOffset, records: p.records, bytes: p.bytes }));
+}
+
+/** One engine worker thread: spawning, restarts, RPC, and serving its log reads and offset commits. */
+class WorkerLink {
   readonly #o: EngineHostOptions;
-  readonly #state = new LifecycleState('engine');
+  readonly #index: number;
+  readonly #count: number;
   #worker: Worker | undefined;
   #next = 1;
   readonly #calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
-  #statsTimer: NodeJS.Timeout | undefined;
-  #lastRecords = -1;
-  #closing = false;
+  closing = false;
 
-  constructor(options: EngineHostOptions) {
+  constructor(options: EngineHostOptions, index: number, count: number) {
     this.#o = options;
+    this.#index = index;
+    this.#count = count;
   }
 
-  async start(): Promise<void> {
-    this.#state.assertOpen();
-    await this.#spawn();
-    this.#statsTimer = setInterval(() => this.#pushStats(), this.#o.statsIntervalMs ?? 20);
-    this.#statsTimer.unref();
+  get running(): boolean {
+    return this.#worker !== undefined;
   }
 
-  #spawn(): Promise<void> {
+  spawn(): Promise<void> {
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     const init: WorkerInit = {
+      index: this.#index,
+      workers: this.#count,
       dataDir: this.#o.dataDir,
       partitions: this.#o.log.partitionCount,
-      stats: this.#stats(),
+      stats: statsOf(this.#o.log),
       catalog: this.#o.catalog(),
       checkpointIntervalMs: this.#o.checkpointIntervalMs ?? 5000,
     };
@@ -66,7 +67,7 @@ export class EngineHost {
         else this.#onMessage(m);
       });
       worker.on('error', (err) => {
-        this.#o.logger.error({ err }, 'engine worker failed');
+        this.#o.logger.error({ err, worker: this.#index }, 'engine worker failed');
         reject(err);
       });
       worker.on('exit', (code) => {
@@ -76,26 +77,15 @@ export class EngineHost {
           this.#calls.delete(id);
         }
         reject(new Error(`engine worker exited with ${code} during start`));
-        if (!this.#closing) {
-          this.#o.logger.error({ code }, 'engine worker exited; restarting it from its checkpoints');
-          setTimeout(() => void this.#spawn().catch((err: unknown) => this.#o.logger.error({ err }, 'engine worker restart failed')), 1000).unref();
+        if (!this.closing) {
+          this.#o.logger.error({ code, worker: this.#index }, 'engine worker exited; restarting it from its checkpoints');
+          setTimeout(() => void this.spawn().catch((err: unknown) => this.#o.logger.error({ err }, 'engine worker restart failed')), 1000).unref();
         }
       });
     });
   }
 
-  #stats(): PartitionStatsWire[] {
-    return this.#o.log.stats().partitions.map((p) => ({ partition: p.partition, firstOffset: p.firstOffset, nextOffset: p.nextOffset, records: p.records, bytes: p.bytes }));
-  }
-
-  #pushStats(): void {
-    const stats = this.#o.log.stats();
-    if (stats.records === this.#lastRecords || this.#worker === undefined) return;
-    this.#lastRecords = stats.records;
-    this.#send({ type: 'stats', stats: this.#stats() });
-  }
-
-  #send(m: ToWorker, transfer?: ArrayBuffer[]): void {
+  send(m: ToWorker, transfer?: ArrayBuffer[]): void {
     this.#worker?.postMessage(m, transfer);
   }
 
@@ -112,7 +102,7 @@ export class EngineHost {
       case 'read':
         this.#o.log.readBatch(m.partition, m.from, { maxRecords: m.maxRecords, maxBytes: m.maxBytes }).then(
           (batch) => {
-            if (batch.count === 0) return this.#send({ type: 'read-result', id: m.id });
+            if (batch.count === 0) return this.send({ type: 'read-result', id: m.id });
             // The read buffer is the batch's own: transfer it without a copy when it owns its whole ArrayBuffer
             // (never a slice of Node's shared pool), else copy it into one that can be transferred.
             const bytes = batch.buffer;
@@ -129,101 +119,217 @@ export class EngineHost {
               keyStarts: batch.keyStarts,
               keyEnds: batch.keyEnds,
             };
-            this.#send({ type: 'read-result', id: m.id, batch: wire }, [data]);
+            this.send({ type: 'read-result', id: m.id, batch: wire }, [data]);
           },
-          (err: unknown) => this.#send({ type: 'read-result', id: m.id, error: (err as Error).message }),
+          (err: unknown) => this.send({ type: 'read-result', id: m.id, error: (err as Error).message }),
         );
         break;
       case 'commit':
         this.#o.log.commitOffsets(m.consumer, m.offsets).then(
-          () => this.#send({ type: 'commit-result', id: m.id }),
-          (err: unknown) => this.#send({ type: 'commit-result', id: m.id, error: (err as Error).message }),
+          () => this.send({ type: 'commit-result', id: m.id }),
+          (err: unknown) => this.send({ type: 'commit-result', id: m.id, error: (err as Error).message }),
         );
         break;
       case 'log':
-        this.#o.logger[m.level](m.obj, m.msg);
+        this.#o.logger[m.level]({ ...m.obj, worker: this.#index }, m.msg);
         break;
       case 'ready':
         break;
     }
   }
 
-  #call<T>(method: string, ...args: unknown[]): Promise<T> {
-    this.#state.assertOpen();
+  call<T>(method: string, ...args: unknown[]): Promise<T> {
     if (this.#worker === undefined) return Promise.reject(new HalflifeError('ENGINE_UNAVAILABLE', { reason: 'worker starting' }));
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
       this.#calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#send({ type: 'rpc', id, method, args });
+      this.send({ type: 'rpc', id, method, args });
     });
   }
 
-  createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
-    this.#send({ type: 'catalog', catalog: this.#o.catalog() });
-    return this.#call('createView', name, sql, replace);
+  async stop(): Promise<void> {
+    this.closing = true;
+    const worker = this.#worker;
+    if (worker === undefined) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    try {
+      await this.call('close');
+    } catch (err) {
+      this.#o.logger.error({ err, worker: this.#index }, 'engine worker did not close cleanly');
+      await worker.terminate();
+    }
+    await exited;
   }
-  dropView(name: string): Promise<void> {
-    return this.#call('dropView', name);
-  }
-  names(): Promise<string[]> {
-    return this.#call('names');
-  }
-  info(name: string): Promise<ViewInfo> {
-    return this.#call('info', name);
-  }
-  infos(): Promise<ViewInfo[]> {
-    return this.#call('infos');
-  }
-  rows(name: string, q: RowQuery = {}): Promise<ViewRow[]> {
-    return this.#call('rows', name, q);
-  }
-  late(name: string): Promise<{ count: number; recent: LateEvent[] }> {
-    return this.#call('late', name);
-  }
-  version(name: string): Promise<number> {
-    return this.#call('version', name);
-  }
-  refreshMs(name: string): Promise<number> {
-    return this.#call('refreshMs', name);
-  }
-  query(sql: string): Promise<QueryResult> {
-    return this.#call('query', sql);
-  }
-  putTable(name: string, keyColumn: string, rows: TableRow[], replace: boolean): Promise<TableInfo> {
-    return this.#call('putTable', name, keyColumn, rows, replace);
-  }
-  dropTable(name: string): Promise<void> {
-    return this.#call('dropTable', name);
-  }
-  tableNames(): Promise<string[]> {
-    return this.#call('tableNames');
-  }
-  tableInfo(name: string): Promise<TableInfo> {
-    return this.#call('tableInfo', name);
-  }
-  tableRows(name: string): Promise<TableRow[]> {
-    return this.#call('tableRows', name);
-  }
-  checkpoint(): Promise<void> {
-    return this.#call('checkpoint');
+}
+
+/**
+ * Runs the engine in worker threads and talks to them: the same operations as `Engine`, asynchronous. With
+ * several workers each owns a share of the partitions and keeps partial aggregates; reads gather the partials of
+ * the other workers and the first worker merges them, so a hot key spread over partitions is aggregated in
+ * parallel and answered as one. A worker that dies is restarted and restores its views from its checkpoints.
+ */
+export class EngineHost {
+  readonly #o: EngineHostOptions;
+  readonly #state = new LifecycleState('engine');
+  readonly #links: WorkerLink[];
+  #statsTimer: NodeJS.Timeout | undefined;
+  #lastRecords = -1;
+
+  constructor(options: EngineHostOptions) {
+    this.#o = options;
+    const n = Math.max(1, options.workers ?? 1);
+    this.#links = Array.from({ length: n }, (_, i) => new WorkerLink(options, i, n));
   }
 
-  /** Checkpoints every view and stops the worker. */
+  /** Worker threads running the engine. */
+  get workers(): number {
+    return this.#links.length;
+  }
+
+  async start(): Promise<void> {
+    this.#state.assertOpen();
+    await Promise.all(this.#links.map((l) => l.spawn()));
+    this.#statsTimer = setInterval(() => this.#pushStats(), this.#o.statsIntervalMs ?? 20);
+    this.#statsTimer.unref();
+  }
+
+  #pushStats(): void {
+    const records = this.#o.log.stats().records;
+    if (records === this.#lastRecords) return;
+    this.#lastRecords = records;
+    const stats = statsOf(this.#o.log);
+    for (const l of this.#links) l.send({ type: 'stats', stats });
+  }
+
+  get #first(): WorkerLink {
+    return this.#links[0];
+  }
+
+  #all<T>(method: string, ...args: unknown[]): Promise<T[]> {
+    this.#state.assertOpen();
+    return Promise.all(this.#links.map((l) => l.call<T>(method, ...args)));
+  }
+
+  /** The partial groups of a view from every worker but the first. */
+  #foreign(name: string, q: RowQuery): Promise<PartialGroup[][]> {
+    const partialQuery: RowQuery = { keys: q.keys, fromMs: q.fromMs, toMs: q.toMs };
+    return Promise.all(this.#links.slice(1).map((l) => l.call<PartialGroup[]>('partials', name, partialQuery)));
+  }
+
+  async createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
+    this.#state.assertOpen();
+    const catalog = this.#o.catalog();
+    for (const l of this.#links) l.send({ type: 'catalog', catalog });
+    // The first worker validates and persists the definition; the others follow.
+    await this.#first.call('createView', name, sql, replace);
+    await Promise.all(this.#links.slice(1).map((l) => l.call('createView', name, sql, true)));
+    return this.info(name);
+  }
+
+  async dropView(name: string): Promise<void> {
+    this.#state.assertOpen();
+    await Promise.all(this.#links.slice(1).map((l) => l.call('dropView', name).catch(() => {})));
+    await this.#first.call('dropView', name);
+  }
+
+  names(): Promise<string[]> {
+    this.#state.assertOpen();
+    return this.#first.call('names');
+  }
+
+  /** A view's figures summed over the workers (rows counts partial rows; offsets come from each partition's owner). */
+  async info(name: string): Promise<ViewInfo> {
+    return this.#mergeInfo(await this.#all<ViewInfo>('info', name));
+  }
+
+  async infos(): Promise<ViewInfo[]> {
+    const per = await this.#all<ViewInfo[]>('infos');
+    return per[0].map((v, i) => this.#mergeInfo(per.map((list) => list.find((x) => x.name === v.name) ?? list[i])));
+  }
+
+  #mergeInfo(parts: ViewInfo[]): ViewInfo {
+    if (parts.length === 1) return parts[0];
+    const n = this.#links.length;
+    const sum = (f: (v: ViewInfo) => number) => parts.reduce((a, v) => a + f(v), 0);
+    const watermarks = parts.map((v) => v.watermark).filter((w): w is number => w !== null);
+    const checkpoints = parts.map((v) => v.lastCheckpointMs).filter((c): c is number => c !== null);
+    return {
+      ...parts[0],
+      rows: sum((v) => v.rows),
+      memoryBytes: sum((v) => v.memoryBytes),
+      lag: sum((v) => v.lag),
+      progress: Math.min(...parts.map((v) => v.progress)),
+      watermark: watermarks.length === parts.length ? Math.min(...watermarks) : null,
+      lateEvents: sum((v) => v.lateEvents),
+      lastCheckpointMs: checkpoints.length === parts.length ? Math.min(...checkpoints) : null,
+      evictedRows: sum((v) => v.evictedRows),
+      offsets: parts[0].offsets.map((_, p) => parts[p % n].offsets[p]),
+    };
+  }
+
+  async rows(name: string, q: RowQuery = {}): Promise<ViewRow[]> {
+    this.#state.assertOpen();
+    if (this.#links.length === 1) return this.#first.call('rows', name, q);
+    return this.#first.call('rows', name, { ...q, sinceVersion: undefined }, await this.#foreign(name, q));
+  }
+
+  async late(name: string): Promise<{ count: number; recent: LateEvent[] }> {
+    const parts = await this.#all<{ count: number; recent: LateEvent[] }>('late', name);
+    const recent = parts.flatMap((p) => p.recent).sort((a, b) => a.received_at - b.received_at).slice(-1000);
+    return { count: parts.reduce((a, p) => a + p.count, 0), recent };
+  }
+
+  /** Rises whenever any worker's state of the view changes. */
+  async version(name: string): Promise<number> {
+    return (await this.#all<number>('version', name)).reduce((a, v) => a + v, 0);
+  }
+
+  refreshMs(name: string): Promise<number> {
+    this.#state.assertOpen();
+    return this.#first.call('refreshMs', name);
+  }
+
+  async query(sql: string): Promise<QueryResult> {
+    this.#state.assertOpen();
+    if (this.#links.length === 1) return this.#first.call('query', sql);
+    const view = await this.#first.call<string>('queryView', sql);
+    return this.#first.call('query', sql, await this.#foreign(view, {}));
+  }
+
+  async putTable(name: string, keyColumn: string, rows: TableRow[], replace: boolean): Promise<TableInfo> {
+    // Every worker joins against its own copy; the first persists it.
+    const [first] = await this.#all<TableInfo>('putTable', name, keyColumn, rows, replace);
+    return first;
+  }
+
+  async dropTable(name: string): Promise<void> {
+    await this.#all('dropTable', name);
+  }
+
+  tableNames(): Promise<string[]> {
+    this.#state.assertOpen();
+    return this.#first.call('tableNames');
+  }
+
+  tableInfo(name: string): Promise<TableInfo> {
+    this.#state.assertOpen();
+    return this.#first.call('tableInfo', name);
+  }
+
+  tableRows(name: string): Promise<TableRow[]> {
+    this.#state.assertOpen();
+    return this.#first.call('tableRows', name);
+  }
+
+  async checkpoint(): Promise<void> {
+    await this.#all('checkpoint');
+  }
+
+  /** Checkpoints every view and stops the workers. */
   close(): Promise<void> {
-    const worker = this.#worker;
-    const closing = worker === undefined ? Promise.resolve() : this.#call<void>('close');
     return this.#state.close(async () => {
-      this.#closing = true;
       clearInterval(this.#statsTimer);
-      if (worker === undefined) return;
-      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-      try {
-        await closing;
-      } catch (err) {
-        this.#o.logger.error({ err }, 'engine did not close cleanly');
-        await worker.terminate();
-      }
-      await exited;
+      await Promise.all(this.#links.map((l) => l.stop()));
     });
   }
 }

@@ -25,6 +25,9 @@ export interface PartitionStatsWire {
 export type CatalogSnapshot = Record<string, unknown>;
 
 export interface WorkerInit {
+  /** This worker's place among `workers`; it consumes the partitions p with p % workers === index. */
+  readonly index: number;
+  readonly workers: number;
   readonly dataDir: string;
   readonly partitions: number;
   readonly stats: PartitionStatsWire[];

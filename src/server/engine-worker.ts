@@ -6,9 +6,9 @@
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { HalflifeError, offset as toOffset, partitionId, type Logger, type Offset, type PartitionId } from '../core/index.js';
-import { Engine, FileViewStore, Tables, type TableRow } from '../engine/index.js';
+import { Engine, FileViewStore, Tables, type PartialGroup, type TableRow } from '../engine/index.js';
 import { batchKey, type AppendAck, type Log, type LogRecord, type LogStats, type ReadOptions, type RecordBatch } from '../log/index.js';
-import { runQuery } from '../query/index.js';
+import { queryView, runQuery } from '../query/index.js';
 import { fieldsFromJsonSchema, type Catalog } from '../sql/index.js';
 import type { CatalogSnapshot, FromWorker, PartitionStatsWire, ToWorker, WireBatch, WorkerInit } from './engine-protocol.js';
 
@@ -127,7 +127,10 @@ const logger: Logger = {
 
 let catalogSnapshot: CatalogSnapshot = init.catalog;
 const log = new RemoteLog(init.partitions, init.stats);
-const tables = new Tables(join(init.dataDir, 'tables'));
+// With several engine workers, the first owns the files (definitions, tables); each keeps its own checkpoints.
+const first = init.index === 0;
+const tables = new Tables(join(init.dataDir, 'tables'), first);
+const owned = Array.from({ length: init.partitions }, (_, p) => p).filter((p) => p % init.workers === init.index);
 const catalog = (): Catalog => ({
   streamNames: () => Object.keys(catalogSnapshot),
   streamFields: (name) => (name in catalogSnapshot ? fieldsFromJsonSchema(catalogSnapshot[name]) : undefined),
@@ -136,7 +139,11 @@ const catalog = (): Catalog => ({
 });
 const engine = new Engine({
   log,
-  store: new FileViewStore(join(init.dataDir, 'views')),
+  store: new FileViewStore(join(init.dataDir, 'views'), {
+    ownsDefinitions: first,
+    checkpointFile: init.workers === 1 ? 'checkpoint.bin' : `checkpoint-${init.index}-of-${init.workers}.bin`,
+  }),
+  ownedPartitions: init.workers === 1 ? undefined : owned,
   tables,
   catalog,
   logger,
@@ -149,11 +156,13 @@ const methods: Record<string, (...args: never[]) => unknown> = {
   names: () => engine.names(),
   info: (name: string) => engine.info(name),
   infos: () => engine.names().map((n) => engine.info(n)),
-  rows: (name: string, q: Parameters<Engine['rows']>[1]) => engine.rows(name, q),
+  rows: (name: string, q: Parameters<Engine['rows']>[1], foreign: PartialGroup[][] = []) => engine.rows(name, q, foreign),
+  partials: (name: string, q: Parameters<Engine['partials']>[1]) => engine.partials(name, q),
   late: (name: string) => engine.late(name),
   version: (name: string) => engine.version(name),
   refreshMs: (name: string) => engine.plan(name).options.refreshMs,
-  query: (sql: string) => runQuery(engine, sql),
+  query: (sql: string, foreign: PartialGroup[][] = []) => runQuery(engine, sql, foreign),
+  queryView: (sql: string) => queryView(engine, sql),
   putTable: (name: string, key: string, rows: TableRow[], replace: boolean) => tables.put(name, key, rows, replace),
   dropTable: (name: string) => tables.drop(name),
   tableNames: () => tables.names(),

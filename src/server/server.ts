@@ -85,6 +85,7 @@ export class HalflifeServer {
       dataDir: data,
       catalog: () => this.#catalog(),
       checkpointIntervalMs: config.engine.checkpointIntervalMs,
+      workers: Math.min(config.engine.workers, config.log.partitions),
       logger: logger.child({ component: 'engine' }),
     });
     this.app = buildApp({

@@ -48,6 +48,7 @@ schemas:
 
 engine:
   checkpointIntervalMs: 5000  # views save state + offsets together this often; a crash replays, never double-counts
+  workers: 1                  # engine threads, each over a share of the partitions (partials merge at read time)
 `;
 
 const SCHEMA = JSON.stringify(

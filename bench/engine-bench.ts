@@ -67,8 +67,8 @@ export async function engineThroughput(events: number, eventsPerSecond = 20_000)
   return { eventsPerS: n / seconds, rows, memoryBytes };
 }
 
-/** State bytes for `keys` distinct keys × `windows` one-minute windows, COUNT + APPROX_COUNT_DISTINCT of ≤ 10 users. */
-export function viewMemory(keys: number, windows: number): { bytes: number; perKeyWindow: number; heapDelta: number } {
+/** State bytes for `keys` distinct keys × `windows` one-minute windows, COUNT + APPROX_COUNT_DISTINCT of `users` values. */
+export function viewMemory(keys: number, windows: number, users = 3): { bytes: number; perKeyWindow: number; heapDelta: number } {
   const plan = planView(
     "CREATE VIEW m AS SELECT article_id, COUNT(*) AS views, APPROX_COUNT_DISTINCT(user_id) AS readers FROM page_view GROUP BY article_id, TUMBLE(received_at, INTERVAL '1' MINUTE)",
     catalog(),
@@ -78,7 +78,7 @@ export function viewMemory(keys: number, windows: number): { bytes: number; perK
   const state = new ViewState(plan, 1);
   for (let w = 0; w < windows; w++) {
     for (let k = 0; k < keys; k++) {
-      for (let u = 0; u < 3; u++) {
+      for (let u = 0; u < users; u++) {
         const row: EventRow = { type: 'page_view', data: { article_id: `a${k}`, user_id: `u${(k + u) % 1000}` }, key: undefined, received_at: w * 60_000 + 1, event_time: 0, partition: 0, offset: 0, joined: [] };
         state.apply(row, [row.data.article_id], 0);
       }

@@ -1,203 +1,150 @@
 /**
- * `npm run bench`: ingest throughput over HTTP, halflife against the ceiling (a bare node:http server that only
- * parses the same bodies), in one run on one machine. Prints a markdown table (or JSON with --json).
+ * `npm run bench` (or `halflife bench`): halflife next to its peers, on one machine, in one run, as markdown.
  *
- *   npm run bench -- [--quick] [--seconds N] [--runs N] [--concurrency N] [--scenario name,...] [--json] [--profile DIR]
+ *   npm run bench -- [--quick] [--events N] [--seconds N] [--runs N] [--concurrency N]
+ *                    [--scenario a,b,...] [--json] [--profile DIR] [--generate N]
+ *
+ * Scenarios: ceiling, ingest, ingest-always, e2e, backfill, latency, memory, redis, nats, postgres, duckdb.
+ * --generate N prints N workload events as NDJSON (input for `halflife send`) and exits.
  */
-import { spawn, execSync } from 'node:child_process';
-import { Agent, request } from 'node:http';
+import { execSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { spawnServer } from '../test/helpers/child-server.js';
-import { tempDir } from '../test/helpers/tmp.js';
-import { makeEvents, WORKLOAD_SCHEMAS } from './workload.js';
 import { engineThroughput, freshness, viewMemory } from './engine-bench.js';
+import { drive, rssBytes, startBare, startHalflife, viewsCaughtUp, type LoadResult, type Target } from './http-load.js';
+import { duckdbPeer, natsPeer, postgresPeer, redisPeer, type PeerResult } from './peers.js';
+import { makeEvents } from './workload.js';
 
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean' },
+    events: { type: 'string' },
     seconds: { type: 'string' },
     runs: { type: 'string' },
     concurrency: { type: 'string' },
     scenario: { type: 'string' },
     json: { type: 'boolean' },
     profile: { type: 'string' },
+    generate: { type: 'string' },
   },
 });
+
+if (args.generate !== undefined) {
+  const n = Number(args.generate);
+  for (let i = 0; i < n; i += 10_000) {
+    process.stdout.write(makeEvents(7 + i, Math.min(10_000, n - i)).map((e) => JSON.stringify(e)).join('\n') + '\n');
+  }
+  process.exit(0);
+}
+
+const quick = args.quick === true;
 /** --profile DIR: the halflife server writes a V8 CPU profile there (open it in Chrome DevTools). */
 const serverNodeArgs = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [];
-const seconds = Number(args.seconds ?? (args.quick ? 3 : 8));
-const runs = Number(args.runs ?? (args.quick ? 1 : 3));
+const seconds = Number(args.seconds ?? (quick ? 2 : 8));
+const runs = Number(args.runs ?? (quick ? 1 : 3));
 const concurrency = Number(args.concurrency ?? 4);
+const backfillEvents = Number(args.events ?? (quick ? 200_000 : 5_000_000));
+const peerEvents = quick ? 100_000 : 500_000;
 const BATCH = 1000;
-const BODIES = 16;
+const START_MS = 1_790_000_000_000;
+const PER_EVENT_MS = 0.05;
 
-interface Target {
-  url: string;
-  stop(): Promise<void>;
-}
-
-interface Result {
-  scenario: string;
-  eventsPerS: number;
-  mbPerS: number;
-  p50Ms: number;
-  p99Ms: number;
-}
-
-const bodies = Array.from({ length: BODIES }, (_, i) => Buffer.from(JSON.stringify(makeEvents(1000 + i, BATCH))));
-const avgEventBytes = bodies.reduce((a, b) => a + b.length, 0) / (BODIES * BATCH);
-
-async function startBare(): Promise<Target> {
-  const entry = fileURLToPath(new URL('./bare-server.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve) => {
-    createInterface({ input: child.stdout }).on('line', (l) => {
-      const m = /listening on (\S+)/.exec(l);
-      if (m) resolve(m[1]);
-    });
-  });
-  return {
-    url,
-    stop: () => new Promise((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); }),
-  };
-}
-
-async function startHalflife(fsync: string): Promise<Target> {
-  const { dir, cleanup } = await tempDir('halflife-bench-');
-  const server = await spawnServer(dir, { HALFLIFE_LOG_FSYNC: fsync, HALFLIFE_LOG_LEVEL: 'warn' }, serverNodeArgs);
-  for (const [type, schema] of Object.entries(WORKLOAD_SCHEMAS)) {
-    const res = await fetch(`${server.url}/v1/schemas/${type}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(schema) });
-    if (!res.ok) throw new Error(`schema ${type}: ${res.status} ${await res.text()}`);
-  }
-  return {
-    url: server.url,
-    async stop() {
-      server.child.kill('SIGTERM');
-      await server.exited;
-      await cleanup();
-    },
-  };
-}
-
-function post(agent: Agent, url: URL, body: Buffer): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { agent, host: url.hostname, port: url.port, path: '/v1/events', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 300)}`));
-          resolve((JSON.parse(Buffer.concat(chunks).toString()) as { accepted: number }).accepted);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-async function drive(target: Target, durationS: number): Promise<Omit<Result, 'scenario'>> {
-  const url = new URL(target.url);
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  let events = 0;
-  let bytes = 0;
-  const latencies: number[] = [];
-  let measuring = false;
-  let stop = false;
-  const worker = async (w: number) => {
-    for (let i = w; !stop; i += concurrency) {
-      const body = bodies[i % BODIES];
-      const t0 = performance.now();
-      const accepted = await post(agent, url, body);
-      if (accepted !== BATCH) throw new Error(`only ${accepted} of ${BATCH} accepted`);
-      if (measuring) {
-        latencies.push(performance.now() - t0);
-        events += accepted;
-        bytes += body.length;
-      }
-    }
-  };
-  const workers = Array.from({ length: concurrency }, (_, w) => worker(w));
-  await new Promise((r) => setTimeout(r, 1000)); // warm-up
-  measuring = true;
-  const t0 = performance.now();
-  await new Promise((r) => setTimeout(r, durationS * 1000));
-  measuring = false;
-  const elapsed = (performance.now() - t0) / 1000;
-  stop = true;
-  await Promise.all(workers);
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  return {
-    eventsPerS: events / elapsed,
-    mbPerS: bytes / elapsed / 1e6,
-    p50Ms: latencies[Math.floor(latencies.length * 0.5)] ?? 0,
-    p99Ms: latencies[Math.floor(latencies.length * 0.99)] ?? 0,
-  };
-}
-
+const ALL = ['ceiling', 'ingest', 'ingest-always', 'e2e', 'backfill', 'latency', 'memory', 'redis', 'nats', 'postgres', 'duckdb'];
+const chosen = args.scenario ? args.scenario.split(',') : ALL;
+for (const s of chosen) if (!ALL.includes(s)) throw new Error(`unknown scenario ${s}; known: ${ALL.join(', ')}`);
+const want = (s: string) => chosen.includes(s);
+const log = (s: string) => {
+  if (!args.json) process.stderr.write(`${s}\n`);
+};
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-const scenarios: Record<string, { label: string; start: () => Promise<Target> }> = {
-  ceiling: { label: 'bare node:http, JSON.parse only (ceiling)', start: startBare },
-  ingest: { label: 'halflife ingest, fsync=interval (default)', start: () => startHalflife('interval') },
-  'ingest-always': { label: 'halflife ingest, fsync=always', start: () => startHalflife('always') },
-};
-const ENGINE_SCENARIOS = ['engine', 'freshness', 'memory'];
-const requested = args.scenario ? args.scenario.split(',') : [...Object.keys(scenarios), ...ENGINE_SCENARIOS];
-for (const s of requested) if (!(s in scenarios) && !ENGINE_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}; known: ${[...Object.keys(scenarios), ...ENGINE_SCENARIOS].join(', ')}`);
-const chosen = requested.filter((s) => s in scenarios);
+const bodies = Array.from({ length: 16 }, (_, i) => Buffer.from(JSON.stringify(makeEvents(1000 + i, BATCH))));
+const avgEventBytes = bodies.reduce((a, b) => a + b.length, 0) / (bodies.length * BATCH);
+const results: Record<string, unknown> = {};
 
-const results: Result[] = [];
-// Interleave runs (A B C A B C ...) so a noisy moment on a shared machine does not hit one scenario only.
-const perScenario = new Map<string, Omit<Result, 'scenario'>[]>();
+// (a) Ingest over HTTP, interleaved runs so a noisy moment does not hit one scenario only.
+const http: Record<string, { label: string; start: () => Promise<Target> }> = {
+  ceiling: { label: 'bare node:http, JSON.parse only (the ceiling)', start: startBare },
+  ingest: { label: 'halflife ingest, fsync=interval (default)', start: () => startHalflife('interval', serverNodeArgs) },
+  'ingest-always': { label: 'halflife ingest, fsync=always', start: () => startHalflife('always', serverNodeArgs) },
+};
+const httpRuns = new Map<string, LoadResult[]>();
 for (let r = 0; r < runs; r++) {
-  for (const s of chosen) {
-    const target = await scenarios[s].start();
+  for (const s of Object.keys(http).filter(want)) {
+    const target = await http[s].start();
     try {
-      const res = await drive(target, seconds);
-      perScenario.set(s, [...(perScenario.get(s) ?? []), res]);
-      if (!args.json) process.stderr.write(`run ${r + 1}/${runs} ${s}: ${Math.round(res.eventsPerS)} events/s\n`);
+      const res = await drive(target, bodies, BATCH, seconds, concurrency);
+      httpRuns.set(s, [...(httpRuns.get(s) ?? []), res]);
+      log(`run ${r + 1}/${runs} ${s}: ${Math.round(res.eventsPerS)} events/s`);
     } finally {
       await target.stop();
     }
   }
 }
-for (const s of chosen) {
-  const rs = perScenario.get(s)!;
-  results.push({
-    scenario: s,
-    eventsPerS: median(rs.map((x) => x.eventsPerS)),
-    mbPerS: median(rs.map((x) => x.mbPerS)),
-    p50Ms: median(rs.map((x) => x.p50Ms)),
-    p99Ms: median(rs.map((x) => x.p99Ms)),
-  });
+for (const [s, rs] of httpRuns) {
+  results[s] = { eventsPerS: median(rs.map((x) => x.eventsPerS)), mbPerS: median(rs.map((x) => x.mbPerS)), p50Ms: median(rs.map((x) => x.p50Ms)), p99Ms: median(rs.map((x) => x.p99Ms)) };
 }
 
-// Engine scenarios (issue #3): throughput from the log with three views, freshness under load, view memory.
-const engineResults: Record<string, unknown> = {};
-if (requested.includes('engine')) {
-  const runsE: number[] = [];
-  let last: Awaited<ReturnType<typeof engineThroughput>> | undefined;
-  // Engine runs are short (a few seconds): take more of them, the median resists the shared machine's noise.
-  const engineRuns = args.quick ? 1 : Math.max(runs, 5);
-  for (let r = 0; r < engineRuns; r++) {
-    last = await engineThroughput(args.quick ? 100_000 : 300_000);
-    runsE.push(last.eventsPerS);
-    if (!args.json) process.stderr.write(`run ${r + 1}/${engineRuns} engine: ${Math.round(last.eventsPerS)} events/s\n`);
+// (b) End to end: ingest with the three views running, until the views have caught up; RSS at steady state.
+if (want('e2e')) {
+  const rates: number[] = [];
+  let rss: number | undefined;
+  let ingest = 0;
+  for (let r = 0; r < runs; r++) {
+    const target = await startHalflife('interval', serverNodeArgs, true);
+    try {
+      const load = await drive(target, bodies, BATCH, seconds, concurrency);
+      rss = await rssBytes(target.pid);
+      const done = await viewsCaughtUp(target.url);
+      rates.push(load.totalEvents / ((done - load.startedAt) / 1000));
+      ingest = load.eventsPerS;
+      log(`run ${r + 1}/${runs} e2e: ${Math.round(rates.at(-1)!)} events/s (ingest ${Math.round(load.eventsPerS)}/s)`);
+    } finally {
+      await target.stop();
+    }
   }
-  engineResults.engine = { eventsPerS: median(runsE), rows: last!.rows, memoryBytes: last!.memoryBytes };
+  results.e2e = { eventsPerS: median(rates), ingestPerS: ingest, rssBytes: rss };
 }
-if (requested.includes('freshness')) {
-  engineResults.freshness = await freshness(args.quick ? 20_000 : 50_000, args.quick ? 20 : 60);
+
+// (c) Backfill: the three views over logged events.
+if (want('backfill')) {
+  const rs: number[] = [];
+  for (let r = 0; r < (quick ? 1 : Math.max(runs, 3)); r++) {
+    const res = await engineThroughput(backfillEvents);
+    rs.push(res.eventsPerS);
+    log(`run ${r + 1} backfill of ${backfillEvents} events: ${Math.round(res.eventsPerS)} events/s`);
+  }
+  results.backfill = { events: backfillEvents, eventsPerS: median(rs) };
 }
-if (requested.includes('memory')) {
-  engineResults.memory = viewMemory(args.quick ? 20_000 : 100_000, 12);
+
+// (d) + (e) Query latency and freshness under half the end-to-end maximum.
+if (want('latency')) {
+  const e2e = (results.e2e as { eventsPerS: number } | undefined)?.eventsPerS;
+  const rate = Math.round((e2e ?? 100_000) / 2);
+  const f = await freshness(rate, quick ? 20 : 60);
+  results.latency = { rate, ...f };
+  log(`latency at ${rate} events/s: freshness p99 ${f.p99Ms.toFixed(0)} ms, query p99 ${f.queryP99Ms.toFixed(1)} ms`);
 }
+
+// (f) Memory: APPROX_COUNT_DISTINCT per key, many keys.
+if (want('memory')) {
+  const keys = quick ? 100_000 : 1_000_000;
+  const m = viewMemory(keys, 1, 10);
+  results.memory = { keys, distinctPerKey: 10, heapBytes: m.heapDelta, bytesPerKey: m.heapDelta / keys };
+  log(`memory: ${keys} keys × ≤10 distinct: ${(m.heapDelta / 2 ** 20).toFixed(0)} MiB`);
+}
+
+// The peers, on the same events.
+const peerEventList = want('redis') || want('postgres') ? makeEvents(1, peerEvents) : [];
+const peers: Record<string, PeerResult | undefined> = {};
+if (want('redis')) peers.redis = await redisPeer(peerEventList, START_MS, PER_EVENT_MS);
+if (want('nats')) {
+  peers.natsEvent = await natsPeer(bodies.map((b) => b.toString()), 'event', quick ? 10_000 : 40_000);
+  peers.natsBatch = await natsPeer(bodies.map((b) => b.toString()), 'batch', peerEvents);
+}
+if (want('postgres')) peers.postgres = await postgresPeer(peerEventList, START_MS, PER_EVENT_MS);
+if (want('duckdb')) peers.duckdb = await duckdbPeer(bodies.map((b) => b.toString()), Math.ceil(peerEvents / 16_000));
+for (const [k, v] of Object.entries(peers)) if (v) log(`peer ${k}: ${Math.round(v.eventsPerS)} events/s`);
 
 let commit = 'unknown';
 try {
@@ -206,29 +153,37 @@ try {
   // not a git checkout
 }
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
-const ceiling = results.find((r) => r.scenario === 'ceiling');
 
 if (args.json) {
-  process.stdout.write(JSON.stringify({ machine, commit, seconds, runs, concurrency, batch: BATCH, avgEventBytes, results, ...engineResults }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ machine, commit, seconds, runs, concurrency, avgEventBytes, results, peers }, null, 2) + '\n');
 } else {
-  const lines = [
-    `machine: ${machine}; commit ${commit}; ${runs} run(s) × ${seconds} s, median; ${concurrency} connections; ${BATCH}-event bodies, ${avgEventBytes.toFixed(0)} B/event`,
-    '',
-  ];
-  if (results.length > 0) lines.push(
-    '| scenario | events/s | MB/s | p50 ms | p99 ms | ÷ ceiling |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
-    ...results.map(
-      (r) =>
-        `| ${scenarios[r.scenario].label} | ${Math.round(r.eventsPerS).toLocaleString('en-US')} | ${r.mbPerS.toFixed(1)} | ${r.p50Ms.toFixed(1)} | ${r.p99Ms.toFixed(1)} | ${ceiling ? `${((r.eventsPerS / ceiling.eventsPerS) * 100).toFixed(0)} %` : '-'} |`,
-    ),
-  );
-  const e = engineResults.engine as { eventsPerS: number } | undefined;
-  const f = engineResults.freshness as { p50Ms: number; p99Ms: number; queryP50Ms: number; queryP99Ms: number } | undefined;
-  const m = engineResults.memory as { bytes: number; perKeyWindow: number; heapDelta: number } | undefined;
-  if (e || f || m) lines.push('', '| engine | value |', '| --- | ---: |');
-  if (e) lines.push(`| engine throughput, 3 views (count per type per minute, readers_5m, p99 per pair per minute) | ${Math.round(e.eventsPerS).toLocaleString('en-US')} events/s |`);
-  if (f) lines.push(`| freshness received_at -> visible, p50 / p99 | ${f.p50Ms.toFixed(0)} / ${f.p99Ms.toFixed(0)} ms |`, `| single-key view query under load, p50 / p99 | ${f.queryP50Ms.toFixed(1)} / ${f.queryP99Ms.toFixed(1)} ms |`);
-  if (m) lines.push(`| view memory, keys × 12 one-minute windows (COUNT + APPROX_COUNT_DISTINCT) | ${(m.heapDelta / 2 ** 20).toFixed(0)} MiB heap (${(m.heapDelta / (m.bytes / m.perKeyWindow)).toFixed(0)} B per key-window) |`);
+  const n = (x: number) => Math.round(x).toLocaleString('en-US');
+  const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : '–');
+  const check = (ok: boolean | undefined) => (ok === undefined ? '' : ok ? ' ✓' : ' ✗');
+  const r = results as Record<string, { eventsPerS: number; p50Ms?: number; p99Ms?: number }>;
+  const lines = [`machine: ${machine}; commit ${commit}; ${runs} run(s), medians; ${concurrency} connections; 1,000-event bodies of ${avgEventBytes.toFixed(0)} B/event`, ''];
+  lines.push('| measure | halflife | peer | halflife ÷ peer | target |', '| --- | ---: | ---: | ---: | --- |');
+  const ceiling = r.ceiling?.eventsPerS;
+  if (r.ingest) {
+    lines.push(`| (a) ingest over HTTP, events/s (p99 ${r.ingest.p99Ms?.toFixed(0)} ms) | ${n(r.ingest.eventsPerS)} | ceiling ${ceiling ? n(ceiling) : '–'} | ${ratio(r.ingest.eventsPerS, ceiling)} | ≥ 250,000 and ≥ 0.60× ceiling${check(r.ingest.eventsPerS >= 250_000 && (!ceiling || r.ingest.eventsPerS >= 0.6 * ceiling))} |`);
+    if (peers.natsEvent) lines.push(`| (a) vs NATS JetStream, a Node service publishing each event with acks | ${n(r.ingest.eventsPerS)} | ${n(peers.natsEvent.eventsPerS)} | ${ratio(r.ingest.eventsPerS, peers.natsEvent.eventsPerS)} | ≥ 10×${check(r.ingest.eventsPerS >= 10 * peers.natsEvent.eventsPerS)} |`);
+    if (peers.natsBatch) lines.push(`| (a) vs NATS JetStream, 1,000-event messages with acks | ${n(r.ingest.eventsPerS)} | ${n(peers.natsBatch.eventsPerS)} | ${ratio(r.ingest.eventsPerS, peers.natsBatch.eventsPerS)} | (reference) |`);
+  }
+  if (r['ingest-always']) lines.push(`| (a) ingest, fsync=always | ${n(r['ingest-always'].eventsPerS)} | ceiling ${ceiling ? n(ceiling) : '–'} | ${ratio(r['ingest-always'].eventsPerS, ceiling)} | |`);
+  const e2e = results.e2e as { eventsPerS: number; ingestPerS: number; rssBytes?: number } | undefined;
+  if (e2e) lines.push(`| (b) end to end: ingest + 3 views caught up, events/s | ${n(e2e.eventsPerS)} | Redis ${peers.redis ? n(peers.redis.eventsPerS) : '–'} | ${ratio(e2e.eventsPerS, peers.redis?.eventsPerS)} | ≥ 150,000 and ≥ 2× Redis${check(e2e.eventsPerS >= 150_000 && (!peers.redis || e2e.eventsPerS >= 2 * peers.redis.eventsPerS))} |`);
+  const backfill = results.backfill as { events: number; eventsPerS: number } | undefined;
+  if (backfill) {
+    lines.push(`| (c) backfill: 3 new views over ${n(backfill.events)} logged events, events/s (1 engine thread) | ${n(backfill.eventsPerS)} | DuckDB ${peers.duckdb ? n(peers.duckdb.eventsPerS) : '–'} | ${ratio(backfill.eventsPerS, peers.duckdb?.eventsPerS)} | ≥ 500,000 per core${check(backfill.eventsPerS >= 500_000)} |`);
+    if (peers.postgres) lines.push(`| (c) vs PostgreSQL: COPY + the same aggregations | ${n(backfill.eventsPerS)} | ${n(peers.postgres.eventsPerS)} | ${ratio(backfill.eventsPerS, peers.postgres.eventsPerS)} | |`);
+  }
+  const lat = results.latency as { rate: number; p50Ms: number; p99Ms: number; queryP50Ms: number; queryP99Ms: number } | undefined;
+  if (lat) {
+    lines.push(`| (d) single-key view query under ${n(lat.rate)} events/s, p50 / p99 ms | ${lat.queryP50Ms.toFixed(1)} / ${lat.queryP99Ms.toFixed(1)} | | | p99 ≤ 20 ms${check(lat.queryP99Ms <= 20)} |`);
+    lines.push(`| (e) freshness received_at → visible, p50 / p99 ms | ${lat.p50Ms.toFixed(0)} / ${lat.p99Ms.toFixed(0)} | | | p99 ≤ 1,500 ms${check(lat.p99Ms <= 1500)} |`);
+  }
+  if (e2e?.rssBytes !== undefined) lines.push(`| (f) server RSS at steady state under (b) | ${(e2e.rssBytes / 2 ** 20).toFixed(0)} MiB | | | |`);
+  const mem = results.memory as { keys: number; heapBytes: number; bytesPerKey: number } | undefined;
+  if (mem) lines.push(`| (f) APPROX_COUNT_DISTINCT state, ${n(mem.keys)} keys × ≤ 10 distinct values | ${(mem.heapBytes / 2 ** 20).toFixed(0)} MiB (${mem.bytesPerKey.toFixed(0)} B/key) | | | < 100 MB per 1M keys${check(mem.heapBytes / mem.keys * 1e6 < 100e6)} |`);
   process.stdout.write(lines.join('\n') + '\n');
 }

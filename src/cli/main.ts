@@ -25,6 +25,7 @@ Usage:
   halflife view create <NAME> (--sql "CREATE VIEW …" | -f FILE.sql) [--replace]
   halflife view list | view drop <NAME>
   halflife query "SELECT … FROM <view> …"                          query views (re-aggregates sketches)
+  halflife bench [--quick] [--scenario …] [--json] [--generate N]   benchmarks next to Redis, NATS, PostgreSQL, DuckDB
 
 Client commands talk to --url (or HALFLIFE_URL, default http://127.0.0.1:7070); --json prints raw JSON.
 Exit codes: 0 ok, 1 failed, 2 bad usage or configuration.
@@ -61,6 +62,25 @@ function positiveInt(name: string, raw: string | undefined, dflt: number): numbe
 }
 
 class UsageError extends Error {}
+
+/**
+ * `halflife bench`: runs bench/run.ts of the source checkout (the benchmark drives servers and peers from
+ * TypeScript and needs the dev dependencies: it ships with the repository, not with the built package).
+ */
+async function bench(args: readonly string[], io: Io): Promise<number> {
+  const { existsSync } = await import('node:fs');
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  for (const up of ['../../', '../../../']) {
+    const root = fileURLToPath(new URL(up, import.meta.url));
+    const script = `${root}bench/run.ts`;
+    if (!existsSync(script) || !existsSync(`${root}node_modules/tsx`)) continue;
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script, ...args], { cwd: root, stdio: 'inherit' });
+    return new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
+  }
+  io.err('halflife: the benchmark runs from a source checkout with its dev dependencies: npm install && npm run bench\n');
+  return 1;
+}
 
 /** Runs the CLI; returns the process exit code. */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
@@ -175,6 +195,8 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
       if (positionals.length !== 1) throw new UsageError('query takes one SQL statement, quoted');
       return query(client(values.url), positionals[0], values, io);
     }
+    case 'bench':
+      return bench(args, io);
     case 'streams': {
       const { values } = parseArgs({ args, options: CLIENT_OPTIONS });
       return streams(client(values.url), values, io);

@@ -20,6 +20,13 @@ test('extracts wanted data fields of every JSON type, skipping the rest', () => 
   assert.equal(extract('[1]', ['a']), undefined);
 });
 
+test('repeated keys mean what JSON.parse makes of them: the last one wins, or the full parser decides', () => {
+  assert.deepEqual(extract('{"data":{"a":1,"b":2,"a":3}}', ['a', 'b']), { a: 3, b: 2 });
+  assert.equal(extract('{"data":{"a":1},"data":{"a":2}}', ['a']), undefined);
+  assert.equal(extract('{"data":{"a":1},"d\\u0061ta":{"a":2}}', ['a']), undefined);
+  assert.equal(JSON.parse('{"data":{"a":1},"d\u0061ta":{"a":2}}').data.a, 2);
+});
+
 test('property: extracted fields equal JSON.parse of the same envelope', () => {
   fc.assert(
     fc.property(

@@ -88,46 +88,57 @@ function keyIs(buf: Buffer, s: number, e: number, key: string): boolean {
 }
 
 /**
- * Fills `out` with the `wanted` top-level fields of the `data` object of the envelope in buf[start, end).
+ * Fills `out` with the `wanted` top-level fields of the `data` object of the envelope in buf[start, end), with
+ * `JSON.parse`'s meaning: when a key repeats, the last one wins (so views read exactly what validation checked).
  * Returns false when the bytes are not the simple shape it handles; `out` is then incomplete.
  */
 export function extractDataFields(buf: Buffer, start: number, end: number, wanted: readonly string[], out: Record<string, unknown>): boolean {
   let i = start;
+  let seenData = false;
   while (i < end && ws(buf[i])) i++;
   if (buf[i] !== 0x7b) return false;
   i++;
   for (;;) {
     while (i < end && ws(buf[i])) i++;
-    if (buf[i] === 0x7d) return true; // no data field
+    if (buf[i] === 0x7d) return true; // the end of the envelope
     if (buf[i] !== QUOTE) return false;
     const ke = stringEnd(buf, i, end);
     if (ke < 0) return false;
     const isData = keyIs(buf, i + 1, ke - 1, 'data');
+    if (!isData && hasBackslash(buf, i + 1, ke - 1)) return false; // an escaped key could spell "data"
     i = ke;
     while (i < end && ws(buf[i])) i++;
     if (buf[i] !== 0x3a) return false;
     i++;
     while (i < end && ws(buf[i])) i++;
-    if (isData) return dataObject(buf, i, end, wanted, out);
-    const ve = valueEnd(buf, i, end);
-    if (ve < 0) return false;
-    i = ve;
+    if (isData) {
+      // A second "data" would be the one JSON.parse keeps: let the full parser handle such input.
+      if (seenData) return false;
+      seenData = true;
+      const de = dataObject(buf, i, end, wanted, out);
+      if (de < 0) return false;
+      i = de;
+    } else {
+      const ve = valueEnd(buf, i, end);
+      if (ve < 0) return false;
+      i = ve;
+    }
     while (i < end && ws(buf[i])) i++;
     if (buf[i] === 0x2c) i++;
     else if (buf[i] !== 0x7d) return false;
   }
 }
 
-function dataObject(buf: Buffer, i: number, end: number, wanted: readonly string[], out: Record<string, unknown>): boolean {
-  if (buf[i] !== 0x7b) return false;
+/** Index just past the data object at `i` (filling `out`), or -1. */
+function dataObject(buf: Buffer, i: number, end: number, wanted: readonly string[], out: Record<string, unknown>): number {
+  if (buf[i] !== 0x7b) return -1;
   i++;
-  let found = 0;
   for (;;) {
     while (i < end && ws(buf[i])) i++;
-    if (buf[i] === 0x7d) return true;
-    if (buf[i] !== QUOTE) return false;
+    if (buf[i] === 0x7d) return i + 1;
+    if (buf[i] !== QUOTE) return -1;
     const ke = stringEnd(buf, i, end);
-    if (ke < 0) return false;
+    if (ke < 0) return -1;
     let hit = -1;
     for (let w = 0; w < wanted.length; w++) {
       if (keyIs(buf, i + 1, ke - 1, wanted[w])) {
@@ -136,21 +147,19 @@ function dataObject(buf: Buffer, i: number, end: number, wanted: readonly string
       }
     }
     // An escaped key could spell a wanted name: let the full parser decide.
-    if (hit < 0 && hasBackslash(buf, i + 1, ke - 1)) return false;
+    if (hit < 0 && hasBackslash(buf, i + 1, ke - 1)) return -1;
     i = ke;
     while (i < end && ws(buf[i])) i++;
-    if (buf[i] !== 0x3a) return false;
+    if (buf[i] !== 0x3a) return -1;
     i++;
     while (i < end && ws(buf[i])) i++;
     const ve = valueEnd(buf, i, end);
-    if (ve < 0) return false;
-    if (hit >= 0) {
-      out[wanted[hit]] = value(buf, i, ve);
-      if (++found === wanted.length) return true;
-    }
+    if (ve < 0) return -1;
+    // Every occurrence is read, not the first: a repeated key's last value is the one that was validated.
+    if (hit >= 0) out[wanted[hit]] = value(buf, i, ve);
     i = ve;
     while (i < end && ws(buf[i])) i++;
     if (buf[i] === 0x2c) i++;
-    else if (buf[i] !== 0x7d) return false;
+    else if (buf[i] !== 0x7d) return -1;
   }
 }

@@ -235,3 +235,28 @@ test(`live: Server-Sent Events deliver the current rows, then changes (${workers
   }
 });
 }
+
+test('shutdown ends live streams instead of waiting for them', async () => {
+  const t = await startServer();
+  try {
+    await inject(t, 'PUT', '/v1/schemas/page_view', pageView);
+    await inject(t, 'PUT', '/v1/views/counts', { sql: 'CREATE VIEW counts AS SELECT article_id, COUNT(*) AS n FROM page_view GROUP BY article_id' });
+    const url = await t.server.listen();
+    const res = await fetch(`${url}/v1/views/counts/live`);
+    const reader = res.body!.getReader();
+    await reader.read(); // the stream is open
+    const started = Date.now();
+    const closing = t.server.close();
+    let text = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+    }
+    await closing;
+    assert.match(text, /event: end\ndata: \{"reason":"server shutting down"\}/);
+    assert.ok(Date.now() - started < 3000, `close took ${Date.now() - started} ms`);
+  } finally {
+    await t.cleanup();
+  }
+});

@@ -20,6 +20,12 @@ function sqlOf(body: unknown): string {
 
 /** Views, live updates and static tables. */
 export function registerViewRoutes(app: FastifyInstance, engine: EngineHost): void {
+  // Live streams never end by themselves: close them first on shutdown, or closing the server would wait for them.
+  const streams = new Set<import('node:http').ServerResponse>();
+  app.addHook('preClose', async () => {
+    for (const res of streams) res.end('event: end\ndata: {"reason":"server shutting down"}\n\n');
+    streams.clear();
+  });
   app.addContentTypeParser(['text/plain', 'application/sql', 'text/csv', 'application/x-ndjson'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
   app.put('/v1/views/:name', async (request, reply) => {
@@ -58,7 +64,7 @@ export function registerViewRoutes(app: FastifyInstance, engine: EngineHost): vo
       rows: await engine.rows(name, { keys, fromMs: time(q.from, 'from'), toMs: time(q.to, 'to'), latest: q.latest === 'true', order, limit }),
     };
   });
-  app.get("/v1/views/:name/live", (request, reply) => live(request, reply, engine));
+  app.get('/v1/views/:name/live', (request, reply) => live(request, reply, engine, streams));
   app.post('/v1/query', async (request) => engine.query(sqlOf(request.body)));
 
   app.put('/v1/tables/:name', (request) => putTable(request, engine, true));
@@ -96,12 +102,13 @@ async function putTable(request: FastifyRequest, engine: EngineHost, replace: bo
  * Server-Sent Events: first the current rows, then every refresh the rows that changed (`_final` marks rows of
  * closed windows). A heartbeat comment keeps proxies from closing an idle stream.
  */
-async function live(request: FastifyRequest, reply: FastifyReply, engine: EngineHost): Promise<void> {
+async function live(request: FastifyRequest, reply: FastifyReply, engine: EngineHost, streams: Set<import('node:http').ServerResponse>): Promise<void> {
   const { name } = request.params as { name: string };
   const refreshMs = await engine.refreshMs(name); // 404 before the stream starts
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  streams.add(res);
   let version = 0;
   let busy = false;
   let open = true;
@@ -130,6 +137,7 @@ async function live(request: FastifyRequest, reply: FastifyReply, engine: Engine
   function stop() {
     open = false;
     clearInterval(timer);
+    streams.delete(res);
   }
   request.raw.on('close', stop);
   res.on('close', stop);

@@ -539,18 +539,22 @@ export class Engine {
 
   async #loop(): Promise<void> {
     const poll = this.#o.pollMs ?? 20;
+    let failures = 0;
     while (!this.#stopping) {
       let read = 0;
       try {
         read = await this.step();
+        failures = 0;
       } catch (err) {
-        this.#logger.error({ err }, 'engine step failed');
+        // A lasting failure (a damaged segment) is retried with backoff, not logged fifty times a second.
+        if (failures++ === 0 || failures % 60 === 0) this.#logger.error({ err, failures }, 'engine step failed');
       }
       if (this.#stopping) break;
-      // Yield between steps so queries are served; sleep briefly once caught up.
+      // Yield between steps so queries are served; sleep briefly once caught up, longer after failures.
+      const wait = failures > 0 ? Math.min(5000, 100 * 2 ** Math.min(failures, 6)) : read > 0 ? 0 : poll;
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
-        this.#timer = setTimeout(resolve, read > 0 ? 0 : poll);
+        this.#timer = setTimeout(resolve, wait);
       });
       this.#wake = undefined;
     }

@@ -2,7 +2,10 @@
  * Engine benchmarks: throughput from the log with the three views of issue #3, view memory for many keys, and
  * freshness (received_at -> visible in a view) through a running server under load.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventRecordEncoder, ManualClock } from '../src/core/index.js';
@@ -103,18 +106,10 @@ export async function freshness(rate: number, samples: number): Promise<{ p50Ms:
     await client.registerSchema('marker', { type: 'object', properties: { m: { type: 'string' } } });
     for (const [name, sql] of Object.entries(ENGINE_VIEWS)) await client.createView(name, sql);
     await client.createView('markers', 'CREATE VIEW markers AS SELECT m, COUNT(*) AS n FROM marker GROUP BY m');
-    let stop = false;
-    const bodies = Array.from({ length: 8 }, (_, i) => JSON.stringify(makeEvents(5000 + i, 1000)));
-    const load = (async () => {
-      const perBatchMs = (1000 / rate) * 1000;
-      let next = performance.now();
-      for (let i = 0; !stop; i++) {
-        await fetch(`${server.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: bodies[i % bodies.length] });
-        next += perBatchMs;
-        const wait = next - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      }
-    })();
+    // The background load runs in its own process, so this process measures only the server's latency.
+    const load = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./load-child.ts', import.meta.url)), server.url, String(rate)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => createInterface({ input: load.stdout! }).once('line', () => resolve()));
+    await new Promise((r) => setTimeout(r, 1000)); // let the load settle
     const lat: number[] = [];
     const queries: number[] = [];
     for (let s = 0; s < samples; s++) {
@@ -131,8 +126,9 @@ export async function freshness(rate: number, samples: number): Promise<{ p50Ms:
       lat.push(performance.now() - t0);
       await new Promise((r) => setTimeout(r, 50));
     }
-    stop = true;
-    await load;
+    const exited = new Promise((r) => load.once('exit', r));
+    load.kill('SIGTERM');
+    await exited;
     const pct = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))];
     return { p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99), queryP50Ms: pct(queries, 0.5), queryP99Ms: pct(queries, 0.99) };
   } finally {

@@ -10,6 +10,8 @@ import { hash64 } from './hash.js';
  * register); the conversion is exact, so a sketch that went sparse -> dense equals one built dense.
  */
 const SPARSE_P = 25;
+/** Up to this many sparse entries, inserts copy into an exactly sized array. */
+const SMALL_SPARSE = 32;
 const HASH = new Uint32Array(2);
 const ALPHA_INF = 1 / (2 * Math.LN2);
 
@@ -75,6 +77,10 @@ export class HyperLogLog {
 
   #sparseSet(entry: number): void {
     const s = this.#sparse!;
+    if (s.length === 0) {
+      this.#sparse = [entry];
+      return;
+    }
     const prefix = (entry >> 6);
     let lo = 0;
     let hi = s.length - 1;
@@ -88,7 +94,15 @@ export class HyperLogLog {
       if (mp < prefix) lo = mid + 1;
       else hi = mid - 1;
     }
-    s.splice(lo, 0, entry);
+    if (s.length < SMALL_SPARSE) {
+      // Small sets get an exactly sized array: splice would leave the spare capacity a growing array keeps
+      // (17 slots for 10 values), and small sketches per key per window are where the memory goes.
+      const grown = new Array<number>(s.length + 1);
+      for (let i = 0; i < lo; i++) grown[i] = s[i];
+      grown[lo] = entry;
+      for (let i = lo; i < s.length; i++) grown[i + 1] = s[i];
+      this.#sparse = grown;
+    } else s.splice(lo, 0, entry);
   }
 
   #toDense(): void {

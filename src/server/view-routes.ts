@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HalflifeError } from '../core/index.js';
 import { parseTableBody } from '../engine/index.js';
@@ -21,7 +22,7 @@ function sqlOf(body: unknown): string {
 /** Views, live updates and static tables. */
 export function registerViewRoutes(app: FastifyInstance, engine: EngineHost): void {
   // Live streams never end by themselves: close them first on shutdown, or closing the server would wait for them.
-  const streams = new Set<import('node:http').ServerResponse>();
+  const streams = new Set<ServerResponse>();
   app.addHook('preClose', async () => {
     for (const res of streams) res.end('event: end\ndata: {"reason":"server shutting down"}\n\n');
     streams.clear();
@@ -102,7 +103,7 @@ async function putTable(request: FastifyRequest, engine: EngineHost, replace: bo
  * Server-Sent Events: first the current rows, then every refresh the rows that changed (`_final` marks rows of
  * closed windows). A heartbeat comment keeps proxies from closing an idle stream.
  */
-async function live(request: FastifyRequest, reply: FastifyReply, engine: EngineHost, streams: Set<import('node:http').ServerResponse>): Promise<void> {
+async function live(request: FastifyRequest, reply: FastifyReply, engine: EngineHost, streams: Set<ServerResponse>): Promise<void> {
   const { name } = request.params as { name: string };
   const refreshMs = await engine.refreshMs(name); // 404 before the stream starts
   reply.hijack();

@@ -68,6 +68,21 @@ test('syntax errors give line, column and a caret under the offending text', () 
   syntaxError('SELECT a ? b FROM t', 1, 10, /unexpected character "\?"/);
 });
 
+test('IS NULL binds looser than comparisons and LIKE, as in PostgreSQL', () => {
+  const stmt = parse("SELECT a FROM t WHERE a LIKE 'x%' IS NOT NULL AND b = 1 IS NULL");
+  assert.equal(stmt.kind, 'select');
+  if (stmt.kind !== 'select') return;
+  const w = stmt.where!;
+  assert.equal(w.kind, 'binary');
+  if (w.kind !== 'binary') return;
+  assert.equal(w.left.kind, 'isnull');
+  if (w.left.kind === 'isnull') {
+    assert.equal(w.left.negated, true);
+    assert.equal(w.left.expr.kind, 'like');
+  }
+  assert.equal(w.right.kind, 'isnull');
+});
+
 test('durations', () => {
   assert.equal(parseDuration('10s'), 10_000);
   assert.equal(parseDuration('250 ms'), 250);

@@ -213,7 +213,20 @@ class Parser {
       this.#i++;
       return { kind: 'unary', op: 'NOT', operand: this.#not(), pos };
     }
-    return this.#comparison();
+    return this.#is();
+  }
+
+  /** `x IS [NOT] NULL` binds looser than comparisons, as in PostgreSQL: `a LIKE 'x%' IS NULL`. */
+  #is(): Expr {
+    let left = this.#comparison();
+    while (this.#isKeyword('IS')) {
+      const pos = this.#t.pos;
+      this.#i++;
+      const negated = this.#acceptKeyword('NOT');
+      this.#expectKeyword('NULL');
+      left = { kind: 'isnull', expr: left, negated, pos };
+    }
+    return left;
   }
 
   #comparison(): Expr {
@@ -223,11 +236,6 @@ class Parser {
       const raw = this.#tokens[this.#i++].text;
       const op = (raw === '!=' ? '<>' : raw) as BinaryOp;
       return { kind: 'binary', op, left, right: this.#concat(), pos };
-    }
-    if (this.#acceptKeyword('IS')) {
-      const negated = this.#acceptKeyword('NOT');
-      this.#expectKeyword('NULL');
-      return { kind: 'isnull', expr: left, negated, pos };
     }
     const negated = this.#isKeyword('NOT') && this.#tokens[this.#i + 1]?.kind === 'keyword' && ['IN', 'BETWEEN', 'LIKE'].includes(this.#tokens[this.#i + 1].text);
     if (negated) this.#i++;

@@ -1,5 +1,6 @@
 import type { EventRow, Value, ViewPlan } from '../sql/index.js';
 import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
+import { GroupTable } from './group-table.js';
 
 /** One aggregated row: a group key in one window. */
 export interface Group {
@@ -23,13 +24,8 @@ export interface LateEvent {
   readonly watermark: number;
 }
 
-/** The groups of one window (for views without a window: one bucket that never closes). */
-interface Bucket {
-  readonly start: number | null;
-  readonly end: number | null;
-  readonly groups: Map<unknown, Group>;
-  closed: boolean;
-}
+/** The groups of one window (for views without a window: one bucket that never closes), in columns. */
+type Bucket = GroupTable;
 
 const LATE_KEEP = 1000;
 const NO_WINDOW = Number.NEGATIVE_INFINITY;
@@ -96,14 +92,14 @@ export class ViewState {
 
   /** Every group (row) of the view; open HOP windows are merged from their panes here. */
   *groups(): IterableIterator<Group> {
-    for (const b of this.#buckets.values()) yield* b.groups.values();
+    for (const b of this.#buckets.values()) yield* b.values();
     for (const list of this.#sessions.values()) yield* list;
     if (this.plan.window.kind === 'hop') for (const start of this.#openWindowStarts()) yield* this.#derive(start).values();
   }
 
   get groupCount(): number {
     let n = 0;
-    for (const b of this.#buckets.values()) n += b.groups.size;
+    for (const b of this.#buckets.values()) n += b.size;
     for (const list of this.#sessions.values()) n += list.length;
     if (this.plan.window.kind === 'hop') for (const start of this.#openWindowStarts()) n += this.#derive(start).size;
     return n;
@@ -117,7 +113,7 @@ export class ViewState {
     const w = this.plan.window;
     for (const c of candidates) {
       for (const b of this.#buckets.values()) {
-        const g = b.groups.get(c);
+        const g = b.get(c);
         if (g !== undefined) yield g;
       }
       const sessions = this.#sessions.get(c);
@@ -126,7 +122,7 @@ export class ViewState {
         for (const start of this.#openWindowStarts()) {
           let d: Group | undefined;
           for (let p = start; p < start + w.sizeMs; p += this.#paneMs) {
-            const g = this.#panes.get(p)?.groups.get(c);
+            const g = this.#panes.get(p)?.get(c);
             if (g === undefined) continue;
             d ??= { keys: g.keys, windowStart: start, windowEnd: start + w.sizeMs, accs: this.plan.aggs.map(createAccumulator), closed: false, version: g.version };
             for (let i = 0; i < d.accs.length; i++) d.accs[i].merge(g.accs[i]);
@@ -155,7 +151,7 @@ export class ViewState {
     for (let p = start; p < start + w.sizeMs; p += this.#paneMs) {
       const pane = this.#panes.get(p);
       if (pane === undefined) continue;
-      for (const [k, g] of pane.groups) {
+      for (const [k, g] of pane.entries()) {
         let d = out.get(k);
         if (d === undefined) {
           d = { keys: g.keys, windowStart: start, windowEnd: start + w.sizeMs, accs: this.plan.aggs.map(createAccumulator), closed: false, version: g.version };
@@ -182,11 +178,12 @@ export class ViewState {
       if (start > through) break;
       const groups = this.#derive(start);
       const version = ++this.#version;
-      for (const g of groups.values()) {
-        g.closed = true;
-        g.version = version;
+      if (groups.size > 0) {
+        const frozen = new GroupTable(this.plan.aggs, start, start + w.sizeMs);
+        for (const [key, g] of groups) frozen.absorb(key, g.keys, g.accs, version);
+        frozen.close(version);
+        this.#buckets.set(start, frozen);
       }
-      if (groups.size > 0) this.#buckets.set(start, { start, end: start + w.sizeMs, groups, closed: true });
     }
     this.#frozenThrough = through;
     // A pane is needed until the last window containing it (the one starting at or before it) closes.
@@ -266,20 +263,10 @@ export class ViewState {
   #add(buckets: Map<number, Bucket>, id: number, start: number | null, end: number | null, key: unknown, keys: Value[], row: EventRow, version: number): void {
     let b = buckets.get(id);
     if (b === undefined) {
-      b = { start, end, groups: new Map(), closed: false };
+      b = new GroupTable(this.plan.aggs, start, end);
       buckets.set(id, b);
     }
-    let g = b.groups.get(key);
-    if (g === undefined) {
-      g = { keys: keys.slice(), windowStart: start, windowEnd: end, accs: this.plan.aggs.map(createAccumulator), closed: false, version };
-      b.groups.set(key, g);
-    }
-    g.version = version;
-    const aggs = this.plan.aggs;
-    for (let i = 0; i < aggs.length; i++) {
-      const a = aggs[i];
-      g.accs[i].add(a.arg === undefined ? null : a.arg(row));
-    }
+    b.add(key, keys, row, version);
   }
 
   /**
@@ -347,14 +334,7 @@ export class ViewState {
     const horizon = watermark - retentionMs;
     for (const [id, b] of this.#buckets) {
       if (b.end === null) continue;
-      if (!b.closed && b.end <= watermark) {
-        b.closed = true;
-        const version = ++this.#version;
-        for (const g of b.groups.values()) {
-          g.closed = true;
-          g.version = version;
-        }
-      }
+      if (!b.closed && b.end <= watermark) b.close(++this.#version);
       if (b.closed && b.end <= horizon) this.#buckets.delete(id);
     }
     for (const [key, list] of this.#sessions) {
@@ -380,11 +360,8 @@ export class ViewState {
     let removed = 0;
     for (const [id, b] of closed) {
       if (bytes <= targetBytes) break;
-      for (const g of b.groups.values()) {
-        bytes -= 120 + g.keys.length * 32;
-        for (const a of g.accs) bytes -= a.bytes();
-      }
-      removed += b.groups.size;
+      bytes -= b.bytes();
+      removed += b.size;
       this.#buckets.delete(id);
     }
     for (const [key, list] of this.#sessions) {
@@ -403,8 +380,9 @@ export class ViewState {
 
   memoryBytes(): number {
     let b = 0;
-    const stored = [...[...this.#buckets.values(), ...this.#panes.values()].flatMap((bk) => [...bk.groups.values()]), ...[...this.#sessions.values()].flat()];
-    for (const g of stored) {
+    for (const t of this.#buckets.values()) b += t.bytes();
+    for (const t of this.#panes.values()) b += t.bytes();
+    for (const g of [...this.#sessions.values()].flat()) {
       b += 120 + g.keys.length * 32;
       for (const a of g.accs) b += a.bytes();
     }
@@ -413,11 +391,11 @@ export class ViewState {
 
   /** Plain data for a checkpoint. */
   save(): SavedViewState {
-    const stored = [...[...this.#buckets.values()].flatMap((b) => [...b.groups.values()]), ...[...this.#sessions.values()].flat()];
+    const stored = [...[...this.#buckets.values()].flatMap((b) => [...b.values()]), ...[...this.#sessions.values()].flat()];
     const saveGroup = (g: Group): SavedGroup => [g.keys, g.windowStart, g.windowEnd, g.closed, g.accs.map((a) => a.save())];
     return {
       groups: stored.map(saveGroup),
-      panes: [...this.#panes.values()].flatMap((b) => [...b.groups.values()]).map(saveGroup),
+      panes: [...this.#panes.values()].flatMap((b) => [...b.values()]).map(saveGroup),
       frozenThrough: this.#frozenThrough,
       maxTime: [...this.#maxTime],
       watermark: this.#watermark,
@@ -431,10 +409,10 @@ export class ViewState {
     for (const [keys, start, end, , accs] of saved.panes) {
       let b = s.#panes.get(start!);
       if (b === undefined) {
-        b = { start, end, groups: new Map(), closed: false };
+        b = new GroupTable(plan.aggs, start, end);
         s.#panes.set(start!, b);
       }
-      b.groups.set(mapKey(keys), { keys, windowStart: start, windowEnd: end, closed: false, version: 0, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, accs[i])) });
+      b.absorb(mapKey(keys), keys, plan.aggs.map((spec, i) => restoreAccumulator(spec, accs[i])), 0);
     }
     s.#frozenThrough = saved.frozenThrough;
     for (const [keys, start, end, closed, accs] of saved.groups) {
@@ -449,10 +427,11 @@ export class ViewState {
       const id = start ?? NO_WINDOW;
       let b = s.#buckets.get(id);
       if (b === undefined) {
-        b = { start, end, groups: new Map(), closed };
+        b = new GroupTable(plan.aggs, start, end);
+        if (closed) b.close(0);
         s.#buckets.set(id, b);
       }
-      b.groups.set(key, g);
+      b.absorb(key, keys, g.accs, 0);
     }
     saved.maxTime.forEach((m, p) => {
       if (p < partitions) s.#maxTime[p] = m;

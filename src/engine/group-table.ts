@@ -1,0 +1,200 @@
+import type { AggSpec, EventRow, Value } from '../sql/index.js';
+import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
+import type { Group } from './view-state.js';
+
+/**
+ * The rows of one window in columns: counts and sums in typed arrays, other aggregates as objects, keys and
+ * versions beside them. A row costs a few dozen bytes of bookkeeping instead of a group object, a key array, an
+ * accumulator array and one object per count. Readers get `Group` objects made on demand (read-only).
+ */
+interface Column {
+  grow(capacity: number): void;
+  add(row: number, v: Value): void;
+  /** Merges another partial aggregate into the row. */
+  absorb(row: number, acc: Accumulator): void;
+  /** The row's partial aggregate as an Accumulator (do not modify it). */
+  acc(row: number): Accumulator;
+  bytes(row: number): number;
+}
+
+class CountColumn implements Column {
+  n = new Float64Array(16);
+  constructor(readonly spec: AggSpec, readonly star: boolean) {}
+  grow(capacity: number): void {
+    const next = new Float64Array(capacity);
+    next.set(this.n);
+    this.n = next;
+  }
+  add(row: number, v: Value): void {
+    if (this.star || (v !== null && v !== undefined)) this.n[row]++;
+  }
+  absorb(row: number, acc: Accumulator): void {
+    this.n[row] += acc.save() as number;
+  }
+  acc(row: number): Accumulator {
+    return restoreAccumulator(this.spec, this.n[row]);
+  }
+  bytes(): number {
+    return 8;
+  }
+}
+
+class SumColumn implements Column {
+  s = new Float64Array(16);
+  n = new Float64Array(16);
+  constructor(readonly spec: AggSpec) {}
+  grow(capacity: number): void {
+    const s = new Float64Array(capacity);
+    s.set(this.s);
+    this.s = s;
+    const n = new Float64Array(capacity);
+    n.set(this.n);
+    this.n = n;
+  }
+  add(row: number, v: Value): void {
+    if (v === null || v === undefined) return;
+    const x = typeof v === 'number' ? v : Number(v);
+    if (Number.isNaN(x)) return;
+    this.s[row] += x;
+    this.n[row]++;
+  }
+  absorb(row: number, acc: Accumulator): void {
+    const [s, n] = acc.save() as [number, number];
+    this.s[row] += s;
+    this.n[row] += n;
+  }
+  acc(row: number): Accumulator {
+    return restoreAccumulator(this.spec, [this.s[row], this.n[row]]);
+  }
+  bytes(): number {
+    return 16;
+  }
+}
+
+class ObjectColumn implements Column {
+  objs: (Accumulator | undefined)[] = [];
+  constructor(readonly spec: AggSpec) {}
+  grow(): void {}
+  add(row: number, v: Value): void {
+    (this.objs[row] ??= createAccumulator(this.spec)).add(v);
+  }
+  absorb(row: number, acc: Accumulator): void {
+    (this.objs[row] ??= createAccumulator(this.spec)).merge(acc);
+  }
+  acc(row: number): Accumulator {
+    return this.objs[row] ?? createAccumulator(this.spec);
+  }
+  bytes(row: number): number {
+    return 8 + (this.objs[row]?.bytes() ?? 0);
+  }
+}
+
+function column(spec: AggSpec): Column {
+  switch (spec.fn) {
+    case 'count_star':
+      return new CountColumn(spec, true);
+    case 'count':
+      return new CountColumn(spec, false);
+    case 'sum':
+    case 'avg':
+      return new SumColumn(spec);
+    default:
+      return new ObjectColumn(spec);
+  }
+}
+
+export class GroupTable {
+  readonly start: number | null;
+  readonly end: number | null;
+  closed = false;
+  readonly #specs: readonly AggSpec[];
+  readonly #index = new Map<unknown, number>();
+  readonly #keys: Value[][] = [];
+  #versions = new Float64Array(16);
+  readonly #cols: Column[];
+
+  constructor(specs: readonly AggSpec[], start: number | null, end: number | null) {
+    this.#specs = specs;
+    this.start = start;
+    this.end = end;
+    this.#cols = specs.map(column);
+  }
+
+  get size(): number {
+    return this.#keys.length;
+  }
+
+  #row(key: unknown, keys: readonly Value[]): number {
+    let r = this.#index.get(key);
+    if (r === undefined) {
+      r = this.#keys.length;
+      if (r >= this.#versions.length) {
+        const capacity = this.#versions.length * 2;
+        const v = new Float64Array(capacity);
+        v.set(this.#versions);
+        this.#versions = v;
+        for (const c of this.#cols) c.grow(capacity);
+      }
+      this.#keys.push(keys.slice());
+      this.#index.set(key, r);
+    }
+    return r;
+  }
+
+  /** Applies one event to the row of `key` (created on first use; `keys` is copied). */
+  add(key: unknown, keys: readonly Value[], row: EventRow, version: number): void {
+    const r = this.#row(key, keys);
+    this.#versions[r] = version;
+    const specs = this.#specs;
+    for (let i = 0; i < specs.length; i++) {
+      const arg = specs[i].arg;
+      this.#cols[i].add(r, arg === undefined ? null : arg(row));
+    }
+  }
+
+  /** Merges partial aggregates into the row of `key` (freezing merged windows, restoring checkpoints). */
+  absorb(key: unknown, keys: readonly Value[], accs: readonly Accumulator[], version: number): void {
+    const r = this.#row(key, keys);
+    if (version > this.#versions[r]) this.#versions[r] = version;
+    for (let i = 0; i < accs.length; i++) this.#cols[i].absorb(r, accs[i]);
+  }
+
+  #group(r: number): Group {
+    return {
+      keys: this.#keys[r],
+      windowStart: this.start,
+      windowEnd: this.end,
+      accs: this.#cols.map((c) => c.acc(r)),
+      closed: this.closed,
+      version: this.#versions[r],
+    };
+  }
+
+  get(key: unknown): Group | undefined {
+    const r = this.#index.get(key);
+    return r === undefined ? undefined : this.#group(r);
+  }
+
+  *values(): IterableIterator<Group> {
+    for (let r = 0; r < this.#keys.length; r++) yield this.#group(r);
+  }
+
+  *entries(): IterableIterator<[unknown, Group]> {
+    for (const [key, r] of this.#index) yield [key, this.#group(r)];
+  }
+
+  /** Marks the window final; every row's version becomes `version` (the live stream sends them once more). */
+  close(version: number): void {
+    this.closed = true;
+    this.#versions.fill(version, 0, this.#keys.length);
+  }
+
+  bytes(): number {
+    let b = 64;
+    for (let r = 0; r < this.#keys.length; r++) {
+      b += 48 + this.#keys[r].length * 16 + 8;
+      for (const c of this.#cols) b += c.bytes(r);
+    }
+    return b;
+  }
+}

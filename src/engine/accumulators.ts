@@ -132,22 +132,30 @@ class Distinct implements Accumulator {
 const lastHash = { value: '', hi: 0, lo: 0, set: false };
 const HASH_OUT = new Uint32Array(2);
 
-class ApproxDistinct implements Accumulator {
+/** The 64-bit hash of a sketch input as [hi, lo] (a shared array: read it before the next call). */
+export function memoHash(s: string): Uint32Array {
+  if (!lastHash.set || lastHash.value !== s) {
+    hash64(s, HASH_OUT);
+    lastHash.value = s;
+    lastHash.hi = HASH_OUT[0];
+    lastHash.lo = HASH_OUT[1];
+    lastHash.set = true;
+  } else {
+    HASH_OUT[0] = lastHash.hi;
+    HASH_OUT[1] = lastHash.lo;
+  }
+  return HASH_OUT;
+}
+
+export class ApproxDistinct implements Accumulator {
   hll: HyperLogLog;
   constructor(precision: number) {
     this.hll = new HyperLogLog(precision);
   }
   add(v: Value): void {
     if (isNull(v)) return;
-    const s = sketchKey(v);
-    if (!lastHash.set || lastHash.value !== s) {
-      hash64(s, HASH_OUT);
-      lastHash.value = s;
-      lastHash.hi = HASH_OUT[0];
-      lastHash.lo = HASH_OUT[1];
-      lastHash.set = true;
-    }
-    this.hll.addHash(lastHash.hi, lastHash.lo);
+    const h = memoHash(sketchKey(v));
+    this.hll.addHash(h[0], h[1]);
   }
   merge(o: ApproxDistinct): void {
     this.hll.merge(o.hll);

@@ -1,5 +1,6 @@
+import { HyperLogLog, hllStateAdd, sketchKey, type HllState } from '../sketch/index.js';
 import type { AggSpec, EventRow, Value } from '../sql/index.js';
-import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
+import { ApproxDistinct, createAccumulator, memoHash, restoreAccumulator, type Accumulator } from './accumulators.js';
 import type { Group } from './view-state.js';
 
 /**
@@ -89,6 +90,41 @@ class ObjectColumn implements Column {
   }
 }
 
+/**
+ * APPROX_COUNT_DISTINCT as bare sketch data per row (a sorted sparse list, or dense registers): no sketch or
+ * accumulator object per row. Reads wrap the data in a HyperLogLog that shares it.
+ */
+class HllColumn implements Column {
+  states: (HllState | undefined)[] = [];
+  readonly precision: number;
+  constructor(readonly spec: AggSpec) {
+    this.precision = spec.param ?? 14;
+  }
+  grow(): void {}
+  add(row: number, v: Value): void {
+    if (v === null || v === undefined) return;
+    const h = memoHash(sketchKey(v));
+    this.states[row] = hllStateAdd(this.states[row], this.precision, h[0], h[1]);
+  }
+  absorb(row: number, acc: Accumulator): void {
+    const merged = this.#sketch(row).clone().merge((acc as ApproxDistinct).hll);
+    this.states[row] = merged.state;
+  }
+  #sketch(row: number): HyperLogLog {
+    const s = this.states[row];
+    return s === undefined ? new HyperLogLog(this.precision) : HyperLogLog.fromState(this.precision, s);
+  }
+  acc(row: number): Accumulator {
+    const a = createAccumulator(this.spec) as ApproxDistinct;
+    a.hll = this.#sketch(row);
+    return a;
+  }
+  bytes(row: number): number {
+    const s = this.states[row];
+    return 8 + (s === undefined ? 0 : s instanceof Uint8Array ? s.length + 64 : 48 + s.length * 8);
+  }
+}
+
 function column(spec: AggSpec): Column {
   switch (spec.fn) {
     case 'count_star':
@@ -98,6 +134,8 @@ function column(spec: AggSpec): Column {
     case 'sum':
     case 'avg':
       return new SumColumn(spec);
+    case 'approx_count_distinct':
+      return new HllColumn(spec);
     default:
       return new ObjectColumn(spec);
   }

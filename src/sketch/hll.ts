@@ -24,6 +24,83 @@ function clz32Bits(x: number, width: number): number {
   return Math.clz32(x) - (32 - width);
 }
 
+/** The sparse entry (`prefix25 * 64 + rank`) of a 64-bit hash. */
+function sparseEntry(hi: number, lo: number): number {
+  const prefix = hi >>> (32 - SPARSE_P);
+  // Rank of the 39 bits after the prefix: 7 low bits of hi, then lo.
+  const rest = hi & 0x7f;
+  const rank = rest !== 0 ? clz32Bits(rest, 7) + 1 : lo !== 0 ? 7 + Math.clz32(lo) + 1 : 40;
+  return prefix * 64 + rank;
+}
+
+/** Inserts an entry into a sorted sparse list (keeping the larger rank per prefix); returns the list to keep. */
+function sparseInsert(s: number[], entry: number): number[] {
+  if (s.length === 0) return [entry];
+  const prefix = entry >> 6;
+  let lo = 0;
+  let hi = s.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const mp = s[mid] >> 6;
+    if (mp === prefix) {
+      if (entry > s[mid]) s[mid] = entry;
+      return s;
+    }
+    if (mp < prefix) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  if (s.length < SMALL_SPARSE) {
+    // Small sets get an exactly sized array: splice would leave the spare capacity a growing array keeps
+    // (17 slots for 10 values), and small sketches per key per window are where the memory goes.
+    const grown = new Array<number>(s.length + 1);
+    for (let i = 0; i < lo; i++) grown[i] = s[i];
+    grown[lo] = entry;
+    for (let i = lo; i < s.length; i++) grown[i + 1] = s[i];
+    return grown;
+  }
+  s.splice(lo, 0, entry);
+  return s;
+}
+
+/** Dense registers of precision p from sparse entries (exact: equal to adding the same hashes densely). */
+function sparseToDense(p: number, sparse: readonly number[]): Uint8Array {
+  const dense = new Uint8Array(1 << p);
+  const extra = SPARSE_P - p;
+  for (const entry of sparse) {
+    const prefix = entry >> 6;
+    const rank25 = entry & 63;
+    const idx = prefix >>> extra;
+    const low = prefix & ((1 << extra) - 1);
+    const rank = low !== 0 ? clz32Bits(low, extra) + 1 : extra + rank25;
+    if (rank > dense[idx]) dense[idx] = rank;
+  }
+  return dense;
+}
+
+function denseAdd(dense: Uint8Array, p: number, hi: number, lo: number): void {
+  const idx = hi >>> (32 - p);
+  const restBits = 32 - p;
+  const rest = hi & ((1 << restBits) - 1);
+  const rank = rest !== 0 ? clz32Bits(rest, restBits) + 1 : lo !== 0 ? restBits + Math.clz32(lo) + 1 : 64 - p + 1;
+  if (rank > dense[idx]) dense[idx] = rank;
+}
+
+/**
+ * A sketch's data without the object: a sorted sparse entry list, or dense registers. Stores of many small
+ * sketches (one per view row) keep these and make `HyperLogLog` objects only when read.
+ */
+export type HllState = number[] | Uint8Array;
+
+/** Adds a hash to a state of precision p; returns the state to keep (it may switch from sparse to dense). */
+export function hllStateAdd(state: HllState | undefined, p: number, hi: number, lo: number): HllState {
+  if (state instanceof Uint8Array) {
+    denseAdd(state, p, hi, lo);
+    return state;
+  }
+  const next = sparseInsert(state ?? [], sparseEntry(hi, lo));
+  return next.length > (1 << p) / 8 ? sparseToDense(p, next) : next;
+}
+
 export class HyperLogLog {
   readonly precision: number;
   /** Sorted `prefix25 * 64 + rank` entries while sparse; undefined once dense. */
@@ -59,65 +136,15 @@ export class HyperLogLog {
   /** Adds a 64-bit hash given as high and low 32-bit halves. */
   addHash(hi: number, lo: number): void {
     if (this.#sparse !== undefined) {
-      const prefix = hi >>> (32 - SPARSE_P);
-      // Rank of the 39 bits after the prefix: 7 low bits of hi, then lo.
-      const rest = hi & 0x7f;
-      const rank = rest !== 0 ? clz32Bits(rest, 7) + 1 : lo !== 0 ? 7 + Math.clz32(lo) + 1 : 40;
-      this.#sparseSet(prefix * 64 + rank);
+      this.#sparse = sparseInsert(this.#sparse, sparseEntry(hi, lo));
       if (this.#sparse.length > (1 << this.precision) / 8) this.#toDense();
       return;
     }
-    const p = this.precision;
-    const idx = hi >>> (32 - p);
-    const restBits = 32 - p;
-    const rest = hi & ((1 << restBits) - 1);
-    const rank = rest !== 0 ? clz32Bits(rest, restBits) + 1 : lo !== 0 ? restBits + Math.clz32(lo) + 1 : 64 - p + 1;
-    if (rank > this.#dense![idx]) this.#dense![idx] = rank;
-  }
-
-  #sparseSet(entry: number): void {
-    const s = this.#sparse!;
-    if (s.length === 0) {
-      this.#sparse = [entry];
-      return;
-    }
-    const prefix = (entry >> 6);
-    let lo = 0;
-    let hi = s.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const mp = (s[mid] >> 6);
-      if (mp === prefix) {
-        if (entry > s[mid]) s[mid] = entry;
-        return;
-      }
-      if (mp < prefix) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    if (s.length < SMALL_SPARSE) {
-      // Small sets get an exactly sized array: splice would leave the spare capacity a growing array keeps
-      // (17 slots for 10 values), and small sketches per key per window are where the memory goes.
-      const grown = new Array<number>(s.length + 1);
-      for (let i = 0; i < lo; i++) grown[i] = s[i];
-      grown[lo] = entry;
-      for (let i = lo; i < s.length; i++) grown[i + 1] = s[i];
-      this.#sparse = grown;
-    } else s.splice(lo, 0, entry);
+    denseAdd(this.#dense!, this.precision, hi, lo);
   }
 
   #toDense(): void {
-    const p = this.precision;
-    const dense = new Uint8Array(1 << p);
-    const extra = SPARSE_P - p;
-    for (const entry of this.#sparse!) {
-      const prefix = (entry >> 6);
-      const rank25 = entry & 63;
-      const idx = prefix >>> extra;
-      const low = prefix & ((1 << extra) - 1);
-      const rank = low !== 0 ? clz32Bits(low, extra) + 1 : extra + rank25;
-      if (rank > dense[idx]) dense[idx] = rank;
-    }
-    this.#dense = dense;
+    this.#dense = sparseToDense(this.precision, this.#sparse!);
     this.#sparse = undefined;
   }
 
@@ -145,7 +172,7 @@ export class HyperLogLog {
       throw new RangeError(`cannot merge HyperLogLog sketches of precision ${this.precision} and ${other.precision}`);
     }
     if (this.#sparse !== undefined && other.#sparse !== undefined) {
-      for (const e of other.#sparse) this.#sparseSet(e);
+      for (const e of other.#sparse) this.#sparse = sparseInsert(this.#sparse, e);
       if (this.#sparse.length > (1 << this.precision) / 8) this.#toDense();
       return this;
     }
@@ -159,6 +186,21 @@ export class HyperLogLog {
   #forceDense(): Uint8Array {
     if (this.#sparse !== undefined) this.#toDense();
     return this.#dense!;
+  }
+
+  /** The sketch's data (shared, not copied: do not modify it). */
+  get state(): HllState {
+    return this.#sparse ?? this.#dense!;
+  }
+
+  /** A sketch over existing data (shared, not copied). */
+  static fromState(precision: number, state: HllState): HyperLogLog {
+    const h = new HyperLogLog(precision);
+    if (state instanceof Uint8Array) {
+      h.#sparse = undefined;
+      h.#dense = state;
+    } else h.#sparse = state;
+    return h;
   }
 
   clone(): HyperLogLog {

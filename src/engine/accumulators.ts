@@ -1,5 +1,5 @@
 import { DDSketch, hash64, HyperLogLog, sketchKey, TopK, type TopKEntry } from '../sketch/index.js';
-import { compare, isNull, type AggFn, type AggSpec, type Value } from '../sql/index.js';
+import { compare, isNull, toNumber, type AggFn, type AggSpec, type Value } from '../sql/index.js';
 
 /**
  * A mergeable partial aggregate. Every accumulator can absorb values, merge another of its kind (the union of
@@ -58,7 +58,7 @@ class Sum implements Accumulator {
   constructor(readonly average: boolean) {}
   add(v: Value): void {
     if (isNull(v)) return;
-    const x = typeof v === 'number' ? v : Number(v);
+    const x = toNumber(v);
     if (Number.isNaN(x)) return;
     this.s += x;
     this.n++;
@@ -176,7 +176,7 @@ class Percentile implements Accumulator {
   constructor(readonly q: number) {}
   add(v: Value): void {
     if (isNull(v)) return;
-    const x = typeof v === 'number' ? v : Number(v);
+    const x = toNumber(v);
     if (!Number.isNaN(x)) this.dd.add(x);
   }
   merge(o: Percentile): void {

@@ -81,3 +81,23 @@ test('the key metadata column reads the partition key of each event', async () =
   assert.deepEqual(engine.rows('by_key', { order: 'key' }).map((r) => [r.key, r.n]), [[null, 1], ['x', 2], ['y', 1]]);
   await engine.close();
 });
+
+test('an event whose values defeat String() and Number() is evaluated safely, and the view goes on', async () => {
+  const log = new MemoryLog(1);
+  const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
+  await engine.start(false);
+  await engine.createView('v', "CREATE VIEW v AS SELECT k, COUNT(*) AS n, MAX(LOWER(u) || 'x') AS m, APPROX_COUNT_DISTINCT(u) AS d FROM e GROUP BY k");
+  const events = [{ k: 'a', u: { toString: '', valueOf: 1 } }, { k: 'a', u: [1, { toString: null }] }, { k: 'a', u: 'z' }];
+  await log.append(
+    events.map((data, i) => ({
+      timestampMs: i,
+      value: new EventRecordEncoder(i, 1, 'e', undefined, undefined, Buffer.from(JSON.stringify({ type: 'e', data }))),
+    })),
+  );
+  while ((await engine.step()) > 0);
+  const [row] = engine.rows('v');
+  assert.equal(row.n, 3);
+  assert.equal(row.d, 3);
+  assert.equal(row.m, '{"tostring":"","valueof":1}x', 'objects are text as JSON, never String()');
+  await engine.close();
+});

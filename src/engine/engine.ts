@@ -12,7 +12,7 @@ import {
   type Logger,
 } from '../core/index.js';
 import { batchKey, type Log, type RecordBatch } from '../log/index.js';
-import { planView, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
+import { planView, toText, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
 import { extractDataFields } from './json-fields.js';
 import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
@@ -106,6 +106,8 @@ interface Runtime {
   memoryBytes: number | undefined;
   evictedRows: number;
   keyBuffer: Value[];
+  /** Events the view could not evaluate (skipped). */
+  evalErrors: number;
 }
 
 /**
@@ -171,6 +173,7 @@ export class Engine {
             memoryBytes: undefined,
             evictedRows: 0,
             keyBuffer: new Array<Value>(plan.keys.length),
+            evalErrors: 0,
           };
         }
       } catch (err) {
@@ -183,7 +186,7 @@ export class Engine {
   #fresh(plan: ViewPlan): Runtime {
     const stats = this.#o.log.stats().partitions;
     const offsets = stats.map((p) => (plan.options.start === 'latest' ? p.nextOffset : p.firstOffset) as number);
-    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length) };
+    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length), evalErrors: 0 };
   }
 
   /** Plans and starts a view (backfilling from the log start unless `start = 'latest'`). */
@@ -288,7 +291,7 @@ export class Engine {
       if (q.sinceVersion !== undefined && g.version <= q.sinceVersion) return false;
       if (q.fromMs !== undefined && (g.windowStart ?? 0) < q.fromMs) return false;
       if (q.toMs !== undefined && (g.windowStart ?? 0) >= q.toMs) return false;
-      return filters.every(([i, v]) => String(g.keys[i]) === v);
+      return filters.every(([i, v]) => toText(g.keys[i]) === v);
     });
   }
 
@@ -457,39 +460,58 @@ export class Engine {
   }
 
   #apply(batch: RecordBatch, p: number, views: Runtime[], now: number, from: number, to: number): void {
-    const tables = this.#o.tables;
     const buf = batch.buffer;
     for (let r = from; r < to; r++) {
       const offset = batch.offsets[r];
       const at = batch.valueStarts[r];
-      let row: EventRow | undefined;
+      let row: EventRow | null | undefined;
       for (const v of views) {
         if (v.offsets[p] > offset) continue;
         v.offsets[p] = offset + 1;
         const plan = v.plan;
         if (plan.source !== ALL_STREAMS && !eventRecordIs(buf, plan.source, at)) continue;
-        row ??= this.#decode(batch, r, p);
-        if (plan.joins.length > 0) {
-          const joined: (Record<string, unknown> | undefined)[] = [];
-          row.joined = joined;
-          let dropped = false;
-          for (const j of plan.joins) {
-            const match = tables.lookup(j.table, j.column, j.probe(row));
-            if (match === undefined && j.kind === 'inner') {
-              dropped = true;
-              break;
-            }
-            joined.push(match);
+        if (row === undefined) {
+          try {
+            row = this.#decode(batch, r, p);
+          } catch (err) {
+            row = null;
+            this.#logger.error({ err, partition: p, offset }, 'a log record could not be decoded; views skip it');
           }
-          if (dropped) continue;
-        } else row.joined = NO_JOINS;
-        if (plan.filter !== undefined && plan.filter(row) !== true) continue;
-        // One reused key array per view: the state copies it only when it creates a group.
-        const keys = v.keyBuffer;
-        for (let i = 0; i < keys.length; i++) keys[i] = plan.keys[i].eval(row);
-        v.state.apply(row, keys, now);
+        }
+        if (row === null) continue;
+        try {
+          this.#applyTo(v, row, now);
+        } catch (err) {
+          // One strange event must not stall the view for ever: count it, log the first, go on.
+          if (v.evalErrors++ === 0) this.#logger.error({ err, view: plan.name, partition: p, offset }, `view ${plan.name} could not evaluate an event; skipping it`);
+        }
       }
     }
+  }
+
+  /** Joins, filters, computes the keys and applies one decoded event to one view. */
+  #applyTo(v: Runtime, row: EventRow, now: number): void {
+    const plan = v.plan;
+    const tables = this.#o.tables;
+    if (plan.joins.length > 0) {
+      const joined: (Record<string, unknown> | undefined)[] = [];
+      row.joined = joined;
+      let dropped = false;
+      for (const j of plan.joins) {
+        const match = tables.lookup(j.table, j.column, j.probe(row));
+        if (match === undefined && j.kind === 'inner') {
+          dropped = true;
+          break;
+        }
+        joined.push(match);
+      }
+      if (dropped) return;
+    } else row.joined = NO_JOINS;
+    if (plan.filter !== undefined && plan.filter(row) !== true) return;
+    // One reused key array per view: the state copies it only when it creates a group.
+    const keys = v.keyBuffer;
+    for (let i = 0; i < keys.length; i++) keys[i] = plan.keys[i].eval(row);
+    v.state.apply(row, keys, now);
   }
 
   /**

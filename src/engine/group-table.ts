@@ -1,5 +1,5 @@
 import { HyperLogLog, hllStateAdd, sketchKey, type HllState } from '../sketch/index.js';
-import type { AggSpec, EventRow, Value } from '../sql/index.js';
+import { toNumber, type AggSpec, type EventRow, type Value } from '../sql/index.js';
 import { ApproxDistinct, createAccumulator, memoHash, restoreAccumulator, type Accumulator } from './accumulators.js';
 import type { Group } from './view-state.js';
 
@@ -54,7 +54,7 @@ class SumColumn implements Column {
   }
   add(row: number, v: Value): void {
     if (v === null || v === undefined) return;
-    const x = typeof v === 'number' ? v : Number(v);
+    const x = toNumber(v);
     if (Number.isNaN(x)) return;
     this.s[row] += x;
     this.n[row]++;
@@ -147,12 +147,15 @@ export class GroupTable {
   closed = false;
   readonly #specs: readonly AggSpec[];
   readonly #index = new Map<unknown, number>();
-  readonly #keys: Value[][] = [];
+  /** Per row: the key value itself when the view has one key column (no array per row), else the key array. */
+  readonly #keys: unknown[] = [];
+  readonly #single: boolean;
   #versions = new Float64Array(16);
   readonly #cols: Column[];
 
-  constructor(specs: readonly AggSpec[], start: number | null, end: number | null) {
+  constructor(specs: readonly AggSpec[], start: number | null, end: number | null, keyColumns: number) {
     this.#specs = specs;
+    this.#single = keyColumns === 1;
     this.start = start;
     this.end = end;
     this.#cols = specs.map(column);
@@ -173,7 +176,7 @@ export class GroupTable {
         this.#versions = v;
         for (const c of this.#cols) c.grow(capacity);
       }
-      this.#keys.push(keys.slice());
+      this.#keys.push(this.#single ? keys[0] : keys.slice());
       this.#index.set(key, r);
     }
     return r;
@@ -199,7 +202,7 @@ export class GroupTable {
 
   #group(r: number): Group {
     return {
-      keys: this.#keys[r],
+      keys: this.#single ? [this.#keys[r] as Value] : (this.#keys[r] as Value[]),
       windowStart: this.start,
       windowEnd: this.end,
       accs: this.#cols.map((c) => c.acc(r)),
@@ -230,7 +233,7 @@ export class GroupTable {
   bytes(): number {
     let b = 64;
     for (let r = 0; r < this.#keys.length; r++) {
-      b += 48 + this.#keys[r].length * 16 + 8;
+      b += 48 + (this.#single ? 8 : (this.#keys[r] as Value[]).length * 16 + 32);
       for (const c of this.#cols) b += c.bytes(r);
     }
     return b;

@@ -179,7 +179,7 @@ export class ViewState {
       const groups = this.#derive(start);
       const version = ++this.#version;
       if (groups.size > 0) {
-        const frozen = new GroupTable(this.plan.aggs, start, start + w.sizeMs);
+        const frozen = new GroupTable(this.plan.aggs, start, start + w.sizeMs, this.plan.keys.length);
         for (const [key, g] of groups) frozen.absorb(key, g.keys, g.accs, version);
         frozen.close(version);
         this.#buckets.set(start, frozen);
@@ -263,7 +263,7 @@ export class ViewState {
   #add(buckets: Map<number, Bucket>, id: number, start: number | null, end: number | null, key: unknown, keys: Value[], row: EventRow, version: number): void {
     let b = buckets.get(id);
     if (b === undefined) {
-      b = new GroupTable(this.plan.aggs, start, end);
+      b = new GroupTable(this.plan.aggs, start, end, this.plan.keys.length);
       buckets.set(id, b);
     }
     b.add(key, keys, row, version);
@@ -409,7 +409,7 @@ export class ViewState {
     for (const [keys, start, end, , accs] of saved.panes) {
       let b = s.#panes.get(start!);
       if (b === undefined) {
-        b = new GroupTable(plan.aggs, start, end);
+        b = new GroupTable(plan.aggs, start, end, plan.keys.length);
         s.#panes.set(start!, b);
       }
       b.absorb(mapKey(keys), keys, plan.aggs.map((spec, i) => restoreAccumulator(spec, accs[i])), 0);
@@ -427,7 +427,7 @@ export class ViewState {
       const id = start ?? NO_WINDOW;
       let b = s.#buckets.get(id);
       if (b === undefined) {
-        b = new GroupTable(plan.aggs, start, end);
+        b = new GroupTable(plan.aggs, start, end, plan.keys.length);
         if (closed) b.close(0);
         s.#buckets.set(id, b);
       }

@@ -36,9 +36,14 @@ function murmur3(s: string, seed: number): number {
 export const HASH_SEED_HI = 0x9747b28c;
 export const HASH_SEED_LO = 0x5bd1e995;
 
-/** The canonical string of a sketch input (numbers, booleans and strings). */
+/**
+ * The canonical string of a sketch input: strings as they are, numbers and booleans as text, objects and arrays
+ * as JSON (never String(): untrusted JSON objects may carry a non-function toString, on which it throws).
+ */
 export function sketchKey(value: unknown): string {
-  return typeof value === 'string' ? value : String(value);
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return JSON.stringify(value) ?? '';
 }
 
 /** High and low 32 bits of the 64-bit hash of `s`. */

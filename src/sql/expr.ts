@@ -4,6 +4,24 @@
  */
 export type Value = unknown;
 
+/**
+ * Values come from untrusted JSON: an object may carry a `toString` or `valueOf` that is not a function, on which
+ * String() and Number() throw. These conversions never throw: objects and arrays are text as JSON and not numbers.
+ */
+export function toNumber(v: Value): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string') return v.trim() === '' ? Number.NaN : Number(v);
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  return Number.NaN;
+}
+
+export function toText(v: Value): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (v === null || v === undefined) return '';
+  return JSON.stringify(v) ?? '';
+}
+
 export function isNull(v: Value): boolean {
   return v === null || v === undefined;
 }
@@ -15,18 +33,18 @@ export function truthy(v: Value): boolean {
 export function compare(a: Value, b: Value): number | null {
   if (isNull(a) || isNull(b)) return null;
   if (typeof a === 'number' && typeof b === 'number') return a < b ? -1 : a > b ? 1 : 0;
-  if (typeof a === 'boolean' && typeof b === 'boolean') return Number(a) - Number(b);
-  const sa = typeof a === 'string' ? a : JSON.stringify(a);
-  const sb = typeof b === 'string' ? b : JSON.stringify(b);
-  if (typeof a === 'number' && typeof b === 'string' && b.trim() !== '' && !Number.isNaN(Number(b))) return compare(a, Number(b));
-  if (typeof b === 'number' && typeof a === 'string' && a.trim() !== '' && !Number.isNaN(Number(a))) return compare(Number(a), b);
+  if (typeof a === 'boolean' && typeof b === 'boolean') return toNumber(a) - toNumber(b);
+  const sa = toText(a);
+  const sb = toText(b);
+  if (typeof a === 'number' && typeof b === 'string' && !Number.isNaN(toNumber(b))) return compare(a, toNumber(b));
+  if (typeof b === 'number' && typeof a === 'string' && !Number.isNaN(toNumber(a))) return compare(toNumber(a), b);
   return sa < sb ? -1 : sa > sb ? 1 : 0;
 }
 
 export function arith(op: string, a: Value, b: Value): Value {
   if (isNull(a) || isNull(b)) return null;
-  const x = Number(a);
-  const y = Number(b);
+  const x = toNumber(a);
+  const y = toNumber(b);
   if (Number.isNaN(x) || Number.isNaN(y)) return null;
   switch (op) {
     case '+':
@@ -45,14 +63,14 @@ export function arith(op: string, a: Value, b: Value): Value {
 const likeCache = new Map<string, RegExp>();
 export function like(v: Value, pattern: Value): boolean | null {
   if (isNull(v) || isNull(pattern)) return null;
-  const p = String(pattern);
+  const p = toText(pattern);
   let re = likeCache.get(p);
   if (re === undefined) {
     re = new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/%/g, '.*').replace(/_/g, '.')}$`, 's');
     if (likeCache.size > 1000) likeCache.clear();
     likeCache.set(p, re);
   }
-  return re.test(String(v));
+  return re.test(toText(v));
 }
 
 export const CAST_TYPES: Record<string, 'string' | 'integer' | 'number' | 'boolean' | 'timestamp'> = {
@@ -66,13 +84,13 @@ export function cast(v: Value, type: string): Value {
   if (isNull(v)) return null;
   switch (CAST_TYPES[type]) {
     case 'string':
-      return typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+      return toText(v);
     case 'integer': {
-      const n = typeof v === 'boolean' ? Number(v) : Number(v);
+      const n = toNumber(v);
       return Number.isFinite(n) ? Math.trunc(n) : null;
     }
     case 'number': {
-      const n = Number(v);
+      const n = toNumber(v);
       return Number.isFinite(n) ? n : null;
     }
     case 'boolean':
@@ -81,7 +99,7 @@ export function cast(v: Value, type: string): Value {
       return v === 'true' ? true : v === 'false' ? false : null;
     case 'timestamp': {
       if (typeof v === 'number') return v;
-      const ms = Date.parse(String(v));
+      const ms = Date.parse(toText(v));
       return Number.isFinite(ms) ? ms : null;
     }
     default:
@@ -99,29 +117,29 @@ export interface ScalarFunction {
 
 export const SCALAR_FUNCTIONS: Record<string, ScalarFunction> = {
   COALESCE: { minArgs: 1, maxArgs: 64, fn: (a) => a.find((v) => !isNull(v)) ?? null },
-  LOWER: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : String(v).toLowerCase()) },
-  UPPER: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : String(v).toUpperCase()) },
-  LENGTH: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : String(v).length) },
-  ABS: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : Math.abs(Number(v))) },
+  LOWER: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : toText(v).toLowerCase()) },
+  UPPER: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : toText(v).toUpperCase()) },
+  LENGTH: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : toText(v).length) },
+  ABS: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : Math.abs(toNumber(v))) },
   ROUND: {
     minArgs: 1,
     maxArgs: 2,
     fn: ([v, d]) => {
       if (isNull(v)) return null;
-      const f = 10 ** Number(d ?? 0);
-      return Math.round(Number(v) * f) / f;
+      const f = 10 ** toNumber(d ?? 0);
+      return Math.round(toNumber(v) * f) / f;
     },
   },
-  FLOOR: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : Math.floor(Number(v))) },
-  CEIL: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : Math.ceil(Number(v))) },
+  FLOOR: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : Math.floor(toNumber(v))) },
+  CEIL: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : Math.ceil(toNumber(v))) },
   NOW: { minArgs: 0, maxArgs: 0, fn: (_a, now) => now },
   DATE_TRUNC: {
     minArgs: 2,
     maxArgs: 2,
     fn: ([unit, t]) => {
       if (isNull(unit) || isNull(t)) return null;
-      const ms = typeof t === 'number' ? t : Date.parse(String(t));
-      const u = String(unit).toLowerCase();
+      const ms = typeof t === 'number' ? t : Date.parse(toText(t));
+      const u = toText(unit).toLowerCase();
       if (u in TRUNC_MS) return Math.floor(ms / TRUNC_MS[u]) * TRUNC_MS[u];
       const d = new Date(ms);
       if (u === 'month') return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);

@@ -1,5 +1,5 @@
 import type { Expr, Select } from './ast.js';
-import { arith, cast, CAST_TYPES, compare, isNull, like, SCALAR_FUNCTIONS, truthy, type Value } from './expr.js';
+import { arith, cast, CAST_TYPES, compare, isNull, like, SCALAR_FUNCTIONS, toText, truthy, type Value } from './expr.js';
 import { parse, parseDuration } from './parser.js';
 import { closest } from '../core/index.js';
 import { sqlError, type Pos } from './position.js';
@@ -334,7 +334,7 @@ class Planner {
         if (op === '||') return ((...a: unknown[]) => {
           const x = call(l, a);
           const y = call(r, a);
-          return isNull(x) || isNull(y) ? null : String(x) + String(y);
+          return isNull(x) || isNull(y) ? null : toText(x) + toText(y);
         }) as unknown as F;
         if (op === '+' || op === '-' || op === '*' || op === '/' || op === '%') return ((...a: unknown[]) => arith(op, call(l, a), call(r, a))) as unknown as F;
         return ((...a: unknown[]) => {

@@ -1,4 +1,4 @@
-import { HyperLogLog, hllStateAdd, sketchKey, type HllState } from '../sketch/index.js';
+import { HyperLogLog, hllStateAdd, hllStateCompact, sketchKey, type HllState } from '../sketch/index.js';
 import { toNumber, type AggSpec, type EventRow, type Value } from '../sql/index.js';
 import { ApproxDistinct, createAccumulator, memoHash, restoreAccumulator, type Accumulator } from './accumulators.js';
 import type { Group } from './view-state.js';
@@ -108,7 +108,7 @@ class HllColumn implements Column {
   }
   absorb(row: number, acc: Accumulator): void {
     const merged = this.#sketch(row).clone().merge((acc as ApproxDistinct).hll);
-    this.states[row] = merged.state;
+    this.states[row] = hllStateCompact(merged.state);
   }
   #sketch(row: number): HyperLogLog {
     const s = this.states[row];
@@ -121,7 +121,7 @@ class HllColumn implements Column {
   }
   bytes(row: number): number {
     const s = this.states[row];
-    return 8 + (s === undefined ? 0 : s instanceof Uint8Array ? s.length + 64 : 48 + s.length * 8);
+    return 8 + (s === undefined ? 0 : typeof s === 'string' ? 16 + s.length : s instanceof Uint8Array ? s.length + 64 : 48 + s.length * 8);
   }
 }
 

@@ -89,3 +89,26 @@ test('serialisation round-trips in both modes; small sketches stay small', () =>
   assert.throws(() => new HyperLogLog(30), RangeError);
   assert.throws(() => new HyperLogLog(14).merge(new HyperLogLog(12)), RangeError);
 });
+
+test('property: bare sketch states (packed, sparse, dense) equal the HyperLogLog built from the same values', async () => {
+  const { hllStateAdd, hllStateCompact } = await import('./hll.js');
+  const { hash64 } = await import('./hash.js');
+  const h = new Uint32Array(2);
+  fc.assert(
+    fc.property(fc.constantFrom(4, 8, 12, 14), fc.array(fc.string({ maxLength: 8 }), { maxLength: 400 }), (p, values) => {
+      const sketch = new HyperLogLog(p);
+      let state: ReturnType<typeof hllStateAdd> | undefined;
+      for (const v of values) {
+        sketch.add(v);
+        hash64(v, h);
+        state = hllStateAdd(state, p, h[0], h[1]);
+      }
+      const fromState = state === undefined ? new HyperLogLog(p) : HyperLogLog.fromState(p, state);
+      assert.deepEqual(fromState.serialize(), sketch.serialize());
+      assert.equal(fromState.estimate(), sketch.estimate());
+      const compacted = HyperLogLog.fromState(p, hllStateCompact(sketch.clone().state));
+      assert.deepEqual(compacted.serialize(), sketch.serialize());
+    }),
+    { numRuns: 300 },
+  );
+});

@@ -1,4 +1,4 @@
-export { HyperLogLog, hllStateAdd, HLL_DEFAULT_PRECISION, HLL_MIN_PRECISION, HLL_MAX_PRECISION } from './hll.js';
+export { HyperLogLog, hllStateAdd, hllStateCompact, HLL_DEFAULT_PRECISION, HLL_MIN_PRECISION, HLL_MAX_PRECISION } from './hll.js';
 export type { HllState } from './hll.js';
 export { DDSketch, DDSKETCH_DEFAULT_ACCURACY } from './ddsketch.js';
 export { TopK } from './top-k.js';

@@ -47,9 +47,10 @@ async function drain(engine: Engine) {
   while ((await engine.step()) > 0);
 }
 
-/** The same view split over two engines owning alternate partitions, partial rows merged at read time. */
-async function runSplit(name: string, sql: string, events: InputEvent[], tablesJson: Record<string, { key: string; rows: Record<string, unknown>[] }>) {
-  const log = new MemoryLog(8);
+type TablesJson = Record<string, { key: string; rows: Record<string, unknown>[] }>;
+
+/** The static tables, the catalog the planner sees, and a clock at the first event. */
+async function fixtures(events: InputEvent[], tablesJson: TablesJson) {
   const tables = new Tables();
   for (const [t, def] of Object.entries(tablesJson)) await tables.put(t, def.key, def.rows, true);
   const catalog = (): Catalog => ({
@@ -58,7 +59,22 @@ async function runSplit(name: string, sql: string, events: InputEvent[], tablesJ
     tableNames: () => tables.names(),
     tableColumns: (t) => tables.columns(t),
   });
-  const clock = new ManualClock(events[0].received_at);
+  return { tables, catalog, clock: new ManualClock(events[0].received_at) };
+}
+
+/** Sorted rows, so runs that apply events in other orders compare equal. */
+function sortedRows(engine: Engine, name: string, foreign: Parameters<Engine['rows']>[2] = []) {
+  return engine
+    .rows(name, { limit: 100_000, order: 'window_start' }, foreign)
+    .map((r) => JSON.stringify(r))
+    .sort()
+    .map((r) => JSON.parse(r) as unknown);
+}
+
+/** The same view split over two engines owning alternate partitions, partial rows merged at read time. */
+async function runSplit(name: string, sql: string, events: InputEvent[], tablesJson: TablesJson) {
+  const log = new MemoryLog(8);
+  const { tables, catalog, clock } = await fixtures(events, tablesJson);
   const engines = [[0, 2, 4, 6], [1, 3, 5, 7]].map((owned) => new Engine({ log, store: new MemoryViewStore(), tables, catalog, clock, ownedPartitions: owned }));
   for (const e of engines) {
     await e.start(false);
@@ -71,26 +87,14 @@ async function runSplit(name: string, sql: string, events: InputEvent[], tablesJ
     await drain(e);
     await e.step();
   }
-  const rows = engines[0]
-    .rows(name, { limit: 100_000, order: 'window_start' }, [engines[1].partials(name)])
-    .map((r) => JSON.stringify(r))
-    .sort()
-    .map((r) => JSON.parse(r) as unknown);
+  const rows = sortedRows(engines[0], name, [engines[1].partials(name)]);
   return { rows, late: engines.reduce((a, e) => a + e.late(name).count, 0) };
 }
 
-async function run(name: string, sql: string, events: InputEvent[], tablesJson: Record<string, { key: string; rows: Record<string, unknown>[] }>, partitions: number, crash: boolean) {
+async function run(name: string, sql: string, events: InputEvent[], tablesJson: TablesJson, partitions: number, crash: boolean) {
   const log = new MemoryLog(partitions);
   const store = new MemoryViewStore();
-  const tables = new Tables();
-  for (const [t, def] of Object.entries(tablesJson)) await tables.put(t, def.key, def.rows, true);
-  const catalog = (): Catalog => ({
-    streamNames: () => ['page_view'],
-    streamFields: () => fieldsFromJsonSchema(PAGE_VIEW),
-    tableNames: () => tables.names(),
-    tableColumns: (t) => tables.columns(t),
-  });
-  const clock = new ManualClock(events[0].received_at);
+  const { tables, catalog, clock } = await fixtures(events, tablesJson);
   const make = () => new Engine({ log, store, tables, catalog, clock });
   let engine = make();
   await engine.start(false);
@@ -114,12 +118,7 @@ async function run(name: string, sql: string, events: InputEvent[], tablesJson: 
   clock.set(events[events.length - 1].received_at + 3_600_000);
   await drain(engine);
   await engine.step();
-  const rows = engine
-    .rows(name, { limit: 100_000, order: 'window_start' })
-    .map((r) => JSON.stringify(r))
-    .sort()
-    .map((r) => JSON.parse(r) as unknown);
-  return { rows, late: engine.late(name).count };
+  return { rows: sortedRows(engine, name), late: engine.late(name).count };
 }
 
 const names = readdirSync(DIR).filter((f) => f.endsWith('.sql')).map((f) => f.slice(0, -4)).sort();

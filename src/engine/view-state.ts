@@ -1,6 +1,6 @@
 import type { EventRow, Value, ViewPlan } from '../sql/index.js';
 import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
-import { GroupTable } from './group-table.js';
+import { GroupTable, groupId } from './group-table.js';
 
 /** One aggregated row: a group key in one window. */
 export interface Group {
@@ -29,15 +29,6 @@ type Bucket = GroupTable;
 
 const LATE_KEEP = 1000;
 const NO_WINDOW = Number.NEGATIVE_INFINITY;
-
-/**
- * Map key of a group: the value itself for one key (a Map tells 5 from "5"), JSON for several. Avoids building
- * a string per event and window, which dominated the engine's allocation.
- */
-function mapKey(keys: readonly Value[]): unknown {
-  if (keys.length === 1) return keys[0] ?? null;
-  return JSON.stringify(keys);
-}
 
 /**
  * The state of one view: groups per window, watermarks per partition, late events. Time comes only from the
@@ -234,7 +225,7 @@ export class ViewState {
     }
     const w = plan.window;
     const version = ++this.#version;
-    const key = mapKey(keys);
+    const key = groupId(keys);
     switch (w.kind) {
       case 'none':
         this.#add(this.#buckets, NO_WINDOW, null, null, key, keys, row, version);
@@ -412,12 +403,12 @@ export class ViewState {
         b = new GroupTable(plan.aggs, start, end, plan.keys.length);
         s.#panes.set(start!, b);
       }
-      b.absorb(mapKey(keys), keys, plan.aggs.map((spec, i) => restoreAccumulator(spec, accs[i])), 0);
+      b.absorb(groupId(keys), keys, plan.aggs.map((spec, i) => restoreAccumulator(spec, accs[i])), 0);
     }
     s.#frozenThrough = saved.frozenThrough;
     for (const [keys, start, end, closed, accs] of saved.groups) {
       const g: Group = { keys, windowStart: start, windowEnd: end, closed, version: 0, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, accs[i])) };
-      const key = mapKey(keys);
+      const key = groupId(keys);
       if (plan.window.kind === 'session') {
         const list = s.#sessions.get(key) ?? [];
         list.push(g);

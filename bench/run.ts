@@ -130,8 +130,8 @@ if (want('latency')) {
 if (want('memory')) {
   const keys = quick ? 100_000 : 1_000_000;
   const m = viewMemory(keys, 1, 10);
-  results.memory = { keys, distinctPerKey: 10, heapBytes: m.heapDelta, bytesPerKey: m.heapDelta / keys };
-  log(`memory: ${keys} keys × ≤10 distinct: ${(m.heapDelta / 2 ** 20).toFixed(0)} MiB`);
+  results.memory = { keys, distinctPerKey: 10, usedBytes: m.usedDelta, bytesPerKey: m.usedDelta / keys };
+  log(`memory: ${keys} keys × ≤10 distinct: ${(m.usedDelta / 2 ** 20).toFixed(0)} MiB`);
 }
 
 // The peers, on the same events.
@@ -183,7 +183,7 @@ if (args.json) {
     lines.push(`| (e) freshness received_at → visible, p50 / p99 ms | ${lat.p50Ms.toFixed(0)} / ${lat.p99Ms.toFixed(0)} | | | p99 ≤ 1,500 ms${check(lat.p99Ms <= 1500)} |`);
   }
   if (e2e?.rssBytes !== undefined) lines.push(`| (f) server RSS at steady state under (b) | ${(e2e.rssBytes / 2 ** 20).toFixed(0)} MiB | | | |`);
-  const mem = results.memory as { keys: number; heapBytes: number; bytesPerKey: number } | undefined;
-  if (mem) lines.push(`| (f) APPROX_COUNT_DISTINCT state, ${n(mem.keys)} keys × ≤ 10 distinct values | ${(mem.heapBytes / 2 ** 20).toFixed(0)} MiB (${mem.bytesPerKey.toFixed(0)} B/key) | | | < 100 MB per 1M keys${check(mem.heapBytes / mem.keys * 1e6 < 100e6)} |`);
+  const mem = results.memory as { keys: number; usedBytes: number; bytesPerKey: number } | undefined;
+  if (mem) lines.push(`| (f) APPROX_COUNT_DISTINCT state, ${n(mem.keys)} keys × ≤ 10 distinct values | ${(mem.usedBytes / 2 ** 20).toFixed(0)} MiB (${mem.bytesPerKey.toFixed(0)} B/key) | | | < 100 MB per 1M keys${check(mem.usedBytes / mem.keys * 1e6 < 100e6)} |`);
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -1,4 +1,4 @@
-import { HyperLogLog, hllStateAdd, hllStateCompact, sketchKey, type HllState } from '../sketch/index.js';
+import { HLL_DEFAULT_PRECISION, HllArena, sketchKey } from '../sketch/index.js';
 import { toNumber, type AggSpec, type EventRow, type Value } from '../sql/index.js';
 import { ApproxDistinct, createAccumulator, memoHash, restoreAccumulator, type Accumulator } from './accumulators.js';
 import type { Group } from './view-state.js';
@@ -108,38 +108,30 @@ class ObjectColumn implements Column {
   }
 }
 
-/**
- * APPROX_COUNT_DISTINCT as bare sketch data per row (a sorted sparse list, or dense registers): no sketch or
- * accumulator object per row. Reads wrap the data in a HyperLogLog that shares it.
- */
+/** APPROX_COUNT_DISTINCT in an HllArena: a few bytes per row besides the sketch entries, no object per row. */
 class HllColumn implements Column {
-  states: (HllState | undefined)[] = [];
-  readonly precision: number;
+  readonly arena: HllArena;
   constructor(readonly spec: AggSpec) {
-    this.precision = spec.param ?? 14;
+    this.arena = new HllArena(spec.param ?? HLL_DEFAULT_PRECISION);
   }
-  grow(): void {}
+  grow(capacity: number): void {
+    this.arena.grow(capacity);
+  }
   add(row: number, v: Value): void {
     if (v === null || v === undefined) return;
     const h = memoHash(sketchKey(v));
-    this.states[row] = hllStateAdd(this.states[row], this.precision, h[0], h[1]);
+    this.arena.add(row, h[0], h[1]);
   }
   absorb(row: number, acc: Accumulator): void {
-    const merged = this.#sketch(row).clone().merge((acc as ApproxDistinct).hll);
-    this.states[row] = hllStateCompact(merged.state);
-  }
-  #sketch(row: number): HyperLogLog {
-    const s = this.states[row];
-    return s === undefined ? new HyperLogLog(this.precision) : HyperLogLog.fromState(this.precision, s);
+    this.arena.merge(row, (acc as ApproxDistinct).hll);
   }
   acc(row: number): Accumulator {
     const a = createAccumulator(this.spec) as ApproxDistinct;
-    a.hll = this.#sketch(row);
+    a.hll = this.arena.sketch(row);
     return a;
   }
   bytes(row: number): number {
-    const s = this.states[row];
-    return 8 + (s === undefined ? 0 : typeof s === 'string' ? 16 + s.length : s instanceof Uint8Array ? s.length + 64 : 48 + s.length * 8);
+    return this.arena.bytes(row);
   }
 }
 

@@ -24,8 +24,11 @@ function clz32Bits(x: number, width: number): number {
   return Math.clz32(x) - (32 - width);
 }
 
-/** The sparse entry (`prefix25 * 64 + rank`) of a 64-bit hash. */
-function sparseEntry(hi: number, lo: number): number {
+/**
+ * The sparse entry (`prefix25 * 64 + rank`, below 2^31) of a 64-bit hash. A sparse sketch is the list of these
+ * sorted by prefix (`entry >> 6`), one per prefix, keeping the larger.
+ */
+export function sparseEntry(hi: number, lo: number): number {
   const prefix = hi >>> (32 - SPARSE_P);
   // Rank of the 39 bits after the prefix: 7 low bits of hi, then lo.
   const rest = hi & 0x7f;
@@ -86,42 +89,10 @@ function denseAdd(dense: Uint8Array, p: number, hi: number, lo: number): void {
 }
 
 /**
- * A sketch's data without the object, for stores of many small sketches (one per view row) that make
- * `HyperLogLog` objects only when read: up to PACKED_MAX sparse entries packed four bytes each into a one-byte
- * string (16 bytes of header, no array), then a sorted sparse entry list, then dense registers.
+ * A sketch's data without the object, for stores of many sketches that make `HyperLogLog` objects only when
+ * read: a sorted sparse entry list, or dense registers.
  */
-export type HllState = string | number[] | Uint8Array;
-
-const PACKED_MAX = 32;
-
-function packedAt(s: string, i: number): number {
-  const j = i * 4;
-  return ((s.charCodeAt(j) << 24) | (s.charCodeAt(j + 1) << 16) | (s.charCodeAt(j + 2) << 8) | s.charCodeAt(j + 3)) >>> 0;
-}
-
-function unpack(s: string): number[] {
-  const out = new Array<number>(s.length / 4);
-  for (let i = 0; i < out.length; i++) out[i] = packedAt(s, i);
-  return out;
-}
-
-/** Scratch bytes for building packed strings (flat one-byte strings straight from latin1 bytes). */
-const SCRATCH = Buffer.allocUnsafe(PACKED_MAX * 4 + 4);
-
-function pack(entries: readonly number[]): string {
-  for (let i = 0; i < entries.length; i++) SCRATCH.writeUInt32BE(entries[i], i * 4);
-  return SCRATCH.toString('latin1', 0, entries.length * 4);
-}
-
-/** `s` with `entry` inserted before packed entry `at` (or replacing it), built without an intermediate array. */
-function packedWith(s: string, at: number, entry: number, replace: boolean): string {
-  const cut = at * 4;
-  for (let i = 0; i < cut; i++) SCRATCH[i] = s.charCodeAt(i);
-  SCRATCH.writeUInt32BE(entry, cut);
-  const rest = replace ? cut + 4 : cut;
-  for (let i = rest; i < s.length; i++) SCRATCH[i - rest + cut + 4] = s.charCodeAt(i);
-  return SCRATCH.toString('latin1', 0, s.length - rest + cut + 4);
-}
+export type HllState = number[] | Uint8Array;
 
 /** Adds a hash to a state of precision p; returns the state to keep (it may change representation). */
 export function hllStateAdd(state: HllState | undefined, p: number, hi: number, lo: number): HllState {
@@ -129,33 +100,8 @@ export function hllStateAdd(state: HllState | undefined, p: number, hi: number, 
     denseAdd(state, p, hi, lo);
     return state;
   }
-  const entry = sparseEntry(hi, lo);
-  if (state === undefined || typeof state === 'string') {
-    const s = state ?? '';
-    const n = s.length / 4;
-    const prefix = entry >> 6;
-    let lo2 = 0;
-    let hi2 = n - 1;
-    while (lo2 <= hi2) {
-      const mid = (lo2 + hi2) >> 1;
-      const e = packedAt(s, mid);
-      if (e >> 6 === prefix) return entry <= e ? s : packedWith(s, mid, entry, true);
-      if (e >> 6 < prefix) lo2 = mid + 1;
-      else hi2 = mid - 1;
-    }
-    const limit = (1 << p) / 8;
-    // Rebuilt in one piece (not concatenated) so the row holds one flat string, not a rope.
-    if (n + 1 <= PACKED_MAX && n + 1 <= limit) return packedWith(s, lo2, entry, false);
-    const list = sparseInsert(unpack(s), entry);
-    return list.length > limit ? sparseToDense(p, list) : list;
-  }
-  const next = sparseInsert(state, entry);
+  const next = sparseInsert(state ?? [], sparseEntry(hi, lo));
   return next.length > (1 << p) / 8 ? sparseToDense(p, next) : next;
-}
-
-/** The most compact form of a state (small sparse lists become packed strings). */
-export function hllStateCompact(state: HllState): HllState {
-  return Array.isArray(state) && state.length <= PACKED_MAX ? pack(state) : state;
 }
 
 export class HyperLogLog {
@@ -250,13 +196,13 @@ export class HyperLogLog {
     return this.#sparse ?? this.#dense!;
   }
 
-  /** A sketch over existing data (shared, not copied, except a packed string, which is unpacked). */
+  /** A sketch over existing data (shared, not copied). */
   static fromState(precision: number, state: HllState): HyperLogLog {
     const h = new HyperLogLog(precision);
     if (state instanceof Uint8Array) {
       h.#sparse = undefined;
       h.#dense = state;
-    } else h.#sparse = typeof state === 'string' ? unpack(state) : state;
+    } else h.#sparse = state;
     return h;
   }
 

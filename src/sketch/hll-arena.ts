@@ -1,0 +1,203 @@
+import { HLL_MAX_PRECISION, HLL_MIN_PRECISION, HyperLogLog, sparseEntry, hllStateAdd, type HllState } from './hll.js';
+
+/** Rows with up to this many sparse entries live in the arena; larger sketches are objects of their own. */
+const SMALL_MAX = 32;
+/** `len` of a row whose sketch lives in `big`. */
+const BIG = 255;
+
+/**
+ * Many HyperLogLog sketches of one precision, one per row, for view state that holds a sketch per key and
+ * window. A small sketch (up to 32 sparse entries, which is what most keys ever have) is a run of sorted 4-byte
+ * entries in shared Uint32Array chunks, addressed by an offset and a length per row: 5 bytes of bookkeeping
+ * per row instead of a JS string or array (24 bytes of header and slot). A sketch that outgrows that moves to
+ * a sparse list or dense registers of its own.
+ *
+ * A row that gains an entry moves to the end of the arena; the hole it leaves is reclaimed by compacting
+ * (copying live runs in row order) once holes outweigh a quarter of the live entries, which bounds the waste.
+ */
+export class HllArena {
+  readonly precision: number;
+  readonly #smallMax: number;
+  /** Entries per chunk (a power of two): a row's run never crosses a chunk, so growing never copies. */
+  readonly #chunk: number;
+  readonly #chunkBits: number;
+  #off = new Uint32Array(16);
+  #len = new Uint8Array(16);
+  #chunks: Uint32Array[] = [];
+  /** Next free position in the last chunk. */
+  #top: number;
+  #live = 0;
+  /** Entries in runs rows have left. */
+  #holes = 0;
+  /** Entries at the ends of chunks too short for the run allocated next (at most 31 per chunk). */
+  #tails = 0;
+  #compactions = 0;
+  readonly #big = new Map<number, HllState>();
+
+  /** `chunkBits`: log2 of the entries per chunk (64 KiB chunks by default; tests use tiny ones). */
+  constructor(precision: number, chunkBits = 14) {
+    if (!Number.isInteger(precision) || precision < HLL_MIN_PRECISION || precision > HLL_MAX_PRECISION) {
+      throw new RangeError(`HyperLogLog precision must be an integer from ${HLL_MIN_PRECISION} to ${HLL_MAX_PRECISION}`);
+    }
+    this.precision = precision;
+    this.#smallMax = Math.min(SMALL_MAX, (1 << precision) / 8);
+    this.#chunkBits = Math.max(chunkBits, 5); // a chunk holds the largest run
+    this.#chunk = 1 << this.#chunkBits;
+    this.#top = this.#chunk;
+  }
+
+  /** Makes room for rows below `capacity`. */
+  grow(capacity: number): void {
+    if (capacity <= this.#len.length) return;
+    const off = new Uint32Array(capacity);
+    off.set(this.#off);
+    this.#off = off;
+    const len = new Uint8Array(capacity);
+    len.set(this.#len);
+    this.#len = len;
+  }
+
+  /** Adds a 64-bit hash (high and low halves) to the row's sketch. */
+  add(row: number, hi: number, lo: number): void {
+    const n = this.#len[row];
+    if (n === BIG) {
+      this.#big.set(row, hllStateAdd(this.#big.get(row), this.precision, hi, lo));
+      return;
+    }
+    const entry = sparseEntry(hi, lo);
+    const off = this.#off[row];
+    const chunk = this.#chunks[off >>> this.#chunkBits];
+    const pos = off & (this.#chunk - 1);
+    const prefix = entry >> 6;
+    let a = 0;
+    let b = n - 1;
+    while (a <= b) {
+      const mid = (a + b) >> 1;
+      const e = chunk[pos + mid];
+      if (e >> 6 === prefix) {
+        if (entry > e) chunk[pos + mid] = entry;
+        return;
+      }
+      if (e >> 6 < prefix) a = mid + 1;
+      else b = mid - 1;
+    }
+    if (n + 1 > this.#smallMax) {
+      const list = n === 0 ? [] : Array.from(chunk.subarray(pos, pos + n));
+      this.#release(row);
+      this.#big.set(row, hllStateAdd(list, this.precision, hi, lo));
+      this.#len[row] = BIG;
+      this.#compactIfWasteful();
+      return;
+    }
+    // `a` is where the entry goes. The run last allocated grows in place when its chunk has room (a row that
+    // gains several values in a row leaves no holes); any other moves to a new run one longer.
+    if (n > 0 && chunk === this.#chunks[this.#chunks.length - 1] && pos + n === this.#top && this.#top < this.#chunk) {
+      chunk.copyWithin(pos + a + 1, pos + a, pos + n);
+      chunk[pos + a] = entry;
+      this.#top++;
+      this.#len[row] = n + 1;
+      this.#live++;
+      return;
+    }
+    const at = this.#alloc(n + 1);
+    const dst = this.#chunks[at >>> this.#chunkBits];
+    const d = at & (this.#chunk - 1);
+    if (n > 0) {
+      dst.set(chunk.subarray(pos, pos + a), d);
+      dst.set(chunk.subarray(pos + a, pos + n), d + a + 1);
+    }
+    dst[d + a] = entry;
+    this.#release(row);
+    this.#off[row] = at;
+    this.#len[row] = n + 1;
+    this.#live += n + 1;
+    this.#compactIfWasteful();
+  }
+
+  /** Merges a sketch into the row's sketch (the union of the two sets). */
+  merge(row: number, other: HyperLogLog): void {
+    this.#set(row, this.sketch(row).clone().merge(other).state);
+  }
+
+  /** The row's sketch (read-only: it may share the row's data). */
+  sketch(row: number): HyperLogLog {
+    const n = this.#len[row];
+    if (n === BIG) return HyperLogLog.fromState(this.precision, this.#big.get(row)!);
+    if (n === 0) return new HyperLogLog(this.precision);
+    const off = this.#off[row];
+    const pos = off & (this.#chunk - 1);
+    return HyperLogLog.fromState(this.precision, Array.from(this.#chunks[off >>> this.#chunkBits].subarray(pos, pos + n)));
+  }
+
+  /** Approximate heap bytes of the row's sketch, bookkeeping included. */
+  bytes(row: number): number {
+    const n = this.#len[row];
+    if (n !== BIG) return 5 + n * 4;
+    const s = this.#big.get(row)!;
+    return 5 + 16 + (s instanceof Uint8Array ? s.length + 64 : 16 + s.length * 8);
+  }
+
+  /** Entries in use, in holes and in chunk tails; chunks allocated; compactions so far. */
+  get footprint(): { live: number; holes: number; tails: number; chunks: number; compactions: number } {
+    return { live: this.#live, holes: this.#holes, tails: this.#tails, chunks: this.#chunks.length, compactions: this.#compactions };
+  }
+
+  #set(row: number, state: HllState): void {
+    this.#release(row);
+    if (state instanceof Uint8Array || state.length > this.#smallMax) {
+      this.#big.set(row, state);
+      this.#len[row] = BIG;
+      this.#compactIfWasteful();
+      return;
+    }
+    if (state.length === 0) return this.#compactIfWasteful();
+    const at = this.#alloc(state.length);
+    this.#chunks[at >>> this.#chunkBits].set(state, at & (this.#chunk - 1));
+    this.#off[row] = at;
+    this.#len[row] = state.length;
+    this.#live += state.length;
+    this.#compactIfWasteful();
+  }
+
+  /** Forgets the row's current run (it becomes a hole) or sketch. */
+  #release(row: number): void {
+    const n = this.#len[row];
+    if (n === BIG) this.#big.delete(row);
+    else {
+      this.#live -= n;
+      this.#holes += n;
+    }
+    this.#len[row] = 0;
+  }
+
+  /** The arena offset of `n` free entries. */
+  #alloc(n: number): number {
+    if (this.#top + n > this.#chunk) {
+      this.#tails += this.#chunk - this.#top;
+      this.#chunks.push(new Uint32Array(this.#chunk));
+      this.#top = 0;
+    }
+    const at = (this.#chunks.length - 1) * this.#chunk + this.#top;
+    this.#top += n;
+    return at;
+  }
+
+  #compactIfWasteful(): void {
+    if (this.#holes <= this.#chunk || this.#holes * 4 <= this.#live) return;
+    this.#compactions++;
+    const old = this.#chunks;
+    this.#chunks = [];
+    this.#top = this.#chunk;
+    this.#holes = 0;
+    this.#tails = 0;
+    for (let row = 0; row < this.#len.length; row++) {
+      const n = this.#len[row];
+      if (n === 0 || n === BIG) continue;
+      const off = this.#off[row];
+      const pos = off & (this.#chunk - 1);
+      const at = this.#alloc(n);
+      this.#chunks[at >>> this.#chunkBits].set(old[off >>> this.#chunkBits].subarray(pos, pos + n), at & (this.#chunk - 1));
+      this.#off[row] = at;
+    }
+  }
+}

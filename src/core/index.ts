@@ -11,3 +11,4 @@ export type { PartitionId, Offset } from './ids.js';
 export { EventRecordEncoder, decodeEventRecord, decodeEventFields, eventRecordType, eventRecordIs, readEventHeader } from './event-record.js';
 export type { EventRecord, DecodedEvent } from './event-record.js';
 export { editDistance, closest } from './suggest.js';
+export { NumberColumn } from './columns.js';

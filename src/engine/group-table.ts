@@ -1,3 +1,4 @@
+import { NumberColumn } from '../core/index.js';
 import { HLL_DEFAULT_PRECISION, HllArena, sketchKey } from '../sketch/index.js';
 import { toNumber, type AggSpec, type EventRow, type Value } from '../sql/index.js';
 import { ApproxDistinct, createAccumulator, memoHash, restoreAccumulator, type Accumulator } from './accumulators.js';
@@ -9,7 +10,8 @@ import type { Group } from './view-state.js';
  * accumulator array and one object per count. Readers get `Group` objects made on demand (read-only).
  */
 interface Column {
-  grow(capacity: number): void;
+  /** Makes rows below `rows` addressable. */
+  grow(rows: number): void;
   add(row: number, v: Value): void;
   /** Merges another partial aggregate into the row. */
   absorb(row: number, acc: Accumulator): void;
@@ -23,26 +25,28 @@ interface Column {
  * versions rarely do, and they are a third of a small row).
  */
 class Counters {
-  a: Uint32Array | Float64Array = new Uint32Array(16);
-  grow(capacity: number): void {
-    const next = this.a instanceof Uint32Array ? new Uint32Array(capacity) : new Float64Array(capacity);
-    next.set(this.a);
-    this.a = next;
+  a: NumberColumn<Uint32Array> | NumberColumn<Float64Array> = new NumberColumn((n) => new Uint32Array(n));
+  #wide = false;
+  grow(rows: number): void {
+    this.a.ensure(rows);
   }
   set(row: number, v: number): void {
-    if (v >>> 0 !== v && this.a instanceof Uint32Array) this.a = Float64Array.from(this.a);
-    this.a[row] = v;
+    if (v >>> 0 !== v && !this.#wide) {
+      this.a = this.a.convert((n) => new Float64Array(n));
+      this.#wide = true;
+    }
+    this.a.set(row, v);
   }
   get(row: number): number {
-    return this.a[row];
+    return this.a.get(row);
   }
 }
 
 class CountColumn implements Column {
   readonly n = new Counters();
   constructor(readonly spec: AggSpec, readonly star: boolean) {}
-  grow(capacity: number): void {
-    this.n.grow(capacity);
+  grow(rows: number): void {
+    this.n.grow(rows);
   }
   add(row: number, v: Value): void {
     if (this.star || (v !== null && v !== undefined)) this.n.set(row, this.n.get(row) + 1);
@@ -54,36 +58,32 @@ class CountColumn implements Column {
     return restoreAccumulator(this.spec, this.n.get(row));
   }
   bytes(): number {
-    return this.n.a.BYTES_PER_ELEMENT;
+    return this.n.a.bytesPerRow;
   }
 }
 
 class SumColumn implements Column {
-  s = new Float64Array(16);
-  n = new Float64Array(16);
+  readonly s = new NumberColumn((n) => new Float64Array(n));
+  readonly n = new NumberColumn((n) => new Float64Array(n));
   constructor(readonly spec: AggSpec) {}
-  grow(capacity: number): void {
-    const s = new Float64Array(capacity);
-    s.set(this.s);
-    this.s = s;
-    const n = new Float64Array(capacity);
-    n.set(this.n);
-    this.n = n;
+  grow(rows: number): void {
+    this.s.ensure(rows);
+    this.n.ensure(rows);
   }
   add(row: number, v: Value): void {
     if (v === null || v === undefined) return;
     const x = toNumber(v);
     if (Number.isNaN(x)) return;
-    this.s[row] += x;
-    this.n[row]++;
+    this.s.set(row, this.s.get(row) + x);
+    this.n.set(row, this.n.get(row) + 1);
   }
   absorb(row: number, acc: Accumulator): void {
     const [s, n] = acc.save() as [number, number];
-    this.s[row] += s;
-    this.n[row] += n;
+    this.s.set(row, this.s.get(row) + s);
+    this.n.set(row, this.n.get(row) + n);
   }
   acc(row: number): Accumulator {
-    return restoreAccumulator(this.spec, [this.s[row], this.n[row]]);
+    return restoreAccumulator(this.spec, [this.s.get(row), this.n.get(row)]);
   }
   bytes(): number {
     return 16;
@@ -114,8 +114,8 @@ class HllColumn implements Column {
   constructor(readonly spec: AggSpec) {
     this.arena = new HllArena(spec.param ?? HLL_DEFAULT_PRECISION);
   }
-  grow(capacity: number): void {
-    this.arena.grow(capacity);
+  grow(rows: number): void {
+    this.arena.grow(rows);
   }
   add(row: number, v: Value): void {
     if (v === null || v === undefined) return;
@@ -256,8 +256,6 @@ export class GroupTable {
   readonly #versions = new Counters();
   readonly #cols: Column[];
   readonly #idOf: (row: number) => unknown;
-  /** Rows the typed columns have room for. */
-  #capacity = 16;
 
   constructor(specs: readonly AggSpec[], start: number | null, end: number | null, keyColumns: number) {
     this.#specs = specs;
@@ -278,11 +276,8 @@ export class GroupTable {
     let r = this.#index.find(key, this.#ids ?? this.#keys, this.#single);
     if (r < 0) {
       r = this.#keys.length;
-      if (r >= this.#capacity) {
-        this.#capacity *= 2;
-        this.#versions.grow(this.#capacity);
-        for (const c of this.#cols) c.grow(this.#capacity);
-      }
+      this.#versions.grow(r + 1);
+      for (const c of this.#cols) c.grow(r + 1);
       this.#keys.push(this.#single ? keys[0] : keys.slice());
       this.#ids?.push(key);
       this.#index.insert(r, this.#idOf);
@@ -341,7 +336,7 @@ export class GroupTable {
   bytes(): number {
     let b = 64 + this.#index.bytes();
     for (let r = 0; r < this.#keys.length; r++) {
-      b += 24 + this.#versions.a.BYTES_PER_ELEMENT + (this.#single ? 0 : (this.#keys[r] as Value[]).length * 16 + 40 + 24 + (this.#ids![r] as string).length);
+      b += 24 + this.#versions.a.bytesPerRow + (this.#single ? 0 : (this.#keys[r] as Value[]).length * 16 + 40 + 24 + (this.#ids![r] as string).length);
       for (const c of this.#cols) b += c.bytes(r);
     }
     return b;

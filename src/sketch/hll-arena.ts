@@ -1,3 +1,4 @@
+import { NumberColumn } from '../core/index.js';
 import { HLL_MAX_PRECISION, HLL_MIN_PRECISION, HyperLogLog, sparseEntry, hllStateAdd, type HllState } from './hll.js';
 
 /** Rows with up to this many sparse entries live in the arena; larger sketches are objects of their own. */
@@ -21,8 +22,10 @@ export class HllArena {
   /** Entries per chunk (a power of two): a row's run never crosses a chunk, so growing never copies. */
   readonly #chunk: number;
   readonly #chunkBits: number;
-  #off = new Uint32Array(16);
-  #len = new Uint8Array(16);
+  readonly #off = new NumberColumn((n) => new Uint32Array(n));
+  readonly #len = new NumberColumn((n) => new Uint8Array(n));
+  /** Rows made addressable so far. */
+  #rows = 0;
   #chunks: Uint32Array[] = [];
   /** Next free position in the last chunk. */
   #top: number;
@@ -46,26 +49,23 @@ export class HllArena {
     this.#top = this.#chunk;
   }
 
-  /** Makes room for rows below `capacity`. */
-  grow(capacity: number): void {
-    if (capacity <= this.#len.length) return;
-    const off = new Uint32Array(capacity);
-    off.set(this.#off);
-    this.#off = off;
-    const len = new Uint8Array(capacity);
-    len.set(this.#len);
-    this.#len = len;
+  /** Makes rows below `rows` addressable. */
+  grow(rows: number): void {
+    if (rows <= this.#rows) return;
+    this.#off.ensure(rows);
+    this.#len.ensure(rows);
+    this.#rows = rows;
   }
 
   /** Adds a 64-bit hash (high and low halves) to the row's sketch. */
   add(row: number, hi: number, lo: number): void {
-    const n = this.#len[row];
+    const n = this.#len.get(row);
     if (n === BIG) {
       this.#big.set(row, hllStateAdd(this.#big.get(row), this.precision, hi, lo));
       return;
     }
     const entry = sparseEntry(hi, lo);
-    const off = this.#off[row];
+    const off = this.#off.get(row);
     const chunk = this.#chunks[off >>> this.#chunkBits];
     const pos = off & (this.#chunk - 1);
     const prefix = entry >> 6;
@@ -85,7 +85,7 @@ export class HllArena {
       const list = n === 0 ? [] : Array.from(chunk.subarray(pos, pos + n));
       this.#release(row);
       this.#big.set(row, hllStateAdd(list, this.precision, hi, lo));
-      this.#len[row] = BIG;
+      this.#len.set(row, BIG);
       this.#compactIfWasteful();
       return;
     }
@@ -95,7 +95,7 @@ export class HllArena {
       chunk.copyWithin(pos + a + 1, pos + a, pos + n);
       chunk[pos + a] = entry;
       this.#top++;
-      this.#len[row] = n + 1;
+      this.#len.set(row, n + 1);
       this.#live++;
       return;
     }
@@ -108,8 +108,8 @@ export class HllArena {
     }
     dst[d + a] = entry;
     this.#release(row);
-    this.#off[row] = at;
-    this.#len[row] = n + 1;
+    this.#off.set(row, at);
+    this.#len.set(row, n + 1);
     this.#live += n + 1;
     this.#compactIfWasteful();
   }
@@ -121,17 +121,17 @@ export class HllArena {
 
   /** The row's sketch (read-only: it may share the row's data). */
   sketch(row: number): HyperLogLog {
-    const n = this.#len[row];
+    const n = this.#len.get(row);
     if (n === BIG) return HyperLogLog.fromState(this.precision, this.#big.get(row)!);
     if (n === 0) return new HyperLogLog(this.precision);
-    const off = this.#off[row];
+    const off = this.#off.get(row);
     const pos = off & (this.#chunk - 1);
     return HyperLogLog.fromState(this.precision, Array.from(this.#chunks[off >>> this.#chunkBits].subarray(pos, pos + n)));
   }
 
   /** Approximate heap bytes of the row's sketch, bookkeeping included. */
   bytes(row: number): number {
-    const n = this.#len[row];
+    const n = this.#len.get(row);
     if (n !== BIG) return 5 + n * 4;
     const s = this.#big.get(row)!;
     return 5 + 16 + (s instanceof Uint8Array ? s.length + 64 : 16 + s.length * 8);
@@ -146,28 +146,28 @@ export class HllArena {
     this.#release(row);
     if (state instanceof Uint8Array || state.length > this.#smallMax) {
       this.#big.set(row, state);
-      this.#len[row] = BIG;
+      this.#len.set(row, BIG);
       this.#compactIfWasteful();
       return;
     }
     if (state.length === 0) return this.#compactIfWasteful();
     const at = this.#alloc(state.length);
     this.#chunks[at >>> this.#chunkBits].set(state, at & (this.#chunk - 1));
-    this.#off[row] = at;
-    this.#len[row] = state.length;
+    this.#off.set(row, at);
+    this.#len.set(row, state.length);
     this.#live += state.length;
     this.#compactIfWasteful();
   }
 
   /** Forgets the row's current run (it becomes a hole) or sketch. */
   #release(row: number): void {
-    const n = this.#len[row];
+    const n = this.#len.get(row);
     if (n === BIG) this.#big.delete(row);
     else {
       this.#live -= n;
       this.#holes += n;
     }
-    this.#len[row] = 0;
+    this.#len.set(row, 0);
   }
 
   /** The arena offset of `n` free entries. */
@@ -190,14 +190,14 @@ export class HllArena {
     this.#top = this.#chunk;
     this.#holes = 0;
     this.#tails = 0;
-    for (let row = 0; row < this.#len.length; row++) {
-      const n = this.#len[row];
+    for (let row = 0; row < this.#rows; row++) {
+      const n = this.#len.get(row);
       if (n === 0 || n === BIG) continue;
-      const off = this.#off[row];
+      const off = this.#off.get(row);
       const pos = off & (this.#chunk - 1);
       const at = this.#alloc(n);
       this.#chunks[at >>> this.#chunkBits].set(old[off >>> this.#chunkBits].subarray(pos, pos + n), at & (this.#chunk - 1));
-      this.#off[row] = at;
+      this.#off.set(row, at);
     }
   }
 }

@@ -3,6 +3,8 @@ import { HLL_MAX_PRECISION, HLL_MIN_PRECISION, HyperLogLog, sparseEntry, hllStat
 
 /** Rows with up to this many sparse entries live in the arena; larger sketches are objects of their own. */
 const SMALL_MAX = 32;
+/** Entries in a new arena's first chunk, which doubles up to a full chunk before more chunks are added. */
+const FIRST_CHUNK = 64;
 /** `len` of a row whose sketch lives in `big`. */
 const BIG = 255;
 
@@ -46,7 +48,7 @@ export class HllArena {
     this.#smallMax = Math.min(SMALL_MAX, (1 << precision) / 8);
     this.#chunkBits = Math.max(chunkBits, 5); // a chunk holds the largest run
     this.#chunk = 1 << this.#chunkBits;
-    this.#top = this.#chunk;
+    this.#top = 0;
   }
 
   /** Makes rows below `rows` addressable. */
@@ -91,7 +93,7 @@ export class HllArena {
     }
     // `a` is where the entry goes. The run last allocated grows in place when its chunk has room (a row that
     // gains several values in a row leaves no holes); any other moves to a new run one longer.
-    if (n > 0 && chunk === this.#chunks[this.#chunks.length - 1] && pos + n === this.#top && this.#top < this.#chunk) {
+    if (n > 0 && chunk === this.#chunks[this.#chunks.length - 1] && pos + n === this.#top && this.#top < chunk.length) {
       chunk.copyWithin(pos + a + 1, pos + a, pos + n);
       chunk[pos + a] = entry;
       this.#top++;
@@ -137,9 +139,10 @@ export class HllArena {
     return 5 + 16 + (s instanceof Uint8Array ? s.length + 64 : 16 + s.length * 8);
   }
 
-  /** Entries in use, in holes and in chunk tails; chunks allocated; compactions so far. */
-  get footprint(): { live: number; holes: number; tails: number; chunks: number; compactions: number } {
-    return { live: this.#live, holes: this.#holes, tails: this.#tails, chunks: this.#chunks.length, compactions: this.#compactions };
+  /** Entries in use, in holes and in chunk tails; entries allocated; chunks; compactions so far. */
+  get footprint(): { live: number; holes: number; tails: number; capacity: number; chunks: number; compactions: number } {
+    const capacity = this.#chunks.reduce((n, c) => n + c.length, 0);
+    return { live: this.#live, holes: this.#holes, tails: this.#tails, capacity, chunks: this.#chunks.length, compactions: this.#compactions };
   }
 
   #set(row: number, state: HllState): void {
@@ -172,9 +175,19 @@ export class HllArena {
 
   /** The arena offset of `n` free entries. */
   #alloc(n: number): number {
-    if (this.#top + n > this.#chunk) {
-      this.#tails += this.#chunk - this.#top;
-      this.#chunks.push(new Uint32Array(this.#chunk));
+    const last = this.#chunks[this.#chunks.length - 1];
+    if (last !== undefined && this.#chunks.length === 1 && last.length < this.#chunk && this.#top + n > last.length) {
+      // The first chunk starts small and doubles (a window with a few keys holds a few hundred bytes, not 64 KiB).
+      let len = last.length * 2;
+      while (len < this.#top + n && len < this.#chunk) len *= 2;
+      const next = new Uint32Array(Math.min(len, this.#chunk));
+      next.set(last);
+      this.#chunks[0] = next;
+    }
+    const room = this.#chunks.length === 0 ? 0 : this.#chunks[this.#chunks.length - 1].length;
+    if (this.#top + n > room) {
+      this.#tails += room - Math.min(this.#top, room);
+      this.#chunks.push(new Uint32Array(this.#chunks.length === 0 ? Math.min(FIRST_CHUNK, this.#chunk) : this.#chunk));
       this.#top = 0;
     }
     const at = (this.#chunks.length - 1) * this.#chunk + this.#top;
@@ -187,7 +200,7 @@ export class HllArena {
     this.#compactions++;
     const old = this.#chunks;
     this.#chunks = [];
-    this.#top = this.#chunk;
+    this.#top = 0;
     this.#holes = 0;
     this.#tails = 0;
     for (let row = 0; row < this.#rows; row++) {

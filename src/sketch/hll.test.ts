@@ -149,5 +149,15 @@ test('property: every row of an HllArena equals a HyperLogLog fed the same value
     { numRuns: 100 },
   );
   assert.ok(compacted, 'some run compacted the arena');
+
+  // A window with a few keys costs a few hundred bytes, not a whole 64 KiB chunk.
+  const small = new HllArena(14);
+  small.grow(3);
+  for (let r = 0; r < 3; r++) for (let v = 0; v < 5; v++) {
+    hash64(`u${r}-${v}`, h);
+    small.add(r, h[0], h[1]);
+  }
+  assert.equal(small.footprint.live, 15);
+  assert.ok(small.footprint.capacity <= 64, `${small.footprint.capacity} entries allocated for 15`);
   assert.throws(() => new HllArena(3), RangeError);
 });

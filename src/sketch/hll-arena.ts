@@ -15,13 +15,18 @@ const BIG = 255;
  * per row instead of a JS string or array (24 bytes of header and slot). A sketch that outgrows that moves to
  * a sparse list or dense registers of its own.
  *
- * A row that gains an entry moves to the end of the arena; the hole it leaves is reclaimed by compacting
- * (copying live runs in row order) once holes outweigh a quarter of the live entries, which bounds the waste.
+ * A row that gains an entry grows in place when its run is the last one written, else moves to the end; the
+ * hole it leaves is reclaimed by compacting (copying live runs in row order) once holes outweigh a quarter of
+ * the live entries, which bounds the waste. The first chunk starts at 64 entries and doubles, so an arena of a
+ * few rows stays a few hundred bytes.
  */
 export class HllArena {
   readonly precision: number;
   readonly #smallMax: number;
-  /** Entries per chunk (a power of two): a row's run never crosses a chunk, so growing never copies. */
+  /**
+   * Entries per full chunk (a power of two): a row's run never crosses a chunk, and only the first chunk is ever
+   * copied to grow.
+   */
   readonly #chunk: number;
   readonly #chunkBits: number;
   readonly #off = new NumberColumn((n) => new Uint32Array(n));
@@ -30,7 +35,7 @@ export class HllArena {
   #rows = 0;
   #chunks: Uint32Array[] = [];
   /** Next free position in the last chunk. */
-  #top: number;
+  #top = 0;
   #live = 0;
   /** Entries in runs rows have left. */
   #holes = 0;
@@ -48,7 +53,6 @@ export class HllArena {
     this.#smallMax = Math.min(SMALL_MAX, (1 << precision) / 8);
     this.#chunkBits = Math.max(chunkBits, 5); // a chunk holds the largest run
     this.#chunk = 1 << this.#chunkBits;
-    this.#top = 0;
   }
 
   /** Makes rows below `rows` addressable. */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { EventRecordEncoder, ManualClock } from '../src/core/index.js';
 import { Engine, MemoryViewStore, Tables, ViewState } from '../src/engine/index.js';
 import { SegmentLog } from '../src/log/index.js';
-import { fieldsFromJsonSchema, planView, type Catalog, type EventRow } from '../src/sql/index.js';
+import { planView, schemaCatalog, type Catalog, type EventRow } from '../src/sql/index.js';
 import { HalflifeClient } from '../sdk/index.js';
 import { spawnServer } from '../test/helpers/child-server.js';
 import { makeEvents, WORKLOAD_SCHEMAS } from './workload.js';
@@ -23,12 +23,7 @@ export const ENGINE_VIEWS: Record<string, string> = {
   p99_pair_1m: "CREATE VIEW p99_pair_1m AS SELECT pair, APPROX_PERCENTILE(price, 0.99) AS p99 FROM trade GROUP BY pair, TUMBLE(received_at, INTERVAL '1' MINUTE)",
 };
 
-const catalog = (): Catalog => ({
-  streamNames: () => Object.keys(WORKLOAD_SCHEMAS),
-  streamFields: (n) => fieldsFromJsonSchema(WORKLOAD_SCHEMAS[n]),
-  tableNames: () => [],
-  tableColumns: () => undefined,
-});
+const catalog = (): Catalog => schemaCatalog(WORKLOAD_SCHEMAS);
 
 /** Events/s of the engine applying `events` logged events to the three views (read, decode, aggregate). */
 export async function engineThroughput(events: number, eventsPerSecond = 20_000): Promise<{ eventsPerS: number; rows: Record<string, number>; memoryBytes: Record<string, number> }> {

@@ -5,7 +5,7 @@
 import { EventRecordEncoder, ManualClock } from '../src/core/index.js';
 import { Engine, MemoryViewStore, Tables } from '../src/engine/index.js';
 import { SegmentLog } from '../src/log/index.js';
-import { fieldsFromJsonSchema } from '../src/sql/index.js';
+import { schemaCatalog } from '../src/sql/index.js';
 import { makeEvents, WORKLOAD_SCHEMAS } from './workload.js';
 import { ENGINE_VIEWS } from './engine-bench.js';
 import { existsSync } from 'node:fs';
@@ -21,7 +21,7 @@ for (let i = 0; fresh && i < N; i += 1000) {
   const evs = makeEvents(1 + i, 1000);
   await log.append(evs.map((e, j) => { const t = Math.floor(t0 + (i + j) * 0.05); return { key: e.key, timestampMs: t, value: new EventRecordEncoder(t, 1, e.type, undefined, undefined, Buffer.from(JSON.stringify(e))) }; }));
 }
-const catalog = () => ({ streamNames: () => Object.keys(WORKLOAD_SCHEMAS), streamFields: (n: string) => fieldsFromJsonSchema(WORKLOAD_SCHEMAS[n]), tableNames: () => [], tableColumns: () => undefined });
+const catalog = () => schemaCatalog(WORKLOAD_SCHEMAS);
 const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(t0) });
 await engine.start(false);
 const only = process.argv[2];

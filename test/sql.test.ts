@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { EventRecordEncoder, ManualClock } from '../src/core/index.js';
 import { Engine, MemoryViewStore, Tables } from '../src/engine/index.js';
 import { MemoryLog } from '../src/log/index.js';
-import { fieldsFromJsonSchema, type Catalog } from '../src/sql/index.js';
+import { schemaCatalog, type Catalog } from '../src/sql/index.js';
 
 const DIR = new URL('./sql/', import.meta.url).pathname;
 
@@ -53,12 +53,7 @@ type TablesJson = Record<string, { key: string; rows: Record<string, unknown>[] 
 async function fixtures(events: InputEvent[], tablesJson: TablesJson) {
   const tables = new Tables();
   for (const [t, def] of Object.entries(tablesJson)) await tables.put(t, def.key, def.rows, true);
-  const catalog = (): Catalog => ({
-    streamNames: () => ['page_view'],
-    streamFields: () => fieldsFromJsonSchema(PAGE_VIEW),
-    tableNames: () => tables.names(),
-    tableColumns: (t) => tables.columns(t),
-  });
+  const catalog = (): Catalog => schemaCatalog({ page_view: PAGE_VIEW }, tables);
   return { tables, catalog, clock: new ManualClock(events[0].received_at) };
 }
 

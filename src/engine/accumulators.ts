@@ -14,29 +14,12 @@ export interface Accumulator {
   save(): unknown;
 }
 
-class CountStar implements Accumulator {
-  n = 0;
-  add(): void {
-    this.n++;
-  }
-  merge(o: CountStar): void {
-    this.n += o.n;
-  }
-  result(): Value {
-    return this.n;
-  }
-  bytes(): number {
-    return 24;
-  }
-  save(): unknown {
-    return this.n;
-  }
-}
-
+/** COUNT(*) counts every row (`star`); COUNT(x) the rows where x is not null. */
 class Count implements Accumulator {
   n = 0;
+  constructor(readonly star: boolean) {}
   add(v: Value): void {
-    if (!isNull(v)) this.n++;
+    if (this.star || !isNull(v)) this.n++;
   }
   merge(o: Count): void {
     this.n += o.n;
@@ -216,8 +199,8 @@ class Top implements Accumulator {
 }
 
 const FACTORIES: Record<AggFn, (spec: AggSpec) => Accumulator> = {
-  count_star: () => new CountStar(),
-  count: () => new Count(),
+  count_star: () => new Count(true),
+  count: () => new Count(false),
   count_distinct: () => new Distinct(),
   sum: () => new Sum(false),
   avg: () => new Sum(true),

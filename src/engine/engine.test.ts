@@ -2,17 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventRecordEncoder, ManualClock } from '../core/index.js';
 import { MemoryLog } from '../log/index.js';
-import { fieldsFromJsonSchema, type Catalog } from '../sql/index.js';
+import { schemaCatalog, type Catalog } from '../sql/index.js';
 import { Engine } from './engine.js';
 import { Tables } from './tables.js';
 import { MemoryViewStore } from './view-store.js';
 
-const catalog = (): Catalog => ({
-  streamNames: () => ['e'],
-  streamFields: () => fieldsFromJsonSchema({ type: 'object', properties: { k: { type: 'string' }, u: { type: 'string' } } }),
-  tableNames: () => [],
-  tableColumns: () => undefined,
-});
+const catalog = (): Catalog => schemaCatalog({ e: { type: 'object', properties: { k: { type: 'string' }, u: { type: 'string' } } } });
 
 async function feed(log: MemoryLog, n: number, t0: number, stepMs: number) {
   await log.append(

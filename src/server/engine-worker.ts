@@ -9,7 +9,7 @@ import { HalflifeError, offset as toOffset, partitionId, type Logger, type Offse
 import { Engine, FileViewStore, Tables, type PartialGroup, type TableRow } from '../engine/index.js';
 import { batchKey, type AppendAck, type Log, type LogRecord, type LogStats, type ReadOptions, type RecordBatch } from '../log/index.js';
 import { queryView, runQuery } from '../query/index.js';
-import { fieldsFromJsonSchema, type Catalog } from '../sql/index.js';
+import { schemaCatalog, type Catalog } from '../sql/index.js';
 import type { CatalogSnapshot, FromWorker, PartitionStatsWire, ToWorker, WireBatch, WorkerInit } from './engine-protocol.js';
 
 const port = parentPort!;
@@ -131,12 +131,7 @@ const log = new RemoteLog(init.partitions, init.stats);
 const first = init.index === 0;
 const tables = new Tables(join(init.dataDir, 'tables'), first);
 const owned = Array.from({ length: init.partitions }, (_, p) => p).filter((p) => p % init.workers === init.index);
-const catalog = (): Catalog => ({
-  streamNames: () => Object.keys(catalogSnapshot),
-  streamFields: (name) => (name in catalogSnapshot ? fieldsFromJsonSchema(catalogSnapshot[name]) : undefined),
-  tableNames: () => tables.names(),
-  tableColumns: (name) => tables.columns(name),
-});
+const catalog = (): Catalog => schemaCatalog(catalogSnapshot, tables);
 const engine = new Engine({
   log,
   store: new FileViewStore(join(init.dataDir, 'views'), {

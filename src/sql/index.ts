@@ -2,7 +2,7 @@ export { parse, parseDuration } from './parser.js';
 export { tokenize } from './lexer.js';
 export type { Token, TokenKind } from './lexer.js';
 export type { Expr, Select, CreateView, Statement, SelectItem, TableRef, Join, OrderItem, BinaryOp } from './ast.js';
-export { planView, planQuery, fieldsFromJsonSchema, sameExpr, exprKey, exprText, METADATA_COLUMNS, DEFAULT_VIEW_OPTIONS } from './plan.js';
+export { planView, planQuery, fieldsFromJsonSchema, schemaCatalog, sameExpr, exprKey, exprText, METADATA_COLUMNS, DEFAULT_VIEW_OPTIONS } from './plan.js';
 export type {
   Catalog,
   FieldInfo,

@@ -120,3 +120,16 @@ test('plan errors name the unknown thing and suggest the closest match', () => {
   planError('SELECT article_id FROM page_view', /column article_id must appear in GROUP BY/);
   planError('SELECT 1 FROM page_view', /a view aggregates/);
 });
+
+test('schemaCatalog: streams by schema (no fields for unknown or inherited names) and tables when given', async () => {
+  const { schemaCatalog } = await import('./index.js');
+  const c = schemaCatalog({ page_view: { type: 'object', properties: { a: { type: 'string' } } } });
+  assert.deepEqual(c.streamNames(), ['page_view']);
+  assert.ok(c.streamFields('page_view'));
+  assert.equal(c.streamFields('toString'), undefined);
+  assert.deepEqual(c.tableNames(), []);
+  const t = schemaCatalog({}, { names: () => ['articles'], columns: (n) => (n === 'articles' ? ['id'] : undefined) });
+  assert.deepEqual(t.tableNames(), ['articles']);
+  assert.deepEqual(t.tableColumns('articles'), ['id']);
+  assert.equal(t.tableColumns('nope'), undefined);
+});

@@ -173,6 +173,22 @@ export function exprText(e: Expr): string {
 }
 
 /** Converts a JSON Schema into what the planner checks columns against. */
+/**
+ * The catalog of streams with the given JSON Schemas (by type) and, when given, the static tables; what the
+ * server builds from its registry and what tests and benches build from fixtures.
+ */
+export function schemaCatalog(
+  schemas: Readonly<Record<string, unknown>>,
+  tables?: { names(): readonly string[]; columns(name: string): readonly string[] | undefined },
+): Catalog {
+  return {
+    streamNames: () => Object.keys(schemas),
+    streamFields: (name) => (Object.hasOwn(schemas, name) ? fieldsFromJsonSchema(schemas[name]) : undefined),
+    tableNames: () => tables?.names() ?? [],
+    tableColumns: (name) => tables?.columns(name),
+  };
+}
+
 export function fieldsFromJsonSchema(schema: unknown): FieldInfo {
   if (schema === null || typeof schema !== 'object') return { open: true };
   const s = schema as { type?: string | string[]; properties?: Record<string, unknown>; additionalProperties?: unknown };

@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EventRecordEncoder, ManualClock } from '../src/core/index.js';
+import { encodeEventRecord, ManualClock } from '../src/core/index.js';
 import { Engine, MemoryViewStore, Tables, ViewState } from '../src/engine/index.js';
 import { SegmentLog } from '../src/log/index.js';
 import { planView, schemaCatalog, type Catalog, type EventRow } from '../src/sql/index.js';
@@ -38,7 +38,7 @@ export async function engineThroughput(events: number, eventsPerSecond = 20_000)
     await log.append(
       evs.map((e, j) => {
         const t = Math.floor(start + (i + j) * step);
-        return { key: e.key, timestampMs: t, value: new EventRecordEncoder(t, 1, e.type, undefined, undefined, Buffer.from(JSON.stringify(e))) };
+        return { key: e.key, timestampMs: t, value: encodeEventRecord({ receivedAt: t, schemaVersion: 1, type: e.type, data: e.data }) };
       }),
     );
   }

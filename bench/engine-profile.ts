@@ -2,7 +2,7 @@
 // applies them to the three benchmark views and prints events/s.
 //   node --import tsx bench/engine-profile.ts [letters of the views to run: p, r, p99 → 'pr']
 //   node --cpu-prof --import tsx bench/engine-profile.ts
-import { EventRecordEncoder, ManualClock } from '../src/core/index.js';
+import { encodeEventRecord, ManualClock } from '../src/core/index.js';
 import { Engine, MemoryViewStore, Tables } from '../src/engine/index.js';
 import { SegmentLog } from '../src/log/index.js';
 import { schemaCatalog } from '../src/sql/index.js';
@@ -19,7 +19,7 @@ await log.start();
 const N = 300_000; const t0 = 1_790_000_000_000;
 for (let i = 0; fresh && i < N; i += 1000) {
   const evs = makeEvents(1 + i, 1000);
-  await log.append(evs.map((e, j) => { const t = Math.floor(t0 + (i + j) * 0.05); return { key: e.key, timestampMs: t, value: new EventRecordEncoder(t, 1, e.type, undefined, undefined, Buffer.from(JSON.stringify(e))) }; }));
+  await log.append(evs.map((e, j) => { const t = Math.floor(t0 + (i + j) * 0.05); return { key: e.key, timestampMs: t, value: encodeEventRecord({ receivedAt: t, schemaVersion: 1, type: e.type, data: e.data }) }; }));
 }
 const catalog = () => schemaCatalog(WORKLOAD_SCHEMAS);
 const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(t0) });

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventRecordEncoder, ManualClock } from '../src/core/index.js';
+import { encodeEventRecord, ManualClock } from '../src/core/index.js';
 import { Engine, MemoryViewStore, Tables } from '../src/engine/index.js';
 import { MemoryLog } from '../src/log/index.js';
 import { schemaCatalog, type Catalog } from '../src/sql/index.js';
@@ -37,8 +37,7 @@ interface InputEvent {
 function append(log: MemoryLog, events: InputEvent[]) {
   return log.append(
     events.map((e) => {
-      const envelope = Buffer.from(JSON.stringify({ type: e.type, data: e.data, key: e.key, ts: e.ts }));
-      return { key: e.key, timestampMs: e.received_at, value: new EventRecordEncoder(e.received_at, 1, e.type, e.ts, undefined, envelope) };
+      return { key: e.key, timestampMs: e.received_at, value: encodeEventRecord({ receivedAt: e.received_at, schemaVersion: 1, type: e.type, eventTimeMs: e.ts, data: e.data }) };
     }),
   );
 }

@@ -1,24 +1,32 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeEventRecord, EventRecordEncoder, eventRecordIs, eventRecordType } from './event-record.js';
+import fc from 'fast-check';
+import {
+  decodeEventRecord,
+  encodeEventRecord,
+  eventRecordId,
+  eventRecordIs,
+  eventRecordReplayOf,
+  eventRecordType,
+  readEventData,
+  readEventHeader,
+} from './event-record.js';
 
-test('an event record round-trips: header fields and the envelope bytes as sent', () => {
-  const envelope = Buffer.from('{ "type":"page_view", "data":{"a":"é"}, "id":"x1", "key":"k", "ts":"2026-01-01T00:00:00Z" }');
-  for (const [eventTime, replayOf] of [[undefined, undefined], [1767225600000, undefined], [undefined, 42], [5, 7]] as const) {
-    const enc = new EventRecordEncoder(1795333816355, 3, 'page_view', eventTime, replayOf, envelope);
-    const buf = Buffer.alloc(enc.byteLength + 4);
-    assert.equal(enc.writeTo(buf, 2), 2 + enc.byteLength);
-    const bytes = buf.subarray(2, 2 + enc.byteLength);
+test('an event record round-trips: header fields, id and data', () => {
+  const data = { a: 'é', n: 1.5, nested: { x: [1, null, true] } };
+  for (const [eventTimeMs, replayOf, id] of [[undefined, undefined, undefined], [1767225600000, undefined, 'x1'], [undefined, 42, undefined], [5, 7, 'id-é']] as const) {
+    const bytes = encodeEventRecord({ receivedAt: 1795333816355, schemaVersion: 3, type: 'page_view', eventTimeMs, replayOf, id, data });
     assert.equal(eventRecordType(bytes), 'page_view');
     assert.ok(eventRecordIs(bytes, 'page_view'));
     assert.ok(!eventRecordIs(bytes, 'page_vie'));
-    const rec = decodeEventRecord(bytes);
-    assert.deepEqual(rec, {
+    assert.equal(eventRecordId(bytes), id);
+    assert.equal(eventRecordReplayOf(bytes), replayOf);
+    assert.deepEqual(decodeEventRecord(bytes, 'k'), {
       type: 'page_view',
-      data: { a: 'é' },
-      id: 'x1',
+      data,
+      ...(id === undefined ? {} : { id }),
       key: 'k',
-      ...(eventTime === undefined ? {} : { event_time: eventTime }),
+      ...(eventTimeMs === undefined ? {} : { event_time: eventTimeMs }),
       received_at: 1795333816355,
       schema_version: 3,
       ...(replayOf === undefined ? {} : { replay_of: replayOf }),
@@ -26,6 +34,46 @@ test('an event record round-trips: header fields and the envelope bytes as sent'
   }
 });
 
+test('version 2 records (the envelope JSON) are still read', () => {
+  const env = Buffer.from('{ "type":"t", "data":{"a":"é"}, "id":"x1", "key":"k" }');
+  const head = Buffer.alloc(15 + 1 + 8);
+  head[0] = 2;
+  head[1] = 1; // event_time
+  head.writeUInt32LE(4, 2);
+  head.writeDoubleLE(1000, 6);
+  head[14] = 1;
+  head[15] = 't'.charCodeAt(0);
+  head.writeDoubleLE(500, 16);
+  const bytes = Buffer.concat([head, env]);
+  assert.deepEqual(decodeEventRecord(bytes), { type: 't', data: { a: 'é' }, id: 'x1', key: 'k', event_time: 500, received_at: 1000, schema_version: 4 });
+  assert.equal(eventRecordId(bytes), 'x1');
+  assert.equal(readEventData(bytes, 0, bytes.length, readEventHeader(bytes).payloadOffset, ['a'], {}, { pos: 0 }), false);
+});
+
 test('an unknown record version is refused', () => {
   assert.throws(() => decodeEventRecord(Buffer.from([9, 0, 0, 0, 0, 0])), /unknown event record version 9/);
+});
+
+test('property: readEventData returns exactly the wanted fields of data, among other records in one buffer', () => {
+  const key = fc.oneof(fc.constantFrom('a', 'b', 'é', '__proto__', 'toString'), fc.string({ maxLength: 6 }));
+  fc.assert(
+    fc.property(
+      fc.dictionary(key, fc.jsonValue()),
+      fc.array(key, { maxLength: 5 }),
+      fc.option(fc.string({ minLength: 1 }), { nil: undefined }),
+      (dataIn, wanted, id) => {
+        const data = JSON.parse(JSON.stringify(dataIn)) as Record<string, unknown>;
+        const rec = encodeEventRecord({ receivedAt: 1, schemaVersion: 1, type: 'e', id, data });
+        const buf = Buffer.concat([Buffer.from('xyz'), rec, Buffer.from('abc')]);
+        const out: Record<string, unknown> = {};
+        const h = readEventHeader(buf, 3);
+        assert.ok(readEventData(buf, 3, 3 + rec.length, h.payloadOffset, [...new Set(wanted)], out, { pos: 0 }));
+        const expected: Record<string, unknown> = {};
+        for (const w of new Set(wanted)) if (Object.hasOwn(data, w)) Object.defineProperty(expected, w, { value: data[w], enumerable: true, writable: true, configurable: true });
+        assert.deepStrictEqual(out, expected);
+        assert.equal(Object.getPrototypeOf(out), Object.prototype);
+      },
+    ),
+    { numRuns: 1000 },
+  );
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventRecordEncoder, ManualClock } from '../core/index.js';
+import { encodeEventRecord, ManualClock } from '../core/index.js';
 import { MemoryLog } from '../log/index.js';
 import { schemaCatalog, type Catalog } from '../sql/index.js';
 import { Engine } from './engine.js';
@@ -13,8 +13,7 @@ async function feed(log: MemoryLog, n: number, t0: number, stepMs: number) {
   await log.append(
     Array.from({ length: n }, (_, i) => {
       const t = t0 + i * stepMs;
-      const env = Buffer.from(JSON.stringify({ type: 'e', data: { k: `k${i % 50}`, u: `u${i}` } }));
-      return { timestampMs: t, partition: 0, value: new EventRecordEncoder(t, 1, 'e', undefined, undefined, env) };
+      return { timestampMs: t, partition: 0, value: encodeEventRecord({ receivedAt: t, schemaVersion: 1, type: 'e', data: { k: `k${i % 50}`, u: `u${i}` } }) };
     }),
   );
 }
@@ -69,7 +68,7 @@ test('the key metadata column reads the partition key of each event', async () =
     ['x', 'y', 'x', undefined].map((key, i) => ({
       key,
       timestampMs: i,
-      value: new EventRecordEncoder(i, 1, 'e', undefined, undefined, Buffer.from(JSON.stringify({ type: 'e', data: { k: 'k' }, ...(key ? { key } : {}) }))),
+      value: encodeEventRecord({ receivedAt: i, schemaVersion: 1, type: 'e', data: { k: 'k' } }),
     })),
   );
   while ((await engine.step()) > 0);
@@ -86,7 +85,7 @@ test('an event whose values defeat String() and Number() is evaluated safely, an
   await log.append(
     events.map((data, i) => ({
       timestampMs: i,
-      value: new EventRecordEncoder(i, 1, 'e', undefined, undefined, Buffer.from(JSON.stringify({ type: 'e', data }))),
+      value: encodeEventRecord({ receivedAt: i, schemaVersion: 1, type: 'e', data: data as Record<string, unknown> }),
     })),
   );
   while ((await engine.step()) > 0);

@@ -1,20 +1,21 @@
 import { serialize, deserialize } from 'node:v8';
 import {
-  decodeEventFields,
+  decodeEventRecord,
   eventRecordIs,
   eventRecordType,
+  readEventData,
   readEventHeader,
   HalflifeError,
   LifecycleState,
   silentLogger,
   SystemClock,
   type Clock,
+  type Cursor,
   type Logger,
 } from '../core/index.js';
 import { batchKey, type Log, type RecordBatch } from '../log/index.js';
 import { planView, toText, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
-import { extractDataFields } from './json-fields.js';
 import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
 import type { Tables } from './tables.js';
 import type { ViewStore } from './view-store.js';
@@ -541,13 +542,16 @@ export class Engine {
     let type = this.#lastType;
     if (type === undefined || !eventRecordIs(buf, type, start)) type = this.#lastType = eventRecordType(buf, start);
     const data: Record<string, unknown> = {};
-    if (!extractDataFields(buf, h.envelopeOffset, end, this.#wanted(type), data)) {
-      const full = decodeEventFields(buf.subarray(start, end));
-      return { type: full.type, data: full.data, key: full.key, received_at: full.received_at, event_time: full.event_time, partition: p, offset, joined: NO_JOINS };
+    const key = this.#usesKey() ? batchKey(batch, r) : undefined;
+    if (!readEventData(buf, start, end, h.payloadOffset, this.#wanted(type), data, this.#cursor)) {
+      // A version 2 record (JSON envelope), written before records carried MessagePack.
+      const full = decodeEventRecord(buf.subarray(start, end));
+      return { type: full.type, data: full.data, key, received_at: full.received_at, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
     }
-    return { type, data, key: this.#usesKey() ? batchKey(batch, r) : undefined, received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
+    return { type, data, key, received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
   }
 
+  readonly #cursor: Cursor = { pos: 0 };
   #lastType: string | undefined;
 
   readonly #wantedByType = new Map<string, string[]>();

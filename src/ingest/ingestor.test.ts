@@ -67,13 +67,16 @@ test('unknown types are accepted unvalidated with schema_version 0 when configur
   }
 });
 
-test('the stored envelope is the client bytes; keyed events go to their key partition', async () => {
+test('the stored record holds the validated data, not a second copy of the text; keyed events go to their key partition', async () => {
   const s = await setup({ unknownTypes: 'accept' });
   try {
-    await s.ingestor.ingestBody(Buffer.from('[ {"type":"t", "key":"k1",\n "data":{"a":1}} ]'), 'json', { address: 'x' });
+    await s.ingestor.ingestBody(Buffer.from('[ {"type":"t", "key":"k1",\n "data":{"a":1, "b":[1.50, "x"]}, "id":"i1"} ]'), 'json', { address: 'x' });
     const [rec] = await s.log.read(s.log.partitionFor('k1'), 0);
     assert.equal(rec.key, 'k1');
-    assert.match(Buffer.from(rec.value).toString('utf8'), /\{"type":"t", "key":"k1",\n "data":\{"a":1\}\}$/);
+    assert.deepEqual(decodeEventRecord(rec.value, rec.key), {
+      type: 't', data: { a: 1, b: [1.5, 'x'] }, id: 'i1', key: 'k1', received_at: 1_700_000_000_000, schema_version: 0,
+    });
+    assert.doesNotMatch(Buffer.from(rec.value).toString('latin1'), /"data"/, 'no JSON text is stored');
   } finally {
     await s.close();
   }

@@ -1,10 +1,13 @@
 import type { IngestConfig } from '../config/index.js';
 import {
-  decodeEventRecord,
-  EventRecordEncoder,
+  eventRecordId,
   HalflifeError,
   LifecycleState,
+  MsgpackWriter,
+  eventRecordReplayOf,
   silentLogger,
+  TooDeepError,
+  writeEventRecord,
   type Clock,
   type Logger,
 } from '../core/index.js';
@@ -13,7 +16,6 @@ import type { SchemaRegistry } from '../schema/index.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterStore } from './dead-letters.js';
 import { DedupWindow } from './dedup.js';
 import { checkEnvelope, type Rejection } from './envelope.js';
-import { depthOf, splitTopLevel } from './json-split.js';
 import './errors.js';
 
 export interface IngestSource {
@@ -57,14 +59,17 @@ export interface IngestorOptions {
 }
 
 /**
- * One input item: a parsed value with its original bytes (`raw`) and nesting depth, or input that was refused
- * before parsing (`rejection`).
+ * One input item: a parsed value (with its line's bytes for NDJSON, kept for its dead letter), or input that was
+ * refused before parsing (`rejection`).
  */
 type Item =
-  | { value: unknown; raw: Uint8Array; depth: number; rejection?: undefined }
-  | { value?: undefined; raw: Uint8Array; depth?: undefined; rejection: Rejection };
+  | { value: unknown; raw: Uint8Array | undefined; rejection?: undefined }
+  | { value?: undefined; raw: Uint8Array; rejection: Rejection };
 
 const REPLAY_CHUNK = 1000;
+/** Bounds of the per-request record buffer's first size, which follows what the previous request wrote. */
+const MIN_WRITER_BYTES = 4 * 1024;
+const MAX_WRITER_BYTES = 8 * 1024 * 1024;
 /** Events checked between two chances for other requests to run. */
 const YIELD_EVERY = 250;
 
@@ -87,6 +92,7 @@ export class Ingestor {
    */
   readonly #pendingIds = new Map<string, Promise<unknown>>();
   #inFlight = 0;
+  #writerBytes = MIN_WRITER_BYTES;
   #idle: (() => void) | undefined;
 
   constructor(options: IngestorOptions) {
@@ -112,12 +118,13 @@ export class Ingestor {
         const batch = await log.read(p.partition, from, { maxRecords: 5000, maxBytes: 8 * 1024 * 1024 });
         if (batch.length === 0) break;
         for (const r of batch) {
-          const ev = decodeEventRecord(r.value);
-          if (ev.id !== undefined) {
-            this.#dedup.remember(ev.id, ev.received_at);
+          const id = eventRecordId(r.value);
+          if (id !== undefined) {
+            this.#dedup.remember(id, r.timestampMs);
             ids++;
           }
-          if (ev.replay_of !== undefined && !this.#o.deadLetters.isReplayed(ev.replay_of)) replayedIds.push(ev.replay_of);
+          const replayOf = eventRecordReplayOf(r.value);
+          if (replayOf !== undefined && !this.#o.deadLetters.isReplayed(replayOf)) replayedIds.push(replayOf);
         }
         from = batch[batch.length - 1].offset + 1;
       }
@@ -146,12 +153,9 @@ export class Ingestor {
         await this.#track(this.#o.deadLetters.add([this.#deadLetter(body, rejection, null, null, receivedAt, source)]));
         throw new HalflifeError('MALFORMED_JSON', { reason });
       }
-      const el = splitTopLevel(body);
-      const values = el.isArray ? (parsed as unknown[]) : [parsed];
+      const values = Array.isArray(parsed) ? (parsed as unknown[]) : [parsed];
       items = new Array<Item>(values.length);
-      for (let i = 0; i < values.length; i++) {
-        items[i] = { value: values[i], raw: body.subarray(el.starts[i], el.ends[i]), depth: el.depths[i] };
-      }
+      for (let i = 0; i < values.length; i++) items[i] = { value: values[i], raw: undefined };
     }
     return this.#track(this.#ingest(items, receivedAt, source));
   }
@@ -178,7 +182,7 @@ export class Ingestor {
         continue;
       }
       try {
-        items.push({ value: JSON.parse(raw.toString('utf8')), raw, depth: depthOf(body, s, e) });
+        items.push({ value: JSON.parse(raw.toString('utf8')), raw });
       } catch (err) {
         items.push({ raw, rejection: { code: 'MALFORMED_JSON', message: `line ${lineNo} is not valid JSON: ${(err as Error).message}`, path: '$' } });
       }
@@ -188,7 +192,11 @@ export class Ingestor {
 
   async #ingest(items: readonly Item[], receivedAt: number, source: IngestSource): Promise<IngestResult> {
     const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [] };
-    const records: AppendRecord[] = [];
+    // Accepted events are written one after another into one buffer; records are views of it, taken at the end
+    // (the buffer may be replaced while it grows).
+    const w = new MsgpackWriter(this.#writerBytes);
+    const keys: (string | undefined)[] = [];
+    const ends: number[] = [];
     const ids: string[] = [];
     const letters: DeadLetter[] = [];
     let waitFor: Set<Promise<unknown>> | undefined;
@@ -202,24 +210,35 @@ export class Ingestor {
         letters.push(this.#deadLetter(item.raw, item.rejection, null, null, receivedAt, source));
         continue;
       }
-      const outcome = this.#check(item.value, item.raw, item.depth, receivedAt, undefined);
+      const start = w.pos;
+      const outcome = this.#check(item.value, w, receivedAt, undefined);
       if (outcome.kind === 'rejected') {
         result.rejected++;
         result.errors.push({ index: i, ...outcome.rejection });
-        letters.push(this.#deadLetter(outcome.raw, outcome.rejection, outcome.type, outcome.schemaVersion, receivedAt, source));
+        letters.push(this.#deadLetter(item.raw ?? item.value, outcome.rejection, outcome.type, outcome.schemaVersion, receivedAt, source));
         continue;
       }
       if (outcome.id !== undefined) {
         if (this.#dedup.checkAndAdd(outcome.id, receivedAt)) {
           result.duplicates++;
+          w.pos = start;
           const pending = this.#pendingIds.get(outcome.id);
           if (pending !== undefined) (waitFor ??= new Set()).add(pending);
           continue;
         }
         ids.push(outcome.id);
       }
-      records.push({ key: outcome.key, timestampMs: receivedAt, value: outcome.value });
+      keys.push(outcome.key);
+      ends.push(w.pos);
     }
+    const records = new Array<AppendRecord>(ends.length);
+    const buf = w.buffer;
+    for (let r = 0, start = 0; r < ends.length; r++) {
+      records[r] = { key: keys[r], timestampMs: receivedAt, value: buf.subarray(start, ends[r]) };
+      start = ends[r];
+    }
+    // The next request starts with room for as much as this one wrote.
+    this.#writerBytes = Math.min(MAX_WRITER_BYTES, Math.max(MIN_WRITER_BYTES, w.pos + (w.pos >> 3)));
     const appended = this.#o.log.append(records);
     for (const id of ids) this.#pendingIds.set(id, appended);
     try {
@@ -237,48 +256,54 @@ export class Ingestor {
     return result;
   }
 
-  /** Envelope, size, depth and schema checks for one event, and its stored record. */
+  /**
+   * Envelope, depth, size and schema checks for one event. An accepted event's record is appended to `w`; a
+   * rejected one leaves `w` as it was.
+   */
   #check(
     value: unknown,
-    raw: Uint8Array,
-    depth: number,
+    w: MsgpackWriter,
     receivedAt: number,
     replayOf: number | undefined,
   ):
-    | { kind: 'ok'; value: EventRecordEncoder; key: string | undefined; id: string | undefined; type: string }
-    | { kind: 'rejected'; rejection: Rejection; raw: Uint8Array; type: string | null; schemaVersion: number | null } {
+    | { kind: 'ok'; key: string | undefined; id: string | undefined; type: string }
+    | { kind: 'rejected'; rejection: Rejection; type: string | null; schemaVersion: number | null } {
     const env = checkEnvelope(value);
     if (!env.ok) {
       const type = typeof (value as { type?: unknown } | null)?.type === 'string' ? (value as { type: string }).type : null;
-      return { kind: 'rejected', rejection: env.rejection, raw, type, schemaVersion: null };
+      return { kind: 'rejected', rejection: env.rejection, type, schemaVersion: null };
     }
     const { type, data, id, key } = env.envelope;
     const limits = this.#limits;
-    if (raw.length > limits.maxEventBytes) {
-      return {
-        kind: 'rejected',
-        rejection: { code: 'EVENT_TOO_LARGE', message: `the event is ${raw.length} bytes, over the limit of ${limits.maxEventBytes} (ingest.maxEventBytes)`, path: '$' },
-        raw,
-        type,
-        schemaVersion: null,
-      };
-    }
-    if (depth > limits.maxDepth) {
+    const schema = this.#o.registry.latest(type);
+    const start = w.pos;
+    try {
+      writeEventRecord(w, { receivedAt, schemaVersion: schema?.version ?? 0, type, eventTimeMs: env.eventTimeMs, replayOf, id, data }, limits.maxDepth);
+    } catch (err) {
+      if (!(err instanceof TooDeepError)) throw err;
       return {
         kind: 'rejected',
         rejection: { code: 'TOO_DEEP', message: `the event nests deeper than ${limits.maxDepth} levels (ingest.maxDepth)`, path: '$.data' },
-        raw,
         type,
         schemaVersion: null,
       };
     }
-    const schema = this.#o.registry.latest(type);
+    const bytes = w.pos - start;
+    if (bytes > limits.maxEventBytes) {
+      w.pos = start;
+      return {
+        kind: 'rejected',
+        rejection: { code: 'EVENT_TOO_LARGE', message: `the event is ${bytes} bytes stored, over the limit of ${limits.maxEventBytes} (ingest.maxEventBytes)`, path: '$' },
+        type,
+        schemaVersion: null,
+      };
+    }
     if (schema === undefined) {
       if (limits.unknownTypes === 'reject') {
+        w.pos = start;
         return {
           kind: 'rejected',
           rejection: { code: 'UNKNOWN_TYPE', message: `no schema is registered for event type ${type}`, path: '$.type' },
-          raw,
           type,
           schemaVersion: null,
         };
@@ -286,21 +311,24 @@ export class Ingestor {
     } else {
       const v = schema.validate(data);
       if (!v.ok) {
+        w.pos = start;
         return {
           kind: 'rejected',
           rejection: { code: 'SCHEMA_VALIDATION', message: `the event does not match its schema: ${v.message}`, path: v.path },
-          raw,
           type,
           schemaVersion: schema.version,
         };
       }
     }
-    const record = new EventRecordEncoder(receivedAt, schema?.version ?? 0, type, env.eventTimeMs, replayOf, raw);
-    return { kind: 'ok', value: record, key, id, type };
+    return { kind: 'ok', key, id, type };
   }
 
+  /**
+   * A dead letter for `input`: the bytes of an NDJSON line or of a body as received, or a parsed event (then its
+   * JSON text).
+   */
   #deadLetter(
-    rawBytes: Uint8Array,
+    input: unknown,
     rejection: Rejection,
     type: string | null,
     schemaVersion: number | null,
@@ -310,8 +338,16 @@ export class Ingestor {
     const bound = this.#limits.deadLetterRawBytes;
     // Events that fail on content (not size) are kept whole so they can be replayed; the bound caps the rest.
     const keepWhole = rejection.code === 'SCHEMA_VALIDATION' || rejection.code === 'UNKNOWN_TYPE' || rejection.code === 'INVALID_EVENT';
-    const truncated = !keepWhole && rawBytes.length > bound;
-    const raw = Buffer.from(rawBytes.buffer, rawBytes.byteOffset, truncated ? bound : rawBytes.length).toString('utf8');
+    let raw: string;
+    let truncated: boolean;
+    if (input instanceof Uint8Array) {
+      truncated = !keepWhole && input.length > bound;
+      raw = Buffer.from(input.buffer, input.byteOffset, truncated ? bound : input.length).toString('utf8');
+    } else {
+      raw = JSON.stringify(input) ?? 'null';
+      truncated = !keepWhole && raw.length > bound;
+      if (truncated) raw = raw.slice(0, bound);
+    }
     return {
       raw,
       raw_truncated: truncated,
@@ -340,11 +376,14 @@ export class Ingestor {
   async #replay(filter: DeadLetterFilter): Promise<ReplayResult> {
     const result: ReplayResult = { replayed: 0, failed: 0, skipped: 0 };
     const store = this.#o.deadLetters;
-    let records: AppendRecord[] = [];
+    let w = new MsgpackWriter(MIN_WRITER_BYTES);
+    let records: { key: string | undefined; timestampMs: number; start: number; end: number }[] = [];
     let letterIds: number[] = [];
     let skippedIds: number[] = [];
     const flush = async () => {
-      await this.#o.log.append(records);
+      const buf = w.buffer;
+      await this.#o.log.append(records.map((r) => ({ key: r.key, timestampMs: r.timestampMs, value: buf.subarray(r.start, r.end) })));
+      w = new MsgpackWriter(MIN_WRITER_BYTES);
       await store.markReplayed([...letterIds, ...skippedIds]);
       result.replayed += letterIds.length;
       records = [];
@@ -367,18 +406,19 @@ export class Ingestor {
         result.failed++;
         return true;
       }
-      const raw = Buffer.from(letter.raw, 'utf8');
-      const outcome = this.#check(value, raw, depthOf(raw, 0, raw.length), letter.received_at, letter.id);
+      const start = w.pos;
+      const outcome = this.#check(value, w, letter.received_at, letter.id);
       if (outcome.kind === 'rejected') {
         result.failed++;
         return true;
       }
       if (outcome.id !== undefined && this.#dedup.checkAndAdd(outcome.id, this.#o.clock.now())) {
+        w.pos = start;
         result.skipped++;
         skippedIds.push(letter.id);
         return true;
       }
-      records.push({ key: outcome.key, timestampMs: letter.received_at, value: outcome.value });
+      records.push({ key: outcome.key, timestampMs: letter.received_at, start, end: w.pos });
       letterIds.push(letter.id);
       if (records.length >= REPLAY_CHUNK) await flush();
       return true;

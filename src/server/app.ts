@@ -227,7 +227,7 @@ async function readEvents(log: Log, q: Record<string, string | undefined>) {
       for (const r of batch) {
         at = r.offset + 1;
         budget--;
-        const ev = decodeEventRecord(r.value);
+        const ev = decodeEventRecord(r.value, r.key);
         if (type !== undefined && ev.type !== type) continue;
         records.push({ partition: r.partition, offset: r.offset, ...ev });
         if (records.length >= limit) break;

@@ -31,12 +31,16 @@ async function time(label: string, fn: (b: Buffer) => unknown): Promise<void> {
   let n = 0;
   const end = performance.now() + seconds * 1000;
   const s = performance.now();
+  const cpu = process.cpuUsage();
   while (performance.now() < end) {
     for (const b of bodies) await fn(b);
     n += bodies.length * 1000;
   }
   const us = ((performance.now() - s) * 1000) / n;
+  const used = process.cpuUsage(cpu);
+  const cpuUs = (used.user + used.system) / n;
   console.log(`${label.padEnd(40)} ${us.toFixed(2)} µs/event  ${Math.round(1e6 / us).toLocaleString('en-US')} events/s`);
+  console.log(`${(label + ' (CPU)').padEnd(40)} ${cpuUs.toFixed(2)} µs/event`);
 }
 
 await time('toString + JSON.parse', (b) => JSON.parse(b.toString('utf8')));

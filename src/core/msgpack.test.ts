@@ -35,8 +35,9 @@ test('property: JSON values round-trip, and skipValue ends where readValue ends'
 
 test('property: standard MessagePack both ways (msgpackr reads ours, we read msgpackr\'s)', () => {
   const packr = new Packr({ useRecords: false, variableMapSize: true });
+  // msgpackr drops "__proto__" keys on purpose; ours keep them as data (tested below).
   fc.assert(
-    fc.property(jsonValue, (v) => {
+    fc.property(jsonValue.filter((v) => !JSON.stringify(v).includes('"__proto__"')), (v) => {
       assert.deepStrictEqual(unpack(encode(v)), v);
       assert.deepStrictEqual(decode(packr.pack(v)), v);
     }),

@@ -3,7 +3,7 @@ import { open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs
 import { join } from 'node:path';
 import { HalflifeError, offset as toOffset, partitionId, type Logger, type Offset, type PartitionId } from '../core/index.js';
 import type { LogRecord, ReadOptions, RecordBatch } from './log.js';
-import { FRAME_HEADER_BYTES, readKey, scanFrames, type ScanStop } from './segment-format.js';
+import { FILE_HEADER_BYTES, fileHeader, readKey, scanRecords, segmentFormat, type DecodedRecord, type ScanResult, type ScanStop } from './segment-format.js';
 
 const SEGMENT_RE = /^(\d{20})\.seg$/;
 const INDEX_ENTRY_BYTES = 16;
@@ -11,14 +11,18 @@ const DEFAULT_MAX_RECORDS = 1000;
 const DEFAULT_MAX_READ_BYTES = 1024 * 1024;
 
 /**
- * One segment file plus its sparse index. Each index entry maps a record (relative offset) to its byte
- * position and carries the largest timestamp seen in the segment up to and including that record, which
- * makes "first offset at or after time T" a binary search even when timestamps are not monotonic.
+ * One segment file plus its sparse index. Each index entry maps the first record of a batch (relative offset) to
+ * the batch's byte position and carries the largest timestamp seen in the segment up to and including that
+ * record, which makes "first offset at or after time T" a binary search even when timestamps are not monotonic.
  */
 class Segment {
   readonly baseOffset: number;
   readonly path: string;
   readonly indexPath: string;
+  /** 2, or 1 for a segment written before record batches (read only). */
+  format: 1 | 2 = 2;
+  /** Where records start: after the file header (format 2). */
+  dataStart = FILE_HEADER_BYTES;
   /** Bytes durable and visible to readers. */
   size = 0;
   /**
@@ -32,7 +36,9 @@ class Segment {
   positions: number[] = [];
   maxTs: number[] = [];
   lastIndexedPosition = -Infinity;
-  lastRecordPosition = -1;
+  /** Position and first offset of the last batch (-1: none yet). */
+  lastBatchPosition = -1;
+  lastBatchBase = -1;
   fh: FileHandle | undefined;
   /** Reads in progress; a segment deleted by retention closes its handle when the last one ends. */
   readers = 0;
@@ -50,6 +56,11 @@ class Segment {
     return this.path;
   }
 
+  setFormat(format: 1 | 2): void {
+    this.format = format;
+    this.dataStart = format === 2 ? FILE_HEADER_BYTES : 0;
+  }
+
   addIndexEntry(offset: number, position: number, maxTs: number): void {
     this.relOffsets.push(offset - this.baseOffset);
     this.positions.push(position);
@@ -62,7 +73,7 @@ class Segment {
     const rel = offset - this.baseOffset;
     let lo = 0;
     let hi = this.relOffsets.length - 1;
-    let best = 0;
+    let best = this.dataStart;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       if (this.relOffsets[mid] <= rel) {
@@ -85,7 +96,7 @@ class Segment {
         hi = mid - 1;
       } else lo = mid + 1;
     }
-    if (first === 0) return 0;
+    if (first === 0) return this.dataStart;
     // Records up to entry first-1 all have timestamps < t; the next candidate follows that record.
     return this.positions[first - 1];
   }
@@ -176,8 +187,7 @@ export class PartitionLog {
     if (names.length === 0) {
       const seg = new Segment(this.#o.dir, 0);
       this.#segments = [seg];
-      this.#writer = await open(seg.path, 'w+');
-      await this.#syncDir();
+      this.#writer = await this.#create(seg);
       return;
     }
     const segments = names.map((n) => new Segment(this.#o.dir, Number(SEGMENT_RE.exec(n)![1])));
@@ -189,6 +199,20 @@ export class PartitionLog {
     }
     this.#segments = segments;
     this.#writer = await open(this.#active.path, 'r+');
+    // New records are written in the current format: a format-1 active segment is sealed as it is.
+    if (this.#active.format === 1) await this.#roll();
+  }
+
+  /** Creates a new segment file with its header; returns its write handle. */
+  async #create(seg: Segment): Promise<FileHandle> {
+    const fh = await open(seg.path, 'w+');
+    const header = fileHeader();
+    await fh.write(header, 0, header.length, 0);
+    seg.setFormat(2);
+    seg.size = header.length;
+    seg.verifiedBytes = header.length;
+    await this.#syncDir();
+    return fh;
   }
 
   /** Loads a sealed segment's index file; false when it is missing or does not fit the segment. */
@@ -198,8 +222,16 @@ export class PartitionLog {
     try {
       buf = await readFile(seg.indexPath);
       const fh = await open(seg.path, 'r');
-      size = (await fh.stat()).size;
-      await fh.close();
+      try {
+        size = (await fh.stat()).size;
+        const head = Buffer.alloc(Math.min(size, FILE_HEADER_BYTES));
+        await fh.read(head, 0, head.length, 0);
+        const format = segmentFormat(head);
+        if (format === undefined) return false;
+        seg.setFormat(format);
+      } finally {
+        await fh.close();
+      }
     } catch {
       return false;
     }
@@ -218,35 +250,54 @@ export class PartitionLog {
     seg.nextOffset = nextBase;
     seg.maxTimestampMs = seg.maxTs[n - 1];
     seg.lastIndexedPosition = seg.positions[n - 1];
+    seg.lastBatchPosition = seg.positions[n - 1];
+    seg.lastBatchBase = seg.baseOffset + seg.relOffsets[n - 1];
     return true;
   }
 
-  /** Scans a segment, rebuilding its index; cuts a torn or corrupt tail at the last good record. */
+  /** Scans a segment, rebuilding its index; cuts a torn or corrupt tail at the last good batch. */
   async #recover(seg: Segment, active: boolean): Promise<void> {
     const buf = await readFile(seg.path);
+    const format = segmentFormat(buf);
+    seg.setFormat(format ?? 2);
     let maxTs = -Infinity;
-    const { end, stop } = scanFrames(buf, 0, seg.baseOffset, (f) => {
-      if (f.timestampMs > maxTs) maxTs = f.timestampMs;
-      if (f.position - seg.lastIndexedPosition >= this.#o.indexIntervalBytes) {
-        seg.addIndexEntry(f.offset, f.position, maxTs);
-      }
-      seg.lastRecordPosition = f.position;
-      seg.nextOffset = f.offset + 1;
-    });
+    let end = 0;
+    let reason = 'torn file header';
+    if (format !== undefined) {
+      const scan = scanRecords(buf, seg.dataStart, format, seg.baseOffset, (f) => {
+        if (f.timestampMs > maxTs) maxTs = f.timestampMs;
+        if (f.firstInBatch) {
+          if (f.batchPosition - seg.lastIndexedPosition >= this.#o.indexIntervalBytes) seg.addIndexEntry(f.offset, f.batchPosition, maxTs);
+          seg.lastBatchPosition = f.batchPosition;
+          seg.lastBatchBase = f.offset;
+        }
+        seg.nextOffset = f.offset + 1;
+      });
+      end = scan.end;
+      reason = reasonOf(scan.stop);
+    }
     if (end < buf.length) {
       this.#o.logger.warn(
-        {
-          partition: this.#o.partition,
-          segment: seg.path,
-          truncatedBytes: buf.length - end,
-          keptRecords: seg.nextOffset - seg.baseOffset,
-          reason: reasonOf(stop),
-        },
+        { partition: this.#o.partition, segment: seg.path, truncatedBytes: buf.length - end, keptRecords: seg.nextOffset - seg.baseOffset, reason },
         `log recovery: cut ${buf.length - end} bytes of torn or corrupt tail from partition ${this.#o.partition}`,
       );
-      const fh = await open(seg.path, 'r+');
-      await fh.truncate(end);
-      await fh.datasync();
+    }
+    const fh = await open(seg.path, 'r+');
+    try {
+      if (seg.nextOffset === seg.baseOffset && format !== 2) {
+        // No record left (an empty file, a header torn as the file was created, or everything cut): start the
+        // file afresh in the current format.
+        const header = fileHeader();
+        await fh.truncate(0);
+        await fh.write(header, 0, header.length, 0);
+        await fh.datasync();
+        seg.setFormat(2);
+        end = header.length;
+      } else if (end < buf.length) {
+        await fh.truncate(end);
+        await fh.datasync();
+      }
+    } finally {
       await fh.close();
     }
     seg.size = end;
@@ -256,9 +307,10 @@ export class PartitionLog {
   }
 
   async #seal(seg: Segment): Promise<void> {
-    // A final entry for the last record makes the index carry the segment's overall max timestamp.
-    if (seg.lastRecordPosition >= 0 && seg.positions[seg.positions.length - 1] !== seg.lastRecordPosition) {
-      seg.addIndexEntry(seg.nextOffset - 1, seg.lastRecordPosition, seg.maxTimestampMs);
+    // A final entry for the last batch makes the index carry the segment's overall max timestamp.
+    if (seg.lastBatchPosition >= 0) {
+      if (seg.positions[seg.positions.length - 1] === seg.lastBatchPosition) seg.maxTs[seg.maxTs.length - 1] = seg.maxTimestampMs;
+      else seg.addIndexEntry(seg.lastBatchBase, seg.lastBatchPosition, seg.maxTimestampMs);
     }
     if (seg.relOffsets.length === 0) return;
     await writeFile(seg.indexPath, seg.encodeIndex(), { flush: this.#o.syncMetadata });
@@ -277,14 +329,18 @@ export class PartitionLog {
   /** Rolls to a new segment when `incomingBytes` would push the active one past the size limit. */
   async rollIfNeeded(incomingBytes: number): Promise<void> {
     const active = this.#active;
-    if (active.size === 0 || active.size + incomingBytes <= this.#o.segmentBytes) return;
+    if (active.size === active.dataStart || active.size + incomingBytes <= this.#o.segmentBytes) return;
+    await this.#roll();
+  }
+
+  async #roll(): Promise<void> {
+    const active = this.#active;
     await this.#writer!.datasync();
     await this.#writer!.close();
     await this.#seal(active);
     const seg = new Segment(this.#o.dir, active.nextOffset);
-    this.#writer = await open(seg.path, 'w+');
+    this.#writer = await this.#create(seg);
     this.#segments.push(seg);
-    await this.#syncDir();
   }
 
   /**
@@ -307,23 +363,29 @@ export class PartitionLog {
     this.#dirty = true;
   }
 
-  /** Makes written frames visible and indexes them. `frames` are (position-in-buf, timestamp) per record. */
-  publish(length: number, count: number, framePositions: Int32Array | number[], timestamps: number[]): void {
+  /**
+   * Makes written batches visible and indexes them: `batchPositions` (within the written bytes) and `batchCounts`
+   * per batch, `timestamps` per record in order.
+   */
+  publish(length: number, batchPositions: readonly number[], batchCounts: readonly number[], timestamps: readonly number[]): void {
     const active = this.#active;
     const base = active.size;
     let maxTs = active.maxTimestampMs;
-    for (let i = 0; i < count; i++) {
-      const pos = base + framePositions[i];
-      if (timestamps[i] > maxTs) maxTs = timestamps[i];
-      if (pos - active.lastIndexedPosition >= this.#o.indexIntervalBytes) {
-        active.addIndexEntry(active.nextOffset + i, pos, maxTs);
-      }
+    let r = 0;
+    for (let b = 0; b < batchPositions.length; b++) {
+      const pos = base + batchPositions[b];
+      const first = active.nextOffset + r;
+      if (timestamps[r] > maxTs) maxTs = timestamps[r];
+      if (pos - active.lastIndexedPosition >= this.#o.indexIntervalBytes) active.addIndexEntry(first, pos, maxTs);
+      for (let end = r + batchCounts[b], i = r + 1; i < end; i++) if (timestamps[i] > maxTs) maxTs = timestamps[i];
+      active.lastBatchPosition = pos;
+      active.lastBatchBase = first;
+      r += batchCounts[b];
     }
-    if (count > 0) active.lastRecordPosition = base + framePositions[count - 1];
     active.maxTimestampMs = maxTs;
     if (active.verifiedBytes === active.size) active.verifiedBytes += length;
     active.size += length;
-    active.nextOffset += count;
+    active.nextOffset += r;
   }
 
   async sync(): Promise<void> {
@@ -374,62 +436,47 @@ export class PartitionLog {
     if (i >= segments.length) return empty;
     const seg = segments[i];
     return seg.withReader(async (fh) => {
-      const pos = seg.positionFor(start);
+      let pos = seg.positionFor(start);
       // Size the read for the records asked for (a few hundred bytes each), not for maxBytes: reading and
       // allocating megabytes to use a fraction of them was the largest cost of the engine's reads.
-      let want = Math.min(maxBytes + this.#o.indexIntervalBytes, Math.max(64 * 1024, maxRecords * 384));
+      const want = Math.min(maxBytes + this.#o.indexIntervalBytes, Math.max(64 * 1024, maxRecords * 384));
+      const offsets = new Float64Array(maxRecords);
+      const timestamps = new Float64Array(maxRecords);
+      const valueStarts = new Uint32Array(maxRecords);
+      const valueEnds = new Uint32Array(maxRecords);
+      const keyStarts = new Int32Array(maxRecords);
+      const keyEnds = new Int32Array(maxRecords);
+      let n = 0;
+      let bytes = 0;
       for (;;) {
-        const len = Math.min(seg.size - pos, want);
-        if (len <= 0) return empty;
-        const buf = Buffer.allocUnsafe(len);
-        const { bytesRead } = await fh.read(buf, 0, len, pos);
-        const view = bytesRead === len ? buf : buf.subarray(0, bytesRead);
-        const offsets = new Float64Array(maxRecords);
-        const timestamps = new Float64Array(maxRecords);
-        const valueStarts = new Uint32Array(maxRecords);
-        const valueEnds = new Uint32Array(maxRecords);
-        const keyStarts = new Int32Array(maxRecords);
-        const keyEnds = new Int32Array(maxRecords);
-        let n = 0;
-        let bytes = 0;
-        const { end, stop } = scanFrames(
-          view,
-          0,
-          undefined,
-          (f) => {
-            if (f.offset < start) return;
-            offsets[n] = f.offset;
-            timestamps[n] = f.timestampMs;
-            valueStarts[n] = f.valueStart;
-            valueEnds[n] = f.valueEnd;
-            keyStarts[n] = f.keyStart;
-            keyEnds[n] = f.keyEnd;
-            n++;
-            bytes += f.frameBytes;
-            if (n >= maxRecords || bytes >= maxBytes) return false;
-          },
-          pos + view.length > seg.verifiedBytes,
-        );
-        if (end === 0 && n === 0) {
-          const need = view.length >= FRAME_HEADER_BYTES ? view.readUInt32LE(0) + FRAME_HEADER_BYTES : 0;
-          if (stop.kind === 'partial' && need > want) {
-            want = need;
-            continue;
-          }
-          throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos, reason: stop.kind === 'end' ? 'short read' : stop.reason });
+        const chunk = await readChunk(seg, fh, pos, want, (f) => {
+          if (f.offset < start) return;
+          offsets[n] = f.offset;
+          timestamps[n] = f.timestampMs;
+          valueStarts[n] = f.valueStart;
+          valueEnds[n] = f.valueEnd;
+          keyStarts[n] = f.keyStart;
+          keyEnds[n] = f.keyEnd;
+          n++;
+          bytes += f.recordBytes;
+          if (n >= maxRecords || bytes >= maxBytes) return false;
+        });
+        if (chunk === undefined) return empty;
+        if (n > 0) {
+          return {
+            partition: this.partition,
+            count: n,
+            buffer: chunk.view,
+            offsets: offsets.subarray(0, n),
+            timestamps: timestamps.subarray(0, n),
+            valueStarts: valueStarts.subarray(0, n),
+            valueEnds: valueEnds.subarray(0, n),
+            keyStarts: keyStarts.subarray(0, n),
+            keyEnds: keyEnds.subarray(0, n),
+          };
         }
-        if (stop.kind === 'corrupt') throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos + end, reason: stop.reason });
-        return {
-          partition: this.partition,
-          count: n,
-          buffer: view,
-          offsets: offsets.subarray(0, n),
-          timestamps: timestamps.subarray(0, n),
-          valueStarts: valueStarts.subarray(0, n),
-          valueEnds: valueEnds.subarray(0, n),
-          keyStarts: keyStarts.subarray(0, n),
-          keyEnds: keyEnds.subarray(0, n),
-        };
+        // Every record of the chunk lay before `start`: go on after them.
+        pos += chunk.end;
       }
     });
   }
@@ -449,42 +496,20 @@ export class PartitionLog {
   }
 
   #readSegment(seg: Segment, from: number, maxRecords: number, maxBytes: number, out: LogRecord[]): Promise<number> {
-    const chunk = Math.min(maxBytes + this.#o.indexIntervalBytes, Math.max(64 * 1024, maxRecords * 384));
+    const chunkBytes = Math.min(maxBytes + this.#o.indexIntervalBytes, Math.max(64 * 1024, maxRecords * 384));
     return seg.withReader(async (fh) => {
       let pos = seg.positionFor(from);
-      let want = chunk;
       let bytes = 0;
       while (pos < seg.size && out.length < maxRecords && bytes < maxBytes) {
-        const len = Math.min(seg.size - pos, want);
-        const buf = Buffer.allocUnsafe(len);
-        const { bytesRead } = await fh.read(buf, 0, len, pos);
-        const view = bytesRead === len ? buf : buf.subarray(0, bytesRead);
-        const verify = pos + view.length > seg.verifiedBytes;
-        const { end, stop } = scanFrames(
-          view,
-          0,
-          undefined,
-          (f) => {
-            if (f.offset < from) return;
-            const key = f.keyStart < 0 ? undefined : readKey(view, f.keyStart, f.keyEnd);
-            out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key, value: view.subarray(f.valueStart, f.valueEnd) });
-            bytes += f.frameBytes;
-            if (out.length >= maxRecords || bytes >= maxBytes) return false;
-          },
-          verify,
-        );
-        if (end === 0) {
-          const need = view.length >= FRAME_HEADER_BYTES ? view.readUInt32LE(0) + FRAME_HEADER_BYTES : 0;
-          if (stop.kind === 'partial' && need > want) {
-            want = need; // one frame larger than the chunk
-            continue;
-          }
-          throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos, reason: stop.kind === 'end' ? 'short read' : stop.reason });
-        }
-        if (stop.kind === 'corrupt') {
-          throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos + end, reason: stop.reason });
-        }
-        pos += end;
+        const chunk = await readChunk(seg, fh, pos, chunkBytes, (f, view) => {
+          if (f.offset < from) return;
+          const key = f.keyStart < 0 ? undefined : readKey(view, f.keyStart, f.keyEnd);
+          out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key, value: view.subarray(f.valueStart, f.valueEnd) });
+          bytes += f.recordBytes;
+          if (out.length >= maxRecords || bytes >= maxBytes) return false;
+        });
+        if (chunk === undefined || chunk.stop.kind === 'visitor') break;
+        pos += chunk.end;
       }
       return bytes;
     });
@@ -492,8 +517,8 @@ export class PartitionLog {
 
   async offsetForTime(t: number): Promise<Offset> {
     for (const seg of this.#segments.slice()) {
-      if (seg.size === 0 || seg.maxTimestampMs < t) continue;
-      const found = await seg.withReader((fh) => firstAtOrAfter(fh, seg.positionForTime(t), seg.size, t));
+      if (seg.size === seg.dataStart || seg.maxTimestampMs < t) continue;
+      const found = await seg.withReader((fh) => firstAtOrAfter(seg, fh, seg.positionForTime(t), t));
       if (found !== undefined) return toOffset(found);
     }
     return this.nextOffset;
@@ -530,25 +555,52 @@ export class PartitionLog {
   }
 }
 
-/** First offset in [pos, limit) of a segment whose record has timestamp >= t. */
-async function firstAtOrAfter(fh: FileHandle, pos: number, limit: number, t: number): Promise<number | undefined> {
-  while (pos < limit) {
-    const want = Math.min(limit - pos, 1024 * 1024);
-    const buf = Buffer.allocUnsafe(want);
-    const { bytesRead } = await fh.read(buf, 0, want, pos);
-    let found: number | undefined;
-    const { end } = scanFrames(buf.subarray(0, bytesRead), 0, undefined, (f) => {
+/**
+ * Reads about `want` bytes of `seg` from `pos` (a batch boundary) and scans their records with `visit`; a batch
+ * larger than `want` is read whole. Undefined at the segment's visible end. The visitor sees each record with the
+ * chunk it lies in.
+ */
+async function readChunk(
+  seg: Segment,
+  fh: FileHandle,
+  pos: number,
+  want: number,
+  visit: (record: DecodedRecord, view: Buffer) => boolean | void,
+): Promise<{ view: Buffer; end: number; stop: ScanResult['stop'] } | undefined> {
+  for (;;) {
+    const len = Math.min(seg.size - pos, want);
+    if (len <= 0) return undefined;
+    const buf = Buffer.allocUnsafe(len);
+    const { bytesRead } = await fh.read(buf, 0, len, pos);
+    const view = bytesRead === len ? buf : buf.subarray(0, bytesRead);
+    const { end, stop, visited } = scanRecords(view, 0, seg.format, undefined, (r) => visit(r, view), pos + view.length > seg.verifiedBytes);
+    if (stop.kind === 'corrupt') throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos + end, reason: stop.reason });
+    if (end === 0 && visited === 0) {
+      if (stop.kind === 'partial' && stop.needBytes !== undefined && stop.needBytes > want) {
+        want = stop.needBytes; // one batch larger than the chunk
+        continue;
+      }
+      throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos, reason: stop.kind === 'partial' ? stop.reason : 'short read' });
+    }
+    return { view, end, stop };
+  }
+}
+
+/** First offset from `pos` on in a segment whose record has timestamp >= t. */
+async function firstAtOrAfter(seg: Segment, fh: FileHandle, pos: number, t: number): Promise<number | undefined> {
+  let found: number | undefined;
+  while (found === undefined) {
+    const chunk = await readChunk(seg, fh, pos, 1024 * 1024, (f) => {
       if (f.timestampMs < t) return;
       found = f.offset;
       return false;
     });
-    if (found !== undefined) return found;
-    if (end === 0) return undefined;
-    pos += end;
+    if (chunk === undefined) return undefined;
+    pos += chunk.end;
   }
-  return undefined;
+  return found;
 }
 
 function reasonOf(stop: ScanStop): string {
-  return stop.kind === 'end' ? 'end' : stop.reason;
+  return stop.kind === 'end' || stop.kind === 'visitor' ? stop.kind : stop.reason;
 }

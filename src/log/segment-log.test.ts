@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HalflifeError, ManualClock } from '../core/index.js';
 import { SegmentLog, type SegmentLogOptions } from './segment-log.js';
@@ -198,6 +198,101 @@ test('bad partitions and use after close give stable codes', async () => {
     await log.close();
     await assert.rejects(log.append([{ timestampMs: 1, value: 'x' }]), { code: 'COMPONENT_CLOSED' });
     assert.ok((await stat(join(dir, 'meta.json'))).isFile());
+  } finally {
+    await cleanup();
+  }
+});
+
+test('one append larger than a batch is split into batches of about 1 MiB, read back whole and after a restart', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const opts: SegmentLogOptions = { dir, partitions: 1, fsync: 'always' };
+    const log = new SegmentLog(opts);
+    await log.start();
+    const values = Array.from({ length: 3000 }, (_, i) => `${i}:`.padEnd(1000, 'x'));
+    await log.append(values.map((value, i) => ({ timestampMs: i, value })));
+    const check = async (l: SegmentLog) => {
+      const all = [];
+      for (let from = 0; from < values.length; ) {
+        const b = await l.readBatch(0, from, { maxRecords: 700 });
+        assert.ok(b.count > 0);
+        for (let i = 0; i < b.count; i++) all.push(b.buffer.toString('utf8', b.valueStarts[i], b.valueEnds[i]));
+        from = b.offsets[b.count - 1] + 1;
+      }
+      assert.deepEqual(all, values);
+      assert.equal(await l.offsetForTime(0, 2500), 2500);
+    };
+    await check(log);
+    await log.close();
+    const file = (await readdir(join(dir, 'p-0000'))).find((f) => f.endsWith('.seg'))!;
+    const bytes = await readFile(join(dir, 'p-0000', file));
+    let batches = 0;
+    for (let pos = 8; pos < bytes.length; pos += 8 + bytes.readUInt32LE(pos)) batches++;
+    assert.equal(batches, 3, 'three batches of about 1 MiB');
+    const again = new SegmentLog(opts);
+    await again.start();
+    await check(again);
+    await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a read whose first chunk holds only earlier records goes on to the batch it wants, however large', async () => {
+  // No index entries: every read starts at the segment's first batch.
+  await withLog({ partitions: 1, indexIntervalBytes: 1 << 30 }, async (log) => {
+    await log.append(Array.from({ length: 1000 }, (_, i) => ({ timestampMs: i, value: `small-${i}` })));
+    await log.append([{ timestampMs: 1000, value: 'B'.repeat(200_000) }, { timestampMs: 1001, value: 'after' }]);
+    const b = await log.readBatch(0, 1000, { maxRecords: 10 });
+    assert.deepEqual(Array.from(b.offsets), [1000, 1001]);
+    assert.equal(b.valueEnds[0] - b.valueStarts[0], 200_000);
+    assert.deepEqual((await log.read(0, 1001)).map((r) => text(r.value)), ['after']);
+  });
+});
+
+/** A partition folder in format 1 (one CRC-32C frame per record, no file header), as logs were written before record batches. */
+async function writeFormat1Segment(dir: string, records: { ts: number; key?: string; value: string }[]): Promise<void> {
+  const { crc32c } = await import('./crc32c.js');
+  const frames = records.map((r, offset) => {
+    const key = r.key === undefined ? Buffer.alloc(0) : Buffer.from(r.key);
+    const value = Buffer.from(r.value);
+    const body = Buffer.alloc(18 + key.length + value.length);
+    body.writeDoubleLE(offset, 0);
+    body.writeDoubleLE(r.ts, 8);
+    body.writeUInt16LE(r.key === undefined ? 0 : key.length + 1, 16);
+    key.copy(body, 18);
+    value.copy(body, 18 + key.length);
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(body.length, 0);
+    head.writeUInt32LE(crc32c(body), 4);
+    return Buffer.concat([head, body]);
+  });
+  await mkdir(join(dir, 'p-0000'), { recursive: true });
+  await writeFile(join(dir, 'p-0000', `${'0'.padStart(20, '0')}.seg`), Buffer.concat(frames));
+  await writeFile(join(dir, 'meta.json'), JSON.stringify({ format: 1, partitions: 1 }) + '\n');
+}
+
+test('a log written in format 1 stays readable; new records go to a new format-2 segment after it', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    await writeFormat1Segment(dir, [{ ts: 10, key: 'k', value: 'old-0' }, { ts: 20, value: 'old-1' }, { ts: 30, value: 'old-2' }]);
+    const opts: SegmentLogOptions = { dir, partitions: 1, fsync: 'always' };
+    const log = new SegmentLog(opts);
+    await log.start();
+    assert.deepEqual((await log.append([{ timestampMs: 40, value: 'new-3' }])).map((a) => a.offset), [3]);
+    const read = async (l: SegmentLog) => (await l.read(0, 0, { maxRecords: 100 })).map((r) => [r.offset, r.key, text(r.value)]);
+    const expected = [[0, 'k', 'old-0'], [1, undefined, 'old-1'], [2, undefined, 'old-2'], [3, undefined, 'new-3']];
+    assert.deepEqual(await read(log), expected);
+    assert.equal(await log.offsetForTime(0, 25), 2);
+    assert.equal(await log.offsetForTime(0, 35), 3);
+    await log.close();
+    assert.equal((await readdir(join(dir, 'p-0000'))).filter((f) => f.endsWith('.seg')).length, 2);
+    const again = new SegmentLog(opts);
+    await again.start();
+    assert.deepEqual(await read(again), expected);
+    const b = await again.readBatch(0, 1);
+    assert.deepEqual(Array.from(b.offsets), [1, 2]);
+    await again.close();
   } finally {
     await cleanup();
   }

@@ -15,7 +15,7 @@ import {
 import { valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions, type RecordBatch } from './log.js';
 import { PartitionLog } from './partition-log.js';
 import { Partitioner } from './partitioner.js';
-import { BODY_FIXED_BYTES, FRAME_HEADER_BYTES, keyByteLength, MAX_KEY_BYTES, writeFrame } from './segment-format.js';
+import { BATCH_HEADER_BYTES, beginBatch, endBatch, keyByteLength, MAX_BATCH_BYTES, MAX_KEY_BYTES, RECORD_HEADER_BYTES, writeRecord } from './segment-format.js';
 
 /**
  * When an append counts as durable.
@@ -237,11 +237,14 @@ export class SegmentLog implements Log {
     }
   }
 
+  /** Writes a partition's share of a group as record batches of up to MAX_BATCH_BYTES, with one write(2). */
   async #writePartition(part: PartitionLog, items: { req: AppendRequest; index: number }[]): Promise<() => void> {
     const n = items.length;
     const keyBytes = new Int32Array(n);
     const valueBytes = new Int32Array(n);
+    const batchCounts: number[] = [];
     let total = 0;
+    let batchBytes = 0;
     for (let i = 0; i < n; i++) {
       const r = items[i].req.records[items[i].index];
       if (r.key !== undefined) {
@@ -250,24 +253,38 @@ export class SegmentLog implements Log {
         keyBytes[i] = kb;
       }
       valueBytes[i] = valueByteLength(r.value);
-      total += FRAME_HEADER_BYTES + BODY_FIXED_BYTES + keyBytes[i] + valueBytes[i];
+      const bytes = RECORD_HEADER_BYTES + keyBytes[i] + valueBytes[i];
+      if (batchCounts.length === 0 || (batchBytes + bytes > MAX_BATCH_BYTES && batchBytes > BATCH_HEADER_BYTES)) {
+        batchCounts.push(0);
+        batchBytes = BATCH_HEADER_BYTES;
+        total += BATCH_HEADER_BYTES;
+      }
+      batchCounts[batchCounts.length - 1]++;
+      batchBytes += bytes;
+      total += bytes;
     }
     await part.rollIfNeeded(total);
     const buf = Buffer.allocUnsafe(total);
-    const positions = new Int32Array(n);
+    const batchPositions: number[] = [];
     const timestamps = new Array<number>(n);
     const first = part.nextOffset;
     let pos = 0;
-    for (let i = 0; i < n; i++) {
-      const { req, index } = items[i];
-      const r = req.records[index];
-      positions[i] = pos;
-      timestamps[i] = r.timestampMs;
-      pos = writeFrame(buf, pos, first + i, r.timestampMs, r.key, keyBytes[i], r.value, valueBytes[i]);
-      req.acks[index] = { partition: part.partition, offset: toOffset(first + i) };
+    let i = 0;
+    for (const count of batchCounts) {
+      const batchPos = pos;
+      batchPositions.push(batchPos);
+      pos = beginBatch(buf, pos, first + i, count);
+      for (const end = i + count; i < end; i++) {
+        const { req, index } = items[i];
+        const r = req.records[index];
+        timestamps[i] = r.timestampMs;
+        pos = writeRecord(buf, pos, r.timestampMs, r.key, keyBytes[i], r.value, valueBytes[i]);
+        req.acks[index] = { partition: part.partition, offset: toOffset(first + i) };
+      }
+      endBatch(buf, batchPos, pos);
     }
     await part.write(buf, pos);
-    return () => part.publish(pos, n, positions, timestamps);
+    return () => part.publish(pos, batchPositions, batchCounts, timestamps);
   }
 
   #syncDirty(): Promise<void> {

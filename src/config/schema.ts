@@ -30,6 +30,8 @@ export interface IngestConfig {
   dedupWindowMs: number;
   dedupMaxIds: number;
   deadLetterRawBytes: number;
+  /** Worker threads that parse and check large request bodies (0: the server thread does). */
+  workers: number;
 }
 
 export interface SchemasConfig {
@@ -77,6 +79,7 @@ export function defaultConfig(): HalflifeConfig {
       dedupWindowMs: 10 * 60 * 1000,
       dedupMaxIds: 1_000_000,
       deadLetterRawBytes: 16 * 1024,
+      workers: 1,
     },
     schemas: { dir: null, compatibility: 'backward' },
     engine: { checkpointIntervalMs: 5000, workers: 1 },
@@ -129,6 +132,7 @@ export const configSchema = {
         dedupWindowMs: int(0),
         dedupMaxIds: int(0),
         deadLetterRawBytes: int(0),
+        workers: int(0, 64),
       },
     },
     schemas: {

@@ -14,3 +14,4 @@ export { MsgpackWriter, TooDeepError, MsgpackError, readValue, skipValue } from 
 export type { Cursor } from './msgpack.js';
 export { editDistance, closest } from './suggest.js';
 export { NumberColumn } from './columns.js';
+export { startModuleWorker } from './worker.js';

@@ -24,6 +24,14 @@ const DOUBLE = new Float64Array(1);
 const DOUBLE_BYTES = new Uint8Array(DOUBLE.buffer);
 
 /**
+ * Small buffers come from Node's shared pool; from 4 KiB on, each has an ArrayBuffer of its own, which can be
+ * transferred to another thread without detaching anyone else's bytes.
+ */
+function alloc(bytes: number): Buffer {
+  return bytes < 4096 ? Buffer.allocUnsafe(bytes) : Buffer.allocUnsafeSlow(bytes);
+}
+
+/**
  * Appends MessagePack to a growing buffer. `pos` is the write position; `buffer` may be replaced when it grows,
  * so take views of it only once writing is done.
  */
@@ -32,14 +40,14 @@ export class MsgpackWriter {
   pos = 0;
 
   constructor(initialBytes = 64 * 1024) {
-    this.buffer = Buffer.allocUnsafe(Math.max(64, initialBytes));
+    this.buffer = alloc(Math.max(64, initialBytes));
   }
 
   /** Makes room for `n` more bytes. */
   ensure(n: number): void {
     const need = this.pos + n;
     if (need <= this.buffer.length) return;
-    const next = Buffer.allocUnsafe(Math.max(need, this.buffer.length * 2));
+    const next = alloc(Math.max(need, this.buffer.length * 2));
     this.buffer.copy(next, 0, 0, this.pos);
     this.buffer = next;
   }

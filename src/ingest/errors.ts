@@ -56,4 +56,10 @@ export const IngestErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  INGEST_WORKER_FAILED: {
+    status: 503,
+    message: 'an ingest worker thread stopped while checking this request ({reason}); nothing of it was stored, retry it',
+    domain: 'internal',
+    retryable: true,
+  },
 });

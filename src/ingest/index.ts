@@ -1,5 +1,8 @@
 export { Ingestor } from './ingestor.js';
-export type { IngestorOptions, IngestResult, IngestSource, EventError, ReplayResult, BodyFormat } from './ingestor.js';
+export type { IngestorOptions, IngestResult, IngestSource, EventError, ReplayResult } from './ingestor.js';
+export type { BodyFormat } from './event-checker.js';
+export { IngestWorkers } from './ingest-workers.js';
+export type { IngestWorkersOptions } from './ingest-workers.js';
 export { DeadLetterStore } from './dead-letters.js';
 export type { DeadLetter, StoredDeadLetter, DeadLetterFilter } from './dead-letters.js';
 export { DedupWindow } from './dedup.js';

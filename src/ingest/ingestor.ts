@@ -1,13 +1,11 @@
 import type { IngestConfig } from '../config/index.js';
 import {
   eventRecordId,
+  eventRecordReplayOf,
   HalflifeError,
   LifecycleState,
   MsgpackWriter,
-  eventRecordReplayOf,
   silentLogger,
-  TooDeepError,
-  writeEventRecord,
   type Clock,
   type Logger,
 } from '../core/index.js';
@@ -15,7 +13,8 @@ import type { AppendRecord, Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterStore } from './dead-letters.js';
 import { DedupWindow } from './dedup.js';
-import { checkEnvelope, type Rejection } from './envelope.js';
+import { emptyChecked, EventChecker, MALFORMED_PREFIX, type BodyFormat, type CheckedEvents, type CheckedRejection } from './event-checker.js';
+import type { IngestWorkers } from './ingest-workers.js';
 import './errors.js';
 
 export interface IngestSource {
@@ -47,8 +46,6 @@ export interface ReplayResult {
   skipped: number;
 }
 
-export type BodyFormat = 'json' | 'ndjson';
-
 export interface IngestorOptions {
   readonly limits: IngestConfig;
   readonly log: Log;
@@ -56,22 +53,18 @@ export interface IngestorOptions {
   readonly deadLetters: DeadLetterStore;
   readonly clock: Clock;
   readonly logger?: Logger;
+  /** Worker threads that parse and check bodies of at least `workerMinBodyBytes`; without them, this thread does. */
+  readonly workers?: IngestWorkers;
 }
 
-/**
- * One input item: a parsed value (with its line's bytes for NDJSON, kept for its dead letter), or input that was
- * refused before parsing (`rejection`).
- */
-type Item =
-  | { value: unknown; raw: Uint8Array | undefined; rejection?: undefined }
-  | { value?: undefined; raw: Uint8Array; rejection: Rejection };
-
 const REPLAY_CHUNK = 1000;
-/** Bounds of the per-request record buffer's first size, which follows what the previous request wrote. */
-const MIN_WRITER_BYTES = 4 * 1024;
-const MAX_WRITER_BYTES = 8 * 1024 * 1024;
-/** Events checked between two chances for other requests to run. */
+/** Events checked between two chances for other requests to run, when this thread checks a body itself. */
 const YIELD_EVERY = 250;
+/**
+ * Smaller bodies are checked on this thread: for a few events the trip to a worker costs more than the work, and
+ * single events (browsers, markers) are answered sooner.
+ */
+const WORKER_MIN_BODY_BYTES = 16 * 1024;
 
 /**
  * Envelope checks, limits, schema validation, dedup, dead-lettering and the durable append. A request is
@@ -92,7 +85,7 @@ export class Ingestor {
    */
   readonly #pendingIds = new Map<string, Promise<unknown>>();
   #inFlight = 0;
-  #writerBytes = MIN_WRITER_BYTES;
+  readonly #checker: EventChecker;
   #idle: (() => void) | undefined;
 
   constructor(options: IngestorOptions) {
@@ -100,6 +93,7 @@ export class Ingestor {
     this.#limits = options.limits;
     this.#logger = options.logger ?? silentLogger;
     this.#dedup = new DedupWindow(options.limits.dedupWindowMs, options.limits.dedupMaxIds);
+    this.#checker = new EventChecker(options.limits, (type) => options.registry.latest(type));
   }
 
   /** Rebuilds the dedup window from the recent log, so a retry after a restart is still recognised. */
@@ -136,109 +130,61 @@ export class Ingestor {
 
   /**
    * Ingests a request body. A JSON body that does not parse is dead-lettered (bounded) and answered with
-   * `MALFORMED_JSON`; in NDJSON only the bad lines are rejected.
+   * `MALFORMED_JSON`; in NDJSON only the bad lines are rejected. A large body is parsed and checked on an ingest
+   * worker thread when there is one; its bytes are then handed over, and `body` is empty afterwards.
    */
-  async ingestBody(body: Buffer, format: BodyFormat, source: IngestSource): Promise<IngestResult> {
+  ingestBody(body: Buffer, format: BodyFormat, source: IngestSource): Promise<IngestResult> {
     this.#state.assertOpen();
     const receivedAt = this.#o.clock.now();
-    let items: Item[];
-    if (format === 'ndjson') items = this.#splitNdjson(body);
-    else {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(body.toString('utf8'));
-      } catch (err) {
-        const reason = (err as Error).message;
-        const rejection = { code: 'MALFORMED_JSON', message: `the body is not valid JSON: ${reason}`, path: '$' };
-        await this.#track(this.#o.deadLetters.add([this.#deadLetter(body, rejection, null, null, receivedAt, source)]));
-        throw new HalflifeError('MALFORMED_JSON', { reason });
-      }
-      const values = Array.isArray(parsed) ? (parsed as unknown[]) : [parsed];
-      items = new Array<Item>(values.length);
-      for (let i = 0; i < values.length; i++) items[i] = { value: values[i], raw: undefined };
-    }
-    return this.#track(this.#ingest(items, receivedAt, source));
+    const workers = this.#o.workers;
+    const checked = workers !== undefined && workers.available && body.length >= WORKER_MIN_BODY_BYTES ? workers.check(body, format, receivedAt) : this.#checkHere(body, format, receivedAt);
+    return this.#track(checked.then((c) => this.#ingest(c, receivedAt, source)));
   }
 
-  #splitNdjson(body: Buffer): Item[] {
-    const items: Item[] = [];
-    const max = this.#limits.maxEventBytes;
-    let start = 0;
-    let lineNo = 0;
-    while (start < body.length) {
-      let end = body.indexOf(0x0a, start);
-      if (end < 0) end = body.length;
-      lineNo++;
-      let s = start;
-      let e = end;
-      start = end + 1;
-      while (s < e && (body[s] === 0x20 || body[s] === 0x09 || body[s] === 0x0d)) s++;
-      while (e > s && (body[e - 1] === 0x20 || body[e - 1] === 0x09 || body[e - 1] === 0x0d)) e--;
-      if (s === e) continue;
-      const raw = body.subarray(s, e);
-      // Refused before parsing: a line longer than the event limit cannot become a valid event.
-      if (raw.length > max) {
-        items.push({ raw, rejection: { code: 'EVENT_TOO_LARGE', message: `line ${lineNo}: the event is ${raw.length} bytes, over the limit of ${max} (ingest.maxEventBytes)`, path: '$' } });
-        continue;
-      }
-      try {
-        items.push({ value: JSON.parse(raw.toString('utf8')), raw });
-      } catch (err) {
-        items.push({ raw, rejection: { code: 'MALFORMED_JSON', message: `line ${lineNo} is not valid JSON: ${(err as Error).message}`, path: '$' } });
-      }
-    }
-    return items;
-  }
-
-  async #ingest(items: readonly Item[], receivedAt: number, source: IngestSource): Promise<IngestResult> {
-    const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [] };
-    // Accepted events are written one after another into one buffer; records are views of it, taken at the end
-    // (the buffer may be replaced while it grows).
-    const w = new MsgpackWriter(this.#writerBytes);
-    const keys: (string | undefined)[] = [];
-    const ends: number[] = [];
-    const ids: string[] = [];
-    const letters: DeadLetter[] = [];
-    let waitFor: Set<Promise<unknown>> | undefined;
-    for (let i = 0; i < items.length; i++) {
+  /** Checks a body on this thread, letting other requests in every few hundred events. */
+  async #checkHere(body: Buffer, format: BodyFormat, receivedAt: number): Promise<CheckedEvents> {
+    const items = this.#checker.parse(body, format);
+    if (!Array.isArray(items)) return { ...emptyChecked(), malformed: items };
+    const out = emptyChecked();
+    const w = new MsgpackWriter(Math.max(4096, body.length));
+    for (let i = 0; i < items.length; i += YIELD_EVERY) {
       // A 1,000-event body is a few milliseconds of checks: let other requests (view queries) in between.
-      if (i > 0 && i % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
-      const item = items[i];
-      if (item.rejection !== undefined) {
-        result.rejected++;
-        result.errors.push({ index: i, ...item.rejection });
-        letters.push(this.#deadLetter(item.raw, item.rejection, null, null, receivedAt, source));
-        continue;
-      }
-      const start = w.pos;
-      const outcome = this.#check(item.value, w, receivedAt, undefined);
-      if (outcome.kind === 'rejected') {
-        result.rejected++;
-        result.errors.push({ index: i, ...outcome.rejection });
-        letters.push(this.#deadLetter(item.raw ?? item.value, outcome.rejection, outcome.type, outcome.schemaVersion, receivedAt, source));
-        continue;
-      }
-      if (outcome.id !== undefined) {
-        if (this.#dedup.checkAndAdd(outcome.id, receivedAt)) {
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      this.#checker.checkItems(items, i, Math.min(items.length, i + YIELD_EVERY), receivedAt, w, out);
+    }
+    out.records = w.buffer.subarray(0, w.pos);
+    return out;
+  }
+
+  async #ingest(checked: CheckedEvents, receivedAt: number, source: IngestSource): Promise<IngestResult> {
+    if (checked.malformed !== undefined) {
+      const m = checked.malformed;
+      await this.#o.deadLetters.add([this.#deadLetter(m, receivedAt, source)]);
+      throw new HalflifeError('MALFORMED_JSON', { reason: m.message.slice(MALFORMED_PREFIX.length) });
+    }
+    const result: IngestResult = { accepted: 0, rejected: checked.rejections.length, duplicates: 0, errors: [] };
+    const letters: DeadLetter[] = [];
+    for (const r of checked.rejections) {
+      result.errors.push({ index: r.index, code: r.code, message: r.message, path: r.path });
+      letters.push(this.#deadLetter(r, receivedAt, source));
+    }
+    const { records: buf, ends, keys } = checked;
+    const records: AppendRecord[] = [];
+    const ids: string[] = [];
+    let waitFor: Set<Promise<unknown>> | undefined;
+    for (let r = 0, start = 0; r < ends.length; start = ends[r], r++) {
+      const id = checked.ids[r];
+      if (id !== undefined) {
+        if (this.#dedup.checkAndAdd(id, receivedAt)) {
           result.duplicates++;
-          w.pos = start;
-          const pending = this.#pendingIds.get(outcome.id);
+          const pending = this.#pendingIds.get(id);
           if (pending !== undefined) (waitFor ??= new Set()).add(pending);
           continue;
         }
-        ids.push(outcome.id);
+        ids.push(id);
       }
-      keys.push(outcome.key);
-      ends.push(w.pos);
+      records.push({ key: keys[r], timestampMs: receivedAt, value: buf.subarray(start, ends[r]) });
     }
-    const records = new Array<AppendRecord>(ends.length);
-    const buf = w.buffer;
-    for (let r = 0, start = 0; r < ends.length; r++) {
-      records[r] = { key: keys[r], timestampMs: receivedAt, value: buf.subarray(start, ends[r]) };
-      start = ends[r];
-    }
-    // The next request starts with room for as much as this one wrote.
-    this.#writerBytes = Math.min(MAX_WRITER_BYTES, Math.max(MIN_WRITER_BYTES, w.pos + (w.pos >> 3)));
     const appended = this.#o.log.append(records);
     for (const id of ids) this.#pendingIds.set(id, appended);
     try {
@@ -256,106 +202,15 @@ export class Ingestor {
     return result;
   }
 
-  /**
-   * Envelope, depth, size and schema checks for one event. An accepted event's record is appended to `w`; a
-   * rejected one leaves `w` as it was.
-   */
-  #check(
-    value: unknown,
-    w: MsgpackWriter,
-    receivedAt: number,
-    replayOf: number | undefined,
-  ):
-    | { kind: 'ok'; key: string | undefined; id: string | undefined; type: string }
-    | { kind: 'rejected'; rejection: Rejection; type: string | null; schemaVersion: number | null } {
-    const env = checkEnvelope(value);
-    if (!env.ok) {
-      const type = typeof (value as { type?: unknown } | null)?.type === 'string' ? (value as { type: string }).type : null;
-      return { kind: 'rejected', rejection: env.rejection, type, schemaVersion: null };
-    }
-    const { type, data, id, key } = env.envelope;
-    const limits = this.#limits;
-    const schema = this.#o.registry.latest(type);
-    const start = w.pos;
-    try {
-      writeEventRecord(w, { receivedAt, schemaVersion: schema?.version ?? 0, type, eventTimeMs: env.eventTimeMs, replayOf, id, data }, limits.maxDepth);
-    } catch (err) {
-      if (!(err instanceof TooDeepError)) throw err;
-      return {
-        kind: 'rejected',
-        rejection: { code: 'TOO_DEEP', message: `the event nests deeper than ${limits.maxDepth} levels (ingest.maxDepth)`, path: '$.data' },
-        type,
-        schemaVersion: null,
-      };
-    }
-    const bytes = w.pos - start;
-    if (bytes > limits.maxEventBytes) {
-      w.pos = start;
-      return {
-        kind: 'rejected',
-        rejection: { code: 'EVENT_TOO_LARGE', message: `the event is ${bytes} bytes stored, over the limit of ${limits.maxEventBytes} (ingest.maxEventBytes)`, path: '$' },
-        type,
-        schemaVersion: null,
-      };
-    }
-    if (schema === undefined) {
-      if (limits.unknownTypes === 'reject') {
-        w.pos = start;
-        return {
-          kind: 'rejected',
-          rejection: { code: 'UNKNOWN_TYPE', message: `no schema is registered for event type ${type}`, path: '$.type' },
-          type,
-          schemaVersion: null,
-        };
-      }
-    } else {
-      const v = schema.validate(data);
-      if (!v.ok) {
-        w.pos = start;
-        return {
-          kind: 'rejected',
-          rejection: { code: 'SCHEMA_VALIDATION', message: `the event does not match its schema: ${v.message}`, path: v.path },
-          type,
-          schemaVersion: schema.version,
-        };
-      }
-    }
-    return { kind: 'ok', key, id, type };
-  }
-
-  /**
-   * A dead letter for `input`: the bytes of an NDJSON line or of a body as received, or a parsed event (then its
-   * JSON text).
-   */
-  #deadLetter(
-    input: unknown,
-    rejection: Rejection,
-    type: string | null,
-    schemaVersion: number | null,
-    receivedAt: number,
-    source: IngestSource,
-  ): DeadLetter {
-    const bound = this.#limits.deadLetterRawBytes;
-    // Events that fail on content (not size) are kept whole so they can be replayed; the bound caps the rest.
-    const keepWhole = rejection.code === 'SCHEMA_VALIDATION' || rejection.code === 'UNKNOWN_TYPE' || rejection.code === 'INVALID_EVENT';
-    let raw: string;
-    let truncated: boolean;
-    if (input instanceof Uint8Array) {
-      truncated = !keepWhole && input.length > bound;
-      raw = Buffer.from(input.buffer, input.byteOffset, truncated ? bound : input.length).toString('utf8');
-    } else {
-      raw = JSON.stringify(input) ?? 'null';
-      truncated = !keepWhole && raw.length > bound;
-      if (truncated) raw = raw.slice(0, bound);
-    }
+  #deadLetter(r: CheckedRejection, receivedAt: number, source: IngestSource): DeadLetter {
     return {
-      raw,
-      raw_truncated: truncated,
-      code: rejection.code,
-      message: rejection.message,
-      path: rejection.path,
-      type,
-      schema_version: schemaVersion,
+      raw: r.raw,
+      raw_truncated: r.rawTruncated,
+      code: r.code,
+      message: r.message,
+      path: r.path,
+      type: r.type,
+      schema_version: r.schemaVersion,
       received_at: receivedAt,
       source: { address: source.address },
     };
@@ -376,14 +231,14 @@ export class Ingestor {
   async #replay(filter: DeadLetterFilter): Promise<ReplayResult> {
     const result: ReplayResult = { replayed: 0, failed: 0, skipped: 0 };
     const store = this.#o.deadLetters;
-    let w = new MsgpackWriter(MIN_WRITER_BYTES);
+    let w = new MsgpackWriter(64 * 1024);
     let records: { key: string | undefined; timestampMs: number; start: number; end: number }[] = [];
     let letterIds: number[] = [];
     let skippedIds: number[] = [];
     const flush = async () => {
       const buf = w.buffer;
       await this.#o.log.append(records.map((r) => ({ key: r.key, timestampMs: r.timestampMs, value: buf.subarray(r.start, r.end) })));
-      w = new MsgpackWriter(MIN_WRITER_BYTES);
+      w = new MsgpackWriter(64 * 1024);
       await store.markReplayed([...letterIds, ...skippedIds]);
       result.replayed += letterIds.length;
       records = [];
@@ -407,7 +262,7 @@ export class Ingestor {
         return true;
       }
       const start = w.pos;
-      const outcome = this.#check(value, w, letter.received_at, letter.id);
+      const outcome = this.#checker.check(value, w, letter.received_at, letter.id);
       if (outcome.kind === 'rejected') {
         result.failed++;
         return true;

@@ -1,14 +1,10 @@
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
 import type { Compatibility } from '../config/index.js';
 import { HalflifeError, LifecycleState, silentLogger, SystemClock, type Clock, type Logger } from '../core/index.js';
 import { backwardIncompatibilities, deepEqual } from './compatibility.js';
+import { SchemaCompiler, type CompiledSchema } from './compiler.js';
 import './errors.js';
-
-// ajv-formats is CommonJS; its default export arrives wrapped under ESM.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv2020) => void;
 
 const TYPE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
 
@@ -17,16 +13,6 @@ export interface SchemaVersion {
   readonly version: number;
   readonly schema: unknown;
   readonly registeredAt: string;
-}
-
-/** The outcome of validating one event's data: a result, never an exception. */
-export type ValidationResult =
-  | { readonly ok: true }
-  | { readonly ok: false; readonly message: string; readonly path: string };
-
-export interface CompiledSchema {
-  readonly version: number;
-  validate(data: unknown): ValidationResult;
 }
 
 export interface TypeSummary {
@@ -67,7 +53,8 @@ export class SchemaRegistry {
   readonly #o: SchemaRegistryOptions;
   readonly #logger: Logger;
   readonly #clock: Clock;
-  readonly #ajv: Ajv2020;
+  readonly #compiler = new SchemaCompiler();
+  readonly #listeners: ((change: SchemaVersion) => void)[] = [];
   readonly #types = new Map<string, TypeEntry>();
   /** Per-type compatibility overrides (a type may have one before its first schema). */
   readonly #compat = new Map<string, Compatibility>();
@@ -79,8 +66,6 @@ export class SchemaRegistry {
     this.#o = options;
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? new SystemClock();
-    this.#ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true });
-    addFormats(this.#ajv);
   }
 
   async start(): Promise<void> {
@@ -101,7 +86,7 @@ export class SchemaRegistry {
       if (versions.length === 0) continue;
       versions.sort((a, b) => a.version - b.version);
       const last = versions[versions.length - 1];
-      const latest = this.#compile(type, last.version, last.schema);
+      const latest = this.#compiler.compile(type, last.version, last.schema);
       this.#types.set(type, { versions, latest, compiled: new Map([[last.version, latest]]) });
     }
     if (this.#o.loadDir) await this.#loadFolder(this.#o.loadDir);
@@ -113,6 +98,19 @@ export class SchemaRegistry {
       const schema = JSON.parse(await readFile(join(dir, f), 'utf8')) as unknown;
       await this.register(type, schema);
     }
+  }
+
+  /**
+   * Calls `listener` with each new version as it comes into force (synchronously, before `register` resolves), so
+   * copies of the registry elsewhere (ingest worker threads) follow it in order.
+   */
+  onRegistered(listener: (version: SchemaVersion) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** The latest version of every type. */
+  latestVersions(): SchemaVersion[] {
+    return [...this.#types.values()].map((e) => e.versions[e.versions.length - 1]);
   }
 
   /** The latest compiled schema of a type, or undefined. Cheap: called once per ingested event. */
@@ -157,7 +155,7 @@ export class SchemaRegistry {
     if (entry === undefined) throw new HalflifeError('SCHEMA_NOT_FOUND', { type });
     let c = entry.compiled.get(version);
     if (c === undefined) {
-      c = this.#compile(type, version, this.get(type, version).schema);
+      c = this.#compiler.compile(type, version, this.get(type, version).schema);
       entry.compiled.set(version, c);
     }
     return c;
@@ -183,7 +181,7 @@ export class SchemaRegistry {
       return { type, version: previous.version, created: false };
     }
     const version = (previous?.version ?? 0) + 1;
-    const compiled = this.#compile(type, version, schema);
+    const compiled = this.#compiler.compile(type, version, schema);
     if (previous !== undefined && this.compatibility(type) === 'backward') {
       const reasons = backwardIncompatibilities(previous.schema, schema);
       if (reasons.length > 0) {
@@ -202,6 +200,7 @@ export class SchemaRegistry {
       entry.compiled.set(version, compiled);
     }
     this.#logger.info({ type, version }, 'schema registered');
+    for (const listener of this.#listeners) listener(record);
     return { type, version, created: true };
   }
 
@@ -222,55 +221,10 @@ export class SchemaRegistry {
     return run;
   }
 
-  #compile(type: string, version: number, schema: unknown): CompiledSchema {
-    if (typeof schema !== 'boolean' && (schema === null || typeof schema !== 'object' || Array.isArray(schema))) {
-      throw new HalflifeError('SCHEMA_INVALID', { type, reason: 'a schema must be a JSON object or a boolean' });
-    }
-    let fn: ValidateFunction;
-    try {
-      // A schema's own $id would collide across versions in one Ajv instance; validate without registering it.
-      const { $id: _ignored, ...rest } = (typeof schema === 'boolean' ? {} : schema) as Record<string, unknown>;
-      fn = this.#ajv.compile(typeof schema === 'boolean' ? schema : rest);
-    } catch (err) {
-      throw new HalflifeError('SCHEMA_INVALID', { type, reason: (err as Error).message }, { cause: err });
-    }
-    return {
-      version,
-      validate(data: unknown): ValidationResult {
-        if (fn(data)) return OK;
-        const e = (fn.errors as ErrorObject[])[0];
-        return { ok: false, message: describe(e), path: pathOf(e) };
-      },
-    };
-  }
-
   close(): Promise<void> {
     return this.#state.close(async () => {
       await this.#writes;
     });
-  }
-}
-
-const OK: ValidationResult = { ok: true };
-
-function pathOf(e: ErrorObject): string {
-  const base = '$.data' + e.instancePath.replace(/\/([^/]*)/g, (_m, seg: string) => (/^\d+$/.test(seg) ? `[${seg}]` : `.${seg.replaceAll('~1', '/').replaceAll('~0', '~')}`));
-  if (e.keyword === 'required') return `${base}.${(e.params as { missingProperty: string }).missingProperty}`;
-  if (e.keyword === 'additionalProperties') return `${base}.${(e.params as { additionalProperty: string }).additionalProperty}`;
-  return base;
-}
-
-function describe(e: ErrorObject): string {
-  const where = e.instancePath === '' ? 'data' : `data${e.instancePath.replaceAll('/', '.')}`;
-  switch (e.keyword) {
-    case 'required':
-      return `${where}: missing required field "${(e.params as { missingProperty: string }).missingProperty}"`;
-    case 'additionalProperties':
-      return `${where}: unknown field "${(e.params as { additionalProperty: string }).additionalProperty}" is not allowed`;
-    case 'enum':
-      return `${where}: must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`;
-    default:
-      return `${where}: ${e.message ?? e.keyword}`;
   }
 }
 

@@ -1,5 +1,5 @@
-import { Worker } from 'node:worker_threads';
-import { HalflifeError, LifecycleState, type Logger } from '../core/index.js';
+import type { Worker } from 'node:worker_threads';
+import { HalflifeError, LifecycleState, startModuleWorker, type Logger } from '../core/index.js';
 import type { LateEvent, PartialGroup, RowQuery, TableInfo, TableRow, ViewInfo, ViewRow } from '../engine/index.js';
 import type { Log } from '../log/index.js';
 import type { QueryResult } from '../query/index.js';
@@ -44,7 +44,6 @@ class WorkerLink {
   }
 
   spawn(): Promise<void> {
-    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     const init: WorkerInit = {
       index: this.#index,
       workers: this.#count,
@@ -54,12 +53,7 @@ class WorkerLink {
       catalog: this.#o.catalog(),
       checkpointIntervalMs: this.#o.checkpointIntervalMs ?? 5000,
     };
-    const url = new URL(`./engine-worker${ext}`, import.meta.url);
-    // Run from source (tests, tsx), the worker must register the TypeScript loader in its own thread first.
-    const worker =
-      ext === '.ts'
-        ? new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(url.href)}); })`, { eval: true, workerData: init })
-        : new Worker(url, { workerData: init });
+    const worker = startModuleWorker('engine-worker', import.meta.url, init);
     this.#worker = worker;
     return new Promise<void>((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { HalflifeConfig } from '../config/index.js';
 import { LifecycleState, SystemClock, type Clock, type Logger } from '../core/index.js';
-import { DeadLetterStore, Ingestor } from '../ingest/index.js';
+import { DeadLetterStore, Ingestor, IngestWorkers } from '../ingest/index.js';
 import { SegmentLog } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
 import { buildApp } from './app.js';
@@ -35,6 +35,7 @@ export class HalflifeServer {
   readonly #deadLetterLog: SegmentLog;
   readonly #replayLedger: SegmentLog;
   readonly #lock: DataDirLock;
+  readonly #ingestWorkers: IngestWorkers | undefined;
   readonly #state = new LifecycleState('server');
   #ready = false;
   #closing = false;
@@ -72,7 +73,12 @@ export class HalflifeServer {
       clock,
     });
     this.deadLetters = new DeadLetterStore(this.#deadLetterLog, this.#replayLedger, clock);
+    this.#ingestWorkers =
+      config.ingest.workers > 0
+        ? new IngestWorkers({ count: config.ingest.workers, limits: config.ingest, registry: this.registry, logger: logger.child({ component: 'ingest' }) })
+        : undefined;
     this.ingestor = new Ingestor({
+      workers: this.#ingestWorkers,
       limits: config.ingest,
       log: this.log,
       registry: this.registry,
@@ -112,6 +118,7 @@ export class HalflifeServer {
       await this.#replayLedger.start();
       await this.registry.start();
       await this.deadLetters.start();
+      await this.#ingestWorkers?.start();
       await this.ingestor.start();
       await this.engine.start();
       await this.app.ready();
@@ -157,6 +164,7 @@ export class HalflifeServer {
 
   async #closeComponents(): Promise<void> {
     await this.ingestor.close();
+    await this.#ingestWorkers?.close();
     await this.engine.close();
     await this.deadLetters.close();
     await this.registry.close();

@@ -1,0 +1,224 @@
+import type { IngestConfig } from '../config/index.js';
+import { MsgpackWriter, TooDeepError, writeEventRecord } from '../core/index.js';
+import type { CompiledSchema } from '../schema/index.js';
+import { checkEnvelope, type Rejection } from './envelope.js';
+
+export type BodyFormat = 'json' | 'ndjson';
+
+/** The message of a body that is not JSON starts so; the parser's reason follows. */
+export const MALFORMED_PREFIX = 'the body is not valid JSON: ';
+
+/** The limits the checks apply (a slice of the ingest config). */
+export type CheckLimits = Pick<IngestConfig, 'maxEventBytes' | 'maxDepth' | 'unknownTypes' | 'deadLetterRawBytes'>;
+
+/** The latest compiled schema of a type, or undefined. */
+export type SchemaLookup = (type: string) => CompiledSchema | undefined;
+
+/** A refused event with what its dead letter keeps. */
+export interface CheckedRejection extends Rejection {
+  /** Position of the event in the request (for NDJSON: among the non-empty lines). */
+  index: number;
+  /** The input as text: the line or body as received, or the parsed event's JSON (bounded, see `rawTruncated`). */
+  raw: string;
+  rawTruncated: boolean;
+  type: string | null;
+  schemaVersion: number | null;
+}
+
+/**
+ * The outcome of checking a request body: accepted events encoded back to back in `records` (record i ends at
+ * `ends[i]`), with their partition keys and ids; refused events; or, for a JSON body that does not parse,
+ * `malformed` and nothing else.
+ */
+export interface CheckedEvents {
+  records: Buffer;
+  ends: number[];
+  keys: (string | undefined)[];
+  ids: (string | undefined)[];
+  rejections: CheckedRejection[];
+  malformed?: CheckedRejection;
+}
+
+/** One input item: a parsed value (with its NDJSON line), or input refused before parsing. */
+export type Item =
+  | { value: unknown; line: Buffer | undefined; rejection?: undefined }
+  | { value?: undefined; line: Buffer; rejection: Rejection };
+
+export type CheckOutcome =
+  | { kind: 'ok'; key: string | undefined; id: string | undefined; type: string }
+  | { kind: 'rejected'; rejection: Rejection; type: string | null; schemaVersion: number | null };
+
+/**
+ * Envelope checks, limits, schema validation and encoding of events into stored records: everything ingest does
+ * per event that needs no shared state, so it runs alike on the server thread and in ingest worker threads.
+ */
+export class EventChecker {
+  readonly #limits: CheckLimits;
+  readonly #lookup: SchemaLookup;
+
+  constructor(limits: CheckLimits, lookup: SchemaLookup) {
+    this.#limits = limits;
+    this.#lookup = lookup;
+  }
+
+  /** Parses and checks a whole body. */
+  checkBody(body: Buffer, format: BodyFormat, receivedAt: number): CheckedEvents {
+    const parsed = this.parse(body, format);
+    if (!Array.isArray(parsed)) return { records: Buffer.alloc(0), ends: [], keys: [], ids: [], rejections: [], malformed: parsed };
+    const out = emptyChecked();
+    const w = new MsgpackWriter(Math.max(4096, body.length));
+    this.checkItems(parsed, 0, parsed.length, receivedAt, w, out);
+    out.records = w.buffer.subarray(0, w.pos);
+    return out;
+  }
+
+  /** Parses a body into items, or returns the rejection of a JSON body that does not parse. */
+  parse(body: Buffer, format: BodyFormat): Item[] | CheckedRejection {
+    if (format === 'ndjson') return this.#splitNdjson(body);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      const rejection = { code: 'MALFORMED_JSON', message: MALFORMED_PREFIX + (err as Error).message, path: '$' };
+      return this.rejection(-1, body, rejection, null, null);
+    }
+    const values = Array.isArray(parsed) ? (parsed as unknown[]) : [parsed];
+    const items = new Array<Item>(values.length);
+    for (let i = 0; i < values.length; i++) items[i] = { value: values[i], line: undefined };
+    return items;
+  }
+
+  #splitNdjson(body: Buffer): Item[] {
+    const items: Item[] = [];
+    const max = this.#limits.maxEventBytes;
+    let start = 0;
+    let lineNo = 0;
+    while (start < body.length) {
+      let end = body.indexOf(0x0a, start);
+      if (end < 0) end = body.length;
+      lineNo++;
+      let s = start;
+      let e = end;
+      start = end + 1;
+      while (s < e && (body[s] === 0x20 || body[s] === 0x09 || body[s] === 0x0d)) s++;
+      while (e > s && (body[e - 1] === 0x20 || body[e - 1] === 0x09 || body[e - 1] === 0x0d)) e--;
+      if (s === e) continue;
+      const line = body.subarray(s, e);
+      // Refused before parsing: a line longer than the event limit cannot become a valid event.
+      if (line.length > max) {
+        items.push({ line, rejection: { code: 'EVENT_TOO_LARGE', message: `line ${lineNo}: the event is ${line.length} bytes, over the limit of ${max} (ingest.maxEventBytes)`, path: '$' } });
+        continue;
+      }
+      try {
+        items.push({ value: JSON.parse(line.toString('utf8')), line });
+      } catch (err) {
+        items.push({ line, rejection: { code: 'MALFORMED_JSON', message: `line ${lineNo} is not valid JSON: ${(err as Error).message}`, path: '$' } });
+      }
+    }
+    return items;
+  }
+
+  /** Checks items[from, to) into `out`, appending accepted records to `w`. */
+  checkItems(items: readonly Item[], from: number, to: number, receivedAt: number, w: MsgpackWriter, out: CheckedEvents): void {
+    for (let i = from; i < to; i++) {
+      const item = items[i];
+      if (item.rejection !== undefined) {
+        out.rejections.push(this.rejection(i, item.line, item.rejection, null, null));
+        continue;
+      }
+      const outcome = this.check(item.value, w, receivedAt, undefined);
+      if (outcome.kind === 'rejected') {
+        out.rejections.push(this.rejection(i, item.line ?? item.value, outcome.rejection, outcome.type, outcome.schemaVersion));
+        continue;
+      }
+      out.keys.push(outcome.key);
+      out.ids.push(outcome.id);
+      out.ends.push(w.pos);
+    }
+  }
+
+  /**
+   * Envelope, depth, size and schema checks for one event. An accepted event's record is appended to `w`; a
+   * rejected one leaves `w` as it was.
+   */
+  check(value: unknown, w: MsgpackWriter, receivedAt: number, replayOf: number | undefined): CheckOutcome {
+    const env = checkEnvelope(value);
+    if (!env.ok) {
+      const type = typeof (value as { type?: unknown } | null)?.type === 'string' ? (value as { type: string }).type : null;
+      return { kind: 'rejected', rejection: env.rejection, type, schemaVersion: null };
+    }
+    const { type, data, id, key } = env.envelope;
+    const limits = this.#limits;
+    const schema = this.#lookup(type);
+    const start = w.pos;
+    try {
+      writeEventRecord(w, { receivedAt, schemaVersion: schema?.version ?? 0, type, eventTimeMs: env.eventTimeMs, replayOf, id, data }, limits.maxDepth);
+    } catch (err) {
+      if (!(err instanceof TooDeepError)) throw err;
+      return {
+        kind: 'rejected',
+        rejection: { code: 'TOO_DEEP', message: `the event nests deeper than ${limits.maxDepth} levels (ingest.maxDepth)`, path: '$.data' },
+        type,
+        schemaVersion: null,
+      };
+    }
+    const bytes = w.pos - start;
+    if (bytes > limits.maxEventBytes) {
+      w.pos = start;
+      return {
+        kind: 'rejected',
+        rejection: { code: 'EVENT_TOO_LARGE', message: `the event is ${bytes} bytes stored, over the limit of ${limits.maxEventBytes} (ingest.maxEventBytes)`, path: '$' },
+        type,
+        schemaVersion: null,
+      };
+    }
+    if (schema === undefined) {
+      if (limits.unknownTypes === 'reject') {
+        w.pos = start;
+        return {
+          kind: 'rejected',
+          rejection: { code: 'UNKNOWN_TYPE', message: `no schema is registered for event type ${type}`, path: '$.type' },
+          type,
+          schemaVersion: null,
+        };
+      }
+    } else {
+      const v = schema.validate(data);
+      if (!v.ok) {
+        w.pos = start;
+        return {
+          kind: 'rejected',
+          rejection: { code: 'SCHEMA_VALIDATION', message: `the event does not match its schema: ${v.message}`, path: v.path },
+          type,
+          schemaVersion: schema.version,
+        };
+      }
+    }
+    return { kind: 'ok', key, id, type };
+  }
+
+  /**
+   * A rejection with its dead letter's raw text: the bytes of an NDJSON line or of a body as received, or a parsed
+   * event's JSON. Events that fail on content (not size) are kept whole so they can be replayed; the bound caps
+   * the rest.
+   */
+  rejection(index: number, input: unknown, rejection: Rejection, type: string | null, schemaVersion: number | null): CheckedRejection {
+    const bound = this.#limits.deadLetterRawBytes;
+    const keepWhole = rejection.code === 'SCHEMA_VALIDATION' || rejection.code === 'UNKNOWN_TYPE' || rejection.code === 'INVALID_EVENT';
+    let raw: string;
+    let rawTruncated: boolean;
+    if (input instanceof Uint8Array) {
+      rawTruncated = !keepWhole && input.length > bound;
+      raw = Buffer.from(input.buffer, input.byteOffset, rawTruncated ? bound : input.length).toString('utf8');
+    } else {
+      raw = JSON.stringify(input) ?? 'null';
+      rawTruncated = !keepWhole && raw.length > bound;
+      if (rawTruncated) raw = raw.slice(0, bound);
+    }
+    return { index, ...rejection, raw, rawTruncated, type, schemaVersion };
+  }
+}
+
+export function emptyChecked(): CheckedEvents {
+  return { records: Buffer.alloc(0), ends: [], keys: [], ids: [], rejections: [] };
+}

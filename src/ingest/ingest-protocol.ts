@@ -1,0 +1,30 @@
+/** Messages between the server thread and ingest worker threads. */
+import type { SchemaVersion } from '../schema/index.js';
+import type { BodyFormat, CheckedRejection, CheckLimits } from './event-checker.js';
+
+export interface IngestWorkerInit {
+  readonly limits: CheckLimits;
+  /** The latest version of every type when the worker starts; later ones arrive as `schema` messages. */
+  readonly schemas: readonly SchemaVersion[];
+}
+
+export type ToIngestWorker =
+  | { type: 'schema'; version: SchemaVersion }
+  | { type: 'check'; id: number; body: ArrayBuffer; byteOffset: number; byteLength: number; format: BodyFormat; receivedAt: number };
+
+export type FromIngestWorker =
+  | { type: 'ready' }
+  | {
+      type: 'checked';
+      id: number;
+      /** The accepted records, back to back, in a transferred ArrayBuffer. */
+      records: ArrayBuffer;
+      byteOffset: number;
+      byteLength: number;
+      ends: Int32Array;
+      keys: (string | undefined)[];
+      ids: (string | undefined)[];
+      rejections: CheckedRejection[];
+      malformed?: CheckedRejection;
+    }
+  | { type: 'failed'; id: number; message: string };

@@ -1,0 +1,142 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeEventRecord, ManualClock } from '../core/index.js';
+import { defaultConfig } from '../config/index.js';
+import { MemoryLog } from '../log/index.js';
+import { SchemaRegistry } from '../schema/index.js';
+import { DeadLetterStore } from './dead-letters.js';
+import { Ingestor } from './ingestor.js';
+import { IngestWorkers } from './ingest-workers.js';
+import { tempDir } from '../../test/helpers/tmp.js';
+
+const schema = {
+  type: 'object',
+  properties: { a: { type: 'string' }, n: { type: 'integer', minimum: 0 } },
+  required: ['a'],
+};
+
+async function setup(workers: number) {
+  const { dir, cleanup } = await tempDir();
+  const registry = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+  await registry.start();
+  await registry.register('t', schema);
+  const log = new MemoryLog(3);
+  const clock = new ManualClock(1_700_000_000_000);
+  const deadLetters = new DeadLetterStore(new MemoryLog(1), new MemoryLog(1), clock);
+  await deadLetters.start();
+  const limits = { ...defaultConfig().ingest, maxEventBytes: 4096, maxDepth: 6 };
+  const pool = workers > 0 ? new IngestWorkers({ count: workers, limits, registry, restartDelayMs: 100 }) : undefined;
+  await pool?.start();
+  const ingestor = new Ingestor({ limits, log, registry, deadLetters, clock, workers: pool });
+  await ingestor.start();
+  return {
+    registry,
+    log,
+    pool,
+    deadLetters,
+    ingestor,
+    send: (body: string, format: 'json' | 'ndjson' = 'json') => ingestor.ingestBody(Buffer.from(body), format, { address: 'test' }),
+    async stored() {
+      const out: unknown[] = [];
+      for (let p = 0; p < log.partitionCount; p++) for (const r of await log.read(p, 0, { maxRecords: 100_000 })) out.push([p, r.offset, decodeEventRecord(r.value, r.key)]);
+      return out;
+    },
+    async letters() {
+      return (await deadLetters.list({}, 100_000)).deadletters.map(({ id: _id, ...l }) => l);
+    },
+    async close() {
+      await ingestor.close();
+      await pool?.close();
+      await registry.close();
+      await cleanup();
+    },
+  };
+}
+
+/** A body over the worker threshold with good and bad events of every kind, and repeated ids. */
+function mixedEvents(n: number): unknown[] {
+  let deep: unknown = { x: 1 };
+  for (let i = 0; i < 8; i++) deep = { d: deep };
+  const bad = [
+    { type: 't', data: { n: 1 } },
+    { type: 'nope', data: { a: 'x' } },
+    { type: 't', data: { a: 'x', n: -1 } },
+    { type: 't', data: { a: 'x' }, extra: true },
+    { type: 't', data: { a: 'x', deep } },
+    { type: 't', data: { a: 'x'.repeat(5000) } },
+    'not an object',
+  ];
+  return Array.from({ length: n }, (_, i) => (i % 10 === 9 ? bad[(i / 10) % bad.length | 0] : { type: 't', key: i % 3 === 0 ? `k${i % 7}` : undefined, id: i % 4 === 0 ? `id${i % 50}` : undefined, data: { a: `a${i}`, n: i, é: ['ü', 1.5, null] } }));
+}
+
+test('a large body is checked on a worker thread exactly as on the server thread: results, records, dead letters', async () => {
+  const here = await setup(0);
+  const there = await setup(1);
+  try {
+    const body = JSON.stringify(mixedEvents(600));
+    assert.ok(body.length > 16 * 1024, 'over the worker threshold');
+    const ndjson = mixedEvents(300).map((e) => JSON.stringify(e)).join('\n') + '\n{broken\n';
+    const outcomes = [];
+    for (const s of [here, there]) {
+      const first = await s.send(body);
+      const again = await s.send(body);
+      const lines = await s.send(ndjson, 'ndjson');
+      outcomes.push({ first, again, lines, stored: await s.stored(), letters: await s.letters() });
+    }
+    assert.deepEqual(outcomes[1], outcomes[0]);
+    const { first, again, lines } = outcomes[0];
+    assert.ok(first.accepted > 400 && first.rejected === 60, JSON.stringify(first).slice(0, 200));
+    assert.deepEqual(new Set(first.errors.map((e) => e.code)), new Set(['SCHEMA_VALIDATION', 'UNKNOWN_TYPE', 'INVALID_EVENT', 'TOO_DEEP', 'EVENT_TOO_LARGE']));
+    assert.ok(again.duplicates > 0 && again.accepted < first.accepted);
+    assert.equal(lines.errors.at(-1)?.code, 'MALFORMED_JSON');
+  } finally {
+    await here.close();
+    await there.close();
+  }
+});
+
+test('a schema registered before a request is in force for it on the worker', async () => {
+  const s = await setup(1);
+  try {
+    await s.registry.setCompatibility('t', 'none');
+    const events = (v: number) => JSON.stringify(Array.from({ length: 400 }, (_, i) => ({ type: 't', data: { a: `x${i}`, v } })));
+    for (let version = 2; version <= 6; version++) {
+      // Each version allows only its own `v`.
+      await s.registry.register('t', { type: 'object', properties: { a: { type: 'string' }, v: { const: version } }, required: ['a', 'v'] });
+      const ok = await s.send(events(version));
+      assert.equal(ok.accepted, 400, `version ${version}`);
+      const stale = await s.send(events(version - 1));
+      assert.equal(stale.rejected, 400);
+      assert.equal(stale.errors[0].code, 'SCHEMA_VALIDATION');
+    }
+    const letter = (await s.letters()).at(-1) as { schema_version: number };
+    assert.equal(letter.schema_version, 6);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a worker that dies mid-request fails that request (503, retryable, nothing stored); others go on, and it is replaced', async () => {
+  const s = await setup(1);
+  try {
+    const big = JSON.stringify(Array.from({ length: 60_000 }, (_, i) => ({ type: 't', id: `big${i}`, data: { a: `a${i}` } })));
+    const inFlight = s.send(big);
+    await s.pool!.terminateWorker(0);
+    await assert.rejects(inFlight, (err: { code: string; status: number; retryable: boolean }) => {
+      assert.equal(err.code, 'INGEST_WORKER_FAILED');
+      assert.equal(err.status, 503);
+      assert.equal(err.retryable, true);
+      return true;
+    });
+    assert.equal(s.log.stats().records, 0, 'nothing of the failed request is stored');
+    // While no worker runs, the server thread checks bodies itself.
+    assert.equal(s.pool!.available, false);
+    assert.equal((await s.send(JSON.stringify(Array.from({ length: 500 }, (_, i) => ({ type: 't', data: { a: `b${i}` } }))))).accepted, 500);
+    for (let i = 0; i < 200 && !s.pool!.available; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(s.pool!.available, true, 'a new worker runs');
+    // The retry of the failed request is stored once: its ids were not taken by the failure.
+    assert.equal((await s.send(big)).accepted, 60_000);
+  } finally {
+    await s.close();
+  }
+});

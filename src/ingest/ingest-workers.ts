@@ -1,0 +1,160 @@
+import type { Worker } from 'node:worker_threads';
+import { HalflifeError, LifecycleState, silentLogger, startModuleWorker, type Logger } from '../core/index.js';
+import type { SchemaRegistry, SchemaVersion } from '../schema/index.js';
+import type { BodyFormat, CheckedEvents, CheckLimits } from './event-checker.js';
+import type { FromIngestWorker, IngestWorkerInit, ToIngestWorker } from './ingest-protocol.js';
+import './errors.js';
+
+export interface IngestWorkersOptions {
+  /** Worker threads (at least 1). */
+  readonly count: number;
+  readonly limits: CheckLimits;
+  readonly registry: SchemaRegistry;
+  readonly logger?: Logger;
+  /** Delay before a worker that stopped is replaced (default 1 s). */
+  readonly restartDelayMs?: number;
+}
+
+interface Pending {
+  resolve(v: CheckedEvents): void;
+  reject(e: unknown): void;
+}
+
+/** One worker thread and the requests it is checking. */
+class Slot {
+  worker: Worker | undefined;
+  readonly pending = new Map<number, Pending>();
+}
+
+/**
+ * Ingest worker threads: request bodies are parsed, checked and encoded off the server thread, which then only
+ * receives bodies, appends records and answers. JSON.parse is the pipeline's largest cost; here it runs on
+ * another core. Bodies travel in transferred ArrayBuffers (no copy), and so do the encoded records coming back.
+ *
+ * Schemas follow the registry in order: a new version is posted to every worker as it comes into force, before
+ * any later request, so a request never sees an older schema than one registered before it arrived.
+ */
+export class IngestWorkers {
+  readonly #o: IngestWorkersOptions;
+  readonly #logger: Logger;
+  readonly #slots: Slot[];
+  readonly #state = new LifecycleState('ingest workers');
+  #next = 1;
+  #closing = false;
+
+  constructor(options: IngestWorkersOptions) {
+    if (!Number.isInteger(options.count) || options.count < 1) throw new RangeError(`count must be a positive integer (got ${options.count})`);
+    this.#o = options;
+    this.#logger = options.logger ?? silentLogger;
+    this.#slots = Array.from({ length: options.count }, () => new Slot());
+  }
+
+  async start(): Promise<void> {
+    this.#state.assertOpen();
+    this.#o.registry.onRegistered((version) => this.#broadcast(version));
+    await Promise.all(this.#slots.map((s) => this.#spawn(s)));
+  }
+
+  /** Whether a worker is running to take a request (else check on the calling thread). */
+  get available(): boolean {
+    return !this.#closing && this.#slots.some((s) => s.worker !== undefined);
+  }
+
+  /**
+   * Parses and checks `body` on a worker thread. The body's bytes are transferred when it owns its ArrayBuffer
+   * (then `body` is empty afterwards), copied otherwise.
+   */
+  check(body: Buffer, format: BodyFormat, receivedAt: number): Promise<CheckedEvents> {
+    this.#state.assertOpen();
+    let slot: Slot | undefined;
+    for (const s of this.#slots) if (s.worker !== undefined && (slot === undefined || s.pending.size < slot.pending.size)) slot = s;
+    if (slot === undefined) return Promise.reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: 'no worker is running' }));
+    const owned = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength && body.buffer instanceof ArrayBuffer;
+    const bytes = owned ? (body.buffer as ArrayBuffer) : new Uint8Array(body).buffer;
+    const id = this.#next++;
+    const worker = slot.worker!;
+    const pending = slot.pending;
+    return new Promise<CheckedEvents>((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      const m: ToIngestWorker = { type: 'check', id, body: bytes, byteOffset: 0, byteLength: body.byteLength, format, receivedAt };
+      worker.postMessage(m, [bytes]);
+    });
+  }
+
+  #broadcast(version: SchemaVersion): void {
+    for (const s of this.#slots) s.worker?.postMessage({ type: 'schema', version } satisfies ToIngestWorker);
+  }
+
+  #spawn(slot: Slot): Promise<void> {
+    const init: IngestWorkerInit = { limits: this.#o.limits, schemas: this.#o.registry.latestVersions() };
+    const worker = startModuleWorker('ingest-worker', import.meta.url, init);
+    return new Promise<void>((resolve, reject) => {
+      worker.on('message', (m: FromIngestWorker) => {
+        if (m.type === 'ready') {
+          // Versions registered while it started are already in its init or will be, in order, from here on.
+          slot.worker = worker;
+          for (const v of this.#o.registry.latestVersions()) {
+            if (!init.schemas.some((s) => s.type === v.type && s.version === v.version)) worker.postMessage({ type: 'schema', version: v } satisfies ToIngestWorker);
+          }
+          resolve();
+          return;
+        }
+        const p = slot.pending.get(m.id);
+        slot.pending.delete(m.id);
+        if (p === undefined) return;
+        if (m.type === 'failed') {
+          this.#logger.error({ err: m.message }, 'an ingest worker could not check a request');
+          p.reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: 'the check failed' }));
+          return;
+        }
+        p.resolve({
+          records: Buffer.from(m.records, m.byteOffset, m.byteLength),
+          ends: Array.from(m.ends),
+          keys: m.keys,
+          ids: m.ids,
+          rejections: m.rejections,
+          malformed: m.malformed,
+        });
+      });
+      worker.on('error', (err) => {
+        this.#logger.error({ err }, 'ingest worker failed');
+        reject(err);
+      });
+      worker.on('exit', (code) => {
+        if (slot.worker === worker) slot.worker = undefined;
+        for (const p of slot.pending.values()) p.reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: `the worker exited with code ${code}` }));
+        slot.pending.clear();
+        reject(new Error(`ingest worker exited with ${code} during start`));
+        if (!this.#closing) {
+          this.#logger.error({ code }, 'ingest worker exited; starting a new one');
+          setTimeout(() => {
+            if (!this.#closing) void this.#spawn(slot).catch((err: unknown) => this.#logger.error({ err }, 'ingest worker restart failed'));
+          }, this.#o.restartDelayMs ?? 1000).unref();
+        }
+      });
+    });
+  }
+
+  /** Stops worker `i` as a crash would (tests); it is replaced after the restart delay. */
+  async terminateWorker(i: number): Promise<void> {
+    await this.#slots[i]?.worker?.terminate();
+  }
+
+  /** Stops the workers once the requests they are checking are answered. */
+  close(): Promise<void> {
+    return this.#state.close(async () => {
+      this.#closing = true;
+      await Promise.all(
+        this.#slots.map(async (s) => {
+          while (s.pending.size > 0) await new Promise((r) => setTimeout(r, 5));
+          await s.worker?.terminate();
+          s.worker = undefined;
+        }),
+      );
+    });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 /** The configuration: one schema, one `defaultConfig()`. Every duration carries its unit in its name. */
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
@@ -79,7 +80,8 @@ export function defaultConfig(): HalflifeConfig {
       dedupWindowMs: 10 * 60 * 1000,
       dedupMaxIds: 1_000_000,
       deadLetterRawBytes: 16 * 1024,
-      workers: 1,
+      // One per core, at most four: parsing is the largest cost and the server thread has little else to do.
+      workers: Math.max(1, Math.min(4, availableParallelism())),
     },
     schemas: { dir: null, compatibility: 'backward' },
     engine: { checkpointIntervalMs: 5000, workers: 1 },

@@ -18,6 +18,8 @@ export function testConfig(dataDir: string, overrides: DeepPartial<HalflifeConfi
   config.dataDir = dataDir;
   config.server.port = 0;
   config.logLevel = 'silent';
+  // One ingest worker whatever the machine: tests start many servers.
+  config.ingest.workers = 1;
   for (const [k, v] of Object.entries(overrides)) {
     const target = (config as unknown as Record<string, unknown>)[k];
     if (v !== null && typeof v === 'object' && target !== null && typeof target === 'object') Object.assign(target, v);

@@ -41,7 +41,7 @@ ingest:
   dedupWindowMs: 600000   # events with the same "id" within this window are stored once
   dedupMaxIds: 1000000    # memory bound of the dedup window
   deadLetterRawBytes: 16384   # how much of a malformed or oversized input a dead letter keeps
-  workers: 1              # threads that parse and check large bodies (0: the server thread does)
+  # workers: 2            # threads that parse and check large bodies (default: one per core, at most 4; 0: the server thread does)
 
 schemas:
   dir: ./schemas          # every <type>.json here is registered at start

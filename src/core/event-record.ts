@@ -162,8 +162,11 @@ export interface EventHeader {
   payloadOffset: number;
 }
 
-/** The header fields of the record starting at `at`, without touching its payload. */
-export function readEventHeader(buf: Buffer, at = 0): EventHeader {
+/**
+ * The header fields of the record starting at `at`, without touching its payload. `out`, when given, is filled
+ * and returned (a reader of millions of records allocates nothing per record).
+ */
+export function readEventHeader(buf: Buffer, at = 0, out?: EventHeader): EventHeader {
   const version = buf[at];
   checkVersion(version);
   const flags = buf[at + 1];
@@ -175,7 +178,12 @@ export function readEventHeader(buf: Buffer, at = 0): EventHeader {
     p += 8;
   }
   if (flags & FLAG_REPLAY_OF) p += 8;
-  return { version, receivedAt, eventTime, payloadOffset: p };
+  if (out === undefined) return { version, receivedAt, eventTime, payloadOffset: p };
+  out.version = version;
+  out.receivedAt = receivedAt;
+  out.eventTime = eventTime;
+  out.payloadOffset = p;
+  return out;
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   SystemClock,
   type Clock,
   type Cursor,
+  type EventHeader,
   type Logger,
 } from '../core/index.js';
 import { batchKey, type Log, type RecordBatch } from '../log/index.js';
@@ -537,7 +538,7 @@ export class Engine {
     const start = batch.valueStarts[r];
     const end = batch.valueEnds[r];
     const offset = batch.offsets[r];
-    const h = readEventHeader(buf, start);
+    const h = readEventHeader(buf, start, this.#header);
     // Types are few: reuse the last type string when the header names it again.
     let type = this.#lastType;
     if (type === undefined || !eventRecordIs(buf, type, start)) type = this.#lastType = eventRecordType(buf, start);
@@ -552,6 +553,7 @@ export class Engine {
   }
 
   readonly #cursor: Cursor = { pos: 0 };
+  readonly #header: EventHeader = { version: 0, receivedAt: 0, eventTime: 0, payloadOffset: 0 };
   #lastType: string | undefined;
 
   readonly #wantedByType = new Map<string, string[]>();

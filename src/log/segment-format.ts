@@ -198,9 +198,10 @@ function scanBatches(
     if (expect !== undefined && base !== expect) {
       return { end: pos, stop: { kind: 'corrupt', reason: `offset ${base} where ${expect} was expected` }, visited };
     }
-    // Check the record layout before visiting any record, so a batch is visited whole or not at all.
+    // Check the record layout before visiting any record, so a batch is visited whole or not at all. Bytes this
+    // process wrote or has checked before (`verify` false) are known to be well formed.
     let p = pos + BATCH_HEADER_BYTES;
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; verify && i < count; i++) {
       if (p + RECORD_HEADER_BYTES > batchEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'records overrun their batch' }, visited };
       const len = buf.readUInt32LE(p);
       const keyField = buf.readUInt16LE(p + 12);
@@ -209,7 +210,7 @@ function scanBatches(
       }
       p += 4 + len;
     }
-    if (p !== batchEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'batch length does not match its records' }, visited };
+    if (verify && p !== batchEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'batch length does not match its records' }, visited };
     p = pos + BATCH_HEADER_BYTES;
     rec.batchPosition = pos;
     for (let i = 0; i < count; i++) {

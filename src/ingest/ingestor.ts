@@ -53,7 +53,7 @@ export interface IngestorOptions {
   readonly deadLetters: DeadLetterStore;
   readonly clock: Clock;
   readonly logger?: Logger;
-  /** Worker threads that parse and check bodies of at least `workerMinBodyBytes`; without them, this thread does. */
+  /** Worker threads that parse and check bodies of 16 KiB or more; without them (or while none runs), this thread does. */
   readonly workers?: IngestWorkers;
 }
 

@@ -121,7 +121,7 @@ if (want('backfill')) {
 if (want('latency')) {
   const e2e = (results.e2e as { eventsPerS: number } | undefined)?.eventsPerS;
   const rate = Math.round((e2e ?? 100_000) / 2);
-  const f = await freshness(rate, quick ? 20 : 60);
+  const f = await freshness(rate, quick ? 20 : 200);
   results.latency = { rate, ...f };
   log(`latency at ${rate} events/s: freshness p99 ${f.p99Ms.toFixed(0)} ms, query p99 ${f.queryP99Ms.toFixed(1)} ms`);
 }

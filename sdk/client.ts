@@ -1,4 +1,7 @@
 import type {
+  ApiKeyInfo,
+  CreatedApiKey,
+  NewApiKey,
   DeadLetterQuery,
   DeadLettersPage,
   ErrorBody,
@@ -129,6 +132,19 @@ export class HalflifeClient {
   /** Runs SELECT over views (POST /v1/query). */
   query(sql: string): Promise<QueryResponse> {
     return this.#request('POST', '/v1/query', JSON.stringify({ sql }), 'application/json');
+  }
+
+  /** Creates an API key (admin); the secret is in the answer only. */
+  createKey(spec: NewApiKey): Promise<CreatedApiKey> {
+    return this.#request('POST', '/v1/keys', JSON.stringify(spec), 'application/json');
+  }
+
+  async listKeys(): Promise<ApiKeyInfo[]> {
+    return (await this.#request<{ keys: ApiKeyInfo[] }>('GET', '/v1/keys')).keys;
+  }
+
+  async revokeKey(id: string): Promise<void> {
+    await this.#request('DELETE', `/v1/keys/${encodeURIComponent(id)}`);
   }
 
   async health(): Promise<boolean> {

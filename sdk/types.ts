@@ -173,3 +173,30 @@ export interface QueryResponse {
   columns: string[];
   rows: Record<string, unknown>[];
 }
+
+/** What an API key may do: `write` ingests, `read` reads, `admin` does everything. */
+export type KeyScope = 'write' | 'read' | 'admin';
+
+/** An API key as listed (never its secret). */
+export interface ApiKeyInfo {
+  id: string;
+  name: string;
+  scopes: KeyScope[];
+  /** Event types a write key may send (null: any). */
+  types: string[] | null;
+  /** Browser origins a write key may be used from (null: any). */
+  origins: string[] | null;
+  createdAt: string;
+}
+
+export interface NewApiKey {
+  name?: string;
+  scopes: KeyScope[];
+  types?: string[];
+  origins?: string[];
+}
+
+/** A created key: `key` is shown this once. */
+export interface CreatedApiKey extends ApiKeyInfo {
+  key: string;
+}

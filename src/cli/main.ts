@@ -5,6 +5,8 @@ import { HalflifeError } from '../core/index.js';
 import { readFile } from 'node:fs/promises';
 import { dlqList, dlqReplay, query, schemaAdd, schemaList, schemaShow, streams, tail, viewCreate, viewDrop, viewList } from './commands/client-commands.js';
 import { init } from './commands/init.js';
+import { keysCreate, keysList, keysRevoke, type KeysTarget } from './commands/keys.js';
+import { loadConfig } from '../config/index.js';
 import { send } from './commands/send.js';
 import { serve } from './commands/serve.js';
 import { processIo, type Io } from './output.js';
@@ -25,14 +27,18 @@ Usage:
   halflife view create <NAME> (--sql "CREATE VIEW …" | -f FILE.sql) [--replace]
   halflife view list | view drop <NAME>
   halflife query "SELECT … FROM <view> …"                          query views (re-aggregates sketches)
+  halflife keys create --scope write|read|admin[,…] [--types T1,T2] [--origins https://…] [--name N]
+  halflife keys list | keys revoke <ID>                            on --data DIR (default: the config's), or --url
   halflife bench [--quick] [--scenario …] [--json] [--generate N]   benchmarks next to Redis, NATS, PostgreSQL, DuckDB
 
-Client commands talk to --url (or HALFLIFE_URL, default http://127.0.0.1:7070); --json prints raw JSON.
+Client commands talk to --url (or HALFLIFE_URL, default http://127.0.0.1:7070) with the API key in --key (or
+HALFLIFE_API_KEY); --json prints raw JSON. "keys" works on the data folder unless --url or HALFLIFE_URL is given.
 Exit codes: 0 ok, 1 failed, 2 bad usage or configuration.
 `;
 
 const CLIENT_OPTIONS = {
   url: { type: 'string' },
+  key: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
@@ -50,8 +56,8 @@ function version(): string {
   return 'unknown';
 }
 
-function client(url: string | undefined): HalflifeClient {
-  return new HalflifeClient({ url: url ?? process.env.HALFLIFE_URL ?? 'http://127.0.0.1:7070', apiKey: process.env.HALFLIFE_API_KEY });
+function client(url: string | undefined, key?: string): HalflifeClient {
+  return new HalflifeClient({ url: url ?? process.env.HALFLIFE_URL ?? 'http://127.0.0.1:7070', apiKey: key ?? process.env.HALFLIFE_API_KEY });
 }
 
 function positiveInt(name: string, raw: string | undefined, dflt: number): number {
@@ -138,7 +144,7 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
       if (positionals.length !== 1) throw new UsageError('send takes one input: a file of NDJSON events, or - for standard input');
       const batch = positiveInt('batch', values.batch, 1000);
       if (batch < 1) throw new UsageError('--batch must be at least 1');
-      return send(client(values.url), positionals[0], {
+      return send(client(values.url, values.key), positionals[0], {
         batch,
         rate: positiveInt('rate', values.rate?.replace(/\/s$/, ''), 0),
         concurrency: Math.max(1, positiveInt('concurrency', values.concurrency, 2)),
@@ -148,7 +154,7 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
     case 'schema': {
       const [sub, ...subArgs] = args;
       const { values, positionals } = parseArgs({ args: subArgs, allowPositionals: true, options: { ...CLIENT_OPTIONS, version: { type: 'string' } } });
-      const c = client(values.url);
+      const c = client(values.url, values.key);
       if (sub === 'add' && positionals.length === 2) return schemaAdd(c, positionals[0], positionals[1], io);
       if (sub === 'list' && positionals.length === 0) return schemaList(c, values, io);
       if (sub === 'show' && positionals.length === 1) {
@@ -162,7 +168,7 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
         args: subArgs,
         options: { ...CLIENT_OPTIONS, type: { type: 'string' }, code: { type: 'string' }, since: { type: 'string' }, limit: { type: 'string' } },
       });
-      const c = client(values.url);
+      const c = client(values.url, values.key);
       if (sub === 'list') return dlqList(c, values, io);
       if (sub === 'replay') return dlqReplay(c, values, io);
       throw new UsageError('usage: halflife dlq list [filters] | dlq replay [filters]');
@@ -171,7 +177,7 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
       const { values } = parseArgs({ args, options: { ...CLIENT_OPTIONS, type: { type: 'string' }, 'from-beginning': { type: 'boolean' } } });
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
-      return tail(client(values.url), { type: values.type, fromBeginning: values['from-beginning'] }, io, controller.signal);
+      return tail(client(values.url, values.key), { type: values.type, fromBeginning: values['from-beginning'] }, io, controller.signal);
     }
     case 'view': {
       const [sub, ...subArgs] = args;
@@ -180,7 +186,7 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
         allowPositionals: true,
         options: { ...CLIENT_OPTIONS, sql: { type: 'string' }, file: { type: 'string', short: 'f' }, replace: { type: 'boolean' } },
       });
-      const c = client(values.url);
+      const c = client(values.url, values.key);
       if (sub === 'create' && positionals.length === 1) {
         if ((values.sql === undefined) === (values.file === undefined)) throw new UsageError('view create takes --sql "…" or -f FILE.sql');
         const sql = values.sql ?? (await readFile(values.file!, 'utf8'));
@@ -193,13 +199,41 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
     case 'query': {
       const { values, positionals } = parseArgs({ args, allowPositionals: true, options: CLIENT_OPTIONS });
       if (positionals.length !== 1) throw new UsageError('query takes one SQL statement, quoted');
-      return query(client(values.url), positionals[0], values, io);
+      return query(client(values.url, values.key), positionals[0], values, io);
     }
     case 'bench':
       return bench(args, io);
     case 'streams': {
       const { values } = parseArgs({ args, options: CLIENT_OPTIONS });
-      return streams(client(values.url), values, io);
+      return streams(client(values.url, values.key), values, io);
+    }
+    case 'keys': {
+      const [sub, ...subArgs] = args;
+      const { values, positionals } = parseArgs({
+        args: subArgs,
+        allowPositionals: true,
+        options: {
+          ...CLIENT_OPTIONS,
+          data: { type: 'string' },
+          config: { type: 'string', short: 'c' },
+          scope: { type: 'string' },
+          types: { type: 'string' },
+          origins: { type: 'string' },
+          name: { type: 'string' },
+        },
+      });
+      if (values.data !== undefined && values.url !== undefined) throw new UsageError('keys takes --data DIR or --url URL, not both');
+      const target: KeysTarget =
+        values.url !== undefined || (values.data === undefined && process.env.HALFLIFE_URL !== undefined)
+          ? { kind: 'server', client: client(values.url, values.key) }
+          : { kind: 'folder', dataDir: loadConfig({ file: values.config, flags: { dataDir: values.data } }).config.dataDir };
+      if (sub === 'create' && positionals.length === 0) {
+        if (values.scope === undefined) throw new UsageError('keys create needs --scope write, read or admin (several: --scope read,write)');
+        return keysCreate(target, values, io);
+      }
+      if (sub === 'list' && positionals.length === 0) return keysList(target, values, io);
+      if (sub === 'revoke' && positionals.length === 1) return keysRevoke(target, positionals[0], io);
+      throw new UsageError('usage: halflife keys create --scope S [--types T] [--origins O] [--name N] | keys list | keys revoke <id>  [--data DIR | --url URL]');
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);

@@ -50,6 +50,9 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
       const base = dirname(file);
       if (fromFile.dataDir !== undefined) fromFile.dataDir = resolve(base, fromFile.dataDir);
       if (typeof fromFile.schemas?.dir === 'string') fromFile.schemas.dir = resolve(base, fromFile.schemas.dir);
+      // TLS files are relative to the config file, like the other paths in it.
+      if (typeof fromFile.server?.tlsCertFile === 'string') fromFile.server.tlsCertFile = resolve(base, fromFile.server.tlsCertFile);
+      if (typeof fromFile.server?.tlsKeyFile === 'string') fromFile.server.tlsKeyFile = resolve(base, fromFile.server.tlsKeyFile);
       deepMerge(config as unknown as Record<string, unknown>, fromFile as Record<string, unknown>);
     }
   }
@@ -69,12 +72,17 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   }
   if (!isAbsolute(config.dataDir)) config.dataDir = resolve(cwd, config.dataDir);
   if (config.schemas.dir !== null && !isAbsolute(config.schemas.dir)) config.schemas.dir = resolve(cwd, config.schemas.dir);
+  if (config.server.tlsCertFile !== null) config.server.tlsCertFile = resolve(cwd, config.server.tlsCertFile);
+  if (config.server.tlsKeyFile !== null) config.server.tlsKeyFile = resolve(cwd, config.server.tlsKeyFile);
 
   if (problems.length === 0 && !validate(config)) problems.push(...describe(validate.errors ?? [], 'settings'));
   for (const [key, p] of Object.entries(config.log.pinnedKeys)) {
     if (p >= config.log.partitions) {
       problems.push(`  log.pinnedKeys.${key}: partition ${p} does not exist (log.partitions is ${config.log.partitions})`);
     }
+  }
+  if ((config.server.tlsCertFile === null) !== (config.server.tlsKeyFile === null)) {
+    problems.push('  server.tlsCertFile and server.tlsKeyFile: set both (HTTPS) or neither (plain HTTP)');
   }
   if (problems.length > 0) throw new HalflifeError('CONFIG_INVALID', { problems: problems.join('\n') });
   return { config, file };

@@ -4,12 +4,20 @@ import { availableParallelism } from 'node:os';
 export type FsyncPolicy = 'always' | 'interval' | 'never';
 export type Compatibility = 'backward' | 'none';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/**
+ * `auto`: API keys are required once one exists; with none, the server listens on loopback only. `on`: keys are
+ * always required. `off`: no authentication (for a server behind a proxy that does it).
+ */
+export type AuthMode = 'auto' | 'on' | 'off';
 
 export interface ServerConfig {
   host: string;
   port: number;
   /** Graceful shutdown waits at most this long for in-flight work before exiting. */
   shutdownTimeoutMs: number;
+  /** PEM files for HTTPS (both or neither; null: plain HTTP, e.g. behind a TLS-terminating proxy). */
+  tlsCertFile: string | null;
+  tlsKeyFile: string | null;
 }
 
 export interface LogConfig {
@@ -51,6 +59,7 @@ export interface EngineConfig {
 export interface HalflifeConfig {
   dataDir: string;
   logLevel: LogLevel;
+  auth: AuthMode;
   server: ServerConfig;
   log: LogConfig;
   ingest: IngestConfig;
@@ -62,7 +71,8 @@ export function defaultConfig(): HalflifeConfig {
   return {
     dataDir: './halflife-data',
     logLevel: 'info',
-    server: { host: '127.0.0.1', port: 7070, shutdownTimeoutMs: 10_000 },
+    auth: 'auto',
+    server: { host: '127.0.0.1', port: 7070, shutdownTimeoutMs: 10_000, tlsCertFile: null, tlsKeyFile: null },
     log: {
       partitions: 8,
       fsync: 'interval',
@@ -97,6 +107,7 @@ export const configSchema = {
   properties: {
     dataDir: { type: 'string', minLength: 1 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    auth: { enum: ['auto', 'on', 'off'] },
     server: {
       type: 'object',
       additionalProperties: false,
@@ -104,6 +115,8 @@ export const configSchema = {
         host: { type: 'string', minLength: 1 },
         port: int(0, 65535),
         shutdownTimeoutMs: int(0),
+        tlsCertFile: { type: ['string', 'null'] },
+        tlsKeyFile: { type: ['string', 'null'] },
       },
     },
     log: {

@@ -91,6 +91,12 @@ export const CoreErrors = defineErrors({
     retryable: false,
   },
   INTERNAL: { status: 500, message: 'internal error: {reason}', domain: 'internal', retryable: false },
+  FORBIDDEN: {
+    status: 403,
+    message: 'this API key may not do that: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
   COMPONENT_CLOSED: {
     status: 503,
     message: '{component} is closed',

@@ -37,6 +37,8 @@ export interface CheckedEvents {
   ids: (string | undefined)[];
   rejections: CheckedRejection[];
   malformed?: CheckedRejection;
+  /** Set when an event's type is not among the request's allowed types (then the request is refused whole). */
+  forbiddenType?: string;
 }
 
 /** One input item: a parsed value (with its NDJSON line), or input refused before parsing. */
@@ -61,13 +63,13 @@ export class EventChecker {
     this.#lookup = lookup;
   }
 
-  /** Parses and checks a whole body. */
-  checkBody(body: Buffer, format: BodyFormat, receivedAt: number): CheckedEvents {
+  /** Parses and checks a whole body; `allowedTypes` (null: any) limits the event types it may hold. */
+  checkBody(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null = null): CheckedEvents {
     const parsed = this.parse(body, format);
     if (!Array.isArray(parsed)) return { records: Buffer.alloc(0), ends: [], keys: [], ids: [], rejections: [], malformed: parsed };
     const out = emptyChecked();
     const w = new MsgpackWriter(Math.max(4096, body.length));
-    this.checkItems(parsed, 0, parsed.length, receivedAt, w, out);
+    this.checkItems(parsed, 0, parsed.length, receivedAt, w, out, allowedTypes);
     out.records = w.buffer.subarray(0, w.pos);
     return out;
   }
@@ -118,10 +120,20 @@ export class EventChecker {
     return items;
   }
 
-  /** Checks items[from, to) into `out`, appending accepted records to `w`. */
-  checkItems(items: readonly Item[], from: number, to: number, receivedAt: number, w: MsgpackWriter, out: CheckedEvents): void {
+  /**
+   * Checks items[from, to) into `out`, appending accepted records to `w`. With `allowedTypes`, the first event of
+   * another type (or of none) stops the checks and sets `out.forbiddenType`.
+   */
+  checkItems(items: readonly Item[], from: number, to: number, receivedAt: number, w: MsgpackWriter, out: CheckedEvents, allowedTypes: readonly string[] | null = null): void {
     for (let i = from; i < to; i++) {
       const item = items[i];
+      if (allowedTypes !== null) {
+        const type = typeof (item.value as { type?: unknown } | null | undefined)?.type === 'string' ? (item.value as { type: string }).type : undefined;
+        if (type === undefined || !allowedTypes.includes(type)) {
+          out.forbiddenType = type ?? '(no type)';
+          return;
+        }
+      }
       if (item.rejection !== undefined) {
         out.rejections.push(this.rejection(i, item.line, item.rejection, null, null));
         continue;

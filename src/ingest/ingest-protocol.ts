@@ -10,7 +10,7 @@ export interface IngestWorkerInit {
 
 export type ToIngestWorker =
   | { type: 'schema'; version: SchemaVersion }
-  | { type: 'check'; id: number; body: ArrayBuffer; byteOffset: number; byteLength: number; format: BodyFormat; receivedAt: number };
+  | { type: 'check'; id: number; body: ArrayBuffer; byteOffset: number; byteLength: number; format: BodyFormat; receivedAt: number; allowedTypes: readonly string[] | null };
 
 export type FromIngestWorker =
   | { type: 'ready' }
@@ -26,5 +26,6 @@ export type FromIngestWorker =
       ids: (string | undefined)[];
       rejections: CheckedRejection[];
       malformed?: CheckedRejection;
+      forbiddenType?: string;
     }
   | { type: 'failed'; id: number; message: string };

@@ -64,7 +64,7 @@ export class IngestWorkers {
    * Parses and checks `body` on a worker thread. The body's bytes are transferred when it owns its ArrayBuffer
    * (then `body` is empty afterwards), copied otherwise.
    */
-  check(body: Buffer, format: BodyFormat, receivedAt: number): Promise<CheckedEvents> {
+  check(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null = null): Promise<CheckedEvents> {
     this.#state.assertOpen();
     let slot: Slot | undefined;
     for (const s of this.#slots) if (s.worker !== undefined && (slot === undefined || s.pending.size < slot.pending.size)) slot = s;
@@ -76,7 +76,7 @@ export class IngestWorkers {
     const pending = slot.pending;
     return new Promise<CheckedEvents>((resolve, reject) => {
       pending.set(id, { resolve, reject });
-      const m: ToIngestWorker = { type: 'check', id, body: bytes, byteOffset: 0, byteLength: body.byteLength, format, receivedAt };
+      const m: ToIngestWorker = { type: 'check', id, body: bytes, byteOffset: 0, byteLength: body.byteLength, format, receivedAt, allowedTypes };
       worker.postMessage(m, [bytes]);
     });
   }
@@ -114,6 +114,7 @@ export class IngestWorkers {
           ids: m.ids,
           rejections: m.rejections,
           malformed: m.malformed,
+          forbiddenType: m.forbiddenType,
         });
       });
       worker.on('error', (err) => {

@@ -133,16 +133,19 @@ export class Ingestor {
    * `MALFORMED_JSON`; in NDJSON only the bad lines are rejected. A large body is parsed and checked on an ingest
    * worker thread when there is one; its bytes are then handed over, and `body` is empty afterwards.
    */
-  ingestBody(body: Buffer, format: BodyFormat, source: IngestSource): Promise<IngestResult> {
+  ingestBody(body: Buffer, format: BodyFormat, source: IngestSource, allowedTypes: readonly string[] | null = null): Promise<IngestResult> {
     this.#state.assertOpen();
     const receivedAt = this.#o.clock.now();
     const workers = this.#o.workers;
-    const checked = workers !== undefined && workers.available && body.length >= WORKER_MIN_BODY_BYTES ? workers.check(body, format, receivedAt) : this.#checkHere(body, format, receivedAt);
+    const checked =
+      workers !== undefined && workers.available && body.length >= WORKER_MIN_BODY_BYTES
+        ? workers.check(body, format, receivedAt, allowedTypes)
+        : this.#checkHere(body, format, receivedAt, allowedTypes);
     return this.#track(checked.then((c) => this.#ingest(c, receivedAt, source)));
   }
 
   /** Checks a body on this thread, letting other requests in every few hundred events. */
-  async #checkHere(body: Buffer, format: BodyFormat, receivedAt: number): Promise<CheckedEvents> {
+  async #checkHere(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null): Promise<CheckedEvents> {
     const items = this.#checker.parse(body, format);
     if (!Array.isArray(items)) return { ...emptyChecked(), malformed: items };
     const out = emptyChecked();
@@ -150,7 +153,8 @@ export class Ingestor {
     for (let i = 0; i < items.length; i += YIELD_EVERY) {
       // A 1,000-event body is a few milliseconds of checks: let other requests (view queries) in between.
       if (i > 0) await new Promise((resolve) => setImmediate(resolve));
-      this.#checker.checkItems(items, i, Math.min(items.length, i + YIELD_EVERY), receivedAt, w, out);
+      this.#checker.checkItems(items, i, Math.min(items.length, i + YIELD_EVERY), receivedAt, w, out, allowedTypes);
+      if (out.forbiddenType !== undefined) break;
     }
     out.records = w.buffer.subarray(0, w.pos);
     return out;
@@ -161,6 +165,10 @@ export class Ingestor {
       const m = checked.malformed;
       await this.#o.deadLetters.add([this.#deadLetter(m, receivedAt, source)]);
       throw new HalflifeError('MALFORMED_JSON', { reason: m.message.slice(MALFORMED_PREFIX.length) });
+    }
+    if (checked.forbiddenType !== undefined) {
+      // Nothing of the request is stored or dead-lettered: the key may not send it.
+      throw new HalflifeError('FORBIDDEN', { reason: `it may not send events of type ${checked.forbiddenType}` });
     }
     const result: IngestResult = { accepted: 0, rejected: checked.rejections.length, duplicates: 0, errors: [] };
     const letters: DeadLetter[] = [];

@@ -7,6 +7,8 @@ import type { Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
 import { sendError, toHalflifeError } from './http-errors.js';
 import { registerViewRoutes } from './view-routes.js';
+import { registerAuth } from './auth.js';
+import type { KeyStore } from './keys.js';
 import type { pino } from 'pino';
 
 export interface AppComponents {
@@ -16,7 +18,10 @@ export interface AppComponents {
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
   readonly engine: EngineHost;
+  readonly keys: KeyStore;
   readonly logger: pino.Logger;
+  /** TLS certificate and key (PEM) for HTTPS, or undefined for plain HTTP. */
+  readonly tls?: { cert: Buffer; key: Buffer } | undefined;
   /** False while starting or after shutdown began. */
   ready(): boolean;
   closing(): boolean;
@@ -28,6 +33,7 @@ const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'app
 export function buildApp(c: AppComponents): FastifyInstance {
   const maxBody = c.config.ingest.maxBodyBytes;
   const app = Fastify({
+    ...(c.tls === undefined ? {} : { https: c.tls }),
     loggerInstance: c.logger as FastifyBaseLogger,
     logController: new RequestLogController(),
     bodyLimit: maxBody,
@@ -61,6 +67,8 @@ export function buildApp(c: AppComponents): FastifyInstance {
       throw new HalflifeError('SHUTTING_DOWN');
     }
   });
+
+  registerAuth(app, { keys: c.keys, mode: c.config.auth, host: c.config.server.host });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
@@ -110,8 +118,29 @@ export function buildApp(c: AppComponents): FastifyInstance {
     scope.post('/v1/events', async (request) => {
       const format = bodyFormat(request);
       const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
-      return c.ingestor.ingestBody(body, format, { address: request.ip });
+      return c.ingestor.ingestBody(body, format, { address: request.ip }, request.apiKey?.types ?? null);
     });
+  });
+
+  // API keys (admin) ------------------------------------------------------------------------------------
+  app.get('/v1/keys', async () => ({ keys: c.keys.list() }));
+  app.post('/v1/keys', async (request, reply) => {
+    const b = (request.body ?? {}) as { name?: unknown; scopes?: unknown; types?: unknown; origins?: unknown };
+    const strings = (v: unknown, name: string): string[] | undefined => {
+      if (v === undefined || v === null) return undefined;
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new HalflifeError('INVALID_REQUEST', { reason: `${name} must be an array of strings` });
+      return v as string[];
+    };
+    if (b.name !== undefined && typeof b.name !== 'string') throw new HalflifeError('INVALID_REQUEST', { reason: 'name must be a string' });
+    const created = await c.keys.create({ name: b.name, scopes: strings(b.scopes, 'scopes') ?? [], types: strings(b.types, 'types'), origins: strings(b.origins, 'origins') });
+    c.logger.info({ keyId: created.info.id, scopes: created.info.scopes, name: created.info.name }, 'API key created');
+    return reply.code(201).send({ key: created.key, ...created.info });
+  });
+  app.delete('/v1/keys/:id', async (request) => {
+    const { id } = request.params as { id: string };
+    if (!(await c.keys.revoke(id))) throw new HalflifeError('KEY_NOT_FOUND', { id });
+    c.logger.info({ keyId: id }, 'API key revoked');
+    return { id, revoked: true };
   });
 
   // Dead letters ----------------------------------------------------------------------------------------

@@ -25,4 +25,28 @@ export const ServerErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  UNAUTHENTICATED: {
+    status: 401,
+    message: 'this request needs an API key: send "Authorization: Bearer <key>" (or HTTP Basic with the key as user name)',
+    domain: 'user',
+    retryable: false,
+  },
+  KEYS_FILE_INVALID: {
+    status: 500,
+    message: 'the API key file {path} cannot be used: {reason}',
+    domain: 'internal',
+    retryable: false,
+  },
+  AUTH_REQUIRED: {
+    status: 500,
+    message: 'refusing to listen on {host} without API keys: create one with "halflife keys create --data DIR --scope admin", or set auth: off to serve without authentication on purpose',
+    domain: 'user',
+    retryable: false,
+  },
+  KEY_NOT_FOUND: {
+    status: 404,
+    message: 'no API key has id {id}',
+    domain: 'user',
+    retryable: false,
+  },
 });

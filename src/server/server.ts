@@ -1,13 +1,15 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { HalflifeConfig } from '../config/index.js';
-import { LifecycleState, SystemClock, type Clock, type Logger } from '../core/index.js';
+import { HalflifeError, LifecycleState, SystemClock, type Clock, type Logger } from '../core/index.js';
 import { DeadLetterStore, Ingestor, IngestWorkers } from '../ingest/index.js';
 import { SegmentLog } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
 import { buildApp } from './app.js';
+import { authRequired, isLoopback } from './auth.js';
+import { KeyStore } from './keys.js';
 import { DataDirLock } from './data-lock.js';
 import { EngineHost } from './engine-host.js';
 import type { CatalogSnapshot } from './engine-protocol.js';
@@ -26,8 +28,8 @@ export interface HalflifeServerOptions {
 export class HalflifeServer {
   readonly config: HalflifeConfig;
   readonly logger: pino.Logger;
-  readonly app: FastifyInstance;
   readonly log: SegmentLog;
+  readonly keys: KeyStore;
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
@@ -37,6 +39,7 @@ export class HalflifeServer {
   readonly #lock: DataDirLock;
   readonly #ingestWorkers: IngestWorkers | undefined;
   readonly #state = new LifecycleState('server');
+  #app: FastifyInstance | undefined;
   #ready = false;
   #closing = false;
 
@@ -94,17 +97,13 @@ export class HalflifeServer {
       workers: Math.min(config.engine.workers, config.log.partitions),
       logger: logger.child({ component: 'engine' }),
     });
-    this.app = buildApp({
-      config,
-      log: this.log,
-      registry: this.registry,
-      ingestor: this.ingestor,
-      deadLetters: this.deadLetters,
-      engine: this.engine,
-      logger: this.logger,
-      ready: () => this.#ready && !this.#closing,
-      closing: () => this.#closing,
-    });
+    this.keys = new KeyStore(data, logger.child({ component: 'auth' }));
+  }
+
+  /** The HTTP API, built by `start` (tests use `app.inject`). */
+  get app(): FastifyInstance {
+    if (this.#app === undefined) throw new Error('the server is not started');
+    return this.#app;
   }
 
   /** Opens the data folder and every component; does not listen (see `listen`). */
@@ -121,7 +120,24 @@ export class HalflifeServer {
       await this.#ingestWorkers?.start();
       await this.ingestor.start();
       await this.engine.start();
-      await this.app.ready();
+      await this.keys.load();
+      this.keys.watch();
+      const { tlsCertFile, tlsKeyFile } = this.config.server;
+      const tls = tlsCertFile !== null && tlsKeyFile !== null ? { cert: await readFile(tlsCertFile), key: await readFile(tlsKeyFile) } : undefined;
+      this.#app = buildApp({
+        config: this.config,
+        log: this.log,
+        registry: this.registry,
+        ingestor: this.ingestor,
+        deadLetters: this.deadLetters,
+        engine: this.engine,
+        keys: this.keys,
+        tls,
+        logger: this.logger,
+        ready: () => this.#ready && !this.#closing,
+        closing: () => this.#closing,
+      });
+      await this.#app.ready();
     } catch (err) {
       await this.#closeComponents().catch(() => {});
       await this.#lock.release();
@@ -132,7 +148,15 @@ export class HalflifeServer {
 
   /** Listens on the configured host and port; returns the address (port 0 picks a free one). */
   async listen(): Promise<string> {
-    const address = await this.app.listen({ host: this.config.server.host, port: this.config.server.port });
+    const { host, port } = this.config.server;
+    const auth = { keys: this.keys, mode: this.config.auth, host };
+    if (this.config.auth === 'auto' && this.keys.size === 0 && !isLoopback(host)) throw new HalflifeError('AUTH_REQUIRED', { host });
+    const address = await this.app.listen({ host, port });
+    if (this.config.auth === 'off') {
+      this.logger.warn({}, 'authentication is off (auth: off): every request is accepted; keep this server behind something that authenticates');
+    } else if (!authRequired(auth)) {
+      this.logger.warn({}, 'authentication is off: no API key exists, so the server answers loopback only; create one with "halflife keys create --scope admin"');
+    }
     const stats = this.log.stats();
     this.logger.info(
       { address, dataDir: this.config.dataDir, partitions: this.log.partitionCount, records: stats.records, fsync: this.config.log.fsync },
@@ -148,7 +172,7 @@ export class HalflifeServer {
   close(): Promise<void> {
     return this.#state.close(async () => {
       this.#closing = true;
-      await this.app.close();
+      await this.#app?.close();
       await this.#closeComponents();
       await this.#lock.release();
       this.logger.info({}, 'halflife stopped');
@@ -163,6 +187,7 @@ export class HalflifeServer {
   }
 
   async #closeComponents(): Promise<void> {
+    this.keys.close();
     await this.ingestor.close();
     await this.#ingestWorkers?.close();
     await this.engine.close();

@@ -10,11 +10,17 @@ const CONFIG = `# halflife configuration. Every key is optional; shown here with
 # Where the log, schemas and dead letters live (relative to this file).
 dataDir: ./halflife-data
 logLevel: info            # fatal | error | warn | info | debug | trace | silent
+# auto: API keys are required once one exists (halflife keys create --scope admin); with none, loopback only.
+# on: keys always required. off: no authentication (only behind a proxy that authenticates).
+auth: auto
 
 server:
-  host: 127.0.0.1         # 0.0.0.0 to listen on every interface
+  host: 127.0.0.1         # 0.0.0.0 to listen on every interface (needs an API key, or auth: off)
   port: 7070
   shutdownTimeoutMs: 10000
+  # HTTPS: PEM certificate and key (or terminate TLS in a reverse proxy in front of 127.0.0.1)
+  tlsCertFile: null
+  tlsKeyFile: null
 
 log:
   partitions: 8           # fixed once the log exists: keys map to partitions by hash

@@ -1,0 +1,63 @@
+import type { HalflifeClient } from '../../../sdk/index.js';
+import { KeyStore, type ApiKeyInfo } from '../../server/index.js';
+import { table, type Io } from '../output.js';
+
+/** Where `halflife keys` acts: a data folder directly (also while no server runs), or a running server. */
+export type KeysTarget = { kind: 'folder'; dataDir: string } | { kind: 'server'; client: HalflifeClient };
+
+export interface KeyFlags {
+  scope?: string | undefined;
+  types?: string | undefined;
+  origins?: string | undefined;
+  name?: string | undefined;
+  json?: boolean | undefined;
+}
+
+const list = (csv: string | undefined) => (csv === undefined ? undefined : csv.split(',').map((s) => s.trim()).filter((s) => s !== ''));
+
+function describe(k: ApiKeyInfo): string {
+  const limits = [k.types === null ? '' : `types ${k.types.join(', ')}`, k.origins === null ? '' : `origins ${k.origins.join(', ')}`].filter((s) => s !== '');
+  return `${k.id}${k.name ? ` (${k.name})` : ''}: scope ${k.scopes.join(', ')}${limits.length > 0 ? `; ${limits.join('; ')}` : ''}`;
+}
+
+/** Creates a key and prints it alone on the last line (the only time it is shown). */
+export async function keysCreate(target: KeysTarget, flags: KeyFlags, io: Io): Promise<number> {
+  const spec = { name: flags.name, scopes: list(flags.scope) ?? [], types: list(flags.types), origins: list(flags.origins) };
+  let key: string;
+  let info: ApiKeyInfo;
+  if (target.kind === 'folder') {
+    const store = new KeyStore(target.dataDir);
+    ({ key, info } = await store.create(spec));
+  } else {
+    const created = await target.client.createKey(spec as Parameters<HalflifeClient['createKey']>[0]);
+    ({ key, ...info } = created);
+  }
+  if (flags.json) io.out(JSON.stringify({ key, ...info }, null, 2) + '\n');
+  else io.out(`created ${describe(info)}\nstore it now: it is not shown again\n${key}\n`);
+  return 0;
+}
+
+export async function keysList(target: KeysTarget, flags: KeyFlags, io: Io): Promise<number> {
+  let keys: ApiKeyInfo[];
+  if (target.kind === 'folder') {
+    const store = new KeyStore(target.dataDir);
+    await store.load();
+    keys = store.list();
+  } else keys = await target.client.listKeys();
+  if (flags.json) io.out(JSON.stringify(keys, null, 2) + '\n');
+  else if (keys.length === 0) io.out('no API keys: the server answers loopback only, unauthenticated (halflife keys create --scope admin)\n');
+  else io.out(table(keys.map((k) => [k.id, k.name, k.scopes.join(','), k.types?.join(',') ?? '*', k.origins?.join(',') ?? '*', k.createdAt]), ['ID', 'NAME', 'SCOPES', 'TYPES', 'ORIGINS', 'CREATED']));
+  return 0;
+}
+
+export async function keysRevoke(target: KeysTarget, id: string, io: Io): Promise<number> {
+  if (target.kind === 'folder') {
+    const store = new KeyStore(target.dataDir);
+    if (!(await store.revoke(id))) {
+      io.err(`halflife: KEY_NOT_FOUND: no API key has id ${id}\n`);
+      return 1;
+    }
+  } else await target.client.revokeKey(id);
+  io.out(`revoked ${id}${target.kind === 'folder' ? ' (a running server stops accepting it within a second)' : ''}\n`);
+  return 0;
+}

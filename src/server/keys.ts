@@ -1,0 +1,216 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HalflifeError, silentLogger, type Logger } from '../core/index.js';
+import './errors.js';
+
+/** What a key may do: `write` ingests, `read` reads views, events, streams and dead letters, `admin` does everything. */
+export type Scope = 'write' | 'read' | 'admin';
+export const SCOPES: readonly Scope[] = ['write', 'read', 'admin'];
+
+/** An API key as listed: never its secret. */
+export interface ApiKeyInfo {
+  /** Public id (12 hex digits), part of the key and used to revoke it. */
+  readonly id: string;
+  readonly name: string;
+  readonly scopes: readonly Scope[];
+  /** Event types a write key may send (null: any). */
+  readonly types: readonly string[] | null;
+  /** Browser origins a write key may be used from (null: any; requests without an Origin header are not browsers). */
+  readonly origins: readonly string[] | null;
+  readonly createdAt: string;
+}
+
+interface StoredKey extends ApiKeyInfo {
+  /** SHA-256 of the secret, hex. Keys carry 256 random bits, so a fast hash is enough (as for GitHub tokens). */
+  readonly hash: string;
+}
+
+export interface NewKey {
+  readonly name?: string;
+  readonly scopes: readonly string[];
+  readonly types?: readonly string[] | null;
+  readonly origins?: readonly string[] | null;
+}
+
+const FILE = 'keys.json';
+const KEY_RE = /^hl_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
+const TYPE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
+const ORIGIN_RE = /^https?:\/\/[^/\s]+$/;
+/** Compared against when a key is malformed or unknown, so a miss costs what a hit costs. */
+const DUMMY_HASH = createHash('sha256').update('halflife').digest();
+
+function sha256(secret: string): Buffer {
+  return createHash('sha256').update(secret).digest();
+}
+
+/**
+ * API keys of a data folder, in `keys.json` beside the log: created and revoked by the CLI (on the folder, also
+ * while a server runs) or through the API, and read by the server, which notices changes to the file within a
+ * second. Only hashes are stored; a key is shown once, when it is created.
+ */
+export class KeyStore {
+  readonly #dir: string;
+  readonly #logger: Logger;
+  #keys = new Map<string, StoredKey>();
+  #mtimeMs = -1;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(dataDir: string, logger: Logger = silentLogger) {
+    this.#dir = dataDir;
+    this.#logger = logger;
+  }
+
+  get #path(): string {
+    return join(this.#dir, FILE);
+  }
+
+  /** Reads the key file (none: no keys). */
+  async load(): Promise<void> {
+    let text: string;
+    let mtimeMs: number;
+    try {
+      mtimeMs = (await stat(this.#path)).mtimeMs;
+      text = await readFile(this.#path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.#keys = new Map();
+      this.#mtimeMs = 0;
+      return;
+    }
+    let parsed: { keys?: StoredKey[] };
+    try {
+      parsed = JSON.parse(text) as { keys?: StoredKey[] };
+    } catch (err) {
+      throw new HalflifeError('KEYS_FILE_INVALID', { path: this.#path, reason: (err as Error).message }, { cause: err });
+    }
+    this.#keys = new Map((parsed.keys ?? []).map((k) => [k.id, k]));
+    this.#mtimeMs = mtimeMs;
+  }
+
+  /** Re-reads the file whenever it changes (checked every `intervalMs`), until `close`. */
+  watch(intervalMs = 1000): void {
+    this.#timer = setInterval(() => {
+      stat(this.#path)
+        .then((s) => s.mtimeMs, () => 0)
+        .then(async (mtimeMs) => {
+          if (mtimeMs === this.#mtimeMs) return;
+          const before = this.#keys.size;
+          await this.load();
+          this.#logger.info({ keys: this.#keys.size, before }, 'API keys reloaded');
+        })
+        .catch((err: unknown) => this.#logger.error({ err }, 'API keys could not be reloaded; the previous ones stay in force'));
+    }, intervalMs);
+    this.#timer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  list(): ApiKeyInfo[] {
+    return [...this.#keys.values()].map(({ hash: _hash, ...info }) => info).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  /** Every origin some write key allows (for CORS preflights, which carry no key). */
+  origins(): Set<string> {
+    const out = new Set<string>();
+    for (const k of this.#keys.values()) if (k.origins !== null && k.scopes.includes('write')) for (const o of k.origins) out.add(o);
+    return out;
+  }
+
+  /**
+   * The key `token` names, if it is valid. The secret is compared in constant time, and a malformed or unknown key
+   * costs the same hash and comparison, so timing tells nothing about which keys exist.
+   */
+  verify(token: string): ApiKeyInfo | undefined {
+    const m = KEY_RE.exec(token);
+    const stored = m === null ? undefined : this.#keys.get(m[1]);
+    const expected = stored === undefined ? DUMMY_HASH : Buffer.from(stored.hash, 'hex');
+    const ok = timingSafeEqual(sha256(m === null ? token : m[2]), expected);
+    return ok && stored !== undefined ? stored : undefined;
+  }
+
+  /** Creates a key; the returned `key` is the only time its secret is seen. */
+  async create(spec: NewKey, nowMs = Date.now()): Promise<{ key: string; info: ApiKeyInfo }> {
+    const scopes = [...new Set(spec.scopes)];
+    if (scopes.length === 0 || !scopes.every((s): s is Scope => (SCOPES as readonly string[]).includes(s))) {
+      throw new HalflifeError('INVALID_REQUEST', { reason: `scopes must be some of ${SCOPES.join(', ')} (got ${JSON.stringify(spec.scopes)})` });
+    }
+    const types = spec.types === undefined || spec.types === null || spec.types.length === 0 ? null : [...new Set(spec.types)];
+    for (const t of types ?? []) if (!TYPE_RE.test(t)) throw new HalflifeError('INVALID_REQUEST', { reason: `not an event type name: ${JSON.stringify(t)}` });
+    const origins = spec.origins === undefined || spec.origins === null || spec.origins.length === 0 ? null : [...new Set(spec.origins)];
+    for (const o of origins ?? []) {
+      if (!ORIGIN_RE.test(o)) throw new HalflifeError('INVALID_REQUEST', { reason: `an origin is scheme://host[:port] with no path, e.g. https://example.com (got ${JSON.stringify(o)})` });
+    }
+    if ((types !== null || origins !== null) && !scopes.includes('write')) {
+      throw new HalflifeError('INVALID_REQUEST', { reason: 'event types and origins limit write keys; add the write scope or drop them' });
+    }
+    const id = randomBytes(6).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    const stored: StoredKey = {
+      id,
+      name: spec.name ?? '',
+      scopes,
+      types,
+      origins,
+      createdAt: new Date(nowMs).toISOString(),
+      hash: sha256(secret).toString('hex'),
+    };
+    await this.#update((keys) => keys.set(id, stored));
+    const { hash: _hash, ...info } = stored;
+    return { key: `hl_${id}_${secret}`, info };
+  }
+
+  /** Revokes a key by id; false when there is none. */
+  async revoke(id: string): Promise<boolean> {
+    let found = false;
+    await this.#update((keys) => {
+      found = keys.delete(id);
+    });
+    return found;
+  }
+
+  /** Read-modify-write of the key file under a lock file, so the CLI and a running server never lose each other's change. */
+  async #update(change: (keys: Map<string, StoredKey>) => void): Promise<void> {
+    const lock = `${this.#path}.lock`;
+    const fh = await acquire(lock);
+    try {
+      await this.load();
+      change(this.#keys);
+      const tmp = `${this.#path}.tmp`;
+      const out = await open(tmp, 'w', 0o600);
+      try {
+        await out.writeFile(JSON.stringify({ format: 1, keys: [...this.#keys.values()] }, null, 2) + '\n');
+        await out.sync();
+      } finally {
+        await out.close();
+      }
+      await rename(tmp, this.#path);
+      this.#mtimeMs = (await stat(this.#path)).mtimeMs;
+    } finally {
+      await fh.close();
+      await rm(lock, { force: true });
+    }
+  }
+}
+
+/** Takes a lock file, waiting up to 5 s; a lock older than 30 s was left by a crash and is taken over. */
+async function acquire(path: string): Promise<Awaited<ReturnType<typeof open>>> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    try {
+      return await open(path, 'wx', 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (age > 30_000) await rm(path, { force: true });
+      else if (Date.now() > deadline) throw new HalflifeError('KEYS_FILE_INVALID', { path, reason: 'the key file stayed locked for 5 s by another process' });
+      else await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}

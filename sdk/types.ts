@@ -25,6 +25,8 @@ export interface IngestResponse {
   accepted: number;
   rejected: number;
   duplicates: number;
+  /** Events shed by overload (code OVERLOADED in `errors`): not stored; send them again after Retry-After. */
+  shed: number;
   errors: EventError[];
 }
 
@@ -186,6 +188,9 @@ export interface ApiKeyInfo {
   types: string[] | null;
   /** Browser origins a write key may be used from (null: any). */
   origins: string[] | null;
+  /** The key's own rate limit, events/s and burst (null: the server's default). */
+  eventsPerS: number | null;
+  burstEvents: number | null;
   createdAt: string;
 }
 
@@ -194,6 +199,8 @@ export interface NewApiKey {
   scopes: KeyScope[];
   types?: string[];
   origins?: string[];
+  eventsPerS?: number;
+  burstEvents?: number;
 }
 
 /** A created key: `key` is shown this once. */

@@ -131,7 +131,7 @@ describe('API keys', () => {
     assert.match(created.body.key, /^hl_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/);
     const listed = (await call(t, 'GET', '/v1/keys', { key: admin })).body.keys;
     const entry = listed.find((k: { id: string }) => k.id === created.body.id);
-    assert.deepEqual(Object.keys(entry).sort(), ['createdAt', 'id', 'name', 'origins', 'scopes', 'types']);
+    assert.deepEqual(Object.keys(entry).sort(), ['burstEvents', 'createdAt', 'eventsPerS', 'id', 'name', 'origins', 'scopes', 'types']);
     assert.ok(!JSON.stringify(listed).includes(created.body.key.slice(-43)), 'no secret is ever listed');
     assert.equal((await call(t, 'GET', '/v1/streams', { key: created.body.key })).status, 200);
     assert.equal((await call(t, 'DELETE', `/v1/keys/${created.body.id}`, { key: admin })).status, 200);

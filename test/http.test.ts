@@ -83,7 +83,7 @@ describe('HTTP API', () => {
   test('a single object body is accepted, and the stored record carries received_at and schema_version', async () => {
     const before = t.server.log.stats().records;
     const res = await inject(t, 'POST', '/v1/events', { type: 'page_view', data: { article_id: 'single' }, key: 'single-key', ts: 1700000000000 });
-    assert.deepEqual(res.body, { accepted: 1, rejected: 0, duplicates: 0, errors: [] });
+    assert.deepEqual(res.body, { accepted: 1, rejected: 0, duplicates: 0, shed: 0, errors: [] });
     assert.equal(t.server.log.stats().records, before + 1);
     const p = t.server.log.partitionFor('single-key');
     const read = await inject(t, 'GET', `/v1/events?partition=${p}&limit=1000`);

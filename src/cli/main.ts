@@ -27,7 +27,7 @@ Usage:
   halflife view create <NAME> (--sql "CREATE VIEW …" | -f FILE.sql) [--replace]
   halflife view list | view drop <NAME>
   halflife query "SELECT … FROM <view> …"                          query views (re-aggregates sketches)
-  halflife keys create --scope write|read|admin[,…] [--types T1,T2] [--origins https://…] [--name N]
+  halflife keys create --scope write|read|admin[,…] [--types T1,T2] [--origins https://…] [--rate N --burst N] [--name N]
   halflife keys list | keys revoke <ID>                            on --data DIR (default: the config's), or --url
   halflife bench [--quick] [--scenario …] [--json] [--generate N]   benchmarks next to Redis, NATS, PostgreSQL, DuckDB
 
@@ -220,6 +220,8 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
           types: { type: 'string' },
           origins: { type: 'string' },
           name: { type: 'string' },
+          rate: { type: 'string' },
+          burst: { type: 'string' },
         },
       });
       if (values.data !== undefined && values.url !== undefined) throw new UsageError('keys takes --data DIR or --url URL, not both');

@@ -65,7 +65,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
       problems.push(`  environment ${name}: not a config setting${suggest(name, [...leaves.keys()])}`);
       continue;
     }
-    setPath(config, path, coerce(raw, getPath(defaultConfig(), path)));
+    setPath(config, path, coerce(raw, getPath(defaultConfig(), path), path));
   }
   for (const [path, value] of Object.entries(options.flags ?? {})) {
     if (value !== undefined) setPath(config, path.split('.'), value);
@@ -80,6 +80,16 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     if (p >= config.log.partitions) {
       problems.push(`  log.pinnedKeys.${key}: partition ${p} does not exist (log.partitions is ${config.log.partitions})`);
     }
+  }
+  const { overload, rateLimits } = config;
+  if (overload.shedLowAt > overload.shedNormalAt) {
+    problems.push(`  overload.shedLowAt (${overload.shedLowAt}) must not be above overload.shedNormalAt (${overload.shedNormalAt}): low-priority events are shed first`);
+  }
+  if (rateLimits.overflowPartition !== null && rateLimits.overflowPartition >= config.log.partitions) {
+    problems.push(`  rateLimits.overflowPartition: partition ${rateLimits.overflowPartition} does not exist (log.partitions is ${config.log.partitions})`);
+  }
+  if (rateLimits.hotKeyEventsPerS > 0 && rateLimits.overflowPartition === null) {
+    problems.push('  rateLimits.hotKeyEventsPerS: hot keys are diverted to rateLimits.overflowPartition, which is not set');
   }
   if ((config.server.tlsCertFile === null) !== (config.server.tlsKeyFile === null)) {
     problems.push('  server.tlsCertFile and server.tlsKeyFile: set both (HTTPS) or neither (plain HTTP)');
@@ -135,7 +145,7 @@ export function envLeaves(): Map<string, string[]> {
   const walk = (obj: Record<string, unknown>, path: string[]) => {
     for (const [k, v] of Object.entries(obj)) {
       const p = [...path, k];
-      if (v !== null && typeof v === 'object' && k !== 'pinnedKeys') walk(v as Record<string, unknown>, p);
+      if (v !== null && typeof v === 'object' && k !== 'pinnedKeys' && k !== 'priorities') walk(v as Record<string, unknown>, p);
       else out.set(`HALFLIFE_${p.map((s) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`, p);
     }
   };
@@ -143,8 +153,13 @@ export function envLeaves(): Map<string, string[]> {
   return out;
 }
 
-function coerce(raw: string, example: unknown): unknown {
+function coerce(raw: string, example: unknown, path: readonly string[]): unknown {
   if (typeof example === 'number') return raw.trim() !== '' && !Number.isNaN(Number(raw)) ? Number(raw) : raw;
+  // Settings whose default is null take null, a number or a string.
+  if (example === null) {
+    if (raw === 'null' || raw === '') return null;
+    if (path.at(-1) === 'overflowPartition' && raw.trim() !== '' && !Number.isNaN(Number(raw))) return Number(raw);
+  }
   if (typeof example === 'boolean') return raw === 'true' ? true : raw === 'false' ? false : raw;
   if (example !== null && typeof example === 'object') {
     try {

@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 /** The configuration: one schema, one `defaultConfig()`. Every duration carries its unit in its name. */
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
@@ -18,6 +18,10 @@ export interface ServerConfig {
   /** PEM files for HTTPS (both or neither; null: plain HTTP, e.g. behind a TLS-terminating proxy). */
   tlsCertFile: string | null;
   tlsKeyFile: string | null;
+  /** Live view streams (SSE) open at once; more get 503. */
+  maxLiveStreams: number;
+  /** A request (headers and body) must arrive within this; slow clients (slowloris) are cut off. */
+  requestTimeoutMs: number;
 }
 
 export interface LogConfig {
@@ -41,6 +45,37 @@ export interface IngestConfig {
   deadLetterRawBytes: number;
   /** Worker threads that parse and check large request bodies (0: the server thread does). */
   workers: number;
+  /** Event type -> priority under overload (types not listed are `normal`). */
+  priorities: Record<string, Priority>;
+}
+
+/** Under overload `low` events are shed first, then `normal`; `high` ones are refused only at the hard memory bound. */
+export type Priority = 'high' | 'normal' | 'low';
+
+export interface OverloadConfig {
+  /** Hard bound on the process's resident memory: at it every request is refused (503) and /readyz is unready. */
+  memoryBudgetBytes: number;
+  /** Request bodies being received or checked at once; a request that would pass it is refused (503) on arrival. */
+  maxInflightBytes: number;
+  /** Appends waiting for the log's group commit. */
+  maxQueuedBytes: number;
+  /** Records live views are behind the log (views still backfilling do not count). */
+  maxEngineLagEvents: number;
+  /** Pressure (the largest of the ratios to the bounds above) from which low-priority events are shed... */
+  shedLowAt: number;
+  /** ...and from which normal-priority ones are too. */
+  shedNormalAt: number;
+}
+
+export interface RateLimitsConfig {
+  /** Default token bucket of an API key, in events per second and burst events (0: no limit); a key may set its own. */
+  keyEventsPerS: number;
+  keyBurstEvents: number;
+  /** Token bucket per partition key: a hot key's excess goes to `overflowPartition` instead of its own (0: off). */
+  hotKeyEventsPerS: number;
+  hotKeyBurstEvents: number;
+  /** The partition that takes hot keys' excess (null: hot keys are not limited). */
+  overflowPartition: number | null;
 }
 
 export interface SchemasConfig {
@@ -65,6 +100,8 @@ export interface HalflifeConfig {
   ingest: IngestConfig;
   schemas: SchemasConfig;
   engine: EngineConfig;
+  overload: OverloadConfig;
+  rateLimits: RateLimitsConfig;
 }
 
 export function defaultConfig(): HalflifeConfig {
@@ -72,7 +109,7 @@ export function defaultConfig(): HalflifeConfig {
     dataDir: './halflife-data',
     logLevel: 'info',
     auth: 'auto',
-    server: { host: '127.0.0.1', port: 7070, shutdownTimeoutMs: 10_000, tlsCertFile: null, tlsKeyFile: null },
+    server: { host: '127.0.0.1', port: 7070, shutdownTimeoutMs: 10_000, tlsCertFile: null, tlsKeyFile: null, maxLiveStreams: 1000, requestTimeoutMs: 30_000 },
     log: {
       partitions: 8,
       fsync: 'interval',
@@ -92,9 +129,20 @@ export function defaultConfig(): HalflifeConfig {
       deadLetterRawBytes: 16 * 1024,
       // One per core, at most four: parsing is the largest cost and the server thread has little else to do.
       workers: Math.max(1, Math.min(4, availableParallelism())),
+      priorities: {},
     },
     schemas: { dir: null, compatibility: 'backward' },
     engine: { checkpointIntervalMs: 5000, workers: 1 },
+    overload: {
+      // Half the machine's memory, at most 4 GiB: what one halflife may hold before it refuses everything.
+      memoryBudgetBytes: Math.min(4 * 2 ** 30, Math.floor(totalmem() / 2)),
+      maxInflightBytes: 256 * 2 ** 20,
+      maxQueuedBytes: 64 * 2 ** 20,
+      maxEngineLagEvents: 5_000_000,
+      shedLowAt: 0.6,
+      shedNormalAt: 0.8,
+    },
+    rateLimits: { keyEventsPerS: 0, keyBurstEvents: 0, hotKeyEventsPerS: 0, hotKeyBurstEvents: 0, overflowPartition: null },
   };
 }
 
@@ -117,6 +165,8 @@ export const configSchema = {
         shutdownTimeoutMs: int(0),
         tlsCertFile: { type: ['string', 'null'] },
         tlsKeyFile: { type: ['string', 'null'] },
+        maxLiveStreams: int(1),
+        requestTimeoutMs: int(100, 3_600_000),
       },
     },
     log: {
@@ -148,6 +198,7 @@ export const configSchema = {
         dedupMaxIds: int(0),
         deadLetterRawBytes: int(0),
         workers: int(0, 64),
+        priorities: { type: 'object', additionalProperties: { enum: ['high', 'normal', 'low'] } },
       },
     },
     schemas: {
@@ -156,6 +207,29 @@ export const configSchema = {
       properties: {
         dir: { type: ['string', 'null'] },
         compatibility: { enum: ['backward', 'none'] },
+      },
+    },
+    overload: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        memoryBudgetBytes: int(64 * 2 ** 20),
+        maxInflightBytes: int(1024),
+        maxQueuedBytes: int(1024),
+        maxEngineLagEvents: int(1),
+        shedLowAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+        shedNormalAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+      },
+    },
+    rateLimits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        keyEventsPerS: int(0),
+        keyBurstEvents: int(0),
+        hotKeyEventsPerS: int(0),
+        hotKeyBurstEvents: int(0),
+        overflowPartition: { type: ['integer', 'null'], minimum: 0, maximum: 1023 },
       },
     },
     engine: {

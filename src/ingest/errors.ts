@@ -62,4 +62,16 @@ export const IngestErrors = defineErrors({
     domain: 'internal',
     retryable: true,
   },
+  OVERLOADED: {
+    status: 429,
+    message: 'the server is overloaded ({reason}) and sheds {priority}-priority events; retry after the Retry-After delay',
+    domain: 'external',
+    retryable: true,
+  },
+  RATE_LIMITED: {
+    status: 429,
+    message: 'this API key is over its rate limit of {rate} events/s (burst {burst}); the request of {events} events was not stored; retry in {retryAfterS} s',
+    domain: 'user',
+    retryable: true,
+  },
 });

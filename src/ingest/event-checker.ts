@@ -9,7 +9,12 @@ export type BodyFormat = 'json' | 'ndjson';
 export const MALFORMED_PREFIX = 'the body is not valid JSON: ';
 
 /** The limits the checks apply (a slice of the ingest config). */
-export type CheckLimits = Pick<IngestConfig, 'maxEventBytes' | 'maxDepth' | 'unknownTypes' | 'deadLetterRawBytes'>;
+export type CheckLimits = Pick<IngestConfig, 'maxEventBytes' | 'maxDepth' | 'unknownTypes' | 'deadLetterRawBytes' | 'priorities'>;
+
+/** What overload sheds: 0 nothing, 1 low-priority events, 2 low and normal ones (high ones are never shed here). */
+export type ShedLevel = 0 | 1 | 2;
+
+const RANK = { low: 1, normal: 2, high: 3 } as const;
 
 /** The latest compiled schema of a type, or undefined. */
 export type SchemaLookup = (type: string) => CompiledSchema | undefined;
@@ -39,6 +44,8 @@ export interface CheckedEvents {
   malformed?: CheckedRejection;
   /** Set when an event's type is not among the request's allowed types (then the request is refused whole). */
   forbiddenType?: string;
+  /** Events shed by overload (position in the request, type): neither stored nor dead-lettered. */
+  shed: { index: number; type: string }[];
 }
 
 /** One input item: a parsed value (with its NDJSON line), or input refused before parsing. */
@@ -64,12 +71,12 @@ export class EventChecker {
   }
 
   /** Parses and checks a whole body; `allowedTypes` (null: any) limits the event types it may hold. */
-  checkBody(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null = null): CheckedEvents {
+  checkBody(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null = null, shed: ShedLevel = 0): CheckedEvents {
     const parsed = this.parse(body, format);
-    if (!Array.isArray(parsed)) return { records: Buffer.alloc(0), ends: [], keys: [], ids: [], rejections: [], malformed: parsed };
+    if (!Array.isArray(parsed)) return { ...emptyChecked(), malformed: parsed };
     const out = emptyChecked();
     const w = new MsgpackWriter(Math.max(4096, body.length));
-    this.checkItems(parsed, 0, parsed.length, receivedAt, w, out, allowedTypes);
+    this.checkItems(parsed, 0, parsed.length, receivedAt, w, out, allowedTypes, shed);
     out.records = w.buffer.subarray(0, w.pos);
     return out;
   }
@@ -124,15 +131,28 @@ export class EventChecker {
    * Checks items[from, to) into `out`, appending accepted records to `w`. With `allowedTypes`, the first event of
    * another type (or of none) stops the checks and sets `out.forbiddenType`.
    */
-  checkItems(items: readonly Item[], from: number, to: number, receivedAt: number, w: MsgpackWriter, out: CheckedEvents, allowedTypes: readonly string[] | null = null): void {
+  checkItems(
+    items: readonly Item[],
+    from: number,
+    to: number,
+    receivedAt: number,
+    w: MsgpackWriter,
+    out: CheckedEvents,
+    allowedTypes: readonly string[] | null = null,
+    shed: ShedLevel = 0,
+  ): void {
+    const priorities = this.#limits.priorities;
     for (let i = from; i < to; i++) {
       const item = items[i];
-      if (allowedTypes !== null) {
-        const type = typeof (item.value as { type?: unknown } | null | undefined)?.type === 'string' ? (item.value as { type: string }).type : undefined;
-        if (type === undefined || !allowedTypes.includes(type)) {
-          out.forbiddenType = type ?? '(no type)';
-          return;
-        }
+      const type = typeof (item.value as { type?: unknown } | null | undefined)?.type === 'string' ? (item.value as { type: string }).type : undefined;
+      if (allowedTypes !== null && (type === undefined || !allowedTypes.includes(type))) {
+        out.forbiddenType = type ?? '(no type)';
+        return;
+      }
+      // Shed before encoding: under overload the work saved is the point. Events without a valid type are normal.
+      if (shed > 0 && type !== undefined && RANK[(Object.hasOwn(priorities, type) ? priorities[type] : undefined) ?? 'normal'] <= shed) {
+        out.shed.push({ index: i, type });
+        continue;
       }
       if (item.rejection !== undefined) {
         out.rejections.push(this.rejection(i, item.line, item.rejection, null, null));
@@ -232,5 +252,5 @@ export class EventChecker {
 }
 
 export function emptyChecked(): CheckedEvents {
-  return { records: Buffer.alloc(0), ends: [], keys: [], ids: [], rejections: [] };
+  return { records: Buffer.alloc(0), ends: [], keys: [], ids: [], rejections: [], shed: [] };
 }

@@ -1,6 +1,7 @@
 export { Ingestor } from './ingestor.js';
-export type { IngestorOptions, IngestResult, IngestSource, EventError, ReplayResult } from './ingestor.js';
-export type { BodyFormat } from './event-checker.js';
+export type { IngestorOptions, IngestResult, IngestSource, EventError, ReplayResult, RequestPolicy, HotKeyLimit, Shedding } from './ingestor.js';
+export { TokenBucket, TokenBuckets } from './token-bucket.js';
+export type { BodyFormat, ShedLevel } from './event-checker.js';
 export { IngestWorkers } from './ingest-workers.js';
 export type { IngestWorkersOptions } from './ingest-workers.js';
 export { DeadLetterStore } from './dead-letters.js';

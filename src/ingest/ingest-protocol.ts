@@ -1,6 +1,6 @@
 /** Messages between the server thread and ingest worker threads. */
 import type { SchemaVersion } from '../schema/index.js';
-import type { BodyFormat, CheckedRejection, CheckLimits } from './event-checker.js';
+import type { BodyFormat, CheckedRejection, CheckLimits, ShedLevel } from './event-checker.js';
 
 export interface IngestWorkerInit {
   readonly limits: CheckLimits;
@@ -10,7 +10,7 @@ export interface IngestWorkerInit {
 
 export type ToIngestWorker =
   | { type: 'schema'; version: SchemaVersion }
-  | { type: 'check'; id: number; body: ArrayBuffer; byteOffset: number; byteLength: number; format: BodyFormat; receivedAt: number; allowedTypes: readonly string[] | null };
+  | { type: 'check'; id: number; body: ArrayBuffer; byteOffset: number; byteLength: number; format: BodyFormat; receivedAt: number; allowedTypes: readonly string[] | null; shed: ShedLevel };
 
 export type FromIngestWorker =
   | { type: 'ready' }
@@ -27,5 +27,6 @@ export type FromIngestWorker =
       rejections: CheckedRejection[];
       malformed?: CheckedRejection;
       forbiddenType?: string;
+      shed: { index: number; type: string }[];
     }
   | { type: 'failed'; id: number; message: string };

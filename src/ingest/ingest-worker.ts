@@ -22,7 +22,7 @@ port.on('message', (m: ToIngestWorker) => {
   }
   try {
     const body = Buffer.from(m.body, m.byteOffset, m.byteLength);
-    const out = checker.checkBody(body, m.format, m.receivedAt, m.allowedTypes);
+    const out = checker.checkBody(body, m.format, m.receivedAt, m.allowedTypes, m.shed);
     const ends = Int32Array.from(out.ends);
     // The writer's buffer has an ArrayBuffer of its own (see MsgpackWriter): transferred, not copied.
     const records = out.records.byteLength === 0 ? new ArrayBuffer(0) : (out.records.buffer as ArrayBuffer);
@@ -38,6 +38,7 @@ port.on('message', (m: ToIngestWorker) => {
       rejections: out.rejections,
       malformed: out.malformed,
       forbiddenType: out.forbiddenType,
+      shed: out.shed,
     };
     port.postMessage(reply, [records, ends.buffer]);
   } catch (err) {

@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import { HalflifeError, LifecycleState, silentLogger, startModuleWorker, type Logger } from '../core/index.js';
 import type { SchemaRegistry, SchemaVersion } from '../schema/index.js';
-import type { BodyFormat, CheckedEvents, CheckLimits } from './event-checker.js';
+import type { BodyFormat, CheckedEvents, CheckLimits, ShedLevel } from './event-checker.js';
 import type { FromIngestWorker, IngestWorkerInit, ToIngestWorker } from './ingest-protocol.js';
 import './errors.js';
 
@@ -64,7 +64,7 @@ export class IngestWorkers {
    * Parses and checks `body` on a worker thread. The body's bytes are transferred when it owns its ArrayBuffer
    * (then `body` is empty afterwards), copied otherwise.
    */
-  check(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null = null): Promise<CheckedEvents> {
+  check(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null = null, shed: ShedLevel = 0): Promise<CheckedEvents> {
     this.#state.assertOpen();
     let slot: Slot | undefined;
     for (const s of this.#slots) if (s.worker !== undefined && (slot === undefined || s.pending.size < slot.pending.size)) slot = s;
@@ -76,7 +76,7 @@ export class IngestWorkers {
     const pending = slot.pending;
     return new Promise<CheckedEvents>((resolve, reject) => {
       pending.set(id, { resolve, reject });
-      const m: ToIngestWorker = { type: 'check', id, body: bytes, byteOffset: 0, byteLength: body.byteLength, format, receivedAt, allowedTypes };
+      const m: ToIngestWorker = { type: 'check', id, body: bytes, byteOffset: 0, byteLength: body.byteLength, format, receivedAt, allowedTypes, shed };
       worker.postMessage(m, [bytes]);
     });
   }
@@ -115,6 +115,7 @@ export class IngestWorkers {
           rejections: m.rejections,
           malformed: m.malformed,
           forbiddenType: m.forbiddenType,
+          shed: m.shed,
         });
       });
       worker.on('error', (err) => {

@@ -13,8 +13,9 @@ import type { AppendRecord, Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterStore } from './dead-letters.js';
 import { DedupWindow } from './dedup.js';
-import { emptyChecked, EventChecker, MALFORMED_PREFIX, type BodyFormat, type CheckedEvents, type CheckedRejection } from './event-checker.js';
+import { emptyChecked, EventChecker, MALFORMED_PREFIX, type BodyFormat, type CheckedEvents, type CheckedRejection, type ShedLevel } from './event-checker.js';
 import type { IngestWorkers } from './ingest-workers.js';
+import { TokenBuckets } from './token-bucket.js';
 import './errors.js';
 
 export interface IngestSource {
@@ -34,7 +35,30 @@ export interface IngestResult {
   accepted: number;
   rejected: number;
   duplicates: number;
+  /** Events shed by overload (code OVERLOADED in `errors`): not stored, not dead-lettered; send them again later. */
+  shed: number;
   errors: EventError[];
+}
+
+/** What a request may do, from the API key that sent it. */
+export interface RequestPolicy {
+  /** Event types the request may hold (null: any); another type refuses the request whole (FORBIDDEN). */
+  readonly allowedTypes?: readonly string[] | null;
+  /** A token bucket in events, by name (the key's id): over it the request is refused whole (RATE_LIMITED). */
+  readonly rateLimit?: { readonly name: string; readonly eventsPerS: number; readonly burstEvents: number } | undefined;
+}
+
+/** Hot partition keys: beyond its bucket, a key's events go to the overflow partition instead of its own. */
+export interface HotKeyLimit {
+  readonly eventsPerS: number;
+  readonly burstEvents: number;
+  readonly overflowPartition: number;
+}
+
+/** What overload sheds now, and why (the signal under most pressure). */
+export interface Shedding {
+  readonly level: ShedLevel;
+  readonly reason: string;
 }
 
 export interface ReplayResult {
@@ -55,7 +79,12 @@ export interface IngestorOptions {
   readonly logger?: Logger;
   /** Worker threads that parse and check bodies of 16 KiB or more; without them (or while none runs), this thread does. */
   readonly workers?: IngestWorkers;
+  /** The current shedding decision (default: nothing is shed). */
+  readonly shedding?: () => Shedding;
+  readonly hotKeys?: HotKeyLimit;
 }
+
+const NO_SHEDDING: Shedding = { level: 0, reason: 'none' };
 
 const REPLAY_CHUNK = 1000;
 /** Events checked between two chances for other requests to run, when this thread checks a body itself. */
@@ -86,6 +115,11 @@ export class Ingestor {
   readonly #pendingIds = new Map<string, Promise<unknown>>();
   #inFlight = 0;
   readonly #checker: EventChecker;
+  /** Shed events by type, then by reason. */
+  readonly #shed = new Map<string, Map<string, number>>();
+  readonly #keyBuckets = new TokenBuckets(0, 0);
+  readonly #hotBuckets: TokenBuckets | undefined;
+  #diverted = 0;
   #idle: (() => void) | undefined;
 
   constructor(options: IngestorOptions) {
@@ -94,6 +128,13 @@ export class Ingestor {
     this.#logger = options.logger ?? silentLogger;
     this.#dedup = new DedupWindow(options.limits.dedupWindowMs, options.limits.dedupMaxIds);
     this.#checker = new EventChecker(options.limits, (type) => options.registry.latest(type));
+    const hot = options.hotKeys;
+    this.#hotBuckets = hot === undefined || hot.eventsPerS <= 0 ? undefined : new TokenBuckets(hot.eventsPerS, Math.max(1, hot.burstEvents));
+  }
+
+  /** Events diverted to the overflow partition because their key was over its rate. */
+  get divertedEvents(): number {
+    return this.#diverted;
   }
 
   /** Rebuilds the dedup window from the recent log, so a retry after a restart is still recognised. */
@@ -133,19 +174,55 @@ export class Ingestor {
    * `MALFORMED_JSON`; in NDJSON only the bad lines are rejected. A large body is parsed and checked on an ingest
    * worker thread when there is one; its bytes are then handed over, and `body` is empty afterwards.
    */
-  ingestBody(body: Buffer, format: BodyFormat, source: IngestSource, allowedTypes: readonly string[] | null = null): Promise<IngestResult> {
+  ingestBody(body: Buffer, format: BodyFormat, source: IngestSource, policy: RequestPolicy = {}): Promise<IngestResult> {
     this.#state.assertOpen();
     const receivedAt = this.#o.clock.now();
+    const allowedTypes = policy.allowedTypes ?? null;
+    const limit = policy.rateLimit;
+    // An empty bucket refuses before the body is parsed; a request larger than what is left, once it is counted.
+    if (limit !== undefined && this.#bucket(limit, receivedAt).available(receivedAt) < 1) {
+      return Promise.reject(this.#rateLimited(limit, 1, receivedAt));
+    }
     const workers = this.#o.workers;
+    const shedding = this.#o.shedding?.() ?? NO_SHEDDING;
     const checked =
       workers !== undefined && workers.available && body.length >= WORKER_MIN_BODY_BYTES
-        ? workers.check(body, format, receivedAt, allowedTypes)
-        : this.#checkHere(body, format, receivedAt, allowedTypes);
-    return this.#track(checked.then((c) => this.#ingest(c, receivedAt, source)));
+        ? workers.check(body, format, receivedAt, allowedTypes, shedding.level)
+        : this.#checkHere(body, format, receivedAt, allowedTypes, shedding.level);
+    return this.#track(
+      checked.then((c) => {
+        if (limit !== undefined) {
+          const events = c.ends.length + c.rejections.length + c.shed.length;
+          if (!this.#bucket(limit, receivedAt).take(events, receivedAt)) throw this.#rateLimited(limit, events, receivedAt);
+        }
+        return this.#ingest(c, receivedAt, source, shedding);
+      }),
+    );
+  }
+
+  #bucket(limit: NonNullable<RequestPolicy['rateLimit']>, nowMs: number) {
+    return this.#keyBuckets.get(limit.name, nowMs, limit.eventsPerS, Math.max(1, limit.burstEvents));
+  }
+
+  #rateLimited(limit: NonNullable<RequestPolicy['rateLimit']>, events: number, nowMs: number): HalflifeError {
+    const retryAfterS = this.#bucket(limit, nowMs).retryAfterS(events, nowMs);
+    return new HalflifeError('RATE_LIMITED', {
+      rate: limit.eventsPerS,
+      burst: limit.burstEvents,
+      events,
+      retryAfterS: Number.isFinite(retryAfterS) ? retryAfterS : 'never (more events than the burst: split the request)',
+    });
+  }
+
+  /** Events shed by overload so far, by type and reason. */
+  shedCounts(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const [type, reasons] of this.#shed) out[type] = Object.fromEntries(reasons);
+    return out;
   }
 
   /** Checks a body on this thread, letting other requests in every few hundred events. */
-  async #checkHere(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null): Promise<CheckedEvents> {
+  async #checkHere(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null, shed: ShedLevel): Promise<CheckedEvents> {
     const items = this.#checker.parse(body, format);
     if (!Array.isArray(items)) return { ...emptyChecked(), malformed: items };
     const out = emptyChecked();
@@ -153,14 +230,14 @@ export class Ingestor {
     for (let i = 0; i < items.length; i += YIELD_EVERY) {
       // A 1,000-event body is a few milliseconds of checks: let other requests (view queries) in between.
       if (i > 0) await new Promise((resolve) => setImmediate(resolve));
-      this.#checker.checkItems(items, i, Math.min(items.length, i + YIELD_EVERY), receivedAt, w, out, allowedTypes);
+      this.#checker.checkItems(items, i, Math.min(items.length, i + YIELD_EVERY), receivedAt, w, out, allowedTypes, shed);
       if (out.forbiddenType !== undefined) break;
     }
     out.records = w.buffer.subarray(0, w.pos);
     return out;
   }
 
-  async #ingest(checked: CheckedEvents, receivedAt: number, source: IngestSource): Promise<IngestResult> {
+  async #ingest(checked: CheckedEvents, receivedAt: number, source: IngestSource, shedding: Shedding): Promise<IngestResult> {
     if (checked.malformed !== undefined) {
       const m = checked.malformed;
       await this.#o.deadLetters.add([this.#deadLetter(m, receivedAt, source)]);
@@ -170,11 +247,27 @@ export class Ingestor {
       // Nothing of the request is stored or dead-lettered: the key may not send it.
       throw new HalflifeError('FORBIDDEN', { reason: `it may not send events of type ${checked.forbiddenType}` });
     }
-    const result: IngestResult = { accepted: 0, rejected: checked.rejections.length, duplicates: 0, errors: [] };
+    if (checked.shed.length > 0) {
+      for (const { type } of checked.shed) {
+        let reasons = this.#shed.get(type);
+        if (reasons === undefined) this.#shed.set(type, (reasons = new Map()));
+        reasons.set(shedding.reason, (reasons.get(shedding.reason) ?? 0) + 1);
+      }
+      // Nothing of the request would be stored: refuse it whole (no dead letters either), so a retry sends it all.
+      if (checked.ends.length === 0) {
+        throw new HalflifeError('OVERLOADED', { reason: shedding.reason, priority: shedding.level === 1 ? 'low' : 'low- and normal', shed: checked.shed.length });
+      }
+    }
+    const result: IngestResult = { accepted: 0, rejected: checked.rejections.length, duplicates: 0, shed: checked.shed.length, errors: [] };
     const letters: DeadLetter[] = [];
     for (const r of checked.rejections) {
       result.errors.push({ index: r.index, code: r.code, message: r.message, path: r.path });
       letters.push(this.#deadLetter(r, receivedAt, source));
+    }
+    if (checked.shed.length > 0) {
+      const message = new HalflifeError('OVERLOADED', { reason: shedding.reason, priority: shedding.level === 1 ? 'low' : 'low- and normal' }).message;
+      for (const s of checked.shed) result.errors.push({ index: s.index, code: 'OVERLOADED', message, path: '$.type' });
+      result.errors.sort((a, b) => a.index - b.index);
     }
     const { records: buf, ends, keys } = checked;
     const records: AppendRecord[] = [];
@@ -191,7 +284,12 @@ export class Ingestor {
         }
         ids.push(id);
       }
-      records.push({ key: keys[r], timestampMs: receivedAt, value: buf.subarray(start, ends[r]) });
+      const key = keys[r];
+      // A hot key beyond its bucket goes to the overflow partition: its events are kept, its partition stays fair.
+      if (key !== undefined && this.#hotBuckets !== undefined && !this.#hotBuckets.get(key, receivedAt).take(1, receivedAt)) {
+        this.#diverted++;
+        records.push({ key, timestampMs: receivedAt, value: buf.subarray(start, ends[r]), partition: this.#o.hotKeys!.overflowPartition });
+      } else records.push({ key, timestampMs: receivedAt, value: buf.subarray(start, ends[r]) });
     }
     const appended = this.#o.log.append(records);
     for (const id of ids) this.#pendingIds.set(id, appended);

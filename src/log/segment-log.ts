@@ -53,6 +53,7 @@ export interface SegmentLogOptions {
 interface AppendRequest {
   readonly records: readonly AppendRecord[];
   readonly partitions: Int32Array;
+  readonly bytes: number;
   readonly acks: AppendAck[];
   failed: unknown;
   resolve(acks: AppendAck[]): void;
@@ -76,6 +77,8 @@ export class SegmentLog implements Log {
   readonly #state = new LifecycleState('log');
   #parts: PartitionLog[] = [];
   #queue: AppendRequest[] = [];
+  /** Value bytes of the appends in `#queue` (an overload signal). */
+  #queuedBytes = 0;
   #flushing: Promise<void> | undefined;
   #flushScheduled = false;
   #fsyncTimer: NodeJS.Timeout | undefined;
@@ -158,6 +161,11 @@ export class SegmentLog implements Log {
     }
   }
 
+  /** Bytes of appends waiting for the next group commit. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
   partitionFor(key: string): PartitionId {
     return this.#partitioner.forKey(key);
   }
@@ -167,8 +175,10 @@ export class SegmentLog implements Log {
     if (records.length === 0) return [];
     const partitions = new Int32Array(records.length);
     let unkeyed = -1;
+    let bytes = 0;
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
+      bytes += valueByteLength(r.value);
       if (r.partition !== undefined) {
         this.#checkPartition(r.partition);
         partitions[i] = r.partition;
@@ -180,7 +190,8 @@ export class SegmentLog implements Log {
       }
     }
     return new Promise<AppendAck[]>((resolve, reject) => {
-      this.#queue.push({ records, partitions, acks: new Array(records.length), failed: undefined, resolve, reject });
+      this.#queue.push({ records, partitions, bytes, acks: new Array(records.length), failed: undefined, resolve, reject });
+      this.#queuedBytes += bytes;
       this.#scheduleFlush();
     });
   }
@@ -201,6 +212,7 @@ export class SegmentLog implements Log {
   async #flush(): Promise<void> {
     const group = this.#queue;
     this.#queue = [];
+    this.#queuedBytes = 0;
     // Gather the group's records per partition, keeping request order within each partition.
     const perPartition: { req: AppendRequest; index: number }[][] = Array.from({ length: this.partitionCount }, () => []);
     for (const req of group) {

@@ -9,6 +9,7 @@ import { sendError, toHalflifeError } from './http-errors.js';
 import { registerViewRoutes } from './view-routes.js';
 import { registerAuth } from './auth.js';
 import type { KeyStore } from './keys.js';
+import type { OverloadMonitor } from './overload.js';
 import type { pino } from 'pino';
 
 export interface AppComponents {
@@ -19,6 +20,7 @@ export interface AppComponents {
   readonly deadLetters: DeadLetterStore;
   readonly engine: EngineHost;
   readonly keys: KeyStore;
+  readonly overload: OverloadMonitor;
   readonly logger: pino.Logger;
   /** TLS certificate and key (PEM) for HTTPS, or undefined for plain HTTP. */
   readonly tls?: { cert: Buffer; key: Buffer } | undefined;
@@ -27,20 +29,23 @@ export interface AppComponents {
   closing(): boolean;
 }
 
+const PRIORITY_RANK = { low: 1, normal: 2, high: 3 } as const;
 const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/jsonlines', 'application/x-jsonlines']);
 
 /** Builds the HTTP API (not listening). Tests use `inject` on it; `HalflifeServer` listens. */
 export function buildApp(c: AppComponents): FastifyInstance {
   const maxBody = c.config.ingest.maxBodyBytes;
+  // Node checks request timeouts on this interval (default 30 s): often enough for the configured timeout to hold.
+  const connectionsCheckingInterval = Math.max(50, Math.min(1000, Math.floor(c.config.server.requestTimeoutMs / 4)));
   const app = Fastify({
-    ...(c.tls === undefined ? {} : { https: c.tls }),
+    ...(c.tls === undefined ? { http: { connectionsCheckingInterval } } : { https: { ...c.tls, connectionsCheckingInterval } }),
     loggerInstance: c.logger as FastifyBaseLogger,
     logController: new RequestLogController(),
     bodyLimit: maxBody,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    // Slow clients must not hold sockets for ever.
-    requestTimeout: 60_000,
+    // Slow clients (slowloris) must not hold sockets for ever: headers and body must arrive within this.
+    requestTimeout: c.config.server.requestTimeoutMs,
     connectionTimeout: 0,
   });
   const logger = c.logger as unknown as Logger;
@@ -67,14 +72,41 @@ export function buildApp(c: AppComponents): FastifyInstance {
       throw new HalflifeError('SHUTTING_DOWN');
     }
   });
+  // Node's requestTimeout cuts off slow headers but not a slow body once the headers are in: a client trickling
+  // its body (slowloris) would hold the request, and its bytes in flight, for ever. The body must be in by then.
+  const bodyTimers = new WeakMap<FastifyRequest, NodeJS.Timeout>();
+  const timeoutMs = c.config.server.requestTimeoutMs;
+  app.addHook('onRequest', async (request, reply) => {
+    const timer = setTimeout(() => {
+      if (reply.sent) return;
+      void reply.header('connection', 'close');
+      sendError(reply, new HalflifeError('REQUEST_TIMEOUT', { timeoutMs }), logger);
+      reply.raw.once('finish', () => request.raw.socket?.destroy());
+    }, timeoutMs);
+    timer.unref();
+    bodyTimers.set(request, timer);
+  });
+  const bodyIn = async (request: FastifyRequest) => clearTimeout(bodyTimers.get(request));
+  app.addHook('preHandler', bodyIn);
+  app.addHook('onResponse', bodyIn);
+  app.addHook('onRequestAbort', bodyIn);
 
   registerAuth(app, { keys: c.keys, mode: c.config.auth, host: c.config.server.host });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    if (!c.ready()) return reply.code(503).send({ ready: false });
+    if (!c.ready()) return reply.code(503).send({ ready: false, reason: 'starting or stopping' });
+    // Unready under hard overload, so a load balancer steers new traffic elsewhere.
+    const o = c.overload.status();
+    if (o.hard || o.pressure >= 1) return reply.code(503).send({ ready: false, reason: `overloaded (${o.reason})` });
     return { ready: true };
   });
+  app.get('/v1/status', async () => ({
+    overload: c.overload.status(),
+    shedEvents: c.ingestor.shedCounts(),
+    shedRequests: c.overload.shedRequests(),
+    divertedEvents: c.ingestor.divertedEvents,
+  }));
 
   // Schemas ---------------------------------------------------------------------------------------------
   app.put('/v1/schemas/:type', async (request, reply) => {
@@ -115,24 +147,77 @@ export function buildApp(c: AppComponents): FastifyInstance {
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxBody }, (_req, body, done) => done(null, body));
-    scope.post('/v1/events', async (request) => {
+    // Admission before the body is read: at the memory budget, or with too many request bytes in flight, the
+    // request is refused at once (its body is never buffered).
+    const admitted = new WeakMap<FastifyRequest, number>();
+    scope.addHook('onRequest', async (request, reply) => {
+      // A request may declare its priority (X-Halflife-Priority): then it can be shed before its body is read,
+      // which is what keeps an overloaded server able to take high-priority traffic. Its events are still shed
+      // by their own types' priorities after parsing.
+      const header = request.headers['x-halflife-priority'];
+      if (header !== undefined) {
+        if (header !== 'low' && header !== 'normal' && header !== 'high') {
+          throw new HalflifeError('INVALID_REQUEST', { reason: `X-Halflife-Priority must be low, normal or high (got ${JSON.stringify(header)})` });
+        }
+        const s = c.overload.status();
+        if (s.shed >= PRIORITY_RANK[header]) {
+          c.overload.countShedRequest(header);
+          throw new HalflifeError('OVERLOADED', { reason: s.reason, priority: s.shed === 1 ? 'low' : 'low- and normal' });
+        }
+      }
+      const declared = Number(request.headers['content-length']);
+      const bytes = Number.isFinite(declared) && declared >= 0 ? Math.min(declared, maxBody) : maxBody;
+      if (!c.overload.admit(bytes)) {
+        void reply.header('connection', 'close');
+        const s = c.overload.status();
+        throw new HalflifeError('AT_CAPACITY', { reason: s.hard ? 'memory budget reached' : 'too many request bytes in flight' });
+      }
+      admitted.set(request, bytes);
+    });
+    const release = async (request: FastifyRequest) => {
+      const bytes = admitted.get(request);
+      if (bytes === undefined) return;
+      admitted.delete(request);
+      c.overload.release(bytes);
+    };
+    scope.addHook('onResponse', release);
+    scope.addHook('onRequestAbort', release);
+    scope.post('/v1/events', async (request, reply) => {
       const format = bodyFormat(request);
       const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
-      return c.ingestor.ingestBody(body, format, { address: request.ip }, request.apiKey?.types ?? null);
+      const key = request.apiKey;
+      const limits = c.config.rateLimits;
+      const rate = key?.eventsPerS ?? limits.keyEventsPerS;
+      const rateLimit = key !== undefined && rate > 0 ? { name: key.id, eventsPerS: rate, burstEvents: key.burstEvents ?? (limits.keyBurstEvents || rate) } : undefined;
+      const result = await c.ingestor.ingestBody(body, format, { address: request.ip }, { allowedTypes: key?.types ?? null, rateLimit });
+      if (result.shed > 0) void reply.header('retry-after', '1');
+      return result;
     });
   });
 
   // API keys (admin) ------------------------------------------------------------------------------------
   app.get('/v1/keys', async () => ({ keys: c.keys.list() }));
   app.post('/v1/keys', async (request, reply) => {
-    const b = (request.body ?? {}) as { name?: unknown; scopes?: unknown; types?: unknown; origins?: unknown };
+    const b = (request.body ?? {}) as { name?: unknown; scopes?: unknown; types?: unknown; origins?: unknown; eventsPerS?: unknown; burstEvents?: unknown };
+    const num = (v: unknown, name: string): number | undefined => {
+      if (v === undefined || v === null) return undefined;
+      if (typeof v !== 'number') throw new HalflifeError('INVALID_REQUEST', { reason: `${name} must be a number` });
+      return v;
+    };
     const strings = (v: unknown, name: string): string[] | undefined => {
       if (v === undefined || v === null) return undefined;
       if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new HalflifeError('INVALID_REQUEST', { reason: `${name} must be an array of strings` });
       return v as string[];
     };
     if (b.name !== undefined && typeof b.name !== 'string') throw new HalflifeError('INVALID_REQUEST', { reason: 'name must be a string' });
-    const created = await c.keys.create({ name: b.name, scopes: strings(b.scopes, 'scopes') ?? [], types: strings(b.types, 'types'), origins: strings(b.origins, 'origins') });
+    const created = await c.keys.create({
+      name: b.name,
+      scopes: strings(b.scopes, 'scopes') ?? [],
+      types: strings(b.types, 'types'),
+      origins: strings(b.origins, 'origins'),
+      eventsPerS: num(b.eventsPerS, 'eventsPerS'),
+      burstEvents: num(b.burstEvents, 'burstEvents'),
+    });
     c.logger.info({ keyId: created.info.id, scopes: created.info.scopes, name: created.info.name }, 'API key created');
     return reply.code(201).send({ key: created.key, ...created.info });
   });
@@ -158,7 +243,7 @@ export function buildApp(c: AppComponents): FastifyInstance {
   app.get('/v1/streams', async () => c.log.stats());
   app.get('/v1/events', async (request) => readEvents(c.log, request.query as Record<string, string | undefined>));
 
-  registerViewRoutes(app, c.engine);
+  registerViewRoutes(app, c.engine, c.config.server.maxLiveStreams);
 
   return app;
 }

@@ -68,7 +68,7 @@ export function registerAuth(app: FastifyInstance, o: AuthOptions): void {
   void app.register(cors, {
     origin: (origin, cb) => cb(null, origin !== undefined && o.keys.origins().has(origin) ? origin : false),
     methods: ['GET', 'POST'],
-    allowedHeaders: ['authorization', 'content-type'],
+    allowedHeaders: ['authorization', 'content-type', 'x-halflife-priority'],
     maxAge: 600,
   });
   app.addHook('onRequest', async (request: FastifyRequest, reply) => {

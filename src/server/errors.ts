@@ -49,4 +49,16 @@ export const ServerErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  AT_CAPACITY: {
+    status: 503,
+    message: 'the server is at capacity ({reason}); the request was refused before it was read; retry after the Retry-After delay',
+    domain: 'external',
+    retryable: true,
+  },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    message: 'the request did not arrive within {timeoutMs} ms (server.requestTimeoutMs); the connection is closed',
+    domain: 'user',
+    retryable: false,
+  },
 });

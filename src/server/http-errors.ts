@@ -41,6 +41,9 @@ export function sendError(reply: FastifyReply, err: HalflifeError, logger: Logge
     logger.error({ err: err.cause ?? err, code: err.code }, err.message);
   }
   const body: ErrorBody = { error: { code: err.code, message: err.message, details: err.details ?? {} } };
-  if (err.retryable && err.status >= 500) void reply.header('retry-after', '1');
+  if (err.retryable && (err.status >= 500 || err.status === 429)) {
+    const asked = err.details?.retryAfterS;
+    void reply.header('retry-after', typeof asked === 'number' ? String(asked) : err.code === 'AT_CAPACITY' ? '2' : '1');
+  }
   return reply.code(err.status).send(body);
 }

@@ -18,6 +18,9 @@ export interface ApiKeyInfo {
   readonly types: readonly string[] | null;
   /** Browser origins a write key may be used from (null: any; requests without an Origin header are not browsers). */
   readonly origins: readonly string[] | null;
+  /** The key's own rate limit in events/s and burst events (null: the server's default, rateLimits.key*). */
+  readonly eventsPerS: number | null;
+  readonly burstEvents: number | null;
   readonly createdAt: string;
 }
 
@@ -31,6 +34,8 @@ export interface NewKey {
   readonly scopes: readonly string[];
   readonly types?: readonly string[] | null;
   readonly origins?: readonly string[] | null;
+  readonly eventsPerS?: number | null;
+  readonly burstEvents?: number | null;
 }
 
 const FILE = 'keys.json';
@@ -147,8 +152,13 @@ export class KeyStore {
     for (const o of origins ?? []) {
       if (!ORIGIN_RE.test(o)) throw new HalflifeError('INVALID_REQUEST', { reason: `an origin is scheme://host[:port] with no path, e.g. https://example.com (got ${JSON.stringify(o)})` });
     }
-    if ((types !== null || origins !== null) && !scopes.includes('write')) {
-      throw new HalflifeError('INVALID_REQUEST', { reason: 'event types and origins limit write keys; add the write scope or drop them' });
+    const eventsPerS = spec.eventsPerS ?? null;
+    const burstEvents = spec.burstEvents ?? null;
+    for (const [name, v] of [['eventsPerS', eventsPerS], ['burstEvents', burstEvents]] as const) {
+      if (v !== null && (!Number.isFinite(v) || v <= 0)) throw new HalflifeError('INVALID_REQUEST', { reason: `${name} must be a positive number (got ${v})` });
+    }
+    if ((types !== null || origins !== null || eventsPerS !== null || burstEvents !== null) && !scopes.includes('write')) {
+      throw new HalflifeError('INVALID_REQUEST', { reason: 'event types, origins and rate limits apply to write keys; add the write scope or drop them' });
     }
     const id = randomBytes(6).toString('hex');
     const secret = randomBytes(32).toString('base64url');
@@ -158,6 +168,8 @@ export class KeyStore {
       scopes,
       types,
       origins,
+      eventsPerS,
+      burstEvents,
       createdAt: new Date(nowMs).toISOString(),
       hash: sha256(secret).toString('hex'),
     };

@@ -10,6 +10,7 @@ import { SchemaRegistry } from '../schema/index.js';
 import { buildApp } from './app.js';
 import { authRequired, isLoopback } from './auth.js';
 import { KeyStore } from './keys.js';
+import { OverloadMonitor } from './overload.js';
 import { DataDirLock } from './data-lock.js';
 import { EngineHost } from './engine-host.js';
 import type { CatalogSnapshot } from './engine-protocol.js';
@@ -30,6 +31,7 @@ export class HalflifeServer {
   readonly logger: pino.Logger;
   readonly log: SegmentLog;
   readonly keys: KeyStore;
+  readonly overload: OverloadMonitor;
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
@@ -82,6 +84,14 @@ export class HalflifeServer {
         : undefined;
     this.ingestor = new Ingestor({
       workers: this.#ingestWorkers,
+      shedding: () => {
+        const s = this.overload.status();
+        return { level: s.shed, reason: s.reason };
+      },
+      hotKeys:
+        config.rateLimits.hotKeyEventsPerS > 0 && config.rateLimits.overflowPartition !== null
+          ? { eventsPerS: config.rateLimits.hotKeyEventsPerS, burstEvents: config.rateLimits.hotKeyBurstEvents || config.rateLimits.hotKeyEventsPerS, overflowPartition: config.rateLimits.overflowPartition }
+          : undefined,
       limits: config.ingest,
       log: this.log,
       registry: this.registry,
@@ -98,6 +108,7 @@ export class HalflifeServer {
       logger: logger.child({ component: 'engine' }),
     });
     this.keys = new KeyStore(data, logger.child({ component: 'auth' }));
+    this.overload = new OverloadMonitor({ config: config.overload, queuedBytes: () => this.log.queuedBytes, engine: this.engine, logger: logger.child({ component: 'overload' }) });
   }
 
   /** The HTTP API, built by `start` (tests use `app.inject`). */
@@ -120,6 +131,7 @@ export class HalflifeServer {
       await this.#ingestWorkers?.start();
       await this.ingestor.start();
       await this.engine.start();
+      this.overload.start();
       await this.keys.load();
       this.keys.watch();
       const { tlsCertFile, tlsKeyFile } = this.config.server;
@@ -132,6 +144,7 @@ export class HalflifeServer {
         deadLetters: this.deadLetters,
         engine: this.engine,
         keys: this.keys,
+        overload: this.overload,
         tls,
         logger: this.logger,
         ready: () => this.#ready && !this.#closing,
@@ -188,6 +201,7 @@ export class HalflifeServer {
 
   async #closeComponents(): Promise<void> {
     this.keys.close();
+    this.overload.close();
     await this.ingestor.close();
     await this.#ingestWorkers?.close();
     await this.engine.close();

@@ -5,6 +5,8 @@ import { parseTableBody } from '../engine/index.js';
 import type { EngineHost } from './engine-host.js';
 
 const RESERVED = new Set(['from', 'to', 'latest', 'order', 'limit']);
+/** Bytes a live stream may leave unsent (its client not reading) before it is ended. */
+const MAX_UNSENT_BYTES = 8 * 2 ** 20;
 
 function time(raw: string | undefined, name: string): number | undefined {
   if (raw === undefined || raw === '') return undefined;
@@ -20,7 +22,7 @@ function sqlOf(body: unknown): string {
 }
 
 /** Views, live updates and static tables. */
-export function registerViewRoutes(app: FastifyInstance, engine: EngineHost): void {
+export function registerViewRoutes(app: FastifyInstance, engine: EngineHost, maxLiveStreams: number): void {
   // Live streams never end by themselves: close them first on shutdown, or closing the server would wait for them.
   const streams = new Set<ServerResponse>();
   app.addHook('preClose', async () => {
@@ -65,7 +67,10 @@ export function registerViewRoutes(app: FastifyInstance, engine: EngineHost): vo
       rows: await engine.rows(name, { keys, fromMs: time(q.from, 'from'), toMs: time(q.to, 'to'), latest: q.latest === 'true', order, limit }),
     };
   });
-  app.get('/v1/views/:name/live', (request, reply) => live(request, reply, engine, streams));
+  app.get('/v1/views/:name/live', (request, reply) => {
+    if (streams.size >= maxLiveStreams) throw new HalflifeError('AT_CAPACITY', { reason: `${streams.size} live streams are open (server.maxLiveStreams)` });
+    return live(request, reply, engine, streams);
+  });
   app.post('/v1/query', async (request) => engine.query(sqlOf(request.body)));
 
   app.put('/v1/tables/:name', (request) => putTable(request, engine, true));
@@ -120,6 +125,12 @@ async function live(request: FastifyRequest, reply: FastifyReply, engine: Engine
       const current = await engine.version(name);
       if (current === version) res.write(': keep-alive\n\n');
       else {
+        // A client that does not read would make the server buffer for ever: past the bound, its stream ends.
+        if (res.writableLength > MAX_UNSENT_BYTES) {
+          res.end('event: end\ndata: {"reason":"the client reads too slowly"}\n\n');
+          stop();
+          return;
+        }
         const rows = await engine.rows(name, { sinceVersion: version, limit: 10_000 });
         version = current;
         if (rows.length > 0 && open) res.write(`event: rows\ndata: ${JSON.stringify({ rows })}\n\n`);

@@ -10,19 +10,26 @@ export interface KeyFlags {
   types?: string | undefined;
   origins?: string | undefined;
   name?: string | undefined;
+  rate?: string | undefined;
+  burst?: string | undefined;
   json?: boolean | undefined;
 }
 
 const list = (csv: string | undefined) => (csv === undefined ? undefined : csv.split(',').map((s) => s.trim()).filter((s) => s !== ''));
 
 function describe(k: ApiKeyInfo): string {
-  const limits = [k.types === null ? '' : `types ${k.types.join(', ')}`, k.origins === null ? '' : `origins ${k.origins.join(', ')}`].filter((s) => s !== '');
+  const limits = [
+    k.types === null ? '' : `types ${k.types.join(', ')}`,
+    k.origins === null ? '' : `origins ${k.origins.join(', ')}`,
+    k.eventsPerS === null ? '' : `${k.eventsPerS} events/s (burst ${k.burstEvents ?? k.eventsPerS})`,
+  ].filter((s) => s !== '');
   return `${k.id}${k.name ? ` (${k.name})` : ''}: scope ${k.scopes.join(', ')}${limits.length > 0 ? `; ${limits.join('; ')}` : ''}`;
 }
 
 /** Creates a key and prints it alone on the last line (the only time it is shown). */
 export async function keysCreate(target: KeysTarget, flags: KeyFlags, io: Io): Promise<number> {
-  const spec = { name: flags.name, scopes: list(flags.scope) ?? [], types: list(flags.types), origins: list(flags.origins) };
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const spec = { name: flags.name, scopes: list(flags.scope) ?? [], types: list(flags.types), origins: list(flags.origins), eventsPerS: num(flags.rate), burstEvents: num(flags.burst) };
   let key: string;
   let info: ApiKeyInfo;
   if (target.kind === 'folder') {
@@ -46,7 +53,10 @@ export async function keysList(target: KeysTarget, flags: KeyFlags, io: Io): Pro
   } else keys = await target.client.listKeys();
   if (flags.json) io.out(JSON.stringify(keys, null, 2) + '\n');
   else if (keys.length === 0) io.out('no API keys: the server answers loopback only, unauthenticated (halflife keys create --scope admin)\n');
-  else io.out(table(keys.map((k) => [k.id, k.name, k.scopes.join(','), k.types?.join(',') ?? '*', k.origins?.join(',') ?? '*', k.createdAt]), ['ID', 'NAME', 'SCOPES', 'TYPES', 'ORIGINS', 'CREATED']));
+  else {
+    const rows = keys.map((k) => [k.id, k.name, k.scopes.join(','), k.types?.join(',') ?? '*', k.origins?.join(',') ?? '*', k.eventsPerS === null ? 'default' : `${k.eventsPerS}/s`, k.createdAt]);
+    io.out(table(rows, ['ID', 'NAME', 'SCOPES', 'TYPES', 'ORIGINS', 'RATE', 'CREATED']));
+  }
   return 0;
 }
 

@@ -1,0 +1,143 @@
+import type { OverloadConfig } from '../config/index.js';
+import { silentLogger, type Logger } from '../core/index.js';
+import type { ShedLevel } from '../ingest/index.js';
+import type { EngineHost } from './engine-host.js';
+
+/** A reading of the overload signals, as ratios to their bounds (1 = at the bound). */
+export interface OverloadSignals {
+  memory: number;
+  inflight: number;
+  queue: number;
+  engineLag: number;
+}
+
+export interface OverloadStatus {
+  /** The largest of the signals. */
+  pressure: number;
+  /** The signal behind the pressure. */
+  reason: keyof OverloadSignals;
+  /** What is shed: 0 nothing, 1 low-priority events, 2 low and normal. */
+  shed: ShedLevel;
+  /** At the hard memory bound: every request is refused and /readyz is unready. */
+  hard: boolean;
+  signals: OverloadSignals;
+  rssBytes: number;
+  inflightBytes: number;
+  queuedBytes: number;
+  engineLagEvents: number;
+}
+
+export interface OverloadMonitorOptions {
+  readonly config: OverloadConfig;
+  /** Bytes waiting for the log's group commit. */
+  readonly queuedBytes: () => number;
+  readonly engine: EngineHost;
+  readonly logger?: Logger;
+  /** How often memory is sampled (default 100 ms); the engine's lag is polled every 5 samples. */
+  readonly sampleMs?: number;
+}
+
+/**
+ * Turns the pipeline's pressure into shedding decisions. Signals: the process's resident memory against its budget,
+ * request bytes in flight, bytes queued for the log's group commit, and how far live views are behind the log
+ * (views still backfilling do not count: a new view over a long history must not shed ingest). Memory and the
+ * engine are sampled on a timer; bytes in flight are counted as requests come and go.
+ */
+export class OverloadMonitor {
+  readonly #o: OverloadMonitorOptions;
+  readonly #logger: Logger;
+  #rss = 0;
+  #lag = 0;
+  #inflight = 0;
+  /** Views that have been caught up at least once (their lag counts from then on). */
+  readonly #live = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #ticks = 0;
+  #lastShed: ShedLevel = 0;
+  /** Requests shed on arrival by their declared priority, by priority then reason. */
+  readonly #shedRequests = new Map<string, Map<string, number>>();
+
+  constructor(options: OverloadMonitorOptions) {
+    this.#o = options;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  start(): void {
+    this.#rss = process.memoryUsage.rss();
+    this.#timer = setInterval(() => this.#sample(), this.#o.sampleMs ?? 100);
+    this.#timer.unref();
+  }
+
+  #sample(): void {
+    this.#rss = process.memoryUsage.rss();
+    if (this.#ticks++ % 5 !== 0) return;
+    this.#o.engine.infos().then(
+      (infos) => {
+        let lag = 0;
+        for (const v of infos) {
+          if (v.lag === 0) this.#live.add(v.name);
+          if (this.#live.has(v.name) && v.lag > lag) lag = v.lag;
+        }
+        for (const name of this.#live) if (!infos.some((v) => v.name === name)) this.#live.delete(name);
+        this.#lag = lag;
+      },
+      () => {
+        // The engine restarts on its own; meanwhile its lag is unknown and does not count.
+        this.#lag = 0;
+      },
+    );
+    const s = this.status();
+    if (s.shed !== this.#lastShed) {
+      this.#logger.warn({ shed: s.shed, pressure: Number(s.pressure.toFixed(2)), reason: s.reason }, s.shed === 0 ? 'overload over: nothing is shed' : `overload: shedding ${s.shed === 1 ? 'low' : 'low and normal'} priority events (${s.reason})`);
+      this.#lastShed = s.shed;
+    }
+  }
+
+  /** Admits a request of `bytes` (its declared length) or refuses it (false) at the hard bounds. */
+  admit(bytes: number): boolean {
+    const c = this.#o.config;
+    if (this.#rss >= c.memoryBudgetBytes) return false;
+    if (this.#inflight > 0 && this.#inflight + bytes > c.maxInflightBytes) return false;
+    this.#inflight += bytes;
+    return true;
+  }
+
+  /** Counts a request shed on arrival (its events are not known: it was not read). */
+  countShedRequest(priority: string): void {
+    const reason = this.status().reason;
+    let m = this.#shedRequests.get(priority);
+    if (m === undefined) this.#shedRequests.set(priority, (m = new Map()));
+    m.set(reason, (m.get(reason) ?? 0) + 1);
+  }
+
+  shedRequests(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const [p, m] of this.#shedRequests) out[p] = Object.fromEntries(m);
+    return out;
+  }
+
+  /** Ends a request admitted with `bytes`. */
+  release(bytes: number): void {
+    this.#inflight = Math.max(0, this.#inflight - bytes);
+  }
+
+  status(): OverloadStatus {
+    const c = this.#o.config;
+    const queued = this.#o.queuedBytes();
+    const signals: OverloadSignals = {
+      memory: this.#rss / c.memoryBudgetBytes,
+      inflight: this.#inflight / c.maxInflightBytes,
+      queue: queued / c.maxQueuedBytes,
+      engineLag: this.#lag / c.maxEngineLagEvents,
+    };
+    let reason: keyof OverloadSignals = 'memory';
+    for (const k of Object.keys(signals) as (keyof OverloadSignals)[]) if (signals[k] > signals[reason]) reason = k;
+    const pressure = signals[reason];
+    const shed: ShedLevel = pressure >= c.shedNormalAt ? 2 : pressure >= c.shedLowAt ? 1 : 0;
+    return { pressure, reason, shed, hard: this.#rss >= c.memoryBudgetBytes, signals, rssBytes: this.#rss, inflightBytes: this.#inflight, queuedBytes: queued, engineLagEvents: this.#lag };
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+}

@@ -61,6 +61,8 @@ export interface OverloadConfig {
   maxQueuedBytes: number;
   /** Records live views are behind the log (views still backfilling do not count). */
   maxEngineLagEvents: number;
+  /** Delay of the server thread's event loop (90th percentile over the last 100 ms): a saturated CPU shows here first. */
+  maxEventLoopDelayMs: number;
   /** Pressure (the largest of the ratios to the bounds above) from which low-priority events are shed... */
   shedLowAt: number;
   /** ...and from which normal-priority ones are too. */
@@ -139,6 +141,7 @@ export function defaultConfig(): HalflifeConfig {
       maxInflightBytes: 256 * 2 ** 20,
       maxQueuedBytes: 64 * 2 ** 20,
       maxEngineLagEvents: 5_000_000,
+      maxEventLoopDelayMs: 200,
       shedLowAt: 0.6,
       shedNormalAt: 0.8,
     },
@@ -217,6 +220,7 @@ export const configSchema = {
         maxInflightBytes: int(1024),
         maxQueuedBytes: int(1024),
         maxEngineLagEvents: int(1),
+        maxEventLoopDelayMs: int(1),
         shedLowAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
         shedNormalAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
       },

@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { OverloadConfig } from '../config/index.js';
 import { silentLogger, type Logger } from '../core/index.js';
 import type { ShedLevel } from '../ingest/index.js';
@@ -9,6 +10,7 @@ export interface OverloadSignals {
   inflight: number;
   queue: number;
   engineLag: number;
+  eventLoop: number;
 }
 
 export interface OverloadStatus {
@@ -25,6 +27,7 @@ export interface OverloadStatus {
   inflightBytes: number;
   queuedBytes: number;
   engineLagEvents: number;
+  eventLoopDelayMs: number;
 }
 
 export interface OverloadMonitorOptions {
@@ -49,6 +52,8 @@ export class OverloadMonitor {
   #rss = 0;
   #lag = 0;
   #inflight = 0;
+  #delayMs = 0;
+  #delays: IntervalHistogram | undefined;
   /** Views that have been caught up at least once (their lag counts from then on). */
   readonly #live = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
@@ -64,12 +69,20 @@ export class OverloadMonitor {
 
   start(): void {
     this.#rss = process.memoryUsage.rss();
+    this.#delays = monitorEventLoopDelay({ resolution: 10 });
+    this.#delays.enable();
     this.#timer = setInterval(() => this.#sample(), this.#o.sampleMs ?? 100);
     this.#timer.unref();
   }
 
   #sample(): void {
     this.#rss = process.memoryUsage.rss();
+    if (this.#delays !== undefined && this.#ticks % 5 === 4) {
+      // Over the last ~500 ms, so one long step does not shed and a saturated loop does (nanoseconds; 0 when no
+      // delay was recorded).
+      this.#delayMs = this.#delays.count > 0 ? this.#delays.percentile(90) / 1e6 : 0;
+      this.#delays.reset();
+    }
     if (this.#ticks++ % 5 !== 0) return;
     this.#o.engine.infos().then(
       (infos) => {
@@ -129,15 +142,17 @@ export class OverloadMonitor {
       inflight: this.#inflight / c.maxInflightBytes,
       queue: queued / c.maxQueuedBytes,
       engineLag: this.#lag / c.maxEngineLagEvents,
+      eventLoop: this.#delayMs / c.maxEventLoopDelayMs,
     };
     let reason: keyof OverloadSignals = 'memory';
     for (const k of Object.keys(signals) as (keyof OverloadSignals)[]) if (signals[k] > signals[reason]) reason = k;
     const pressure = signals[reason];
     const shed: ShedLevel = pressure >= c.shedNormalAt ? 2 : pressure >= c.shedLowAt ? 1 : 0;
-    return { pressure, reason, shed, hard: this.#rss >= c.memoryBudgetBytes, signals, rssBytes: this.#rss, inflightBytes: this.#inflight, queuedBytes: queued, engineLagEvents: this.#lag };
+    return { pressure, reason, shed, hard: this.#rss >= c.memoryBudgetBytes, signals, rssBytes: this.#rss, inflightBytes: this.#inflight, queuedBytes: queued, engineLagEvents: this.#lag, eventLoopDelayMs: this.#delayMs };
   }
 
   close(): void {
     clearInterval(this.#timer);
+    this.#delays?.disable();
   }
 }

@@ -1,0 +1,194 @@
+// Overload: three times the server's capacity, offered open-loop with mixed priorities, against a server in its own
+// process. Bounded: ~3 s to measure capacity, 3 s of overload, at most 600 requests outstanding, loopback only.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
+import { decodeEventRecord } from '../src/core/index.js';
+import { SegmentLog } from '../src/log/index.js';
+import { spawnServer } from './helpers/child-server.js';
+import { tempDir } from './helpers/tmp.js';
+import { join } from 'node:path';
+
+const EVENTS_PER_REQUEST = 500;
+const MAX_OUTSTANDING = 600;
+const OVERLOAD_S = 3;
+const BUDGET = 1024 * 2 ** 20;
+
+interface Reply {
+  status: number;
+  body: { accepted?: number; errors?: { index: number; code: string }[]; error?: { code: string } };
+}
+
+function post(agent: Agent, url: URL, body: string, headers: Record<string, string>): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { agent, host: url.hostname, port: url.port, path: '/v1/events', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is shed first, memory stays under budget, nothing acknowledged is lost', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const server = await spawnServer(dir, {
+    HALFLIFE_LOG_LEVEL: 'warn',
+    HALFLIFE_INGEST_WORKERS: '1',
+    HALFLIFE_INGEST_PRIORITIES: JSON.stringify({ hi: 'high', lo: 'low' }),
+    HALFLIFE_OVERLOAD_MEMORY_BUDGET_BYTES: String(BUDGET),
+    HALFLIFE_OVERLOAD_MAX_INFLIGHT_BYTES: String(16 * 2 ** 20),
+    // The server thread's event loop is what saturates first here (the load generator shares the two cores).
+    HALFLIFE_OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '100',
+  });
+  const url = new URL(server.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: MAX_OUTSTANDING });
+  let seq = 0;
+  // A body and the ids of its events (kept beside it, so acknowledging costs the client no parsing).
+  const body = (type: string) => {
+    const events = [];
+    const ids = [];
+    for (let i = 0; i < EVENTS_PER_REQUEST; i++) {
+      const id = `${type}-${seq++}`;
+      ids.push(id);
+      events.push(`{"type":"${type}","id":"${id}","data":{"n":${i},"pad":"${'x'.repeat(40)}"}}`);
+    }
+    return { text: `[${events.join(',')}]`, ids };
+  };
+  const acked = new Set<string>();
+  const ack = (b: { ids: string[] }, reply: Reply) => {
+    if (reply.status !== 200) return 0;
+    const failed = new Set((reply.body.errors ?? []).map((e) => e.index));
+    b.ids.forEach((id, i) => failed.has(i) || acked.add(id));
+    return b.ids.length - failed.size;
+  };
+  try {
+    for (const type of ['hi', 'mid', 'lo']) {
+      const res = await fetch(`${server.url}/v1/schemas/${type}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'object' }) });
+      assert.equal(res.status, 201);
+    }
+
+    // Capacity: closed loop, 32 requests at a time, high-priority bodies only, after a second of warm-up.
+    const closedLoop = async (ms: number) => {
+      let done = 0;
+      const end = performance.now() + ms;
+      const started = performance.now();
+      await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          while (performance.now() < end) {
+            const b = body('hi');
+            // Not `done += ack(b, await …)`: that reads `done` before the await and loses the other loops' counts.
+            const reply = await post(agent, url, b.text, {});
+            done += ack(b, reply);
+          }
+        }),
+      );
+      return done / ((performance.now() - started) / 1000);
+    };
+    await closedLoop(1000);
+    const capacity = await closedLoop(2000);
+
+    // Overload: 3x capacity offered open-loop, 20 % high, 40 % normal, 40 % low; producers of normal and low
+    // traffic declare their priority, as background producers would.
+    const bodies: { type: string; b: ReturnType<typeof body> }[] = [];
+    const offeredRequests = Math.ceil((3 * capacity * OVERLOAD_S) / EVENTS_PER_REQUEST);
+    for (let i = 0; i < offeredRequests; i++) {
+      const r = i % 5;
+      const type = r === 0 ? 'hi' : r <= 2 ? 'mid' : 'lo';
+      bodies.push({ type, b: body(type) });
+    }
+    const stats: Record<string, { sent: number; accepted: number; shed: number; refused: number; other: number }> = {};
+    for (const t of ['hi', 'mid', 'lo']) stats[t] = { sent: 0, accepted: 0, shed: 0, refused: 0, other: 0 };
+    let maxRss = 0;
+    let outstanding = 0;
+    let skipped = 0;
+    const inflight: Promise<void>[] = [];
+    const start = performance.now();
+    const monitor = setInterval(() => {
+      void fetch(`${server.url}/v1/status`)
+        .then((r) => r.json() as Promise<{ overload: { rssBytes: number } }>)
+        .then((s) => (maxRss = Math.max(maxRss, s.overload.rssBytes)), () => {});
+    }, 100);
+    let next = 0;
+    let sentEvents = 0;
+    while (next < bodies.length) {
+      const due = Math.min(bodies.length, Math.floor(((performance.now() - start) / (OVERLOAD_S * 1000)) * bodies.length));
+      for (; next < due; next++) {
+        const { type, b } = bodies[next];
+        if (outstanding >= MAX_OUTSTANDING) {
+          skipped++;
+          continue;
+        }
+        outstanding++;
+        stats[type].sent += EVENTS_PER_REQUEST;
+        sentEvents += EVENTS_PER_REQUEST;
+        inflight.push(
+          post(agent, url, b.text, type === 'hi' ? {} : { 'x-halflife-priority': type === 'mid' ? 'normal' : 'low' }).then(
+            (reply) => {
+              outstanding--;
+              const s = stats[type];
+              const accepted = ack(b, reply);
+              s.accepted += accepted;
+              if (reply.status === 200) s.shed += (reply.body.errors ?? []).filter((e) => e.code === 'OVERLOADED').length;
+              else if (reply.status === 429) s.shed += EVENTS_PER_REQUEST;
+              else if (reply.status === 503) s.refused += EVENTS_PER_REQUEST;
+              else s.other += EVENTS_PER_REQUEST;
+            },
+            () => {
+              outstanding--;
+              stats[type].other += EVENTS_PER_REQUEST;
+            },
+          ),
+        );
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    // What the clients managed to send while they tried 3x: each of the 600 connections waits for its answer, so a
+    // slow server also slows what it is offered.
+    const offeredRate = sentEvents / ((performance.now() - start) / 1000);
+    await Promise.all(inflight);
+    clearInterval(monitor);
+    const report = JSON.stringify({ capacity: Math.round(capacity), offeredRate: Math.round(offeredRate), skipped, stats, maxRssMiB: Math.round(maxRss / 2 ** 20) });
+
+    t.diagnostic(report);
+    assert.ok(offeredRate >= 1.5 * capacity, `offered well over the capacity: ${report}`);
+    assert.ok(stats.hi.accepted >= 0.99 * stats.hi.sent, `high-priority acceptance >= 99 %: ${report}`);
+    const shedShare = (t: string) => stats[t].shed / Math.max(1, stats[t].sent);
+    assert.ok(shedShare('lo') > 0, `low-priority events were shed: ${report}`);
+    assert.ok(shedShare('lo') >= shedShare('mid') && shedShare('mid') >= shedShare('hi'), `low is shed first, then normal: ${report}`);
+    assert.equal(stats.hi.shed, 0, report);
+    assert.equal(stats.hi.other + stats.mid.other + stats.lo.other, 0, `no failures other than shedding: ${report}`);
+    assert.ok(maxRss > 0 && maxRss < BUDGET, `resident memory stayed under the budget: ${report}`);
+  } finally {
+    agent.destroy();
+    server.child.kill('SIGTERM');
+    await server.exited;
+  }
+  // Every acknowledged event is in the log, exactly once.
+  try {
+    const log = new SegmentLog({ dir: join(dir, 'log', 'events'), partitions: 8, fsync: 'never' });
+    await log.start();
+    const seen = new Map<string, number>();
+    for (let p = 0; p < 8; p++) {
+      for (let from = 0; ; ) {
+        const batch = await log.read(p, from, { maxRecords: 5000 });
+        if (batch.length === 0) break;
+        for (const r of batch) {
+          const id = decodeEventRecord(r.value).id!;
+          seen.set(id, (seen.get(id) ?? 0) + 1);
+        }
+        from = batch[batch.length - 1].offset + 1;
+      }
+    }
+    await log.close();
+    let missing = 0;
+    for (const id of acked) if (seen.get(id) !== 1) missing++;
+    assert.equal(missing, 0, `${missing} of ${acked.size} acknowledged events are not in the log exactly once`);
+  } finally {
+    await cleanup();
+  }
+});

@@ -163,3 +163,54 @@ for (const workers of [1, 2]) test(`kill -9 under load with a view running (${wo
     await cleanup();
   }
 });
+
+for (const signals of [1, 2]) test(`${signals === 1 ? 'SIGTERM' : 'two SIGTERMs'} under load: ${signals === 1 ? 'exit 0 after in-flight requests finish' : 'exit at once'}; nothing acknowledged is lost`, { timeout: 120_000 }, async () => {
+  const { dir, cleanup } = await tempDir('halflife-shutdown-');
+  const env = { HALFLIFE_INGEST_UNKNOWN_TYPES: 'accept', HALFLIFE_LOG_LEVEL: 'debug' }; // debug: the shutdown steps, shown on failure
+  let server = await spawnServer(dir, env);
+  try {
+    const client = new HalflifeClient({ url: server.url, timeoutMs: 5000 });
+    const acked = new Set<string>();
+    const refusals = new Map<string, number>();
+    let stop = false;
+    const writer = async (w: number) => {
+      for (let b = 0; !stop && b < 5000; b++) {
+        const batch = Array.from({ length: 200 }, (_, i): EventEnvelope => ({ type: 'shutdown_test', id: `w${w}-b${b}-e${i}`, data: { w, b, i, pad: 'z'.repeat(100) } }));
+        try {
+          const res = await client.sendEvents(batch);
+          assert.equal(res.accepted + res.duplicates, batch.length);
+          for (const e of batch) acked.add(e.id!);
+        } catch (err) {
+          const code = (err as { code?: string }).code ?? 'unknown';
+          refusals.set(code, (refusals.get(code) ?? 0) + 1);
+          return;
+        }
+      }
+    };
+    const writers = Array.from({ length: 6 }, (_, w) => writer(w));
+    const deadline = Date.now() + 15_000;
+    while (acked.size < 20_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const t0 = Date.now();
+    server.child.kill('SIGTERM');
+    if (signals === 2) {
+      await new Promise((r) => setTimeout(r, 5));
+      server.child.kill('SIGTERM');
+    }
+    const exit = await server.exited;
+    stop = true;
+    await Promise.all(writers);
+    assert.equal(exit.code, signals === 1 ? 0 : 130, `exit ${JSON.stringify(exit)}: ${server.output.filter((l) => /shutdown|shutting|error|warn/i.test(l)).slice(-8).join("\n").slice(0, 3000)}`);
+    assert.ok(Date.now() - t0 < 10_000, 'within server.shutdownTimeoutMs');
+    for (const code of refusals.keys()) assert.ok(['SHUTTING_DOWN', 'NETWORK'].includes(code), `refused with ${code}`);
+
+    server = await spawnServer(dir, env);
+    const counts = await readAll(new HalflifeClient({ url: server.url, timeoutMs: 10_000 }));
+    const missing = [...acked].filter((id) => counts.get(id) !== 1);
+    assert.equal(missing.length, 0, `${missing.length} of ${acked.size} acknowledged events are not stored exactly once`);
+    server.child.kill('SIGTERM');
+    assert.equal((await server.exited).code, 0);
+  } finally {
+    server.child.kill('SIGKILL');
+    await cleanup();
+  }
+});

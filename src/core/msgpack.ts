@@ -20,6 +20,9 @@
 /** Thrown by `MsgpackWriter.value` when nesting exceeds the depth limit. */
 export class TooDeepError extends Error {}
 
+/** Thrown by `MsgpackWriter.value` for Infinity or NaN (what JSON.parse makes of a number too large for a double). */
+export class NonFiniteNumberError extends Error {}
+
 const DOUBLE = new Float64Array(1);
 const DOUBLE_BYTES = new Uint8Array(DOUBLE.buffer);
 
@@ -211,6 +214,7 @@ export class MsgpackWriter {
       this.pos = p + 5;
       return;
     }
+    if (!Number.isFinite(v)) throw new NonFiniteNumberError();
     b[p] = 0xcb;
     DOUBLE[0] = v;
     // Big-endian, as MessagePack wants.

@@ -1,5 +1,6 @@
 import type { IngestConfig } from '../config/index.js';
-import { MsgpackWriter, TooDeepError, writeEventRecord } from '../core/index.js';
+import { isUtf8 } from 'node:buffer';
+import { MsgpackWriter, NonFiniteNumberError, TooDeepError, writeEventRecord } from '../core/index.js';
 import type { CompiledSchema } from '../schema/index.js';
 import { checkEnvelope, type Rejection } from './envelope.js';
 
@@ -83,7 +84,10 @@ export class EventChecker {
 
   /** Parses a body into items, or returns the rejection of a JSON body that does not parse. */
   parse(body: Buffer, format: BodyFormat): Item[] | CheckedRejection {
-    if (format === 'ndjson') return this.#splitNdjson(body);
+    // JSON is UTF-8 (RFC 8259): invalid bytes are refused, not silently replaced (a native check, ~10 µs per 250 KB).
+    const utf8 = isUtf8(body);
+    if (format === 'ndjson') return this.#splitNdjson(body, utf8);
+    if (!utf8) return this.rejection(-1, body, { code: 'MALFORMED_JSON', message: MALFORMED_PREFIX + 'the body is not valid UTF-8', path: '$' }, null, null);
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString('utf8'));
@@ -97,7 +101,7 @@ export class EventChecker {
     return items;
   }
 
-  #splitNdjson(body: Buffer): Item[] {
+  #splitNdjson(body: Buffer, utf8: boolean): Item[] {
     const items: Item[] = [];
     const max = this.#limits.maxEventBytes;
     let start = 0;
@@ -116,6 +120,10 @@ export class EventChecker {
       // Refused before parsing: a line longer than the event limit cannot become a valid event.
       if (line.length > max) {
         items.push({ line, rejection: { code: 'EVENT_TOO_LARGE', message: `line ${lineNo}: the event is ${line.length} bytes, over the limit of ${max} (ingest.maxEventBytes)`, path: '$' } });
+        continue;
+      }
+      if (!utf8 && !isUtf8(line)) {
+        items.push({ line, rejection: { code: 'MALFORMED_JSON', message: `line ${lineNo} is not valid UTF-8`, path: '$' } });
         continue;
       }
       try {
@@ -186,6 +194,15 @@ export class EventChecker {
     try {
       writeEventRecord(w, { receivedAt, schemaVersion: schema?.version ?? 0, type, eventTimeMs: env.eventTimeMs, replayOf, id, data }, limits.maxDepth);
     } catch (err) {
+      if (err instanceof NonFiniteNumberError) {
+        w.pos = start;
+        return {
+          kind: 'rejected',
+          rejection: { code: 'INVALID_EVENT', message: 'the event envelope is invalid: a number in data is too large to store (it parses to Infinity)', path: '$.data' },
+          type,
+          schemaVersion: null,
+        };
+      }
       if (!(err instanceof TooDeepError)) throw err;
       return {
         kind: 'rejected',
@@ -243,9 +260,15 @@ export class EventChecker {
       rawTruncated = !keepWhole && input.length > bound;
       raw = Buffer.from(input.buffer, input.byteOffset, rawTruncated ? bound : input.length).toString('utf8');
     } else {
-      raw = JSON.stringify(input) ?? 'null';
-      rawTruncated = !keepWhole && raw.length > bound;
-      if (rawTruncated) raw = raw.slice(0, bound);
+      try {
+        raw = JSON.stringify(input) ?? 'null';
+        rawTruncated = !keepWhole && raw.length > bound;
+        if (rawTruncated) raw = raw.slice(0, bound);
+      } catch {
+        // JSON.stringify recurses: an event nested thousands deep overflows the stack. Its letter keeps the reason.
+        raw = '';
+        rawTruncated = true;
+      }
     }
     return { index, ...rejection, raw, rawTruncated, type, schemaVersion };
   }

@@ -72,6 +72,10 @@ export function buildApp(c: AppComponents): FastifyInstance {
       throw new HalflifeError('SHUTTING_DOWN');
     }
   });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (c.closing()) void reply.header('connection', 'close');
+    return payload;
+  });
   // Node's requestTimeout cuts off slow headers but not a slow body once the headers are in: a client trickling
   // its body (slowloris) would hold the request, and its bytes in flight, for ever. The body must be in by then.
   const bodyTimers = new WeakMap<FastifyRequest, NodeJS.Timeout>();

@@ -185,7 +185,16 @@ export class HalflifeServer {
   close(): Promise<void> {
     return this.#state.close(async () => {
       this.#closing = true;
-      await this.#app?.close();
+      // Keep-alive connections that were busy when closing began turn idle afterwards, and Node would keep them
+      // open until their keep-alive timeout: close them as they go idle (their last answers say Connection: close).
+      const app = this.#app;
+      const reaper = app === undefined ? undefined : setInterval(() => app.server.closeIdleConnections(), 50);
+      try {
+        await app?.close();
+      } finally {
+        clearInterval(reaper);
+      }
+      this.logger.debug({}, 'shutdown: HTTP closed, in-flight requests answered');
       await this.#closeComponents();
       await this.#lock.release();
       this.logger.info({}, 'halflife stopped');
@@ -204,7 +213,9 @@ export class HalflifeServer {
     this.overload.close();
     await this.ingestor.close();
     await this.#ingestWorkers?.close();
+    this.logger.debug({}, 'shutdown: ingest drained');
     await this.engine.close();
+    this.logger.debug({}, 'shutdown: engine checkpointed and stopped');
     await this.deadLetters.close();
     await this.registry.close();
     await this.#replayLedger.close();

@@ -266,3 +266,30 @@ test('halflife keys create|list|revoke on a data folder: the key alone on the la
     await cleanup();
   }
 });
+
+test('halflife keys against a running server (--url with an admin key)', async () => {
+  const t = await startServer();
+  const io = () => {
+    const o = { stdout: '', stderr: '', isTTY: false, out: (s: string) => void (o.stdout += s), err: (s: string) => void (o.stderr += s) };
+    return o as Io & { stdout: string; stderr: string };
+  };
+  try {
+    const url = await t.server.listen();
+    const admin = (await t.server.keys.create({ scopes: ['admin'] })).key;
+    const c = io();
+    assert.equal(await main(['keys', 'create', '--url', url, '--key', admin, '--scope', 'write', '--rate', '100', '--burst', '500', '--name', 'app'], c), 0, c.stderr);
+    const key = c.stdout.trim().split('\n').at(-1)!;
+    assert.equal(t.server.keys.verify(key)?.eventsPerS, 100);
+    const l = io();
+    assert.equal(await main(['keys', 'list', '--url', url, '--key', admin, '--json'], l), 0);
+    assert.ok((JSON.parse(l.stdout) as { name: string }[]).some((k) => k.name === 'app'));
+    const denied = io();
+    assert.equal(await main(['keys', 'list', '--url', url, '--key', key], denied), 1, 'a write key may not list keys');
+    assert.match(denied.stderr, /FORBIDDEN/);
+    const anonymous = io();
+    assert.equal(await main(['keys', 'list', '--url', url], anonymous), 1);
+    assert.match(anonymous.stderr, /UNAUTHENTICATED/);
+  } finally {
+    await t.cleanup();
+  }
+});

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { HalflifeApiError, HalflifeClient } from '../../sdk/index.js';
-import { HalflifeError } from '../core/index.js';
+import { HalflifeError, packageVersion } from '../core/index.js';
 import { readFile } from 'node:fs/promises';
 import { dlqList, dlqReplay, query, schemaAdd, schemaList, schemaShow, streams, tail, viewCreate, viewDrop, viewList } from './commands/client-commands.js';
 import { init } from './commands/init.js';
@@ -42,19 +41,6 @@ const CLIENT_OPTIONS = {
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
-
-function version(): string {
-  // From src/cli (tsx) or dist/src/cli (built): the nearest package.json up the tree is ours.
-  for (const up of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version: string };
-      if (pkg.name === 'halflife') return pkg.version;
-    } catch {
-      // try the next level
-    }
-  }
-  return 'unknown';
-}
 
 function client(url: string | undefined, key?: string): HalflifeClient {
   return new HalflifeClient({ url: url ?? process.env.HALFLIFE_URL ?? 'http://127.0.0.1:7070', apiKey: key ?? process.env.HALFLIFE_API_KEY });
@@ -122,7 +108,7 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
       return command === undefined ? 2 : 0;
     case '--version':
     case 'version':
-      io.out(`halflife ${version()}\n`);
+      io.out(`halflife ${packageVersion()}\n`);
       return 0;
     case 'serve': {
       const { values } = parseArgs({

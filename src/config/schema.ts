@@ -69,6 +69,15 @@ export interface OverloadConfig {
   shedNormalAt: number;
 }
 
+/** Constant labels on every metric series (GET /metrics). */
+export interface MetricsConfig {
+  environment: string;
+  service: string;
+  team: string;
+  /** null: halflife's own version. */
+  version: string | null;
+}
+
 export interface RateLimitsConfig {
   /** Default token bucket of an API key, in events per second and burst events (0: no limit); a key may set its own. */
   keyEventsPerS: number;
@@ -104,6 +113,7 @@ export interface HalflifeConfig {
   engine: EngineConfig;
   overload: OverloadConfig;
   rateLimits: RateLimitsConfig;
+  metrics: MetricsConfig;
 }
 
 export function defaultConfig(): HalflifeConfig {
@@ -146,6 +156,7 @@ export function defaultConfig(): HalflifeConfig {
       shedNormalAt: 0.8,
     },
     rateLimits: { keyEventsPerS: 0, keyBurstEvents: 0, hotKeyEventsPerS: 0, hotKeyBurstEvents: 0, overflowPartition: null },
+    metrics: { environment: 'development', service: 'halflife', team: 'unassigned', version: null },
   };
 }
 
@@ -223,6 +234,16 @@ export const configSchema = {
         maxEventLoopDelayMs: int(1),
         shedLowAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
         shedNormalAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+      },
+    },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        environment: { type: 'string', minLength: 1 },
+        service: { type: 'string', minLength: 1 },
+        team: { type: 'string', minLength: 1 },
+        version: { type: ['string', 'null'], minLength: 1 },
       },
     },
     rateLimits: {

@@ -15,3 +15,6 @@ export type { Cursor } from './msgpack.js';
 export { editDistance, closest } from './suggest.js';
 export { NumberColumn } from './columns.js';
 export { startModuleWorker } from './worker.js';
+export { BucketHistogram, FRESHNESS_BUCKETS_S } from './histogram.js';
+export type { HistogramSnapshot } from './histogram.js';
+export { packageVersion } from './version.js';

@@ -1,5 +1,7 @@
 import { serialize, deserialize } from 'node:v8';
 import {
+  BucketHistogram,
+  FRESHNESS_BUCKETS_S,
   decodeEventRecord,
   eventRecordIs,
   eventRecordType,
@@ -12,6 +14,7 @@ import {
   type Clock,
   type Cursor,
   type EventHeader,
+  type HistogramSnapshot,
   type Logger,
 } from '../core/index.js';
 import { batchKey, type Log, type RecordBatch } from '../log/index.js';
@@ -89,6 +92,10 @@ export interface ViewInfo {
   readonly watermark: number | null;
   readonly lateEvents: number;
   readonly lastCheckpointMs: number | null;
+  /** How long the last checkpoint of the view took (ms). */
+  readonly lastCheckpointDurationMs: number | null;
+  /** Records applied since the view started (or was restored), for an events/s rate. */
+  readonly appliedRecords: number;
   /** The view's memory budget (option memory_budget) and how many closed rows it evicted. */
   readonly memoryBudgetBytes: number;
   readonly evictedRows: number;
@@ -104,6 +111,7 @@ interface Runtime {
   /** Where the view started, per partition (for progress). */
   startOffsets: number[];
   lastCheckpointMs: number | null;
+  lastCheckpointDurationMs: number | null;
   /** State size as of the last checkpoint (computing it walks every row). */
   memoryBytes: number | undefined;
   evictedRows: number;
@@ -120,6 +128,9 @@ interface Runtime {
 export class Engine {
   readonly #o: EngineOptions;
   readonly #clock: Clock;
+  /** received_at -> visible in the views, for events that arrived while this engine ran (not history it replays). */
+  readonly #freshness = new BucketHistogram(FRESHNESS_BUCKETS_S);
+  #liveSinceMs = Infinity;
   readonly #logger: Logger;
   readonly #views = new Map<string, Runtime>();
   readonly #state = new LifecycleState('engine');
@@ -141,6 +152,7 @@ export class Engine {
   /** Loads the persisted views and their checkpoints; with `run`, starts consuming the log. */
   async start(run = true): Promise<void> {
     this.#state.assertOpen();
+    this.#liveSinceMs = this.#clock.now();
     for (const { name, sql } of await this.#o.store.list()) {
       try {
         const plan = planView(sql, this.#o.catalog(), name);
@@ -172,6 +184,7 @@ export class Engine {
             offsets: cp.offsets,
             startOffsets: cp.startOffsets,
             lastCheckpointMs: null,
+            lastCheckpointDurationMs: null,
             memoryBytes: undefined,
             evictedRows: 0,
             keyBuffer: new Array<Value>(plan.keys.length),
@@ -188,7 +201,7 @@ export class Engine {
   #fresh(plan: ViewPlan): Runtime {
     const stats = this.#o.log.stats().partitions;
     const offsets = stats.map((p) => (plan.options.start === 'latest' ? p.nextOffset : p.firstOffset) as number);
-    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length), evalErrors: 0 };
+    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null, lastCheckpointDurationMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length), evalErrors: 0 };
   }
 
   /** Plans and starts a view (backfilling from the log start unless `start = 'latest'`). */
@@ -256,6 +269,8 @@ export class Engine {
       watermark: Number.isFinite(r.state.watermark) ? r.state.watermark : null,
       lateEvents: r.state.lateCount,
       lastCheckpointMs: r.lastCheckpointMs,
+      lastCheckpointDurationMs: r.lastCheckpointDurationMs,
+      appliedRecords: r.offsets.reduce((a, o, i) => a + (this.#owns(i) ? o - r.startOffsets[i] : 0), 0),
       memoryBudgetBytes: r.plan.options.memoryBudgetBytes,
       evictedRows: r.evictedRows,
       offsets: [...r.offsets],
@@ -414,6 +429,18 @@ export class Engine {
     return out;
   }
 
+  /** How long events took from arrival to being visible in the views (seconds), since this engine started. */
+  freshness(): HistogramSnapshot {
+    return this.#freshness.snapshot();
+  }
+
+  #observeFreshness(batch: RecordBatch, from: number, to: number): void {
+    const visible = this.#clock.now();
+    const since = this.#liveSinceMs;
+    const ts = batch.timestamps;
+    for (let r = from; r < to; r++) if (ts[r] >= since) this.#freshness.observe(Math.max(0, visible - ts[r]) / 1000);
+  }
+
   /** Applies every record available now; returns how many records were read. */
   async step(): Promise<number> {
     const views = [...this.#views.values()];
@@ -438,7 +465,9 @@ export class Engine {
       read += batch.count;
       // Apply in slices of a few milliseconds and let queries in between: a deep backlog would hold them.
       for (let i = 0; i < batch.count; i += APPLY_SLICE) {
-        this.#apply(batch, p, views, now, i, Math.min(batch.count, i + APPLY_SLICE));
+        const end = Math.min(batch.count, i + APPLY_SLICE);
+        this.#apply(batch, p, views, now, i, end);
+        this.#observeFreshness(batch, i, end);
         await new Promise((resolve) => setImmediate(resolve));
       }
     }
@@ -591,6 +620,7 @@ export class Engine {
   /** Saves every view's state with its offsets (atomically per view) and records the offsets in the log. */
   async checkpoint(): Promise<void> {
     for (const [name, v] of this.#views) {
+      const t0 = performance.now();
       // The budget is enforced here, where the whole state is walked anyway.
       let size = v.state.memoryBytes();
       const budget = v.plan.options.memoryBudgetBytes;
@@ -605,6 +635,7 @@ export class Engine {
       const bytes = serialize({ format: CHECKPOINT_FORMAT, sql: v.plan.sql, offsets: [...v.offsets], startOffsets: v.startOffsets, owned, state: v.state.save() });
       await this.#o.store.saveCheckpoint(name, bytes);
       v.lastCheckpointMs = this.#clock.now();
+      v.lastCheckpointDurationMs = performance.now() - t0;
       await this.#o.log.commitOffsets(`view.${name}`, Object.fromEntries(v.offsets.map((o, p) => [p, o])));
     }
   }

@@ -40,6 +40,8 @@ export interface CheckedEvents {
   records: Buffer;
   ends: number[];
   keys: (string | undefined)[];
+  /** Each accepted record's event type. */
+  types: string[];
   ids: (string | undefined)[];
   rejections: CheckedRejection[];
   malformed?: CheckedRejection;
@@ -172,6 +174,7 @@ export class EventChecker {
         continue;
       }
       out.keys.push(outcome.key);
+      out.types.push(outcome.type);
       out.ids.push(outcome.id);
       out.ends.push(w.pos);
     }
@@ -275,5 +278,5 @@ export class EventChecker {
 }
 
 export function emptyChecked(): CheckedEvents {
-  return { records: Buffer.alloc(0), ends: [], keys: [], ids: [], rejections: [], shed: [] };
+  return { records: Buffer.alloc(0), ends: [], keys: [], types: [], ids: [], rejections: [], shed: [] };
 }

@@ -23,6 +23,7 @@ export type FromIngestWorker =
       byteLength: number;
       ends: Int32Array;
       keys: (string | undefined)[];
+      types: string[];
       ids: (string | undefined)[];
       rejections: CheckedRejection[];
       malformed?: CheckedRejection;

@@ -34,6 +34,7 @@ port.on('message', (m: ToIngestWorker) => {
       byteLength: out.records.byteLength,
       ends,
       keys: out.keys,
+      types: out.types,
       ids: out.ids,
       rejections: out.rejections,
       malformed: out.malformed,

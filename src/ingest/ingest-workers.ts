@@ -111,6 +111,7 @@ export class IngestWorkers {
           records: Buffer.from(m.records, m.byteOffset, m.byteLength),
           ends: Array.from(m.ends),
           keys: m.keys,
+          types: m.types,
           ids: m.ids,
           rejections: m.rejections,
           malformed: m.malformed,

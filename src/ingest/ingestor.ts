@@ -118,6 +118,9 @@ export class Ingestor {
   /** Shed events by type, then by reason. */
   readonly #shed = new Map<string, Map<string, number>>();
   readonly #keyBuckets = new TokenBuckets(0, 0);
+  /** Events by type, outcome and reason since start (key: type NUL result NUL reason), and dead letters by code. */
+  readonly #outcomes = new Map<string, number>();
+  readonly #letterCodes = new Map<string, number>();
   readonly #hotBuckets: TokenBuckets | undefined;
   #diverted = 0;
   #idle: (() => void) | undefined;
@@ -214,6 +217,27 @@ export class Ingestor {
     });
   }
 
+  /**
+   * Events since start by type and outcome: `accepted`, `duplicate`, `rejected` (reason: the code), `shed` (reason:
+   * the overload signal). Events that could not be read as events (a body that is not JSON) have type `(none)`.
+   */
+  outcomes(): { type: string; result: string; reason: string; count: number }[] {
+    return [...this.#outcomes].map(([k, count]) => {
+      const [type, result, reason] = k.split('\u0000');
+      return { type, result, reason, count };
+    });
+  }
+
+  /** Dead letters written since start, by code. */
+  deadLetterCounts(): Record<string, number> {
+    return Object.fromEntries(this.#letterCodes);
+  }
+
+  #count(type: string, result: string, reason: string, n = 1): void {
+    const k = `${type}\u0000${result}\u0000${reason}`;
+    this.#outcomes.set(k, (this.#outcomes.get(k) ?? 0) + n);
+  }
+
   /** Events shed by overload so far, by type and reason. */
   shedCounts(): Record<string, Record<string, number>> {
     const out: Record<string, Record<string, number>> = {};
@@ -240,6 +264,7 @@ export class Ingestor {
   async #ingest(checked: CheckedEvents, receivedAt: number, source: IngestSource, shedding: Shedding): Promise<IngestResult> {
     if (checked.malformed !== undefined) {
       const m = checked.malformed;
+      this.#count('(none)', 'rejected', m.code);
       await this.#o.deadLetters.add([this.#deadLetter(m, receivedAt, source)]);
       throw new HalflifeError('MALFORMED_JSON', { reason: m.message.slice(MALFORMED_PREFIX.length) });
     }
@@ -249,6 +274,7 @@ export class Ingestor {
     }
     if (checked.shed.length > 0) {
       for (const { type } of checked.shed) {
+        this.#count(type, 'shed', shedding.reason);
         let reasons = this.#shed.get(type);
         if (reasons === undefined) this.#shed.set(type, (reasons = new Map()));
         reasons.set(shedding.reason, (reasons.get(shedding.reason) ?? 0) + 1);
@@ -261,6 +287,7 @@ export class Ingestor {
     const result: IngestResult = { accepted: 0, rejected: checked.rejections.length, duplicates: 0, shed: checked.shed.length, errors: [] };
     const letters: DeadLetter[] = [];
     for (const r of checked.rejections) {
+      this.#count(r.type ?? '(none)', 'rejected', r.code);
       result.errors.push({ index: r.index, code: r.code, message: r.message, path: r.path });
       letters.push(this.#deadLetter(r, receivedAt, source));
     }
@@ -271,6 +298,7 @@ export class Ingestor {
     }
     const { records: buf, ends, keys } = checked;
     const records: AppendRecord[] = [];
+    const recordTypes: string[] = [];
     const ids: string[] = [];
     let waitFor: Set<Promise<unknown>> | undefined;
     for (let r = 0, start = 0; r < ends.length; start = ends[r], r++) {
@@ -278,6 +306,7 @@ export class Ingestor {
       if (id !== undefined) {
         if (this.#dedup.checkAndAdd(id, receivedAt)) {
           result.duplicates++;
+          this.#count(checked.types[r], 'duplicate', '');
           const pending = this.#pendingIds.get(id);
           if (pending !== undefined) (waitFor ??= new Set()).add(pending);
           continue;
@@ -285,6 +314,7 @@ export class Ingestor {
         ids.push(id);
       }
       const key = keys[r];
+      recordTypes.push(checked.types[r]);
       // A hot key beyond its bucket goes to the overflow partition: its events are kept, its partition stays fair.
       if (key !== undefined && this.#hotBuckets !== undefined && !this.#hotBuckets.get(key, receivedAt).take(1, receivedAt)) {
         this.#diverted++;
@@ -305,6 +335,11 @@ export class Ingestor {
     // A duplicate is acknowledged only once its original is durable.
     if (waitFor !== undefined) await Promise.all(waitFor);
     result.accepted = records.length;
+    for (const l of letters) this.#letterCodes.set(l.code, (this.#letterCodes.get(l.code) ?? 0) + 1);
+    // Counted once durable: a failed append acknowledged nothing. Per type per request, not per event.
+    const perType = new Map<string, number>();
+    for (const t of recordTypes) perType.set(t, (perType.get(t) ?? 0) + 1);
+    for (const [t, n] of perType) this.#count(t, 'accepted', '', n);
     return result;
   }
 

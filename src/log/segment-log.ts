@@ -48,6 +48,15 @@ export interface SegmentLogOptions {
   readonly pinnedKeys?: Readonly<Record<string, number>>;
   readonly logger?: Logger;
   readonly clock?: Clock;
+  /** Told of each group commit and each fdatasync (for metrics). */
+  readonly observer?: LogObserver;
+}
+
+export interface LogObserver {
+  /** A group commit wrote `records` records of `bytes` bytes (all partitions together). */
+  groupCommitted(records: number, bytes: number): void;
+  /** An fdatasync of one partition took `seconds`. */
+  synced(seconds: number): void;
 }
 
 interface AppendRequest {
@@ -70,7 +79,8 @@ const CONSUMER_RE = /^[A-Za-z0-9_.-]{1,128}$/;
  */
 export class SegmentLog implements Log {
   readonly partitionCount: number;
-  readonly #o: Required<Omit<SegmentLogOptions, 'logger' | 'clock' | 'pinnedKeys'>>;
+  readonly #o: Required<Omit<SegmentLogOptions, 'logger' | 'clock' | 'pinnedKeys' | 'observer'>>;
+  readonly #observer: LogObserver | undefined;
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #partitioner: Partitioner;
@@ -104,6 +114,7 @@ export class SegmentLog implements Log {
     };
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? new SystemClock();
+    this.#observer = options.observer;
     this.#partitioner = new Partitioner(options.partitions, options.pinnedKeys);
   }
 
@@ -212,6 +223,11 @@ export class SegmentLog implements Log {
   async #flush(): Promise<void> {
     const group = this.#queue;
     this.#queue = [];
+    if (this.#observer !== undefined) {
+      let records = 0;
+      for (const req of group) records += req.records.length;
+      this.#observer.groupCommitted(records, this.#queuedBytes);
+    }
     this.#queuedBytes = 0;
     // Gather the group's records per partition, keeping request order within each partition.
     const perPartition: { req: AppendRequest; index: number }[][] = Array.from({ length: this.partitionCount }, () => []);
@@ -236,7 +252,7 @@ export class SegmentLog implements Log {
     );
     if (this.#o.fsync === 'always' && touched.length > 0) {
       try {
-        await Promise.all(touched.map((p) => p.sync()));
+        await Promise.all(touched.map((p) => this.#timedSync(p)));
       } catch (err) {
         const failure = new HalflifeError('LOG_WRITE_FAILED', { reason: (err as Error).message }, { cause: err });
         for (const req of group) req.failed ??= failure;
@@ -300,12 +316,19 @@ export class SegmentLog implements Log {
   }
 
   #syncDirty(): Promise<void> {
-    this.#syncing ??= Promise.all(this.#parts.filter((p) => p.dirty).map((p) => p.sync()))
+    this.#syncing ??= Promise.all(this.#parts.filter((p) => p.dirty).map((p) => this.#timedSync(p)))
       .then(() => undefined, (err: unknown) => this.#logger.error({ err }, 'log fsync failed'))
       .finally(() => {
         this.#syncing = undefined;
       });
     return this.#syncing;
+  }
+
+  async #timedSync(part: PartitionLog): Promise<void> {
+    if (this.#observer === undefined) return part.sync();
+    const t0 = performance.now();
+    await part.sync();
+    this.#observer.synced((performance.now() - t0) / 1000);
   }
 
   #checkPartition(partition: number): PartitionLog {

@@ -10,17 +10,19 @@ import { registerViewRoutes } from './view-routes.js';
 import { registerAuth } from './auth.js';
 import type { KeyStore } from './keys.js';
 import type { OverloadMonitor } from './overload.js';
+import type { Metrics } from './metrics.js';
 import type { pino } from 'pino';
 
 export interface AppComponents {
   readonly config: HalflifeConfig;
-  readonly log: Log;
+  readonly log: Log & { readonly queuedBytes: number };
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
   readonly engine: EngineHost;
   readonly keys: KeyStore;
   readonly overload: OverloadMonitor;
+  readonly metrics: Metrics;
   readonly logger: pino.Logger;
   /** TLS certificate and key (PEM) for HTTPS, or undefined for plain HTTP. */
   readonly tls?: { cert: Buffer; key: Buffer } | undefined;
@@ -46,6 +48,8 @@ export function buildApp(c: AppComponents): FastifyInstance {
     forceCloseConnections: 'idle',
     // Slow clients (slowloris) must not hold sockets for ever: headers and body must arrive within this.
     requestTimeout: c.config.server.requestTimeoutMs,
+    // A request id from the caller (X-Request-Id) or ours: in every log line of the request and in the answer.
+    requestIdHeader: 'x-request-id',
     connectionTimeout: 0,
   });
   const logger = c.logger as unknown as Logger;
@@ -72,9 +76,13 @@ export function buildApp(c: AppComponents): FastifyInstance {
       throw new HalflifeError('SHUTTING_DOWN');
     }
   });
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
     if (c.closing()) void reply.header('connection', 'close');
+    void reply.header('x-request-id', request.id);
     return payload;
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    c.metrics.httpDuration.observe({ method: request.method, route: request.routeOptions.url ?? '(unmatched)', status_code: reply.statusCode }, reply.elapsedTime / 1000);
   });
   // Node's requestTimeout cuts off slow headers but not a slow body once the headers are in: a client trickling
   // its body (slowloris) would hold the request, and its bytes in flight, for ever. The body must be in by then.
@@ -104,6 +112,10 @@ export function buildApp(c: AppComponents): FastifyInstance {
     const o = c.overload.status();
     if (o.hard || o.pressure >= 1) return reply.code(503).send({ ready: false, reason: `overloaded (${o.reason})` });
     return { ready: true };
+  });
+  app.get('/metrics', async (_request, reply) => {
+    const text = await c.metrics.text();
+    return reply.type(c.metrics.contentType).send(text);
   });
   app.get('/v1/status', async () => ({
     overload: c.overload.status(),
@@ -189,6 +201,7 @@ export function buildApp(c: AppComponents): FastifyInstance {
     scope.post('/v1/events', async (request, reply) => {
       const format = bodyFormat(request);
       const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
+      c.metrics.countIngestBytes(body.length);
       const key = request.apiKey;
       const limits = c.config.rateLimits;
       const rate = key?.eventsPerS ?? limits.keyEventsPerS;
@@ -247,7 +260,10 @@ export function buildApp(c: AppComponents): FastifyInstance {
   app.get('/v1/streams', async () => c.log.stats());
   app.get('/v1/events', async (request) => readEvents(c.log, request.query as Record<string, string | undefined>));
 
-  registerViewRoutes(app, c.engine, c.config.server.maxLiveStreams);
+  const liveClients = registerViewRoutes(app, c.engine, c.config.server.maxLiveStreams);
+  if (!c.metrics.attached) {
+    c.metrics.attach({ registry: c.registry, ingestor: c.ingestor, log: c.log, engine: c.engine, overload: c.overload, liveClients });
+  }
 
   return app;
 }

@@ -27,6 +27,7 @@ type Access = Scope | 'public';
  */
 export function accessOf(method: string, route: string | undefined): Access {
   if (route === '/healthz' || route === '/readyz') return 'public';
+  if (route === '/metrics' && method === 'GET') return 'read';
   if (route === undefined) return 'admin';
   if (method === 'POST' && route === '/v1/events') return 'write';
   if (method === 'POST' && route === '/v1/query') return 'read';

@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import { HalflifeError, LifecycleState, startModuleWorker, type Logger } from '../core/index.js';
+import { BucketHistogram, FRESHNESS_BUCKETS_S, HalflifeError, LifecycleState, startModuleWorker, type HistogramSnapshot, type Logger } from '../core/index.js';
 import type { LateEvent, PartialGroup, RowQuery, TableInfo, TableRow, ViewInfo, ViewRow } from '../engine/index.js';
 import type { Log } from '../log/index.js';
 import type { QueryResult } from '../query/index.js';
@@ -236,6 +236,11 @@ export class EngineHost {
     return this.#mergeInfo(await this.#all<ViewInfo>('info', name));
   }
 
+  /** Arrival-to-visible times (seconds) summed over the workers. */
+  async freshness(): Promise<HistogramSnapshot> {
+    return BucketHistogram.merge(await this.#all<HistogramSnapshot>('freshness'), FRESHNESS_BUCKETS_S);
+  }
+
   async infos(): Promise<ViewInfo[]> {
     const per = await this.#all<ViewInfo[]>('infos');
     return per[0].map((v, i) => this.#mergeInfo(per.map((list) => list.find((x) => x.name === v.name) ?? list[i])));
@@ -256,6 +261,8 @@ export class EngineHost {
       watermark: watermarks.length === parts.length ? Math.min(...watermarks) : null,
       lateEvents: sum((v) => v.lateEvents),
       lastCheckpointMs: checkpoints.length === parts.length ? Math.min(...checkpoints) : null,
+      lastCheckpointDurationMs: Math.max(...parts.map((v) => v.lastCheckpointDurationMs ?? 0)),
+      appliedRecords: sum((v) => v.appliedRecords),
       evictedRows: sum((v) => v.evictedRows),
       offsets: parts[0].offsets.map((_, p) => parts[p % n].offsets[p]),
     };

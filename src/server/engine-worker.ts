@@ -164,6 +164,7 @@ const methods: Record<string, (...args: never[]) => unknown> = {
   tableInfo: (name: string) => tables.info(name),
   tableRows: (name: string) => tables.rows(name),
   checkpoint: () => engine.checkpoint(),
+  freshness: () => engine.freshness(),
   close: async () => {
     await engine.close();
     setImmediate(() => port.close());

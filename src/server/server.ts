@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { HalflifeConfig } from '../config/index.js';
-import { HalflifeError, LifecycleState, SystemClock, type Clock, type Logger } from '../core/index.js';
+import { HalflifeError, LifecycleState, packageVersion, SystemClock, type Clock, type Logger } from '../core/index.js';
 import { DeadLetterStore, Ingestor, IngestWorkers } from '../ingest/index.js';
 import { SegmentLog } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
@@ -11,6 +11,7 @@ import { buildApp } from './app.js';
 import { authRequired, isLoopback } from './auth.js';
 import { KeyStore } from './keys.js';
 import { OverloadMonitor } from './overload.js';
+import { Metrics } from './metrics.js';
 import { DataDirLock } from './data-lock.js';
 import { EngineHost } from './engine-host.js';
 import type { CatalogSnapshot } from './engine-protocol.js';
@@ -32,6 +33,7 @@ export class HalflifeServer {
   readonly log: SegmentLog;
   readonly keys: KeyStore;
   readonly overload: OverloadMonitor;
+  readonly metrics: Metrics;
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
@@ -49,7 +51,10 @@ export class HalflifeServer {
     const config = options.config;
     const clock = options.clock ?? new SystemClock();
     this.config = config;
-    this.logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'halflife' } });
+    // Keys travel in the Authorization header: never logged, whatever a log line carries.
+    this.logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'halflife' }, redact: ['req.headers.authorization', 'headers.authorization', 'authorization', 'key'] });
+    const m = config.metrics;
+    this.metrics = new Metrics({ environment: m.environment, service: m.service, team: m.team, version: m.version ?? packageVersion() });
     const logger = this.logger as unknown as Logger;
     const data = config.dataDir;
     this.#lock = new DataDirLock(data);
@@ -63,6 +68,7 @@ export class HalflifeServer {
       retentionMaxAgeMs: config.log.retention.maxAgeMs,
       retentionMaxBytesPerPartition: config.log.retention.maxBytesPerPartition,
       pinnedKeys: config.log.pinnedKeys,
+      observer: this.metrics.logObserver,
       logger: logger.child({ component: 'log' }),
       clock,
     });
@@ -145,6 +151,7 @@ export class HalflifeServer {
         engine: this.engine,
         keys: this.keys,
         overload: this.overload,
+        metrics: this.metrics,
         tls,
         logger: this.logger,
         ready: () => this.#ready && !this.#closing,

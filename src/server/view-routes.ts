@@ -22,7 +22,8 @@ function sqlOf(body: unknown): string {
 }
 
 /** Views, live updates and static tables. */
-export function registerViewRoutes(app: FastifyInstance, engine: EngineHost, maxLiveStreams: number): void {
+/** Registers the routes; returns how many live streams are open (a metric). */
+export function registerViewRoutes(app: FastifyInstance, engine: EngineHost, maxLiveStreams: number): () => number {
   // Live streams never end by themselves: close them first on shutdown, or closing the server would wait for them.
   const streams = new Set<ServerResponse>();
   app.addHook('preClose', async () => {
@@ -85,6 +86,7 @@ export function registerViewRoutes(app: FastifyInstance, engine: EngineHost, max
     await engine.dropTable(name);
     return reply.code(204).send();
   });
+  return () => streams.size;
 }
 
 async function putTable(request: FastifyRequest, engine: EngineHost, replace: boolean) {

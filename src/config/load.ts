@@ -145,7 +145,7 @@ export function envLeaves(): Map<string, string[]> {
   const walk = (obj: Record<string, unknown>, path: string[]) => {
     for (const [k, v] of Object.entries(obj)) {
       const p = [...path, k];
-      if (v !== null && typeof v === 'object' && k !== 'pinnedKeys' && k !== 'priorities') walk(v as Record<string, unknown>, p);
+      if (v !== null && typeof v === 'object' && k !== 'pinnedKeys' && k !== 'priorities' && k !== 'rules') walk(v as Record<string, unknown>, p);
       else out.set(`HALFLIFE_${p.map((s) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`, p);
     }
   };

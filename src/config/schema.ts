@@ -69,6 +69,13 @@ export interface OverloadConfig {
   shedNormalAt: number;
 }
 
+export interface AlertsConfig {
+  /** How often every rule is evaluated. */
+  evaluationIntervalMs: number;
+  /** Rules by name (see docs/alerts.md); more can be added through PUT /v1/alerts/:name. */
+  rules: Record<string, unknown>;
+}
+
 /** Constant labels on every metric series (GET /metrics). */
 export interface MetricsConfig {
   environment: string;
@@ -114,6 +121,7 @@ export interface HalflifeConfig {
   overload: OverloadConfig;
   rateLimits: RateLimitsConfig;
   metrics: MetricsConfig;
+  alerts: AlertsConfig;
 }
 
 export function defaultConfig(): HalflifeConfig {
@@ -157,6 +165,7 @@ export function defaultConfig(): HalflifeConfig {
     },
     rateLimits: { keyEventsPerS: 0, keyBurstEvents: 0, hotKeyEventsPerS: 0, hotKeyBurstEvents: 0, overflowPartition: null },
     metrics: { environment: 'development', service: 'halflife', team: 'unassigned', version: null },
+    alerts: { evaluationIntervalMs: 15_000, rules: {} },
   };
 }
 
@@ -234,6 +243,14 @@ export const configSchema = {
         maxEventLoopDelayMs: int(1),
         shedLowAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
         shedNormalAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+      },
+    },
+    alerts: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        evaluationIntervalMs: int(10, 3_600_000),
+        rules: { type: 'object', additionalProperties: { type: 'object' } },
       },
     },
     metrics: {

@@ -11,6 +11,7 @@ import { registerAuth } from './auth.js';
 import type { KeyStore } from './keys.js';
 import type { OverloadMonitor } from './overload.js';
 import type { Metrics } from './metrics.js';
+import type { AlertManager } from '../alerts/index.js';
 import type { pino } from 'pino';
 
 export interface AppComponents {
@@ -23,6 +24,7 @@ export interface AppComponents {
   readonly keys: KeyStore;
   readonly overload: OverloadMonitor;
   readonly metrics: Metrics;
+  readonly alerts: AlertManager;
   readonly logger: pino.Logger;
   /** TLS certificate and key (PEM) for HTTPS, or undefined for plain HTTP. */
   readonly tls?: { cert: Buffer; key: Buffer } | undefined;
@@ -212,6 +214,15 @@ export function buildApp(c: AppComponents): FastifyInstance {
     });
   });
 
+  // Alerts -------------------------------------------------------------------------------------------------
+  app.get('/v1/alerts', async () => ({ rules: c.alerts.list(), history: c.alerts.history() }));
+  app.get('/v1/alerts/:name', async (request) => c.alerts.info((request.params as { name: string }).name));
+  app.put('/v1/alerts/:name', async (request) => c.alerts.put((request.params as { name: string }).name, request.body));
+  app.delete('/v1/alerts/:name', async (request, reply) => {
+    await c.alerts.delete((request.params as { name: string }).name);
+    return reply.code(204).send();
+  });
+
   // API keys (admin) ------------------------------------------------------------------------------------
   app.get('/v1/keys', async () => ({ keys: c.keys.list() }));
   app.post('/v1/keys', async (request, reply) => {
@@ -262,7 +273,7 @@ export function buildApp(c: AppComponents): FastifyInstance {
 
   const liveClients = registerViewRoutes(app, c.engine, c.config.server.maxLiveStreams);
   if (!c.metrics.attached) {
-    c.metrics.attach({ registry: c.registry, ingestor: c.ingestor, log: c.log, engine: c.engine, overload: c.overload, liveClients });
+    c.metrics.attach({ registry: c.registry, ingestor: c.ingestor, log: c.log, engine: c.engine, overload: c.overload, liveClients, alerts: () => c.alerts.counts() });
   }
 
   return app;

@@ -97,8 +97,10 @@ export class Metrics {
     this.registry.setDefaultLabels({ ...labels });
     collectDefaultMetrics({ register: this.registry });
     // prom-client names these gauges with a `_total` suffix, which Prometheus reserves for counters (promtool says
-    // so); the handle and request counts are not worth the confusion.
-    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+    // so), and nodejs_version_info has a `version` label of its own that would hide the constant one.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total', 'nodejs_version_info']) {
+      this.registry.removeSingleMetric(name);
+    }
     this.httpDuration = new Histogram({
       name: METRIC.httpDuration,
       help: 'HTTP request duration by method, route pattern and status code',

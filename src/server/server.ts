@@ -12,6 +12,8 @@ import { authRequired, isLoopback } from './auth.js';
 import { KeyStore } from './keys.js';
 import { OverloadMonitor } from './overload.js';
 import { Metrics } from './metrics.js';
+import { AlertManager } from '../alerts/index.js';
+import { WebhookSender } from '../sinks/index.js';
 import { DataDirLock } from './data-lock.js';
 import { EngineHost } from './engine-host.js';
 import type { CatalogSnapshot } from './engine-protocol.js';
@@ -34,6 +36,7 @@ export class HalflifeServer {
   readonly keys: KeyStore;
   readonly overload: OverloadMonitor;
   readonly metrics: Metrics;
+  readonly alerts: AlertManager;
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
@@ -114,6 +117,17 @@ export class HalflifeServer {
       logger: logger.child({ component: 'engine' }),
     });
     this.keys = new KeyStore(data, logger.child({ component: 'auth' }));
+    this.alerts = new AlertManager({
+      dir: data,
+      configRules: config.alerts.rules,
+      runSql: (sql) => this.engine.query(sql),
+      metricSamples: (name) => this.metrics.samples(name),
+      constantLabels: ['environment', 'service', 'team', 'version'],
+      webhooks: new WebhookSender(logger.child({ component: 'alerts' })),
+      clock,
+      logger: logger.child({ component: 'alerts' }),
+      intervalMs: config.alerts.evaluationIntervalMs,
+    });
     this.overload = new OverloadMonitor({ config: config.overload, queuedBytes: () => this.log.queuedBytes, engine: this.engine, logger: logger.child({ component: 'overload' }) });
   }
 
@@ -138,6 +152,7 @@ export class HalflifeServer {
       await this.ingestor.start();
       await this.engine.start();
       this.overload.start();
+      await this.alerts.start();
       await this.keys.load();
       this.keys.watch();
       const { tlsCertFile, tlsKeyFile } = this.config.server;
@@ -152,6 +167,7 @@ export class HalflifeServer {
         keys: this.keys,
         overload: this.overload,
         metrics: this.metrics,
+        alerts: this.alerts,
         tls,
         logger: this.logger,
         ready: () => this.#ready && !this.#closing,
@@ -221,6 +237,7 @@ export class HalflifeServer {
     await this.ingestor.close();
     await this.#ingestWorkers?.close();
     this.logger.debug({}, 'shutdown: ingest drained');
+    await this.alerts.close();
     await this.engine.close();
     this.logger.debug({}, 'shutdown: engine checkpointed and stopped');
     await this.deadLetters.close();

@@ -1,0 +1,2 @@
+export { WebhookSender, redactUrl } from './webhook.js';
+export type { WebhookOptions, DeliveryResult } from './webhook.js';

@@ -67,8 +67,8 @@ test('a group fires once it has matched for `for`, is notified once, and once re
     const first = hook.got[0];
     assert.deepEqual(first.labels, { alertname: 'bad_deploy', severity: 'critical', team: 'web', version: '1.5.0' });
     assert.deepEqual(first.values, { rate: 0.3 });
-    assert.equal(first.startedAt, new Date(1_800_000_000_000 + 60_000).toISOString());
-    assert.equal(hook.got[2].endedAt, new Date(1_800_000_000_000 + 60_000 + 150_000).toISOString());
+    assert.equal(first.started_at, new Date(1_800_000_000_000 + 60_000).toISOString());
+    assert.equal(hook.got[2].ended_at, new Date(1_800_000_000_000 + 60_000 + 150_000).toISOString());
     assert.deepEqual(s.m.history().map((h) => [h.state, h.labels.version]), [
       ['pending', '1.5.0'],
       ['pending', '1.4.0'],

@@ -45,8 +45,9 @@ export interface AlertNotification {
   /** The rule's labels and the group's (with `alertname` and `severity`). */
   readonly labels: Readonly<Record<string, string>>;
   readonly values: Readonly<Record<string, unknown>>;
-  readonly startedAt: string;
-  readonly endedAt: string | null;
+  /** When the group fired (ISO); `ended_at` when it was resolved (snake_case, as in event records). */
+  readonly started_at: string;
+  readonly ended_at: string | null;
   /** True for the reminders of a group still firing (the rule's `repeat`). */
   readonly repeated: boolean;
 }
@@ -321,8 +322,8 @@ export class AlertManager {
       severity: rule.severity,
       labels: { alertname: rule.name, severity: rule.severity, ...rule.labels, ...g.labels },
       values: g.values,
-      startedAt: iso(g.firedAtMs ?? g.activeSinceMs),
-      endedAt: state === 'resolved' ? iso(now) : null,
+      started_at: iso(g.firedAtMs ?? g.activeSinceMs),
+      ended_at: state === 'resolved' ? iso(now) : null,
       repeated,
     };
     const log = { rule: rule.name, state, labels: body.labels, values: body.values, repeated };

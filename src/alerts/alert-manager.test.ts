@@ -203,3 +203,22 @@ test('rules are validated, persisted across restarts, and deleting a firing rule
     await cleanup();
   }
 });
+
+test('closing does not wait for a webhook that hangs longer than the grace', async () => {
+  const hanging = createServer(() => {
+    // never answers
+  });
+  await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(hanging.address() as { port: number }).port}/`;
+  const s = await manager(() => [{ version: '1.0.0', rate: 1 }]);
+  try {
+    await s.m.put('stuck', { sql: 'SELECT …', webhook: { url, timeoutMs: 10_000 } });
+    const t0 = Date.now();
+    await s.m.close(200);
+    assert.ok(Date.now() - t0 < 2000, `closed after ${Date.now() - t0} ms`);
+  } finally {
+    hanging.closeAllConnections();
+    await new Promise((r) => hanging.close(r));
+    await s.close().catch(() => {});
+  }
+});

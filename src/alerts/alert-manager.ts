@@ -341,12 +341,19 @@ export class AlertManager {
     });
   }
 
-  /** Stops evaluating and waits for deliveries in progress. */
-  close(): Promise<void> {
+  /**
+   * Stops evaluating and waits for deliveries in progress, at most `deliveryGraceMs`: a webhook that is down (retried
+   * for up to ~25 s) must not hold up a shutdown.
+   */
+  close(deliveryGraceMs = 2000): Promise<void> {
     return this.#state.close(async () => {
       clearInterval(this.#timer);
       await this.#evaluating;
-      await Promise.all([...this.#rules.values()].map((r) => r.delivery));
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), deliveryGraceMs)));
+      const done = await Promise.race([Promise.all([...this.#rules.values()].map((r) => r.delivery)), grace]);
+      clearTimeout(timer);
+      if (done === 'late') this.#logger.warn({ graceMs: deliveryGraceMs }, 'alerts: stopped with webhook deliveries still retrying; they are dropped');
       await this.#writes;
     });
   }

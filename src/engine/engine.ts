@@ -244,6 +244,15 @@ export class Engine {
     return this.#runtime(name).plan;
   }
 
+  /** Every view's lag (records not yet applied), without the rest of `info` (its memory walk): polled often. */
+  lags(): { name: string; lag: number }[] {
+    const stats = this.#o.log.stats().partitions;
+    return [...this.#views].map(([name, r]) => ({
+      name,
+      lag: stats.reduce((a, p, i) => a + (this.#owns(i) ? Math.max(0, p.nextOffset - r.offsets[i]) : 0), 0),
+    }));
+  }
+
   info(name: string): ViewInfo {
     const r = this.#runtime(name);
     const stats = this.#o.log.stats().partitions;

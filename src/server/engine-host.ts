@@ -236,6 +236,14 @@ export class EngineHost {
     return this.#mergeInfo(await this.#all<ViewInfo>('info', name));
   }
 
+  /** Every view's lag summed over the workers. */
+  async lags(): Promise<{ name: string; lag: number }[]> {
+    const per = await this.#all<{ name: string; lag: number }[]>('lags');
+    const sums = new Map<string, number>();
+    for (const list of per) for (const v of list) sums.set(v.name, (sums.get(v.name) ?? 0) + v.lag);
+    return [...sums].map(([name, lag]) => ({ name, lag }));
+  }
+
   /** Arrival-to-visible times (seconds) summed over the workers. */
   async freshness(): Promise<HistogramSnapshot> {
     return BucketHistogram.merge(await this.#all<HistogramSnapshot>('freshness'), FRESHNESS_BUCKETS_S);

@@ -165,6 +165,7 @@ const methods: Record<string, (...args: never[]) => unknown> = {
   tableRows: (name: string) => tables.rows(name),
   checkpoint: () => engine.checkpoint(),
   freshness: () => engine.freshness(),
+  lags: () => engine.lags(),
   close: async () => {
     await engine.close();
     setImmediate(() => port.close());

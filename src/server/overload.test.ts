@@ -6,7 +6,7 @@ import { OverloadMonitor } from './overload.js';
 
 function monitor(infos: () => { name: string; lag: number }[], queued = () => 0, over: Partial<ReturnType<typeof defaultConfig>['overload']> = {}) {
   const config = { ...defaultConfig().overload, memoryBudgetBytes: 1e12, maxInflightBytes: 1000, maxQueuedBytes: 1000, maxEngineLagEvents: 100, shedLowAt: 0.5, shedNormalAt: 0.8, ...over };
-  const engine = { infos: async () => infos() } as unknown as EngineHost;
+  const engine = { lags: async () => infos() } as unknown as EngineHost;
   return new OverloadMonitor({ config, queuedBytes: queued, engine, sampleMs: 5 });
 }
 

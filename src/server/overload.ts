@@ -84,7 +84,7 @@ export class OverloadMonitor {
       this.#delays.reset();
     }
     if (this.#ticks++ % 5 !== 0) return;
-    this.#o.engine.infos().then(
+    this.#o.engine.lags().then(
       (infos) => {
         let lag = 0;
         for (const v of infos) {

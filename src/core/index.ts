@@ -10,7 +10,7 @@ export { partitionId, offset } from './ids.js';
 export type { PartitionId, Offset } from './ids.js';
 export { writeEventRecord, encodeEventRecord, decodeEventRecord, eventRecordId, eventRecordReplayOf, eventRecordType, eventRecordIs, readEventHeader, readEventData } from './event-record.js';
 export type { EventRecord, EventRecordFields, EventHeader } from './event-record.js';
-export { MsgpackWriter, TooDeepError, NonFiniteNumberError, MsgpackError, readValue, skipValue } from './msgpack.js';
+export { MsgpackWriter, TooDeepError, NonFiniteNumberError, MsgpackError, readValue, readUtf8, skipValue } from './msgpack.js';
 export type { Cursor } from './msgpack.js';
 export { editDistance, closest } from './suggest.js';
 export { NumberColumn } from './columns.js';

@@ -299,8 +299,9 @@ function readFloat(buf: Buffer, p: number): number {
 }
 
 /**
- * Short ASCII strings decode in a JS loop; longer or non-ASCII ones through the native decoder (whose fixed cost
- * is higher than the loop's for a few characters).
+ * UTF-8 bytes as a string. Short ASCII strings (keys, most values) decode in a JS loop; longer or non-ASCII ones
+ * through the native decoder, whose fixed cost is higher than the loop's for a few characters. Shared by MessagePack
+ * strings and log record keys.
  */
 export function readUtf8(buf: Buffer, start: number, end: number): string {
   if (end - start > 24) return buf.toString('utf8', start, end);

@@ -1,6 +1,6 @@
 /** Messages between the server thread and ingest worker threads. */
 import type { SchemaVersion } from '../schema/index.js';
-import type { BodyFormat, CheckedRejection, CheckLimits, ShedLevel } from './event-checker.js';
+import type { BodyFormat, CheckedEvents, CheckLimits, ShedLevel } from './event-checker.js';
 
 export interface IngestWorkerInit {
   readonly limits: CheckLimits;
@@ -14,7 +14,7 @@ export type ToIngestWorker =
 
 export type FromIngestWorker =
   | { type: 'ready' }
-  | {
+  | ({
       type: 'checked';
       id: number;
       /** The accepted records, back to back, in a transferred ArrayBuffer. */
@@ -22,12 +22,5 @@ export type FromIngestWorker =
       byteOffset: number;
       byteLength: number;
       ends: Int32Array;
-      keys: (string | undefined)[];
-      types: string[];
-      ids: (string | undefined)[];
-      rejections: CheckedRejection[];
-      malformed?: CheckedRejection;
-      forbiddenType?: string;
-      shed: { index: number; type: string }[];
-    }
+    } & Omit<CheckedEvents, 'records' | 'ends'>)
   | { type: 'failed'; id: number; message: string };

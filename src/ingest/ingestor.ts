@@ -115,8 +115,6 @@ export class Ingestor {
   readonly #pendingIds = new Map<string, Promise<unknown>>();
   #inFlight = 0;
   readonly #checker: EventChecker;
-  /** Shed events by type, then by reason. */
-  readonly #shed = new Map<string, Map<string, number>>();
   readonly #keyBuckets = new TokenBuckets(0, 0);
   /** Events by type, outcome and reason since start (key: type NUL result NUL reason), and dead letters by code. */
   readonly #outcomes = new Map<string, number>();
@@ -241,7 +239,7 @@ export class Ingestor {
   /** Events shed by overload so far, by type and reason. */
   shedCounts(): Record<string, Record<string, number>> {
     const out: Record<string, Record<string, number>> = {};
-    for (const [type, reasons] of this.#shed) out[type] = Object.fromEntries(reasons);
+    for (const o of this.outcomes()) if (o.result === 'shed') (out[o.type] ??= {})[o.reason] = o.count;
     return out;
   }
 
@@ -273,12 +271,7 @@ export class Ingestor {
       throw new HalflifeError('FORBIDDEN', { reason: `it may not send events of type ${checked.forbiddenType}` });
     }
     if (checked.shed.length > 0) {
-      for (const { type } of checked.shed) {
-        this.#count(type, 'shed', shedding.reason);
-        let reasons = this.#shed.get(type);
-        if (reasons === undefined) this.#shed.set(type, (reasons = new Map()));
-        reasons.set(shedding.reason, (reasons.get(shedding.reason) ?? 0) + 1);
-      }
+      for (const { type } of checked.shed) this.#count(type, 'shed', shedding.reason);
       // Nothing of the request would be stored: refuse it whole (no dead letters either), so a retry sends it all.
       if (checked.ends.length === 0) {
         throw new HalflifeError('OVERLOADED', { reason: shedding.reason, priority: shedding.level === 1 ? 'low' : 'low- and normal', shed: checked.shed.length });

@@ -1,5 +1,4 @@
-import type { Lifecycle, Offset, PartitionId } from '../core/index.js';
-import { readKey } from './segment-format.js';
+import { readUtf8, type Lifecycle, type Offset, type PartitionId } from '../core/index.js';
 
 /** A record to append. The log chooses the partition from `key` unless `partition` is given. */
 export interface AppendRecord {
@@ -106,7 +105,7 @@ export interface RecordBatch {
 /** The key of record `i` of a batch (decoded on demand: most consumers never need it). */
 export function batchKey(batch: RecordBatch, i: number): string | undefined {
   const s = batch.keyStarts[i];
-  return s < 0 ? undefined : readKey(batch.buffer, s, batch.keyEnds[i]);
+  return s < 0 ? undefined : readUtf8(batch.buffer, s, batch.keyEnds[i]);
 }
 
 export interface AppendAck {

@@ -1,9 +1,9 @@
 import './errors.js';
 import { open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HalflifeError, offset as toOffset, partitionId, type Logger, type Offset, type PartitionId } from '../core/index.js';
+import { HalflifeError, offset as toOffset, partitionId, readUtf8, type Logger, type Offset, type PartitionId } from '../core/index.js';
 import type { LogRecord, ReadOptions, RecordBatch } from './log.js';
-import { FILE_HEADER_BYTES, fileHeader, readKey, scanRecords, segmentFormat, type DecodedRecord, type ScanResult, type ScanStop } from './segment-format.js';
+import { FILE_HEADER_BYTES, fileHeader, scanRecords, segmentFormat, type DecodedRecord, type ScanResult, type ScanStop } from './segment-format.js';
 
 const SEGMENT_RE = /^(\d{20})\.seg$/;
 const INDEX_ENTRY_BYTES = 16;
@@ -503,7 +503,7 @@ export class PartitionLog {
       while (pos < seg.size && out.length < maxRecords && bytes < maxBytes) {
         const chunk = await readChunk(seg, fh, pos, chunkBytes, (f, view) => {
           if (f.offset < from) return;
-          const key = f.keyStart < 0 ? undefined : readKey(view, f.keyStart, f.keyEnd);
+          const key = f.keyStart < 0 ? undefined : readUtf8(view, f.keyStart, f.keyEnd);
           out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key, value: view.subarray(f.valueStart, f.valueEnd) });
           bytes += f.recordBytes;
           if (out.length >= maxRecords || bytes >= maxBytes) return false;

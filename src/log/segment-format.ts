@@ -53,7 +53,7 @@ export function segmentFormat(head: Uint8Array): 1 | 2 | undefined {
 export interface DecodedRecord {
   offset: number;
   timestampMs: number;
-  /** The key is scanned[keyStart, keyEnd) (keyStart -1: no key); decode it with `readKey` when needed. */
+  /** The key is scanned[keyStart, keyEnd) (keyStart -1: no key); decode it with `readUtf8` (core) when needed. */
   keyStart: number;
   keyEnd: number;
   /** The value is scanned[valueStart, valueEnd) (no view is made per record; take one if you keep it). */
@@ -124,18 +124,6 @@ export function keyByteLength(key: string): number {
   if (key.length > 64) return Buffer.byteLength(key, 'utf8');
   for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) > 0x7f) return Buffer.byteLength(key, 'utf8');
   return key.length;
-}
-
-/** Keys are short and nearly always ASCII: a JS loop beats the native decoder's fixed cost for them. */
-export function readKey(buf: Buffer, start: number, end: number): string {
-  if (end - start > 24) return buf.toString('utf8', start, end);
-  let s = '';
-  for (let i = start; i < end; i++) {
-    const c = buf[i];
-    if (c > 0x7f) return buf.toString('utf8', start, end);
-    s += String.fromCharCode(c);
-  }
-  return s;
 }
 
 export type ScanStop =

@@ -58,6 +58,7 @@ export class KeyStore {
   readonly #dir: string;
   readonly #logger: Logger;
   #keys = new Map<string, StoredKey>();
+  #origins = new Set<string>();
   #mtimeMs = -1;
   #timer: NodeJS.Timeout | undefined;
 
@@ -79,7 +80,7 @@ export class KeyStore {
       text = await readFile(this.#path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.#keys = new Map();
+      this.#setKeys(new Map());
       this.#mtimeMs = 0;
       return;
     }
@@ -89,7 +90,7 @@ export class KeyStore {
     } catch (err) {
       throw new HalflifeError('KEYS_FILE_INVALID', { path: this.#path, reason: (err as Error).message }, { cause: err });
     }
-    this.#keys = new Map((parsed.keys ?? []).map((k) => [k.id, k]));
+    this.#setKeys(new Map((parsed.keys ?? []).map((k) => [k.id, k])));
     this.#mtimeMs = mtimeMs;
   }
 
@@ -121,11 +122,16 @@ export class KeyStore {
     return [...this.#keys.values()].map(({ hash: _hash, ...info }) => info).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
-  /** Every origin some write key allows (for CORS preflights, which carry no key). */
-  origins(): Set<string> {
-    const out = new Set<string>();
-    for (const k of this.#keys.values()) if (k.origins !== null && k.scopes.includes('write')) for (const o of k.origins) out.add(o);
-    return out;
+  /** Every origin some write key allows (for CORS preflights, which carry no key); kept as keys change. */
+  origins(): ReadonlySet<string> {
+    return this.#origins;
+  }
+
+  #setKeys(keys: Map<string, StoredKey>): void {
+    this.#keys = keys;
+    const origins = new Set<string>();
+    for (const k of keys.values()) if (k.origins !== null && k.scopes.includes('write')) for (const o of k.origins) origins.add(o);
+    this.#origins = origins;
   }
 
   /**
@@ -193,16 +199,19 @@ export class KeyStore {
     const fh = await acquire(lock);
     try {
       await this.load();
-      change(this.#keys);
+      const keys = new Map(this.#keys);
+      change(keys);
       const tmp = `${this.#path}.tmp`;
       const out = await open(tmp, 'w', 0o600);
       try {
-        await out.writeFile(JSON.stringify({ format: 1, keys: [...this.#keys.values()] }, null, 2) + '\n');
+        await out.writeFile(JSON.stringify({ format: 1, keys: [...keys.values()] }, null, 2) + '\n');
         await out.sync();
       } finally {
         await out.close();
       }
       await rename(tmp, this.#path);
+      // In force only once on disk: a failed write changes nothing.
+      this.#setKeys(keys);
       this.#mtimeMs = (await stat(this.#path)).mtimeMs;
     } finally {
       await fh.close();

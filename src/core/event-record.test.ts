@@ -11,6 +11,7 @@ import {
   readEventData,
   readEventHeader,
 } from './event-record.js';
+import { wideJsonValue } from '../../test/helpers/arbitraries.js';
 
 test('an event record round-trips: header fields, id and data', () => {
   const data = { a: 'é', n: 1.5, nested: { x: [1, null, true] } };
@@ -75,5 +76,54 @@ test('property: readEventData returns exactly the wanted fields of data, among o
       },
     ),
     { numRuns: 1000 },
+  );
+});
+
+test('issue #10 reproduction: a string of 32 bytes or more is skipped whole, so later fields read right', () => {
+  const events = [{ note: 'a'.repeat(40), n: 5 }, { note: 'short', n: 7 }, { note: 'y'.repeat(31), n: 11 }];
+  for (const data of events) {
+    const rec = encodeEventRecord({ receivedAt: 1, schemaVersion: 1, type: 'note', data });
+    const out: Record<string, unknown> = {};
+    assert.ok(readEventData(rec, 0, rec.length, readEventHeader(rec).payloadOffset, ['n'], out, { pos: 0 }));
+    assert.deepStrictEqual(out, { n: data.n });
+  }
+  // A wanted name whose characters equal the UTF-8 bytes of another key ("Ã©" vs "é") is not that key.
+  const rec = encodeEventRecord({ receivedAt: 1, schemaVersion: 1, type: 'e', data: { 'é': 1, 'Ã©': 2 } });
+  const out: Record<string, unknown> = {};
+  readEventData(rec, 0, rec.length, readEventHeader(rec).payloadOffset, ['Ã©'], out, { pos: 0 });
+  assert.deepStrictEqual(out, { 'Ã©': 2 });
+});
+
+test('property: the field reader returns what JSON.parse of the event gives, for any subset in any order, undisturbed by other reads', () => {
+  const fieldName = fc.oneof(fc.constantFrom('a', 'n', 'note', 'é', 'Ã©', '__proto__', 'toString', 'x'.repeat(40)), fc.string({ maxLength: 40 }));
+  const dataArb = fc.dictionary(fieldName, wideJsonValue(), { maxKeys: 20 });
+  fc.assert(
+    fc.property(
+      dataArb,
+      fc.array(fc.array(fc.oneof(fieldName, fc.nat()), { maxLength: 8 }), { minLength: 1, maxLength: 4 }),
+      fc.option(fc.string({ minLength: 1, maxLength: 300 }), { nil: undefined }),
+      (dataIn, reads, id) => {
+        const text = JSON.stringify({ type: 'e', data: dataIn, id });
+        const oracle = (JSON.parse(text) as { data: Record<string, unknown> }).data;
+        const names = Object.keys(oracle);
+        const rec = encodeEventRecord({ receivedAt: 1, schemaVersion: 1, type: 'e', id, data: oracle });
+        const buf = Buffer.concat([Buffer.from('xyz'), rec, Buffer.from('abc')]);
+        const h = readEventHeader(buf, 3);
+        const cursor = { pos: 0 };
+        // Several reads of one record through one cursor, as the engine does for several views.
+        for (const read of reads) {
+          const wanted = [...new Set(read.map((w) => (typeof w === 'number' ? (names[w % Math.max(1, names.length)] ?? 'absent') : w)))];
+          const out: Record<string, unknown> = {};
+          assert.ok(readEventData(buf, 3, 3 + rec.length, h.payloadOffset, wanted, out, cursor));
+          const expected: Record<string, unknown> = {};
+          for (const w of wanted) if (Object.hasOwn(oracle, w)) Object.defineProperty(expected, w, { value: oracle[w], enumerable: true, writable: true, configurable: true });
+          assert.deepStrictEqual(out, expected);
+          assert.equal(Object.getPrototypeOf(out), Object.prototype);
+        }
+        // The whole record decodes to the oracle too.
+        assert.deepStrictEqual(decodeEventRecord(rec).data, oracle);
+      },
+    ),
+    { numRuns: 1500 },
   );
 });

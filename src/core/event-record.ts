@@ -1,4 +1,4 @@
-import { MsgpackWriter, readMapHeader, readStringHeader, readUtf8, readValue, skipValue, type Cursor } from './msgpack.js';
+import { MsgpackError, MsgpackWriter, readMapHeader, readStringHeader, readUtf8, readValue, skipValue, type Cursor } from './msgpack.js';
 
 /**
  * The stored form of an accepted event, shared by the writer (ingest) and every reader (HTTP reads, dedup
@@ -196,19 +196,22 @@ export function readEventData(buf: Buffer, start: number, end: number, payloadOf
   c.pos = payloadOffset;
   if (buf[start + 1] & FLAG_ID) skipValue(buf, c, end);
   const n = readMapHeader(buf, c, end);
-  if (n < 0) throw new Error(`event record at byte ${start}: data is not a map`);
+  if (n < 0) throw new MsgpackError(`event record at byte ${start}: data is not a map`);
   let found = 0;
   const nWanted = wanted.length;
   for (let i = 0; i < n && found < nWanted; i++) {
     const len = readStringHeader(buf, c, end);
+    if (len < 0) throw new MsgpackError(`event record at byte ${start}: a data key that is not a string`);
     const k = c.pos;
     c.pos = k + len;
     let hit = -1;
     for (let w = 0; w < nWanted; w++) {
       const name = wanted[w];
       if (name.length !== len) continue;
+      // Byte-for-character comparison holds for ASCII only: "Ã©" (two characters) must not match the UTF-8 bytes of
+      // "é"; a non-ASCII key is compared decoded below.
       let j = 0;
-      while (j < len && buf[k + j] === name.charCodeAt(j)) j++;
+      while (j < len && buf[k + j] < 0x80 && buf[k + j] === name.charCodeAt(j)) j++;
       if (j === len) {
         hit = w;
         break;

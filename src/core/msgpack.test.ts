@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Packr, unpack } from 'msgpackr';
 import { MsgpackError, MsgpackWriter, readValue, skipValue, TooDeepError } from './msgpack.js';
+import { wideJsonValue } from '../../test/helpers/arbitraries.js';
 
 function encode(v: unknown, maxDepth?: number): Buffer {
   const w = new MsgpackWriter(8);
@@ -108,5 +109,47 @@ test('damaged bytes throw MsgpackError, never read past the end or allocate from
       }
     }),
     { numRuns: 5000 },
+  );
+});
+
+test('property: skipValue steps over every form (every string and integer width, bin, ext, nesting) exactly', () => {
+  // msgpackr writes Buffers as bin and Dates as the timestamp ext: forms the writer never makes but a skip must pass.
+  const packr = new Packr({ useRecords: false, variableMapSize: true });
+  const extra = fc.oneof(
+    fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
+    fc.constantFrom(Buffer.alloc(70_000, 1)),
+    fc.date({ noInvalidDate: true }),
+  );
+  const value = fc.oneof(wideJsonValue({ bigStrings: true }), extra, fc.array(fc.oneof(wideJsonValue(), extra), { maxLength: 20 }));
+  fc.assert(
+    fc.property(fc.array(value, { minLength: 1, maxLength: 6 }), fc.nat(), (values, pick) => {
+      // Values back to back: skipping the first k must land exactly on the (k+1)th, which then reads right.
+      const parts = values.map((v) => packr.pack(v));
+      const buf = Buffer.concat(parts);
+      const k = pick % values.length;
+      const c = { pos: 0 };
+      for (let i = 0; i < k; i++) skipValue(buf, c, buf.length);
+      assert.equal(c.pos, parts.slice(0, k).reduce((n, p) => n + p.length, 0));
+      const next = values[k];
+      if (!Buffer.isBuffer(next) && !(next instanceof Date) && !(Array.isArray(next) && next.some((x) => Buffer.isBuffer(x) || x instanceof Date))) {
+        assert.deepStrictEqual(readValue(buf, c, buf.length), next);
+      } else skipValue(buf, c, buf.length);
+      for (let i = k + 1; i < values.length; i++) skipValue(buf, c, buf.length);
+      assert.equal(c.pos, buf.length);
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('our own encoding of wide values round-trips and skips to its end', () => {
+  fc.assert(
+    fc.property(wideJsonValue(), (v) => {
+      const buf = encode(v);
+      assert.deepStrictEqual(decode(buf), v);
+      const c = { pos: 0 };
+      skipValue(buf, c, buf.length);
+      assert.equal(c.pos, buf.length);
+    }),
+    { numRuns: 1500 },
   );
 });

@@ -487,7 +487,18 @@ function readMapEntries(buf: Buffer, c: Cursor, end: number, n: number, at: numb
   return out;
 }
 
-/** Advances `c.pos` past the value at `c.pos` without building it. */
+/** Header plus payload length of a bin/ext value at `p` whose length field is 1, 2 or 4 bytes (`width` 0, 1, 2). */
+function skipSized(buf: Buffer, p: number, end: number, width: number): number {
+  const lenBytes = 1 << width;
+  need(buf, p, 1 + lenBytes, end);
+  const n = width === 0 ? buf[p + 1] : width === 1 ? buf.readUInt16BE(p + 1) : buf.readUInt32BE(p + 1);
+  return 1 + lenBytes + n;
+}
+
+/**
+ * Advances `c.pos` past the value at `c.pos` without building it. Steps over every MessagePack type, including
+ * bin and ext, which `readValue` refuses: a reader taking one field must not fail on another it does not want.
+ */
 export function skipValue(buf: Buffer, c: Cursor, end: number): void {
   const p = c.pos;
   need(buf, p, 1, end);
@@ -523,8 +534,38 @@ export function skipValue(buf: Buffer, c: Cursor, end: number): void {
       break;
     case 0xd9:
     case 0xda:
-    case 0xdb:
-      c.pos += readStringHeader(buf, c, end);
+    case 0xdb: {
+      // Not `c.pos += readStringHeader(…)`: that reads c.pos before the call moves it past the header.
+      const n = readStringHeader(buf, c, end);
+      c.pos += n;
+      break;
+    }
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+      // bin 8/16/32: never written from JSON, but valid MessagePack that a skip must step over whole.
+      c.pos = p + skipSized(buf, p, end, t - 0xc4);
+      break;
+    case 0xc7:
+    case 0xc8:
+    case 0xc9:
+      // ext 8/16/32: a length, a type byte, the data.
+      c.pos = p + skipSized(buf, p, end, t - 0xc7) + 1;
+      break;
+    case 0xd4:
+      c.pos = p + 3;
+      break;
+    case 0xd5:
+      c.pos = p + 4;
+      break;
+    case 0xd6:
+      c.pos = p + 6;
+      break;
+    case 0xd7:
+      c.pos = p + 10;
+      break;
+    case 0xd8:
+      c.pos = p + 18;
       break;
     default:
       if (t >= 0x80 && t <= 0x8f) {

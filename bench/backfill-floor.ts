@@ -35,7 +35,7 @@ async function run(label: string, perRecord: (buf: Buffer, s: number, e: number)
   }
   console.log(label.padEnd(50), Math.round(n / ((performance.now() - t0) / 1000)).toLocaleString('en-US'), 'events/s');
 }
-const h: EventHeader = { version: 0, receivedAt: 0, eventTime: 0, payloadOffset: 0 };
+const h: EventHeader = { version: 0, receivedAt: 0, eventTime: 0, payloadOffset: 0, replay: false };
 const c = { pos: 0 };
 const pvWanted = ['article_id', 'user_id'];
 const trWanted = ['pair', 'price'];

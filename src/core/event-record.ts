@@ -160,6 +160,8 @@ export interface EventHeader {
   eventTime: number;
   /** Where the payload starts: the id (if any) and data of version 3, the envelope JSON of version 2. */
   payloadOffset: number;
+  /** Appended by a dead-letter replay: a correction of the past, which views apply to the windows it belongs to. */
+  replay: boolean;
 }
 
 /**
@@ -178,7 +180,9 @@ export function readEventHeader(buf: Buffer, at = 0, out?: EventHeader): EventHe
     p += 8;
   }
   if (flags & FLAG_REPLAY_OF) p += 8;
-  if (out === undefined) return { version, receivedAt, eventTime, payloadOffset: p };
+  const replay = (flags & FLAG_REPLAY_OF) !== 0;
+  if (out === undefined) return { version, receivedAt, eventTime, payloadOffset: p, replay };
+  out.replay = replay;
   out.version = version;
   out.receivedAt = receivedAt;
   out.eventTime = eventTime;

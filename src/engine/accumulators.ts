@@ -155,8 +155,10 @@ export class ApproxDistinct implements Accumulator {
 }
 
 class Percentile implements Accumulator {
-  dd = new DDSketch();
-  constructor(readonly q: number) {}
+  dd: DDSketch;
+  constructor(readonly q: number, accuracy: number | undefined) {
+    this.dd = new DDSketch(accuracy);
+  }
   add(v: Value): void {
     if (isNull(v)) return;
     const x = toNumber(v);
@@ -207,7 +209,7 @@ const FACTORIES: Record<AggFn, (spec: AggSpec) => Accumulator> = {
   min: () => new Extreme(false),
   max: () => new Extreme(true),
   approx_count_distinct: (s) => new ApproxDistinct(s.param ?? 14),
-  approx_percentile: (s) => new Percentile(s.param ?? 0.5),
+  approx_percentile: (s) => new Percentile(s.param ?? 0.5, s.accuracy),
   top_k: (s) => new Top(s.param ?? 10),
 };
 

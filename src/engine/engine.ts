@@ -529,24 +529,44 @@ export class Engine {
     }
   }
 
-  /** Joins, filters, computes the keys and applies one decoded event to one view. */
+  /**
+   * Joins, filters, computes the keys and applies one decoded event to one view. A join whose column matches
+   * several table rows yields one row per match, as in SQL (the event counts once per match); an inner join with
+   * no match drops the event, a left join keeps it with the table's columns NULL.
+   */
   #applyTo(v: Runtime, row: EventRow, now: number): void {
     const plan = v.plan;
-    const tables = this.#o.tables;
-    if (plan.joins.length > 0) {
-      const joined: (Record<string, unknown> | undefined)[] = [];
-      row.joined = joined;
-      let dropped = false;
-      for (const j of plan.joins) {
-        const match = tables.lookup(j.table, j.column, j.probe(row));
-        if (match === undefined && j.kind === 'inner') {
-          dropped = true;
-          break;
-        }
-        joined.push(match);
-      }
-      if (dropped) return;
-    } else row.joined = NO_JOINS;
+    if (plan.joins.length === 0) {
+      row.joined = NO_JOINS;
+      this.#applyJoined(v, row, now);
+      return;
+    }
+    row.joined = new Array(plan.joins.length);
+    this.#join(v, row, 0, now);
+  }
+
+  #join(v: Runtime, row: EventRow, i: number, now: number): void {
+    const plan = v.plan;
+    if (i === plan.joins.length) {
+      this.#applyJoined(v, row, now);
+      return;
+    }
+    const j = plan.joins[i];
+    const matches = this.#o.tables.lookup(j.table, j.column, j.probe(row));
+    if (matches.length === 0) {
+      if (j.kind === 'inner') return;
+      row.joined[i] = undefined;
+      this.#join(v, row, i + 1, now);
+      return;
+    }
+    for (const m of matches) {
+      row.joined[i] = m;
+      this.#join(v, row, i + 1, now);
+    }
+  }
+
+  #applyJoined(v: Runtime, row: EventRow, now: number): void {
+    const plan = v.plan;
     if (plan.filter !== undefined && plan.filter(row) !== true) return;
     // One reused key array per view: the state copies it only when it creates a group.
     const keys = v.keyBuffer;
@@ -585,13 +605,13 @@ export class Engine {
     if (!readEventData(buf, start, end, h.payloadOffset, this.#wanted(type), data, this.#cursor)) {
       // A version 2 record (JSON envelope), written before records carried MessagePack.
       const full = decodeEventRecord(buf.subarray(start, end));
-      return { type: full.type, data: full.data, key, received_at: full.received_at, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
+      return { type: full.type, data: full.data, key, received_at: full.received_at, event_time: h.eventTime, partition: p, offset, replay: h.replay, joined: NO_JOINS };
     }
-    return { type, data, key, received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, joined: NO_JOINS };
+    return { type, data, key, received_at: h.receivedAt, event_time: h.eventTime, partition: p, offset, replay: h.replay, joined: NO_JOINS };
   }
 
   readonly #cursor: Cursor = { pos: 0 };
-  readonly #header: EventHeader = { version: 0, receivedAt: 0, eventTime: 0, payloadOffset: 0 };
+  readonly #header: EventHeader = { version: 0, receivedAt: 0, eventTime: 0, payloadOffset: 0, replay: false };
   #lastType: string | undefined;
 
   readonly #wantedByType = new Map<string, string[]>();

@@ -13,6 +13,7 @@ export interface TableInfo {
   readonly rows: number;
 }
 
+const NO_ROWS: readonly TableRow[] = Object.freeze([]);
 const NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
 
 /**
@@ -23,7 +24,7 @@ const NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
 export class Tables {
   readonly #dir: string | undefined;
   readonly #persist: boolean;
-  readonly #tables = new Map<string, { keyColumn: string; columns: string[]; rows: Map<string, TableRow>; indexes: Map<string, Map<string, TableRow>> }>();
+  readonly #tables = new Map<string, { keyColumn: string; columns: string[]; rows: Map<string, TableRow>; indexes: Map<string, Map<string, TableRow[]>> }>();
 
   /** `persist` false: load the folder at start but never write it (another engine owns the files). */
   constructor(dir?: string, persist = true) {
@@ -61,21 +62,32 @@ export class Tables {
     return [...t.rows.values()];
   }
 
-  lookup(name: string, column: string, value: unknown): TableRow | undefined {
+  /**
+   * The rows whose `column` equals `value` (none for NULL, as `=` never matches NULL). The key column is unique, so
+   * a lookup on it finds at most one row; any other column may match several, and a join yields one row per match.
+   */
+  lookup(name: string, column: string, value: unknown): readonly TableRow[] {
     const t = this.#tables.get(name);
-    if (t === undefined || value === null || value === undefined) return undefined;
+    if (t === undefined || value === null || value === undefined) return NO_ROWS;
     const k = sketchKey(value);
-    if (column === t.keyColumn) return t.rows.get(k);
+    if (column === t.keyColumn) {
+      const row = t.rows.get(k);
+      return row === undefined ? NO_ROWS : [row];
+    }
     let index = t.indexes.get(column);
     if (index === undefined) {
       index = new Map();
       for (const r of t.rows.values()) {
         const v = r[column];
-        if (v !== null && v !== undefined && !index.has(sketchKey(v))) index.set(sketchKey(v), r);
+        if (v === null || v === undefined) continue;
+        const vk = sketchKey(v);
+        const list = index.get(vk);
+        if (list === undefined) index.set(vk, [r]);
+        else list.push(r);
       }
       t.indexes.set(column, index);
     }
-    return index.get(k);
+    return index.get(k) ?? NO_ROWS;
   }
 
   /** Replaces a table's rows (`replace`) or upserts them by key. */
@@ -85,6 +97,20 @@ export class Tables {
     if (!replace && existing !== undefined && existing.keyColumn !== keyColumn) {
       throw new HalflifeError('INVALID_TABLE', { name, reason: `its key column is ${existing.keyColumn}, not ${keyColumn}` });
     }
+    // The key column is the table's primary key: two rows of one request with the same key are refused rather than
+    // one silently kept (an update of an existing key through PATCH replaces that row, as an upsert should).
+    const seen = new Map<string, number>();
+    rows.forEach((r, i) => {
+      if (r === null || typeof r !== 'object' || Array.isArray(r)) return; // refused with its own reason below
+      const v = (r as TableRow)[keyColumn];
+      if (v === null || v === undefined) return;
+      const k = sketchKey(v);
+      const first = seen.get(k);
+      if (first !== undefined) {
+        throw new HalflifeError('INVALID_TABLE', { name, reason: `rows ${first} and ${i} have the same key ${JSON.stringify(v)} in the key column ${keyColumn}; a key column holds each value once (join on another column to match several rows)` });
+      }
+      seen.set(k, i);
+    });
     const merged = replace || existing === undefined ? rows : [...existing.rows.values(), ...rows];
     this.#set(name, keyColumn, merged, false);
     await this.#save(name);

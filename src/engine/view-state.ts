@@ -22,7 +22,15 @@ export interface LateEvent {
   readonly keys: Value[];
   /** The watermark the event fell behind. */
   readonly watermark: number;
+  /**
+   * Why it was not counted: `window_closed` (an event behind the watermark), or, for a replayed dead letter (which
+   * corrects closed windows the view still holds), `window_evicted` (dropped for the view's memory budget) or
+   * `window_expired` (older than the view's retention).
+   */
+  readonly reason: LateReason;
 }
+
+export type LateReason = 'window_closed' | 'window_evicted' | 'window_expired';
 
 /** The groups of one window (for views without a window: one bucket that never closes), in columns. */
 type Bucket = GroupTable;
@@ -59,6 +67,8 @@ export class ViewState {
   /** Partitions with records the view has not read yet: unseen, they still hold the watermark back. */
   readonly #pending: boolean[];
   #watermark = -Infinity;
+  /** The end of the newest closed window dropped for the memory budget: corrections before it cannot be applied. */
+  #evictedThrough = -Infinity;
   #version = 0;
   lateCount = 0;
   readonly late: LateEvent[] = [];
@@ -232,23 +242,71 @@ export class ViewState {
         return true;
       case 'tumble': {
         const start = Math.floor(t / w.sizeMs) * w.sizeMs;
-        if (start + w.sizeMs <= this.#watermark) return this.#late(row, t, keys);
+        if (start + w.sizeMs <= this.#watermark) {
+          if (row.replay !== true) return this.#late(row, t, keys, 'window_closed');
+          const missing = this.#correct(start, start + w.sizeMs, key, keys, row, version);
+          return missing === undefined ? true : this.#late(row, t, keys, missing);
+        }
         this.#add(this.#buckets, start, start, start + w.sizeMs, key, keys, row, version);
         return true;
       }
       case 'hop': {
-        // Late when even the newest window containing t has closed.
-        if (Math.floor(t / w.slideMs) * w.slideMs + w.sizeMs <= this.#watermark) return this.#late(row, t, keys);
+        const newest = Math.floor(t / w.slideMs) * w.slideMs;
+        if (row.replay === true) {
+          // A correction also reaches the closed windows that contain t, while the view holds them. Freezing first
+          // makes "frozen" and "closed" the same windows, so no window gets the event both from a pane and here.
+          this.#freeze();
+          let applied = false;
+          let missing: LateReason | undefined;
+          for (let start = Math.min(newest, this.#frozenThrough); start > t - w.sizeMs; start -= w.slideMs) {
+            const why = this.#correct(start, start + w.sizeMs, key, keys, row, version);
+            if (why === undefined) applied = true;
+            else missing ??= why;
+          }
+          if (newest + w.sizeMs <= this.#watermark) return applied ? true : this.#late(row, t, keys, missing ?? 'window_closed');
+        } else if (newest + w.sizeMs <= this.#watermark) {
+          // Late when even the newest window containing t has closed.
+          return this.#late(row, t, keys, 'window_closed');
+        }
         const pane = Math.floor(t / this.#paneMs) * this.#paneMs;
         this.#add(this.#panes, pane, pane, pane + this.#paneMs, key, keys, row, version);
         return true;
       }
       case 'session':
-        // Behind the watermark a session event could touch a session already closed (final): late.
-        if (t < this.#watermark) return this.#late(row, t, keys);
+        // Behind the watermark a session event could touch a session already closed (final): late, unless it is a
+        // correction, which joins (and may merge) the sessions the view still holds.
+        if (t < this.#watermark) {
+          if (row.replay !== true) return this.#late(row, t, keys, 'window_closed');
+          const missing = this.#retained(t, t + w.gapMs);
+          if (missing !== undefined) return this.#late(row, t, keys, missing);
+        }
         this.#session(key, keys, t, w.gapMs, row, version);
         return true;
     }
+  }
+
+  /** Why the closed window [start, end) can no longer be corrected, or undefined while the view holds it. */
+  #retained(start: number, end: number): LateReason | undefined {
+    if (end <= this.#watermark - this.plan.options.retentionMs) return 'window_expired';
+    if (end <= this.#evictedThrough) return 'window_evicted';
+    return undefined;
+  }
+
+  /**
+   * Applies a correction to the closed window [start, end) (tumble, or a frozen HOP window): its row changes, stays
+   * final, and reaches live streams through its new version. A window that had no row for any key yet gets one.
+   */
+  #correct(start: number, end: number, key: unknown, keys: Value[], row: EventRow, version: number): LateReason | undefined {
+    let b = this.#buckets.get(start);
+    if (b === undefined) {
+      const missing = this.#retained(start, end);
+      if (missing !== undefined) return missing;
+      b = new GroupTable(this.plan.aggs, start, end, this.plan.keys.length);
+      b.close(version);
+      this.#buckets.set(start, b);
+    }
+    b.add(key, keys, row, version);
+    return undefined;
   }
 
   #add(buckets: Map<number, Bucket>, id: number, start: number | null, end: number | null, key: unknown, keys: Value[], row: EventRow, version: number): void {
@@ -273,7 +331,8 @@ export class ViewState {
     let target: Group | undefined;
     for (let i = 0; i < list.length; i++) {
       const s = list[i];
-      if (s.closed || !(t < s.windowEnd! && t + gap > s.windowStart!)) continue;
+      // Closed sessions are final, but a correction (a replayed dead letter) may still join them.
+      if ((s.closed && row.replay !== true) || !(t < s.windowEnd! && t + gap > s.windowStart!)) continue;
       if (target === undefined) {
         target = s;
         continue;
@@ -284,21 +343,23 @@ export class ViewState {
       list.splice(i--, 1);
     }
     if (target === undefined) {
-      target = { keys: keys.slice(), windowStart: t, windowEnd: t + gap, accs: this.plan.aggs.map(createAccumulator), closed: false, version };
+      target = { keys: keys.slice(), windowStart: t, windowEnd: t + gap, accs: this.plan.aggs.map(createAccumulator), closed: t + gap <= this.#watermark, version };
       list.push(target);
     } else {
       target.windowStart = Math.min(target.windowStart!, t);
       target.windowEnd = Math.max(target.windowEnd!, t + gap);
+      // A correction that joined a closed session to an open one (or stretched it past the watermark) reopens it.
+      if (row.replay === true) target.closed = target.windowEnd <= this.#watermark;
     }
     target.version = version;
     const aggs = this.plan.aggs;
     for (let i = 0; i < aggs.length; i++) target.accs[i].add(aggs[i].arg === undefined ? null : aggs[i].arg!(row));
   }
 
-  #late(row: EventRow, t: number, keys: Value[]): false {
+  #late(row: EventRow, t: number, keys: Value[], reason: LateReason): false {
     this.lateCount++;
     if (this.late.length >= LATE_KEEP) this.late.shift();
-    this.late.push({ partition: row.partition, offset: row.offset, time: t, received_at: row.received_at, keys: keys.slice(), watermark: this.#watermark });
+    this.late.push({ partition: row.partition, offset: row.offset, time: t, received_at: row.received_at, keys: keys.slice(), watermark: this.#watermark, reason });
     return false;
   }
 
@@ -354,6 +415,7 @@ export class ViewState {
       bytes -= b.bytes();
       removed += b.size;
       this.#buckets.delete(id);
+      if (b.end !== null && b.end > this.#evictedThrough) this.#evictedThrough = b.end;
     }
     for (const [key, list] of this.#sessions) {
       if (bytes <= targetBytes) break;
@@ -363,6 +425,7 @@ export class ViewState {
         for (const a of g.accs) bytes -= a.bytes();
         list.splice(i--, 1);
         removed++;
+        if (g.windowEnd! > this.#evictedThrough) this.#evictedThrough = g.windowEnd!;
       }
       if (list.length === 0) this.#sessions.delete(key);
     }
@@ -390,6 +453,7 @@ export class ViewState {
       frozenThrough: this.#frozenThrough,
       maxTime: [...this.#maxTime],
       watermark: this.#watermark,
+      evictedThrough: this.#evictedThrough,
       lateCount: this.lateCount,
       late: [...this.late],
     };
@@ -429,8 +493,10 @@ export class ViewState {
     });
     s.#lastActiveMs.fill(nowMs);
     s.#watermark = saved.watermark;
+    s.#evictedThrough = saved.evictedThrough ?? -Infinity;
     s.lateCount = saved.lateCount;
-    s.late.push(...saved.late);
+    // Checkpoints written before late events carried a reason held only closed-window ones.
+    for (const l of saved.late) s.late.push(l.reason === undefined ? { ...l, reason: 'window_closed' } : l);
     return s;
   }
 }
@@ -448,6 +514,8 @@ export interface SavedViewState {
   frozenThrough: number;
   maxTime: number[];
   watermark: number;
+  /** Absent in checkpoints written before corrections (-Infinity). */
+  evictedThrough?: number;
   lateCount: number;
   late: LateEvent[];
 }

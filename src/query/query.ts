@@ -21,6 +21,7 @@ export function queryCatalog(engine: Engine): QueryCatalog {
         ...plan.outputs.map((o) => ({ name: o.name, agg: o.agg === undefined ? undefined : plan.aggs[o.agg] })),
       ];
     },
+    viewWindow: (name) => (engine.names().includes(name) ? engine.plan(name).window : undefined),
   };
 }
 

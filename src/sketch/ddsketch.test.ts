@@ -59,3 +59,26 @@ test('an empty sketch has no quantiles; the bucket count stays bounded and high 
   const p99 = exactQuantile(sorted, 0.99);
   assert.ok(Math.abs(d.quantile(0.99)! - p99) <= 0.01 * p99);
 });
+
+test('property: fine accuracies hold on narrow spreads (prices within 1 %) and across four orders of magnitude', () => {
+  const narrow = fc.array(fc.double({ min: 100, max: 101, noNaN: true }), { minLength: 1, maxLength: 1000 });
+  const wide = fc.array(fc.double({ min: 0.01, max: 100, noNaN: true }), { minLength: 1, maxLength: 1000 });
+  fc.assert(
+    fc.property(fc.oneof(narrow, wide), fc.constantFrom(0.001, 0.0001, 0.00001), (xs, alpha) => {
+      const d = new DDSketch(alpha);
+      xs.forEach((x) => d.add(x));
+      const sorted = [...xs].sort((a, b) => a - b);
+      for (const q of [0.01, 0.05, 0.5, 0.95, 0.99]) {
+        const exact = exactQuantile(sorted, q);
+        const got = d.quantile(q)!;
+        assert.ok(Math.abs(got - exact) <= alpha * Math.abs(exact) + 1e-9, `alpha=${alpha} q=${q}: ${got} vs ${exact}`);
+      }
+    }),
+    { numRuns: 100 },
+  );
+  // The issue's case: at the default 1 % a p95 on a 1 % spread can only say "about 100"; at 0.01 % it is the p95.
+  const prices = Array.from({ length: 1000 }, (_, i) => 100 + i / 1000);
+  const fine = new DDSketch(0.0001);
+  prices.forEach((p) => fine.add(p));
+  assert.ok(Math.abs(fine.quantile(0.95)! - 100.949) < 0.02, String(fine.quantile(0.95)));
+});

@@ -5,7 +5,14 @@
  * so high quantiles keep their guarantee). Negative values use a mirrored store; zeros are counted apart.
  */
 export const DDSKETCH_DEFAULT_ACCURACY = 0.01;
-const DEFAULT_MAX_BUCKETS = 2048;
+/**
+ * Buckets kept per sign: at least 2048, and enough to span values four orders of magnitude apart at any accuracy
+ * (ln(1e4) / ln(gamma): 461 at 1 %, 4,605 at 0.1 %, 46,052 at 0.01 %). Buckets exist only between the smallest and
+ * largest value seen, 8 bytes each, so prices within 1 % of each other take ~50 buckets at 0.01 %.
+ */
+function defaultMaxBuckets(relativeAccuracy: number): number {
+  return Math.max(2048, Math.ceil(Math.log(1e4) / Math.log((1 + relativeAccuracy) / (1 - relativeAccuracy))));
+}
 const MIN_POSITIVE = 1e-9;
 
 class Store {
@@ -23,11 +30,12 @@ class Store {
         // Collapse: everything below the lowest kept bucket lands in it.
         index = Math.max(index, this.offset + this.counts.length - maxBuckets);
         if (index < this.offset) {
-          this.counts.unshift(...new Array<number>(this.offset - index).fill(0));
+          this.counts = new Array<number>(this.offset - index).fill(0).concat(this.counts);
           this.offset = index;
         }
       } else {
-        this.counts.unshift(...new Array<number>(grow).fill(0));
+        // Not unshift(...): a spread of a hundred thousand zeros overflows the argument limit.
+        this.counts = new Array<number>(grow).fill(0).concat(this.counts);
         this.offset = index;
       }
     } else if (index >= this.offset + this.counts.length) {
@@ -59,7 +67,7 @@ export class DDSketch {
   #max = -Infinity;
   #sum = 0;
 
-  constructor(relativeAccuracy = DDSKETCH_DEFAULT_ACCURACY, maxBuckets = DEFAULT_MAX_BUCKETS) {
+  constructor(relativeAccuracy = DDSKETCH_DEFAULT_ACCURACY, maxBuckets = defaultMaxBuckets(relativeAccuracy)) {
     if (!(relativeAccuracy > 0 && relativeAccuracy < 1)) throw new RangeError('relative accuracy must be between 0 and 1');
     this.relativeAccuracy = relativeAccuracy;
     this.#gamma = (1 + relativeAccuracy) / (1 - relativeAccuracy);

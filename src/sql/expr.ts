@@ -34,11 +34,66 @@ export function compare(a: Value, b: Value): number | null {
   if (isNull(a) || isNull(b)) return null;
   if (typeof a === 'number' && typeof b === 'number') return a < b ? -1 : a > b ? 1 : 0;
   if (typeof a === 'boolean' && typeof b === 'boolean') return toNumber(a) - toNumber(b);
-  const sa = toText(a);
-  const sb = toText(b);
   if (typeof a === 'number' && typeof b === 'string' && !Number.isNaN(toNumber(b))) return compare(a, toNumber(b));
   if (typeof b === 'number' && typeof a === 'string' && !Number.isNaN(toNumber(a))) return compare(toNumber(a), b);
-  return sa < sb ? -1 : sa > sb ? 1 : 0;
+  return compareText(toText(a), toText(b));
+}
+
+/**
+ * Strings in code point order (= the byte order of their UTF-8, as DuckDB and PostgreSQL's C collation sort). JS's
+ * `<` compares UTF-16 units, which puts every character above U+FFFF (a surrogate pair, D800–DFFF) before
+ * U+E000–U+FFFF.
+ */
+export function compareText(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  if (i === n) return a.length < b.length ? -1 : 1;
+  let x = a.charCodeAt(i);
+  let y = b.charCodeAt(i);
+  if (x >= 0xd800 && y >= 0xd800) {
+    // Move surrogates above U+E000–U+FFFF.
+    x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+    y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+  }
+  return x < y ? -1 : 1;
+}
+
+/** Characters (code points) in a string; a surrogate pair is one character. */
+export function charLength(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n--;
+        i++;
+      }
+    }
+  }
+  return n;
+}
+
+/**
+ * SUBSTRING(s, start[, length]) over characters, positions from 1, as in PostgreSQL: the characters at positions
+ * start … start + length - 1 that exist (SUBSTRING('hello', 0, 2) = 'h'). A negative length is NULL (PostgreSQL
+ * refuses it; a view cannot stop on one row).
+ */
+export function substring(s: string, start: number, length?: number): string | null {
+  if (!Number.isFinite(start) || (length !== undefined && !(length >= 0))) return null;
+  const from = Math.max(1, Math.trunc(start));
+  const to = length === undefined ? Infinity : Math.trunc(start) + Math.trunc(length); // exclusive
+  if (to <= from) return '';
+  if (charLength(s) === s.length) return s.slice(from - 1, to === Infinity ? undefined : to - 1);
+  const chars = Array.from(s);
+  return chars.slice(from - 1, to === Infinity ? undefined : to - 1).join('');
+}
+
+/** Rounds half away from zero, as SQL's ROUND does (Math.round takes -2.5 to -2). */
+export function roundHalfAway(x: number): number {
+  return x < 0 ? -Math.round(-x) : Math.round(x);
 }
 
 export function arith(op: string, a: Value, b: Value): Value {
@@ -66,7 +121,8 @@ export function like(v: Value, pattern: Value): boolean | null {
   const p = toText(pattern);
   let re = likeCache.get(p);
   if (re === undefined) {
-    re = new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/%/g, '.*').replace(/_/g, '.')}$`, 's');
+    // 'u': `_` is one character (code point), not one UTF-16 unit, so '🚀b' LIKE '_b'.
+    re = new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/%/g, '.*').replace(/_/g, '.')}$`, 'su');
     if (likeCache.size > 1000) likeCache.clear();
     likeCache.set(p, re);
   }
@@ -86,8 +142,9 @@ export function cast(v: Value, type: string): Value {
     case 'string':
       return toText(v);
     case 'integer': {
+      // Rounded half away from zero, as PostgreSQL and DuckDB cast; beyond 64 bits NULL (they refuse it).
       const n = toNumber(v);
-      return Number.isFinite(n) ? Math.trunc(n) : null;
+      return Number.isFinite(n) && Math.abs(n) < 2 ** 63 ? roundHalfAway(n) : null;
     }
     case 'number': {
       const n = toNumber(v);
@@ -107,6 +164,12 @@ export function cast(v: Value, type: string): Value {
   }
 }
 
+/** A numeric function of one argument: NULL for NULL and for what is not a number. */
+function numeric(v: Value, f: (x: number) => number): Value {
+  const x = toNumber(v);
+  return isNull(v) || Number.isNaN(x) ? null : f(x);
+}
+
 const TRUNC_MS: Record<string, number> = { second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000 };
 
 export interface ScalarFunction {
@@ -119,19 +182,28 @@ export const SCALAR_FUNCTIONS: Record<string, ScalarFunction> = {
   COALESCE: { minArgs: 1, maxArgs: 64, fn: (a) => a.find((v) => !isNull(v)) ?? null },
   LOWER: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : toText(v).toLowerCase()) },
   UPPER: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : toText(v).toUpperCase()) },
-  LENGTH: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : toText(v).length) },
-  ABS: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : Math.abs(toNumber(v))) },
+  LENGTH: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : charLength(toText(v))) },
+  SUBSTR: { minArgs: 2, maxArgs: 3, fn: (a) => SCALAR_FUNCTIONS.SUBSTRING.fn(a, 0) },
+  SUBSTRING: { minArgs: 2, maxArgs: 3, fn: ([v, start, n]) => (isNull(v) || isNull(start) || (n !== undefined && isNull(n)) ? null : substring(toText(v), toNumber(start), n === undefined ? undefined : toNumber(n))) },
+  ABS: { minArgs: 1, maxArgs: 1, fn: ([v]) => numeric(v, Math.abs) },
   ROUND: {
     minArgs: 1,
     maxArgs: 2,
     fn: ([v, d]) => {
-      if (isNull(v)) return null;
-      const f = 10 ** toNumber(d ?? 0);
-      return Math.round(toNumber(v) * f) / f;
+      if (isNull(v) || isNull(d ?? 0)) return null;
+      const x = toNumber(v);
+      const digits = Math.trunc(toNumber(d ?? 0));
+      if (Number.isNaN(x) || Number.isNaN(digits)) return null;
+      if (digits < 0) {
+        const f = 10 ** -digits;
+        return roundHalfAway(x / f) * f;
+      }
+      const f = 10 ** digits;
+      return roundHalfAway(x * f) / f;
     },
   },
-  FLOOR: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : Math.floor(toNumber(v))) },
-  CEIL: { minArgs: 1, maxArgs: 1, fn: ([v]) => (isNull(v) ? null : Math.ceil(toNumber(v))) },
+  FLOOR: { minArgs: 1, maxArgs: 1, fn: ([v]) => numeric(v, Math.floor) },
+  CEIL: { minArgs: 1, maxArgs: 1, fn: ([v]) => numeric(v, Math.ceil) },
   NOW: { minArgs: 0, maxArgs: 0, fn: (_a, now) => now },
   DATE_TRUNC: {
     minArgs: 2,

@@ -31,6 +31,8 @@ export interface EventRow {
   readonly event_time: number;
   readonly partition: number;
   readonly offset: number;
+  /** Appended by a dead-letter replay: a correction that updates the (possibly closed) windows it belongs to. */
+  readonly replay?: boolean;
   /** Rows of the joined tables, in join order (undefined where a LEFT JOIN found nothing). */
   joined: (Record<string, unknown> | undefined)[];
   /** In queries over views: the partial aggregate states of the view row, by column. */
@@ -64,6 +66,8 @@ export interface AggSpec {
   readonly arg: RowEvaluator | undefined;
   /** HLL precision, percentile q, or k. */
   readonly param: number | undefined;
+  /** APPROX_PERCENTILE's relative accuracy (default 0.01). */
+  readonly accuracy?: number | undefined;
   /** Canonical text, for messages and matching. */
   readonly label: string;
   /** When the argument is a bare column, its name (queries use it to merge sketch columns of a view). */
@@ -122,6 +126,9 @@ export interface ViewPlan {
 export const METADATA_COLUMNS = ['received_at', 'event_time', 'type', 'key', 'partition', 'offset'] as const;
 const WINDOW_FUNCTIONS = new Set(['TUMBLE', 'HOP', 'SESSION']);
 const AGGREGATES = new Set(['COUNT', 'SUM', 'AVG', 'MIN', 'MAX', 'APPROX_COUNT_DISTINCT', 'APPROX_PERCENTILE', 'TOP_K']);
+/** APPROX_PERCENTILE's third argument: finer than 1e-5 needs more buckets than a sketch keeps; coarser than 0.5 means nothing. */
+export const MIN_PERCENTILE_ACCURACY = 0.00001;
+export const MAX_PERCENTILE_ACCURACY = 0.5;
 const OPTION_NAMES = ['max_lateness', 'start', 'idle_timeout', 'retention', 'refresh', 'memory_budget'];
 
 /** '512MB', '2 GiB', '100kb', '1048576' -> bytes; undefined if not a size. */
@@ -206,6 +213,12 @@ interface Scope {
   readonly sourceAlias: string;
   readonly fields: FieldInfo | undefined;
   readonly tables: readonly { name: string; alias: string; columns: readonly string[] }[];
+  /**
+   * 'events' over a stream: the metadata columns (type, key, received_at, …) and window bounds exist next to the
+   * data fields. 'view' in queries over a view: its rows have only the view's own columns, so a column the view
+   * named `type` is that column, never the view's name.
+   */
+  readonly rows: 'events' | 'view';
 }
 
 class Planner {
@@ -234,7 +247,7 @@ class Planner {
       const ti = s.tables.findIndex((t) => t.alias === path[0] || t.name === path[0]);
       if (ti >= 0) return this.#tableColumn(ti, path.slice(1), e);
     }
-    if (rest.length === 1 && (METADATA_COLUMNS as readonly string[]).includes(rest[0])) {
+    if (s.rows === 'events' && rest.length === 1 && (METADATA_COLUMNS as readonly string[]).includes(rest[0])) {
       const name = rest[0] as (typeof METADATA_COLUMNS)[number];
       if (name === 'key') this.usesKey = true;
       return (row) => row[name] ?? null;
@@ -273,7 +286,8 @@ class Planner {
       const next = props[path[i]];
       // Declared properties are the columns: an undeclared name is far more often a typo than a wish.
       if (next === undefined) {
-        const known = i === 0 ? [...Object.keys(props), ...METADATA_COLUMNS, ...this.#s.tables.flatMap((t) => t.columns)] : Object.keys(props);
+        const metadata = this.#s.rows === 'events' ? METADATA_COLUMNS : [];
+        const known = i === 0 ? [...Object.keys(props), ...metadata, ...this.#s.tables.flatMap((t) => t.columns)] : Object.keys(props);
         this.fail(e.pos, `unknown column ${path.slice(0, i + 1).join('.')} in ${this.#s.source}${suggestion(path[i], known)}`, e.length);
       }
       info = next;
@@ -391,11 +405,18 @@ class Planner {
         const x = sub(e.expr);
         const list = e.list.map(sub);
         const negated = e.negated;
+        // x IN (a, b) is x = a OR x = b: TRUE on a match, else NULL if x or any item is NULL, else FALSE; NOT IN
+        // negates that, so `x NOT IN ('zzz', NULL)` is NULL, never TRUE.
         return ((...a: unknown[]) => {
           const v = call(x, a);
           if (isNull(v)) return null;
-          const found = list.some((item) => compare(v, call(item, a)) === 0);
-          return negated ? !found : found;
+          let unknown = false;
+          for (const item of list) {
+            const c = compare(v, call(item, a));
+            if (c === 0) return !negated;
+            if (c === null) unknown = true;
+          }
+          return unknown ? null : negated;
         }) as unknown as F;
       }
       case 'between': {
@@ -403,12 +424,16 @@ class Planner {
         const lo = sub(e.low);
         const hi = sub(e.high);
         const negated = e.negated;
+        // x BETWEEN lo AND hi is x >= lo AND x <= hi, with AND's rules: one FALSE side makes it FALSE even when
+        // the other is NULL (1 BETWEEN 5 AND NULL is FALSE; 1 NOT BETWEEN 5 AND NULL is TRUE).
         return ((...a: unknown[]) => {
-          const c1 = compare(call(x, a), call(lo, a));
-          const c2 = compare(call(x, a), call(hi, a));
-          if (c1 === null || c2 === null) return null;
-          const inside = c1 >= 0 && c2 <= 0;
-          return negated ? !inside : inside;
+          const v = call(x, a);
+          const c1 = compare(v, call(lo, a));
+          const c2 = compare(v, call(hi, a));
+          const above = c1 === null ? null : c1 >= 0;
+          const below = c2 === null ? null : c2 <= 0;
+          const inside = above === false || below === false ? false : above === null || below === null ? null : true;
+          return inside === null ? null : negated ? !inside : inside;
         }) as unknown as F;
       }
       case 'like': {
@@ -463,7 +488,7 @@ class Planner {
       if (arg0 === undefined) this.fail(e.pos, `${name} needs an argument`, e.length);
       const arg = this.row(arg0, `the argument of ${name}`);
       const argCount = e.args.length;
-      const maxArgs = name === 'APPROX_COUNT_DISTINCT' || name === 'APPROX_PERCENTILE' || name === 'TOP_K' ? 2 : 1;
+      const maxArgs = name === 'APPROX_PERCENTILE' ? 3 : name === 'APPROX_COUNT_DISTINCT' || name === 'TOP_K' ? 2 : 1;
       if (argCount > maxArgs) this.fail(e.args[maxArgs].pos, `${name} takes at most ${maxArgs} argument(s)`);
       switch (name) {
         case 'COUNT':
@@ -488,7 +513,16 @@ class Planner {
           break;
         case 'APPROX_PERCENTILE':
           numeric('');
-          spec = { fn: 'approx_percentile', arg, param: numberParam(1, 'the quantile must be a number between 0 and 1, e.g. 0.99', (n) => n >= 0 && n <= 1), label };
+          spec = {
+            fn: 'approx_percentile',
+            arg,
+            param: numberParam(1, 'the quantile must be a number between 0 and 1, e.g. 0.99', (n) => n >= 0 && n <= 1),
+            accuracy:
+              argCount > 2
+                ? numberParam(2, `the relative accuracy must be a number from ${MIN_PERCENTILE_ACCURACY} to ${MAX_PERCENTILE_ACCURACY}, e.g. 0.0001 for prices that move by hundredths of a percent`, (n) => n >= MIN_PERCENTILE_ACCURACY && n <= MAX_PERCENTILE_ACCURACY)
+                : undefined,
+            label,
+          };
           break;
         default:
           spec = { fn: 'top_k', arg, param: numberParam(1, 'k must be an integer from 1 to 1000, e.g. TOP_K(referrer, 10)', (n) => Number.isInteger(n) && n >= 1 && n <= 1000), label };
@@ -506,7 +540,7 @@ class Planner {
     if (ki >= 0) return (k) => k[ki];
     switch (e.kind) {
       case 'column': {
-        if (e.path.length === 1 && (e.path[0] === 'window_start' || e.path[0] === 'window_end')) {
+        if (this.#s.rows === 'events' && e.path.length === 1 && (e.path[0] === 'window_start' || e.path[0] === 'window_end')) {
           return e.path[0] === 'window_start' ? (_k, _a, s) => s : (_k, _a, _s, end) => end;
         }
         const ai = keyAliases.findIndex((a) => a !== undefined && e.path.length === 1 && a === e.path[0]);
@@ -611,7 +645,7 @@ export function planView(sql: string, catalog: Catalog, nameIfSelect?: string): 
     }
     return { name: j.table.name, alias: j.table.alias ?? j.table.name, columns };
   });
-  const p: Planner = new Planner({ sql, catalog, source, sourceAlias: select.from.alias ?? source, fields: allStreams ? undefined : catalog.streamFields(source), tables });
+  const p: Planner = new Planner({ sql, catalog, source, sourceAlias: select.from.alias ?? source, fields: allStreams ? undefined : catalog.streamFields(source), tables, rows: 'events' });
 
   const joins: JoinSpec[] = select.joins.map((j, ti) => {
     const on = j.on;
@@ -695,6 +729,8 @@ export interface ViewColumn {
 export interface QueryCatalog {
   viewNames(): readonly string[];
   viewColumns(name: string): readonly ViewColumn[] | undefined;
+  /** The view's window (overlapping HOP windows limit how a query may re-aggregate). */
+  viewWindow(name: string): WindowSpec | undefined;
 }
 
 export interface QueryPlan {
@@ -735,6 +771,7 @@ export function planQuery(sql: string, catalog: QueryCatalog): QueryPlan {
     sourceAlias: select.from.alias ?? view,
     fields: { properties, open: false },
     tables: [],
+    rows: 'view',
   });
   const filter = select.where === undefined ? undefined : p.row(select.where, 'WHERE');
   const aggregating = select.groupBy.length > 0 || select.having !== undefined || select.items.some((i) => exprHasAgg(i.expr));
@@ -754,11 +791,13 @@ export function planQuery(sql: string, catalog: QueryCatalog): QueryPlan {
       return { name, eval: p.group(item.expr, keyExprs, keyAliases, 'SELECT'), agg, key: keySlot >= 0 ? keySlot : undefined };
     });
     const having = select.having === undefined ? undefined : p.group(select.having, keyExprs, keyAliases, 'HAVING');
+    refuseOverlapCounting(sql, select, catalog.viewWindow(view), view);
     // Sketch columns re-aggregated by the function that made them merge; keep the view's precision.
     const aggs = p.aggs.map((a) => {
       const source = cols.find((c) => c.name === a.argColumn)?.agg;
       if (source !== undefined && source.fn === a.fn && (a.fn === 'approx_count_distinct' || a.fn === 'approx_percentile' || a.fn === 'top_k')) {
-        return { ...a, param: a.fn === 'approx_count_distinct' ? source.param : a.param, merge: true };
+        // A sketch merges only with sketches of its own precision or accuracy: the view's, whatever the query says.
+        return { ...a, param: a.fn === 'approx_count_distinct' ? source.param : a.param, accuracy: source.accuracy, merge: true };
       }
       return a;
     });
@@ -777,6 +816,75 @@ export function planQuery(sql: string, catalog: QueryCatalog): QueryPlan {
     return { column: name, desc: o.desc };
   });
   return { view, filter, aggregate, columns, orderBy, limit: select.limit };
+}
+
+/** Aggregates that count an input as often as it appears: over overlapping windows they count an event several times. */
+const ADDITIVE = new Set(['SUM', 'AVG', 'APPROX_PERCENTILE', 'TOP_K']);
+
+/**
+ * A HOP view whose size exceeds its slide holds each event in size/slide windows. Adding up its rows across
+ * windows counts every event that many times (SUM(views) over a 5-minute HOP sliding by 1 minute is five times the
+ * real views), so such a query must keep windows apart: GROUP BY window_start (or window_end), or filter one window
+ * with `window_start = …` / `window_end = …`. MIN, MAX, COUNT of rows and merges of APPROX_COUNT_DISTINCT (a union)
+ * are unaffected by the overlap.
+ */
+function refuseOverlapCounting(sql: string, select: Select, window: WindowSpec | undefined, view: string): void {
+  if (window?.kind !== 'hop' || window.sizeMs <= window.slideMs) return;
+  const isWindowColumn = (e: Expr) => e.kind === 'column' && e.path.length === 1 && (e.path[0] === 'window_start' || e.path[0] === 'window_end');
+  if (select.groupBy.some(isWindowColumn)) return;
+  const pinned = (e: Expr | undefined): boolean => {
+    if (e === undefined || e.kind !== 'binary') return false;
+    if (e.op === 'AND') return pinned(e.left) || pinned(e.right);
+    return e.op === '=' && (isWindowColumn(e.left) || isWindowColumn(e.right));
+  };
+  if (pinned(select.where)) return;
+  // APPROX_PERCENTILE and TOP_K merge weighted counts, so they repeat overlapping events as SUM does.
+  const offending = findCall(select, (c) => ADDITIVE.has(c.name));
+  if (offending === undefined) return;
+  const copies = window.sizeMs / window.slideMs;
+  const n = Number.isInteger(copies) ? String(copies) : `up to ${Math.ceil(copies)}`;
+  throw sqlError(
+    'SQL_PLAN',
+    sql,
+    offending.pos,
+    `${exprText(offending)} adds up rows of overlapping windows: ${view} is a HOP window of ${fmtMs(window.sizeMs)} every ${fmtMs(window.slideMs)}, so each event lies in ${n} windows and would be counted ${n} times. GROUP BY window_start, pick one window (WHERE window_start = …), or aggregate a TUMBLE view`,
+    offending.length,
+  );
+}
+
+function fmtMs(ms: number): string {
+  for (const [unit, size] of [['day', 86_400_000], ['hour', 3_600_000], ['minute', 60_000], ['second', 1000]] as const) {
+    if (ms % size === 0) return `${ms / size} ${unit}${ms / size === 1 ? '' : 's'}`;
+  }
+  return `${ms} ms`;
+}
+
+function findCall(select: Select, match: (c: Extract<Expr, { kind: 'call' }>) => boolean): Extract<Expr, { kind: 'call' }> | undefined {
+  const visit = (e: Expr | undefined): Extract<Expr, { kind: 'call' }> | undefined => {
+    if (e === undefined) return undefined;
+    switch (e.kind) {
+      case 'call':
+        return match(e) ? e : e.args.map(visit).find((x) => x !== undefined);
+      case 'binary':
+        return visit(e.left) ?? visit(e.right);
+      case 'unary':
+        return visit(e.operand);
+      case 'case':
+        return visit(e.operand) ?? e.whens.flatMap(([a, b]) => [visit(a), visit(b)]).find((x) => x !== undefined) ?? visit(e.otherwise);
+      case 'in':
+        return visit(e.expr) ?? e.list.map(visit).find((x) => x !== undefined);
+      case 'between':
+        return visit(e.expr) ?? visit(e.low) ?? visit(e.high);
+      case 'like':
+        return visit(e.expr) ?? visit(e.pattern);
+      case 'isnull':
+      case 'cast':
+        return visit(e.expr);
+      default:
+        return undefined;
+    }
+  };
+  return [...select.items.map((i) => i.expr), select.having].map(visit).find((x) => x !== undefined);
 }
 
 function exprHasAgg(e: Expr): boolean {

@@ -76,6 +76,24 @@ test('the key metadata column reads the partition key of each event', async () =
   await engine.close();
 });
 
+test('GROUP BY a metadata column groups by that column even when a SELECT alias has its name (as in PostgreSQL)', async () => {
+  const log = new MemoryLog(2);
+  const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
+  await engine.start(false);
+  await engine.createView('shadow', 'CREATE VIEW shadow AS SELECT UPPER(k) AS key, COUNT(*) AS n FROM e GROUP BY key, k');
+  await log.append(
+    ['x', 'y', 'x'].map((key, i) => ({
+      key,
+      timestampMs: i,
+      value: encodeEventRecord({ receivedAt: i, schemaVersion: 1, type: 'e', data: { k: 'k' } }),
+    })),
+  );
+  while ((await engine.step()) > 0);
+  // Two groups (partition keys x and y), each output with the alias's value; grouping by the alias would give one.
+  assert.deepEqual(engine.rows('shadow', { order: 'n' }).map((r) => [r.key, r.n]), [['K', 1], ['K', 2]]);
+  await engine.close();
+});
+
 test('an event whose values defeat String() and Number() is evaluated safely, and the view goes on', async () => {
   const log = new MemoryLog(1);
   const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });

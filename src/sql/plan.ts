@@ -686,9 +686,11 @@ export function planView(sql: string, catalog: Catalog, nameIfSelect?: string): 
       }
       continue;
     }
-    // GROUP BY may name a select alias.
+    // GROUP BY may name a select alias; as in PostgreSQL, a column of the input (a field or a metadata column
+    // such as `key`) of the same name wins over the alias.
     const byAlias = g.kind === 'column' && g.path.length === 1 ? aliases.get(g.path[0]) : undefined;
-    keyExprs.push(byAlias !== undefined && !(g.kind === 'column' && p.fieldTypes(g) !== undefined) ? byAlias : g);
+    const inputColumn = g.kind === 'column' && (p.fieldTypes(g) !== undefined || (g.path.length === 1 && (METADATA_COLUMNS as readonly string[]).includes(g.path[0]!)));
+    keyExprs.push(byAlias !== undefined && !inputColumn ? byAlias : g);
   }
   const keys = keyExprs.map((k) => {
     const item = select.items.find((i) => sameExpr(i.expr, k));

@@ -114,3 +114,19 @@ test('numbers: ROUND and CAST to integer round half away from zero; division by 
   ];
   for (const [expr, expected] of cases) assert.equal(evaluate(expr), expected, expr);
 });
+
+test('the deliberate differences from PostgreSQL and DuckDB listed in docs/sql.md are what halflife does', () => {
+  assert.equal(evaluate('1 / 0'), null);
+  assert.equal(evaluate('0 / 0'), null);
+  assert.equal(evaluate('5 % 0'), null);
+  assert.equal(evaluate('5 / 2'), 2.5);
+  assert.equal(evaluate(`UPPER('straße')`), 'STRASSE');
+  assert.equal(evaluate(`LOWER('ΣΑΣ')`), 'σας');
+  assert.equal(evaluate(`SUBSTRING('hello', -2, 3)`), '');
+  assert.equal(evaluate(`CAST('0x10' AS DOUBLE)`), 16);
+  assert.equal(evaluate(`' 12 ' + 1`), 13);
+  assert.equal(evaluate(`CAST('abc' AS DOUBLE)`), null);
+  assert.equal(evaluate('CAST(1e30 AS BIGINT)'), null);
+  assert.equal(evaluate(`'10' < 9`), false);
+  assert.equal(evaluate(`s < 9`, { s: '10' }), false);
+});

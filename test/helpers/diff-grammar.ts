@@ -465,9 +465,10 @@ export function renderView(v: ViewGen): Rendered {
   const hlItems: string[] = [];
   const dbItems: string[] = [];
   v.keys.forEach((k, i) => {
-    const name = k.alias ?? k.e.hl;
+    // Without an alias the key is a bare column, and the view names the output after it.
+    const name = k.alias ?? render(k.e, 'hl');
     cols.push({ name, role: 'key', ty: typeOf(k.e) });
-    hlItems.push(k.alias === undefined ? k.e.hl : `${render(k.e, 'hl')} AS ${k.alias}`);
+    hlItems.push(k.alias === undefined ? name : `${render(k.e, 'hl')} AS ${k.alias}`);
     dbItems.push(`_k${i} AS "${name}"`);
   });
   v.aggs.forEach((a, i) => {

@@ -38,7 +38,7 @@ import { eventArb, renderView, T0, viewArb, type GenEvent, type Rendered } from 
 import { compareRows, loadDuck, runDuck, runEngine, type Row } from './helpers/diff-run.js';
 
 const SEED = process.env.DIFF_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.DIFF_SEED);
-const RUNS = process.env.DIFF_RUNS === undefined ? 120 : Number(process.env.DIFF_RUNS);
+const RUNS = process.env.DIFF_RUNS === undefined ? 200 : Number(process.env.DIFF_RUNS);
 
 let instance: DuckDBInstance;
 let db: DuckDBConnection;
@@ -85,7 +85,7 @@ test(`property: halflife's answers agree with DuckDB's over random events and vi
   // The last failure seen is the shrunk one: fast-check reports the counterexample, this adds both answers.
   let lastProblems: string[] = [];
   await fc.assert(
-    fc.asyncProperty(viewArb, fc.array(eventArb, { minLength: 0, maxLength: 40 }), fc.integer({ min: 1, max: 4 }), async (view, events, partitions) => {
+    fc.asyncProperty(viewArb, fc.array(eventArb, { maxLength: 50, size: 'max' }), fc.integer({ min: 1, max: 4 }), async (view, events, partitions) => {
       const r = renderView(view);
       const problems = await check(r, events, partitions);
       rows += 1;

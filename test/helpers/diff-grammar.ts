@@ -444,6 +444,11 @@ function aggDb(a: AggGen, name: string): string[] {
       return [
         q(`list_sort(list(${num}) FILTER (WHERE ${num} IS NOT NULL))[CAST(floor((COUNT(${num}) - 1) * ${a.param}) AS BIGINT) + 1]`),
         q(`quantile_disc(${num}, ${a.param})`, '#duckdb'),
+        // The span of each sign's magnitudes: past the sketch's bucket budget its lowest buckets collapse.
+        q(`MIN(${num}) FILTER (WHERE ${num} > 0)`, '#plo'),
+        q(`MAX(${num}) FILTER (WHERE ${num} > 0)`, '#phi'),
+        q(`MIN(-${num}) FILTER (WHERE ${num} < 0)`, '#nlo'),
+        q(`MAX(-${num}) FILTER (WHERE ${num} < 0)`, '#nhi'),
       ];
     case 'top_k':
       return [q(`histogram(${dbDistinctArg(a.arg!)})`)];

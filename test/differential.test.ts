@@ -231,42 +231,41 @@ interface Known {
 
 const ev = (data: GenEvent['data'], key?: string, i = 0): GenEvent => ({ received_at: T0 + i, ts: undefined, key, data });
 
-const KNOWN: Known[] = [
+/** Bugs this test found, fixed: each repro now runs as a plain test. */
+const FIXED: Known[] = [
   {
     id: 'group_by_alias_shadow',
-    description: 'GROUP BY key, where key is a metadata column and also a SELECT alias, groups by the alias (LOWER(key)) instead of the column',
+    description: 'GROUP BY key, where key is a metadata column and also a SELECT alias, groups by the column (as PostgreSQL), not by the alias',
     hl: 'CREATE VIEW v AS SELECT LOWER(key) AS key, COUNT(*) AS c FROM ev GROUP BY key',
     db: 'SELECT lower(_key) AS key, COUNT(*) AS c FROM ev GROUP BY _key ORDER BY ALL',
     events: [ev({}, 'A', 0), ev({}, 'a', 1)],
   },
-  {
-    id: 'ddsketch_collapse',
-    description:
-      'APPROX_PERCENTILE at accuracy 0.001 over values 4.5 orders of magnitude apart returns 214701 for the value at rank 0 (65536): the sketch keeps ' +
-      'max(2048, ln(1e4)/ln(gamma)) = 4,605 buckets and collapses the lowest, while docs/sql.md states the accuracy without that limit',
-    hl: 'CREATE VIEW v AS SELECT APPROX_PERCENTILE(n, 0.99, 0.001) AS p FROM ev',
-    db: 'SELECT list_sort(list(n))[CAST(floor((COUNT(n) - 1) * 0.99) AS BIGINT) + 1] AS p FROM ev',
-    events: [ev({ n: 2147483647 }, undefined, 0), ev({ n: 65536 }, undefined, 1)],
-    within: 0.001,
-  },
 ];
 
-for (const k of KNOWN) {
-  test(`KNOWN ${k.id}: ${k.description}`, { todo: `open engine bug ${k.id}` }, async () => {
-    await loadDuck(db, k.events);
-    const expected = await runDuck(db, k.db);
-    const rows = await runEngine(k.hl, k.events, 1, false);
-    const got = rows.map(({ window_start: _s, window_end: _e, ...rest }) => rest);
-    const tol = k.within;
-    const round = (v: unknown) => (typeof v === 'number' && tol !== undefined ? { near: v } : v);
-    const canon = (rs: Row[]) => rs.map((r) => JSON.stringify(Object.fromEntries(Object.entries(r).map(([c, v]) => [c, round(v)])))).sort();
-    const message = `halflife: ${show(got)}\nDuckDB: ${show(expected)}`;
-    if (tol === undefined) assert.deepEqual(canon(got), canon(expected), message);
-    else {
-      assert.equal(got.length, expected.length, message);
-      got.forEach((r, i) => {
-        for (const [c, v] of Object.entries(expected[i])) assert.ok(Math.abs(Number(r[c]) - Number(v)) <= tol * Math.abs(Number(v)), `${c}: ${message}`);
-      });
-    }
-  });
+/**
+ * Open engine bugs. (ddsketch_collapse, found here, is DDSketch's documented bound rather than a bug: each sign keeps
+ * max(2048, ln(1e4)/ln(gamma)) buckets, four orders of magnitude at any accuracy, and merges the lowest beyond that;
+ * docs/sql.md states it and src/sketch/ddsketch.test.ts pins the four orders. The property leaves wider spans out.)
+ */
+const KNOWN: Known[] = [];
+
+async function reproduce(k: Known): Promise<void> {
+  await loadDuck(db, k.events);
+  const expected = await runDuck(db, k.db);
+  const rows = await runEngine(k.hl, k.events, 1, false);
+  const got = rows.map(({ window_start: _s, window_end: _e, ...rest }) => rest);
+  const tol = k.within;
+  const round = (v: unknown) => (typeof v === 'number' && tol !== undefined ? { near: v } : v);
+  const canon = (rs: Row[]) => rs.map((r) => JSON.stringify(Object.fromEntries(Object.entries(r).map(([c, v]) => [c, round(v)])))).sort();
+  const message = `halflife: ${show(got)}\nDuckDB: ${show(expected)}`;
+  if (tol === undefined) assert.deepEqual(canon(got), canon(expected), message);
+  else {
+    assert.equal(got.length, expected.length, message);
+    got.forEach((r, i) => {
+      for (const [c, v] of Object.entries(expected[i])) assert.ok(Math.abs(Number(r[c]) - Number(v)) <= tol * Math.abs(Number(v)), `${c}: ${message}`);
+    });
+  }
 }
+
+for (const k of FIXED) test(`fixed ${k.id}: ${k.description}`, () => reproduce(k));
+for (const k of KNOWN) test(`KNOWN ${k.id}: ${k.description}`, { todo: `open engine bug ${k.id}` }, () => reproduce(k));

@@ -153,3 +153,115 @@ test('serve refuses a bad config with the key path and exit code 2', async () =>
     await cleanup();
   }
 });
+
+/** Runs the CLI from source in a child process; killed if it has not exited within `timeoutMs`. */
+async function cliChild(argv: string[], opts: { timeoutMs?: number; uid?: number; env?: Record<string, string> } = {}) {
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const entry = fileURLToPath(new URL('./helpers/cli-entry.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...argv], {
+    env: { ...process.env, HALFLIFE_LOG_LEVEL: 'silent', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+  try {
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
+    return { code, signal, out, err };
+  } finally {
+    clearTimeout(timer);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+
+/** One line on stderr, no stack trace, exit code 2. */
+function assertStartFailure(res: { code: number | null; signal: string | null; err: string }, message: RegExp) {
+  assert.equal(res.signal, null, `killed (hung): ${res.err}`);
+  assert.equal(res.code, 2, res.err);
+  const lines = res.err.split('\n').filter((l) => l.trim() !== '');
+  assert.equal(lines.length, 1, `expected one line, got:\n${res.err}`);
+  assert.match(lines[0], message);
+  assert.doesNotMatch(res.err, /^\s+at /m);
+}
+
+describe('serve start-up failures exit 2 at once with one clear line', () => {
+  // Permission tests need a user the folder's mode applies to: as root, the child runs as nobody.
+  const asOther = process.getuid?.() === 0 ? 65534 : undefined;
+
+  test('the port is in use', async () => {
+    const { createServer } = await import('node:net');
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as { port: number }).port;
+    const { dir, cleanup } = await tempDir();
+    try {
+      const res = await cliChild(['serve', '--data', dir, '--host', '127.0.0.1', '--port', String(port)]);
+      assertStartFailure(res, new RegExp(`^halflife: PORT_IN_USE: port ${port} is in use \\(is another halflife running\\?\\)$`));
+    } finally {
+      holder.close();
+      await cleanup();
+    }
+  });
+
+  test('the port is taken after the probe: listen itself reports PORT_IN_USE', async () => {
+    const { createServer } = await import('node:net');
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as { port: number }).port;
+    const t = await startServer({ server: { host: '127.0.0.1', port } } as never);
+    try {
+      await assert.rejects(t.server.listen(), (err: { code?: string; message?: string }) => err.code === 'PORT_IN_USE' && err.message === `port ${port} is in use (is another halflife running?)`);
+    } finally {
+      holder.close();
+      await t.cleanup();
+    }
+  });
+
+  test('the data folder is locked by another halflife', async () => {
+    const t = await startServer(); // holds the lock with this process's pid
+    try {
+      const res = await cliChild(['serve', '--data', t.dir, '--port', '0']);
+      assertStartFailure(res, /^halflife: DATA_DIR_LOCKED: data folder .* is in use by another halflife process \(pid \d+\)/);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test('the config cannot be read', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const { mkdir, chmod } = await import('node:fs/promises');
+      await mkdir(join(dir, 'folder.yaml'));
+      const res = await cliChild(['serve', '--config', join(dir, 'folder.yaml'), '--data', join(dir, 'd'), '--port', '0']);
+      assertStartFailure(res, /^halflife: CONFIG_INVALID: cannot read config file .*folder\.yaml: it is a folder \(EISDIR\)$/);
+      await writeFile(join(dir, 'secret.yaml'), 'logLevel: info\n');
+      await chmod(join(dir, 'secret.yaml'), 0o000);
+      await chmod(dir, 0o755);
+      const denied = await cliChild(['serve', '--config', join(dir, 'secret.yaml'), '--data', join(dir, 'd'), '--port', '0'], { uid: asOther });
+      assertStartFailure(denied, /^halflife: CONFIG_INVALID: cannot read config file .*secret\.yaml: permission denied \(EACCES\)$/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test('no permission on the data folder, or a file in its way', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const { mkdir, chmod } = await import('node:fs/promises');
+      await mkdir(join(dir, 'readonly'));
+      await chmod(join(dir, 'readonly'), 0o555);
+      await chmod(dir, 0o755);
+      const res = await cliChild(['serve', '--data', join(dir, 'readonly'), '--port', '0'], { uid: asOther });
+      assertStartFailure(res, /^halflife: DATA_DIR_UNUSABLE: cannot use data folder .*readonly: permission denied \(EACCES\) on .*readonly/);
+      await writeFile(join(dir, 'file'), '');
+      const blocked = await cliChild(['serve', '--data', join(dir, 'file', 'data'), '--port', '0']);
+      assertStartFailure(blocked, /^halflife: DATA_DIR_UNUSABLE: cannot use data folder .*: a part of the path is not a folder \(ENOTDIR\)/);
+    } finally {
+      await cleanup();
+    }
+  });
+});

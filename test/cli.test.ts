@@ -132,12 +132,23 @@ describe('halflife CLI against a running server', () => {
     ];
     await writeFile(file, lines.join('\n') + '\n');
     const res = await cli('send', file, '--url', url, '--batch', '10', '--json');
-    assert.equal(res.code, 0, res.err);
+    assert.equal(res.code, 1, 'rejected events make the exit code 1');
     const summary = JSON.parse(res.out);
     assert.deepEqual([summary.sent, summary.accepted, summary.rejected, summary.duplicates, summary.requests], [28, 25, 2, 1, 3]);
+    // The first rejections, with their codes and lines (line 28 is the broken one, line 27 lacks article_id).
+    assert.match(res.err, /2 event\(s\) rejected/);
+    assert.match(res.err, /line 27: SCHEMA_VALIDATION at \$\.data\.article_id: /);
+    assert.match(res.err, /line 28: MALFORMED_JSON/);
     const human = await cli('send', file, '--url', url);
+    assert.equal(human.code, 1);
     assert.match(human.out, /0 accepted, 2 rejected, 26 duplicates/);
-    assert.match(human.out, /SCHEMA_VALIDATION/);
+    assert.match(human.err, /SCHEMA_VALIDATION/);
+    // A JSON array file is sent element by element; every event accepted (here: all duplicates) is exit 0.
+    const arrayFile = join(dir, 'events.json');
+    await writeFile(arrayFile, JSON.stringify(lines.slice(0, 25).map((l) => JSON.parse(l)), null, 2));
+    const arr = await cli('send', arrayFile, '--url', url, '--batch', '7', '--json');
+    assert.equal(arr.code, 0, arr.err);
+    assert.deepEqual(JSON.parse(arr.out), { ...JSON.parse(arr.out), sent: 25, accepted: 0, rejected: 0, duplicates: 25, requests: 4 });
 
     const dlq = await cli('dlq', 'list', '--url', url, '--code', 'SCHEMA_VALIDATION');
     assert.match(dlq.out, /SCHEMA_VALIDATION\s+page_view\s+\$\.data\.article_id/);
@@ -440,6 +451,106 @@ describe('serve start-up failures exit 2 at once with one clear line', () => {
       const blocked = await cliChild(['serve', '--data', join(dir, 'file', 'data'), '--port', '0']);
       assertStartFailure(blocked, /^halflife: DATA_DIR_UNUSABLE: cannot use data folder .*: a part of the path is not a folder \(ENOTDIR\)/);
     } finally {
+      await cleanup();
+    }
+  });
+});
+
+describe('send retries only network errors, 429 and 5xx', () => {
+  /** A scripted server: each request gets the next answer (status, headers, body); 'drop' destroys the socket. */
+  async function scripted(answers: ({ status: number; headers?: Record<string, string>; body?: unknown } | 'drop')[]) {
+    const { createServer } = await import('node:http');
+    const seen: { at: number; body: string }[] = [];
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        seen.push({ at: Date.now(), body });
+        const a = answers[Math.min(seen.length - 1, answers.length - 1)];
+        if (a === 'drop') return req.socket.destroy();
+        res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
+        res.end(JSON.stringify(a.body ?? {}));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    return { url, seen, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+  }
+  const ok = (n: number) => ({ status: 200, body: { accepted: n, rejected: 0, duplicates: 0, shed: 0, errors: [] } });
+  const error = (status: number, code: string) => ({ status, body: { error: { code, message: `${code} happened`, details: {} } } });
+
+  async function run(url: string, flags: Record<string, number> = {}) {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const file = join(dir, 'e.ndjson');
+      await writeFile(file, '{"type":"t","data":{}}\n{"type":"t","data":{}}\n');
+      const { send } = await import('../src/cli/commands/send.js');
+      const { HalflifeClient } = await import('../sdk/index.js');
+      const io = capture();
+      const code = await send(new HalflifeClient({ url }), file, { retryBaseMs: 1, ...flags }, io);
+      return { code, out: io.stdout, err: io.stderr };
+    } finally {
+      await cleanup();
+    }
+  }
+
+  for (const [status, code] of [[413, 'BODY_TOO_LARGE'], [400, 'MALFORMED_JSON'], [401, 'UNAUTHENTICATED'], [403, 'FORBIDDEN'], [415, 'UNSUPPORTED_MEDIA_TYPE']] as const) {
+    test(`${status} is not retried: one request, exit 1 with the code`, async () => {
+      const s = await scripted([error(status, code), ok(2)]);
+      try {
+        const res = await run(s.url);
+        assert.equal(s.seen.length, 1);
+        assert.equal(res.code, 1);
+        assert.match(res.err, new RegExp(`1 request\\(s\\) failed: ${code}: ${code} happened`));
+      } finally {
+        await s.close();
+      }
+    });
+  }
+
+  test('429, 5xx and a dropped connection are retried until accepted, honouring Retry-After', async () => {
+    const s = await scripted([error(429, 'RATE_LIMITED'), error(500, 'INTERNAL'), 'drop', { ...error(503, 'OVERLOADED'), headers: { 'retry-after': '1' } }, error(502, 'HTTP_502'), ok(2)]);
+    try {
+      const res = await run(s.url);
+      assert.equal(res.code, 0, res.err);
+      assert.equal(s.seen.length, 6);
+      assert.ok(s.seen.every((r) => r.body === s.seen[0].body), 'the same batch each time');
+      assert.ok(s.seen[4].at - s.seen[3].at >= 950, `Retry-After: 1 honoured (waited ${s.seen[4].at - s.seen[3].at} ms)`);
+      assert.match(res.out, /2 accepted, 0 rejected, 0 duplicates, 5 retries/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('retries are bounded: at most MAX_ATTEMPTS requests, and a long Retry-After is cut to maxRetryWaitMs', async () => {
+    const { MAX_ATTEMPTS } = await import('../src/cli/commands/send.js');
+    const s = await scripted([{ ...error(503, 'OVERLOADED'), headers: { 'retry-after': '3600' } }]);
+    try {
+      const started = Date.now();
+      const res = await run(s.url, { maxRetryWaitMs: 50 });
+      assert.equal(s.seen.length, MAX_ATTEMPTS);
+      assert.equal(res.code, 1);
+      assert.match(res.err, /OVERLOADED/);
+      assert.ok(Date.now() - started < 30_000);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('an unreadable input or a broken JSON array exits 2 before sending', async () => {
+    const s = await scripted([ok(1)]);
+    const { dir, cleanup } = await tempDir();
+    try {
+      const missing = await cli('send', join(dir, 'nope.ndjson'), '--url', s.url);
+      assert.equal(missing.code, 2);
+      assert.match(missing.err, /^halflife: cannot read .*nope\.ndjson: no such file\n$/);
+      await writeFile(join(dir, 'bad.json'), '[{"type":"t","data":{}},');
+      const bad = await cli('send', join(dir, 'bad.json'), '--url', s.url);
+      assert.equal(bad.code, 2);
+      assert.match(bad.err, /bad\.json starts with "\[" but is not a valid JSON array/);
+      assert.equal(s.seen.length, 0);
+    } finally {
+      await s.close();
       await cleanup();
     }
   });

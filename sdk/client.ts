@@ -18,6 +18,7 @@ import type {
   ViewInfo,
   ViewRowsQuery,
   QueryResponse,
+  TimeFormat,
 } from './types.js';
 
 /** An error answered by the server (`code` is the stable error code) or a transport failure (`NETWORK`). */
@@ -90,6 +91,11 @@ export class HalflifeClient {
     return this.#request('GET', path);
   }
 
+  /** How a new version of the type's schema must relate to the latest (GET /v1/schemas/:type/config). */
+  getCompatibility(type: string): Promise<{ type: string; compatibility: string }> {
+    return this.#request('GET', `/v1/schemas/${encodeURIComponent(type)}/config`);
+  }
+
   setCompatibility(type: string, compatibility: 'backward' | 'none'): Promise<{ type: string; compatibility: string }> {
     return this.#request('PUT', `/v1/schemas/${encodeURIComponent(type)}/config`, JSON.stringify({ compatibility }), 'application/json');
   }
@@ -129,9 +135,9 @@ export class HalflifeClient {
     return (await this.#request<{ rows: Record<string, unknown>[] }>('GET', `/v1/views/${encodeURIComponent(name)}${params}`)).rows;
   }
 
-  /** Runs SELECT over views (POST /v1/query). */
-  query(sql: string): Promise<QueryResponse> {
-    return this.#request('POST', '/v1/query', JSON.stringify({ sql }), 'application/json');
+  /** Runs SELECT over views (POST /v1/query); `time: 'iso'` gives time columns as ISO-8601 strings. */
+  query(sql: string, options: { time?: TimeFormat } = {}): Promise<QueryResponse> {
+    return this.#request('POST', `/v1/query${qs(options)}`, JSON.stringify({ sql }), 'application/json');
   }
 
   /** Creates an API key (admin); the secret is in the answer only. */

@@ -120,6 +120,8 @@ export interface ReplayResponse {
 }
 
 export interface DeadLetterQuery {
+  /** received_at as epoch ms (default) or an ISO-8601 string. */
+  time?: TimeFormat;
   type?: string;
   code?: string;
   /** Epoch ms or ISO-8601. */
@@ -128,7 +130,12 @@ export interface DeadLetterQuery {
   from?: number;
 }
 
+/** Times in answers: epoch ms (the default) or ISO-8601 strings (`time: 'iso'`). */
+export type TimeFormat = 'ms' | 'iso';
+
 export interface EventsQuery {
+  /** received_at and event_time as epoch ms (default) or ISO-8601 strings. */
+  time?: TimeFormat;
   partition?: number;
   from?: number;
   since?: number | string;
@@ -161,6 +168,8 @@ export interface ViewInfo {
 }
 
 export interface ViewRowsQuery {
+  /** Time columns (window_start, window_end, …) as epoch ms (default) or ISO-8601 strings. */
+  time?: TimeFormat;
   /** Key column filters, e.g. { article_id: 'a1' }. */
   keys?: Record<string, string>;
   from?: number | string;

@@ -7,6 +7,7 @@ import type { Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
 import { sendError, toHalflifeError } from './http-errors.js';
 import { registerViewRoutes } from './view-routes.js';
+import { formatTimes, timeFormatParam } from './time-format.js';
 import { registerAuth } from './auth.js';
 import type { KeyStore } from './keys.js';
 import type { OverloadMonitor } from './overload.js';
@@ -260,7 +261,9 @@ export function buildApp(c: AppComponents): FastifyInstance {
   app.get('/v1/deadletters', async (request) => {
     const q = request.query as Record<string, string | undefined>;
     const limit = intParam(q, 'limit', 100, 1, 10_000);
-    return c.deadLetters.list(deadLetterFilter(q), limit);
+    const format = timeFormatParam(q);
+    const page = await c.deadLetters.list(deadLetterFilter(q), limit);
+    return format === 'ms' ? page : { ...page, deadletters: formatTimes(page.deadletters as unknown as Record<string, unknown>[], format) };
   });
   app.post('/v1/deadletters/replay', async (request) => {
     const q = { ...(request.query as Record<string, string | undefined>), ...stringify(request.body) };
@@ -269,7 +272,12 @@ export function buildApp(c: AppComponents): FastifyInstance {
 
   // The log ---------------------------------------------------------------------------------------------
   app.get('/v1/streams', async () => c.log.stats());
-  app.get('/v1/events', async (request) => readEvents(c.log, request.query as Record<string, string | undefined>));
+  app.get('/v1/events', async (request) => {
+    const q = request.query as Record<string, string | undefined>;
+    const format = timeFormatParam(q);
+    const page = await readEvents(c.log, q);
+    return { ...page, records: formatTimes(page.records, format) };
+  });
 
   const liveClients = registerViewRoutes(app, c.engine, c.config.server.maxLiveStreams);
   if (!c.metrics.attached) {

@@ -25,6 +25,24 @@ export const ServerErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  DATA_DIR_UNUSABLE: {
+    status: 500,
+    message: 'cannot use data folder {dir}: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
+  PORT_IN_USE: {
+    status: 500,
+    message: 'port {port} is in use (is another halflife running?)',
+    domain: 'user',
+    retryable: false,
+  },
+  LISTEN_FAILED: {
+    status: 500,
+    message: 'cannot listen on {host}:{port}: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
   UNAUTHENTICATED: {
     status: 401,
     message: 'this request needs an API key: send "Authorization: Bearer <key>" (or HTTP Basic with the key as user name)',

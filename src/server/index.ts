@@ -1,4 +1,4 @@
-export { HalflifeServer } from './server.js';
+export { HalflifeServer, probeListen } from './server.js';
 export type { HalflifeServerOptions } from './server.js';
 export { buildApp } from './app.js';
 export type { AppComponents } from './app.js';

@@ -1,5 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { join, sep } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { HalflifeConfig } from '../config/index.js';
@@ -140,8 +141,13 @@ export class HalflifeServer {
   /** Opens the data folder and every component; does not listen (see `listen`). */
   async start(): Promise<void> {
     this.#state.assertOpen();
-    await mkdir(this.config.dataDir, { recursive: true });
-    await this.#lock.acquire();
+    const dataDir = this.config.dataDir;
+    try {
+      await mkdir(dataDir, { recursive: true });
+      await this.#lock.acquire();
+    } catch (err) {
+      throw dataDirError(err, dataDir);
+    }
     try {
       await this.log.start();
       await this.#deadLetterLog.start();
@@ -177,7 +183,7 @@ export class HalflifeServer {
     } catch (err) {
       await this.#closeComponents().catch(() => {});
       await this.#lock.release();
-      throw err;
+      throw dataDirError(err, dataDir);
     }
     this.#ready = true;
   }
@@ -187,7 +193,12 @@ export class HalflifeServer {
     const { host, port } = this.config.server;
     const auth = { keys: this.keys, mode: this.config.auth, host };
     if (this.config.auth === 'auto' && this.keys.size === 0 && !isLoopback(host)) throw new HalflifeError('AUTH_REQUIRED', { host });
-    const address = await this.app.listen({ host, port });
+    let address: string;
+    try {
+      address = await this.app.listen({ host, port });
+    } catch (err) {
+      throw listenError(err, host, port);
+    }
     if (this.config.auth === 'off') {
       this.logger.warn({}, 'authentication is off (auth: off): every request is accepted; keep this server behind something that authenticates');
     } else if (!authRequired(auth)) {
@@ -250,4 +261,56 @@ export class HalflifeServer {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** What a failed system call says in words (start-up messages are read by people, not parsed). */
+const ERRNO_WORDS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  ENOTDIR: 'a part of the path is not a folder',
+  ENOSPC: 'no space left on the device',
+  EEXIST: 'a file is in the way',
+};
+
+/**
+ * A file-system failure inside the data folder at start-up, as DATA_DIR_UNUSABLE naming the path; anything else
+ * (our own errors, failures outside the folder) unchanged.
+ */
+function dataDirError(err: unknown, dataDir: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (err instanceof HalflifeError || typeof e?.code !== 'string' || typeof e.path !== 'string') return err;
+  const inside = e.path === dataDir || e.path.startsWith(dataDir.endsWith(sep) ? dataDir : dataDir + sep);
+  if (!inside) return err;
+  const words = ERRNO_WORDS[e.code] ?? e.code;
+  return new HalflifeError('DATA_DIR_UNUSABLE', { dir: dataDir, reason: `${words} (${e.code}) on ${e.path}`, path: e.path, errno: e.code }, { cause: err });
+}
+
+/**
+ * Fails fast, before any component starts, when the address cannot be listened on (port taken, not an address of
+ * this machine): starting the log, the engine and their threads first would take seconds. `listen` still reports
+ * the same failures if the port is taken in between.
+ */
+export async function probeListen(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ host, port, exclusive: true }, resolve);
+    });
+  } catch (err) {
+    throw listenError(err, host, port);
+  } finally {
+    await new Promise<void>((resolve) => (probe.listening ? probe.close(() => resolve()) : resolve()));
+  }
+}
+
+function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'EADDRINUSE') return new HalflifeError('PORT_IN_USE', { port, host }, { cause: err });
+  if (code === 'EACCES') return new HalflifeError('LISTEN_FAILED', { host, port, reason: 'permission denied (ports below 1024 need privileges)' }, { cause: err });
+  if (code === 'EADDRNOTAVAIL') return new HalflifeError('LISTEN_FAILED', { host, port, reason: 'no interface of this machine has that address' }, { cause: err });
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new HalflifeError('LISTEN_FAILED', { host, port, reason: 'unknown host name' }, { cause: err });
+  return err;
 }

@@ -3,8 +3,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HalflifeError } from '../core/index.js';
 import { parseTableBody } from '../engine/index.js';
 import type { EngineHost } from './engine-host.js';
+import { formatTimes, timeFormatParam, type TimeFormat } from './time-format.js';
 
-const RESERVED = new Set(['from', 'to', 'latest', 'order', 'limit']);
+// `time` is the answer's time format (?time=iso), never a key filter.
+const RESERVED = new Set(['from', 'to', 'latest', 'order', 'limit', 'time']);
 /** Bytes a live stream may leave unsent (its client not reading) before it is ended. */
 const MAX_UNSENT_BYTES = 8 * 2 ** 20;
 
@@ -56,6 +58,7 @@ export function registerViewRoutes(app: FastifyInstance, engine: EngineHost, max
   app.get('/v1/views/:name', async (request) => {
     const { name } = request.params as { name: string };
     const q = request.query as Record<string, string | undefined>;
+    const format = timeFormatParam(q);
     const keys: Record<string, string> = {};
     for (const [k, v] of Object.entries(q)) if (!RESERVED.has(k) && v !== undefined) keys[k] = v;
     const limit = q.limit === undefined ? undefined : Number(q.limit);
@@ -64,15 +67,19 @@ export function registerViewRoutes(app: FastifyInstance, engine: EngineHost, max
     }
     let order = q.order;
     if (order !== undefined && / (desc|asc)$/i.test(order)) order = (/ desc$/i.test(order) ? '-' : '') + order.replace(/ (desc|asc)$/i, '');
-    return {
-      rows: await engine.rows(name, { keys, fromMs: time(q.from, 'from'), toMs: time(q.to, 'to'), latest: q.latest === 'true', order, limit }),
-    };
+    const rows = await engine.rows(name, { keys, fromMs: time(q.from, 'from'), toMs: time(q.to, 'to'), latest: q.latest === 'true', order, limit });
+    return { rows: formatTimes(rows, format) };
   });
   app.get('/v1/views/:name/live', (request, reply) => {
+    const format = timeFormatParam(request.query as Record<string, unknown>);
     if (streams.size >= maxLiveStreams) throw new HalflifeError('AT_CAPACITY', { reason: `${streams.size} live streams are open (server.maxLiveStreams)` });
-    return live(request, reply, engine, streams);
+    return live(request, reply, engine, streams, format);
   });
-  app.post('/v1/query', async (request) => engine.query(sqlOf(request.body)));
+  app.post('/v1/query', async (request) => {
+    const format = timeFormatParam(request.query as Record<string, unknown>);
+    const result = await engine.query(sqlOf(request.body));
+    return format === 'ms' ? result : { ...result, rows: formatTimes(result.rows, format) };
+  });
 
   app.put('/v1/tables/:name', (request) => putTable(request, engine, true));
   app.patch('/v1/tables/:name', (request) => putTable(request, engine, false));
@@ -110,7 +117,7 @@ async function putTable(request: FastifyRequest, engine: EngineHost, replace: bo
  * Server-Sent Events: first the current rows, then every refresh the rows that changed (`_final` marks rows of
  * closed windows). A heartbeat comment keeps proxies from closing an idle stream.
  */
-async function live(request: FastifyRequest, reply: FastifyReply, engine: EngineHost, streams: Set<ServerResponse>): Promise<void> {
+async function live(request: FastifyRequest, reply: FastifyReply, engine: EngineHost, streams: Set<ServerResponse>, format: TimeFormat): Promise<void> {
   const { name } = request.params as { name: string };
   const refreshMs = await engine.refreshMs(name); // 404 before the stream starts
   reply.hijack();
@@ -135,7 +142,7 @@ async function live(request: FastifyRequest, reply: FastifyReply, engine: Engine
         }
         const rows = await engine.rows(name, { sinceVersion: version, limit: 10_000 });
         version = current;
-        if (rows.length > 0 && open) res.write(`event: rows\ndata: ${JSON.stringify({ rows })}\n\n`);
+        if (rows.length > 0 && open) res.write(`event: rows\ndata: ${JSON.stringify({ rows: formatTimes(rows, format) })}\n\n`);
       }
     } catch {
       if (open) {

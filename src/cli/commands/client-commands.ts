@@ -43,6 +43,14 @@ export async function schemaShow(client: HalflifeClient, type: string, version: 
   return 0;
 }
 
+/** Shows the type's compatibility setting, or sets it (`none` accepts any new version, `backward` checks). */
+export async function schemaConfig(client: HalflifeClient, type: string, compatibility: 'none' | 'backward' | undefined, flags: OutputFlags, io: Io): Promise<number> {
+  const res = compatibility === undefined ? await client.getCompatibility(type) : await client.setCompatibility(type, compatibility);
+  if (flags.json) io.out(JSON.stringify(res) + '\n');
+  else io.out(compatibility === undefined ? `${res.type}: compatibility ${res.compatibility}\n` : `${res.type}: compatibility set to ${res.compatibility}\n`);
+  return 0;
+}
+
 export async function streams(client: HalflifeClient, flags: OutputFlags, io: Io): Promise<number> {
   const s = await client.streams();
   if (flags.json) {
@@ -97,26 +105,42 @@ export async function dlqReplay(client: HalflifeClient, flags: DlqFlags, io: Io)
 
 export interface TailFlags {
   type?: string | undefined;
-  fromBeginning?: boolean | undefined;
+  /** Start at this time (epoch ms or ISO-8601) instead of the beginning of the log. */
+  since?: string | undefined;
+  /** Keep printing new events until `signal` aborts; otherwise stop at the end of what is stored. */
   follow?: boolean | undefined;
+  iso?: boolean | undefined;
+  /** How often --follow asks for new events. */
   pollMs?: number;
 }
 
-/** Prints events as NDJSON, following the log until interrupted (or to its current end with follow=false). */
+/** Prints the stored events as NDJSON, then (with follow) the new ones as they arrive, until aborted. */
 export async function tail(client: HalflifeClient, flags: TailFlags, io: Io, signal?: AbortSignal): Promise<number> {
-  let cursor: string;
-  if (flags.fromBeginning) cursor = '';
-  else cursor = (await client.streams()).partitions.map((p) => `${p.partition}:${p.nextOffset}`).join(',');
+  let cursor: string | undefined;
+  const time = flags.iso ? 'iso' : undefined;
   for (;;) {
     if (signal?.aborted) return 0;
-    const page = await client.readEvents({ cursor: cursor || undefined, type: flags.type, limit: 1000 });
+    const page = await client.readEvents({ cursor, since: cursor === undefined ? flags.since : undefined, type: flags.type, limit: 1000, time });
     for (const r of page.records) io.out(JSON.stringify(r) + '\n');
     cursor = page.next;
     if (page.records.length === 0) {
-      if (flags.follow === false) return 0;
-      await new Promise((r) => setTimeout(r, flags.pollMs ?? 500));
+      if (flags.follow !== true) return 0;
+      await sleep(flags.pollMs ?? 500, signal);
     }
   }
+}
+
+/** Waits, or less if the signal aborts first. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 export { human };
@@ -151,8 +175,8 @@ export async function viewDrop(client: HalflifeClient, name: string, io: Io): Pr
 
 const cell = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
 
-export async function query(client: HalflifeClient, sql: string, flags: OutputFlags, io: Io): Promise<number> {
-  const res = await client.query(sql);
+export async function query(client: HalflifeClient, sql: string, flags: OutputFlags & { iso?: boolean | undefined }, io: Io): Promise<number> {
+  const res = await client.query(sql, flags.iso ? { time: 'iso' } : {});
   if (flags.json) io.out(JSON.stringify(res, null, 2) + '\n');
   else {
     io.out(table(res.rows.map((r) => res.columns.map((c) => cell(r[c]))), res.columns));

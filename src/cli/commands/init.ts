@@ -87,7 +87,7 @@ const HINTS = `# Your halflife project
     halflife send events.example.ndjson             # 2 accepted, 1 rejected (missing article_id)
     halflife dlq list                               # see why it was rejected
     halflife streams                                # records per partition
-    halflife tail --from-beginning                  # read the log back
+    halflife tail                                   # read the log back (--follow: and wait for more)
 
 Add an event type: put a JSON Schema (draft 2020-12) in schemas/<type>.json and restart, or without a restart:
 

@@ -1,5 +1,8 @@
-import { loadConfig } from '../../config/index.js';
-import { HalflifeServer } from '../../server/index.js';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { DEFAULT_CONFIG_FILES, loadConfig } from '../../config/index.js';
+import { HalflifeError } from '../../core/index.js';
+import { HalflifeServer, probeListen } from '../../server/index.js';
 import type { Io } from '../output.js';
 
 export interface ServeFlags {
@@ -13,6 +16,9 @@ export interface ServeFlags {
  * Runs the server until SIGINT/SIGTERM. The first signal closes gracefully (503 to new requests, in-flight ones
  * finish and are made durable, logs synced) within server.shutdownTimeoutMs; a second signal exits at once, which
  * is still safe: every acknowledged event was written before its acknowledgement.
+ *
+ * A failure to start (port in use, data folder locked or not writable, config unreadable or invalid) closes
+ * whatever was opened, prints one line and returns 2: a half-started server must never hang on its threads.
  */
 export async function serve(flags: ServeFlags, io: Io): Promise<number> {
   const port = flags.port === undefined ? undefined : Number(flags.port);
@@ -20,14 +26,28 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
     io.err(`halflife: --port must be an integer from 0 to 65535 (got ${flags.port})\n`);
     return 2;
   }
-  const { config, file } = loadConfig({
-    file: flags.config,
-    flags: { dataDir: flags.data, 'server.host': flags.host, 'server.port': port },
-  });
-  const server = new HalflifeServer({ config });
-  if (file !== undefined) server.logger.info({ file }, 'config loaded');
-  await server.start();
-  const address = await server.listen();
+  let server: HalflifeServer | undefined;
+  let started = false;
+  let address: string;
+  try {
+    checkConfigReadable(flags.config);
+    const { config, file } = loadConfig({
+      file: flags.config,
+      flags: { dataDir: flags.data, 'server.host': flags.host, 'server.port': port },
+    });
+    await probeListen(config.server.host, config.server.port);
+    server = new HalflifeServer({ config });
+    if (file !== undefined) server.logger.info({ file }, 'config loaded');
+    await server.start();
+    started = true;
+    address = await server.listen();
+  } catch (err) {
+    // start() closes what it opened when it fails; after a failed listen the started server must be closed here.
+    if (started) await server?.close().catch(() => {});
+    io.err(`halflife: ${startFailure(err)}\n`);
+    return 2;
+  }
+  const config = server.config;
   // A plain banner on stderr whatever the log level, for people and for scripts waiting on start-up.
   io.err(`halflife listening on ${address} (data: ${config.dataDir}, fsync: ${config.log.fsync})\n`);
   return new Promise<number>((resolve) => {
@@ -55,4 +75,34 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+/** The one message a failed start prints: our code and sentence, or the system's sentence, never a stack. */
+function startFailure(err: unknown): string {
+  if (err instanceof HalflifeError) return `${err.code}: ${err.message}`;
+  const e = err as NodeJS.ErrnoException;
+  const text = e instanceof Error ? e.message : String(err);
+  return `cannot start: ${text.split('\n')[0]}`;
+}
+
+/**
+ * A config file that exists but cannot be read (permissions, a folder) is reported as such, not as invalid YAML.
+ * Looks where loadConfig looks: --config, HALFLIFE_CONFIG, then the default names in the working folder.
+ */
+function checkConfigReadable(explicit: string | undefined): void {
+  const named = explicit ?? process.env.HALFLIFE_CONFIG;
+  const path = named !== undefined ? resolve(named) : DEFAULT_CONFIG_FILES.map((n) => resolve(n)).find((p) => existsSync(p));
+  if (path === undefined || !existsSync(path)) return; // loadConfig reports a missing --config (CONFIG_NOT_FOUND)
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      readSync(fd, Buffer.alloc(1), 0, 1, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    const words = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message;
+    throw new HalflifeError('CONFIG_INVALID', { problems: `  ${path}: cannot be read: ${words}`, path }, { message: `cannot read config file ${path}: ${words} (${code})`, cause: err });
+  }
 }

@@ -83,3 +83,16 @@ test('bad environment overrides are refused by name', async () => {
 test('a named config file that is missing is an error', () => {
   assert.throws(() => loadConfig({ file: '/nonexistent/halflife.yaml', env: {} }), { code: 'CONFIG_NOT_FOUND' });
 });
+
+test('a config file that cannot be read says so, not that it is invalid YAML', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(dir, 'halflife.yaml'));
+    invalid(() => loadConfig({ cwd: dir, env: {} }), /cannot read config file .*halflife\.yaml: it is a folder \(EISDIR\)/);
+    await writeFile(join(dir, 'bad.yaml'), 'server: [');
+    invalid(() => loadConfig({ cwd: dir, env: {}, file: join(dir, 'bad.yaml') }), /not valid YAML/);
+  } finally {
+    await cleanup();
+  }
+});

@@ -8,7 +8,7 @@ import { configSchema, defaultConfig, type HalflifeConfig } from './schema.js';
 
 /** HALFLIFE_* variables that are not config keys (used by the CLI as a client). */
 const CLIENT_ENV = new Set(['HALFLIFE_URL', 'HALFLIFE_API_KEY', 'HALFLIFE_CONFIG']);
-export const DEFAULT_CONFIG_FILES = ['halflife.yaml', 'halflife.yml'];
+const DEFAULT_CONFIG_FILES = ['halflife.yaml', 'halflife.yml'];
 
 export interface LoadConfigOptions {
   /** Explicit config file (`--config`); it must exist. */
@@ -38,9 +38,17 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
 
   const file = findFile(options.file ?? env.HALFLIFE_CONFIG, cwd);
   if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+      const words = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message;
+      throw new HalflifeError('CONFIG_INVALID', { problems: `  ${file}: cannot be read: ${words}`, path: file }, { message: `cannot read config file ${file}: ${words} (${code})`, cause: err });
+    }
     let parsed: unknown;
     try {
-      parsed = parseYaml(readFileSync(file, 'utf8')) ?? {};
+      parsed = parseYaml(text) ?? {};
     } catch (err) {
       throw new HalflifeError('CONFIG_INVALID', { problems: `  ${file}: not valid YAML: ${(err as Error).message}` });
     }

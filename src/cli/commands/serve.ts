@@ -1,6 +1,4 @@
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { DEFAULT_CONFIG_FILES, loadConfig } from '../../config/index.js';
+import { loadConfig } from '../../config/index.js';
 import { HalflifeError } from '../../core/index.js';
 import { HalflifeServer, probeListen } from '../../server/index.js';
 import type { Io } from '../output.js';
@@ -30,7 +28,6 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
   let started = false;
   let address: string;
   try {
-    checkConfigReadable(flags.config);
     const { config, file } = loadConfig({
       file: flags.config,
       flags: { dataDir: flags.data, 'server.host': flags.host, 'server.port': port },
@@ -83,26 +80,4 @@ function startFailure(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   const text = e instanceof Error ? e.message : String(err);
   return `cannot start: ${text.split('\n')[0]}`;
-}
-
-/**
- * A config file that exists but cannot be read (permissions, a folder) is reported as such, not as invalid YAML.
- * Looks where loadConfig looks: --config, HALFLIFE_CONFIG, then the default names in the working folder.
- */
-function checkConfigReadable(explicit: string | undefined): void {
-  const named = explicit ?? process.env.HALFLIFE_CONFIG;
-  const path = named !== undefined ? resolve(named) : DEFAULT_CONFIG_FILES.map((n) => resolve(n)).find((p) => existsSync(p));
-  if (path === undefined || !existsSync(path)) return; // loadConfig reports a missing --config (CONFIG_NOT_FOUND)
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      readSync(fd, Buffer.alloc(1), 0, 1, 0);
-    } finally {
-      closeSync(fd);
-    }
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    const words = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message;
-    throw new HalflifeError('CONFIG_INVALID', { problems: `  ${path}: cannot be read: ${words}`, path }, { message: `cannot read config file ${path}: ${words} (${code})`, cause: err });
-  }
 }

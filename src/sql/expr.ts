@@ -136,13 +136,21 @@ export const CAST_TYPES: Record<string, 'string' | 'integer' | 'number' | 'boole
   BOOLEAN: 'boolean', BOOL: 'boolean', TIMESTAMP: 'timestamp',
 };
 
+/**
+ * A name looked up in a table of names (functions, types, units) or in an event's object: own properties only, so
+ * `toString`, `constructor` or `__proto__` are never found on Object.prototype.
+ */
+export function own<T>(o: Readonly<Record<string, T>>, name: string): T | undefined {
+  return Object.hasOwn(o, name) ? o[name] : undefined;
+}
+
 export function cast(v: Value, type: string): Value {
   if (isNull(v)) return null;
-  switch (CAST_TYPES[type]) {
+  switch (own(CAST_TYPES, type)) {
     case 'string':
       return toText(v);
     case 'integer': {
-      // Rounded half away from zero, as PostgreSQL and DuckDB cast; beyond 64 bits NULL (they refuse it).
+      // Rounded half away from zero (as PostgreSQL and DuckDB cast a NUMERIC; a DOUBLE they round half to even); beyond 64 bits NULL (they refuse it).
       const n = toNumber(v);
       return Number.isFinite(n) && Math.abs(n) < 2 ** 63 ? roundHalfAway(n) : null;
     }
@@ -212,7 +220,8 @@ export const SCALAR_FUNCTIONS: Record<string, ScalarFunction> = {
       if (isNull(unit) || isNull(t)) return null;
       const ms = typeof t === 'number' ? t : Date.parse(toText(t));
       const u = toText(unit).toLowerCase();
-      if (u in TRUNC_MS) return Math.floor(ms / TRUNC_MS[u]) * TRUNC_MS[u];
+      const unitMs = own(TRUNC_MS, u);
+      if (unitMs !== undefined) return Math.floor(ms / unitMs) * unitMs;
       const d = new Date(ms);
       if (u === 'month') return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
       if (u === 'year') return Date.UTC(d.getUTCFullYear(), 0, 1);

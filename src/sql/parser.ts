@@ -96,7 +96,8 @@ class Parser {
     if (this.#acceptKeyword('OR')) this.#expectKeyword('REPLACE');
     this.#expectKeyword('VIEW');
     const name = this.#identifier('a view name').text;
-    const options: Record<string, string> = {};
+    // Collected as entries: an option named __proto__ becomes an own property (refused as unknown), not a prototype.
+    const entries: [string, string][] = [];
     if (this.#acceptKeyword('WITH')) {
       this.#expectOp('(');
       do {
@@ -105,12 +106,12 @@ class Parser {
         const v = this.#t;
         if (v.kind !== 'string' && v.kind !== 'number' && v.kind !== 'ident') this.#fail(`expected a value for option ${key}`);
         this.#i++;
-        options[key] = v.text;
+        entries.push([key, v.text]);
       } while (this.#acceptOp(','));
       this.#expectOp(')');
     }
     this.#expectKeyword('AS');
-    return { kind: 'create_view', name, options, select: this.#select(), pos: start.pos };
+    return { kind: 'create_view', name, options: Object.fromEntries(entries), select: this.#select(), pos: start.pos };
   }
 
   #select(): Select {
@@ -380,11 +381,12 @@ class Parser {
     this.#i++;
     const unitTok = this.#t;
     const unit = unitTok.kind === 'ident' || unitTok.kind === 'keyword' ? unitTok.text.toUpperCase() : '';
-    if (unit in INTERVAL_UNITS) {
+    const unitMs = Object.hasOwn(INTERVAL_UNITS, unit) ? INTERVAL_UNITS[unit] : undefined;
+    if (unitMs !== undefined) {
       this.#i++;
       const n = Number(v.text);
       if (!Number.isFinite(n) || n <= 0) this.#fail(`interval quantity must be a positive number (got ${this.#describe(v)})`, v);
-      return { kind: 'interval', ms: n * INTERVAL_UNITS[unit], pos: start.pos };
+      return { kind: 'interval', ms: n * unitMs, pos: start.pos };
     }
     const ms = parseDuration(v.text);
     if (ms === undefined || ms <= 0) {

@@ -1,5 +1,5 @@
 import type { Expr, Select } from './ast.js';
-import { arith, cast, CAST_TYPES, compare, isNull, like, SCALAR_FUNCTIONS, toText, truthy, type Value } from './expr.js';
+import { arith, cast, CAST_TYPES, compare, isNull, like, own, SCALAR_FUNCTIONS, toText, truthy, type Value } from './expr.js';
 import { parse, parseDuration } from './parser.js';
 import { closest } from '../core/index.js';
 import { sqlError, type Pos } from './position.js';
@@ -201,7 +201,8 @@ export function fieldsFromJsonSchema(schema: unknown): FieldInfo {
   const s = schema as { type?: string | string[]; properties?: Record<string, unknown>; additionalProperties?: unknown };
   const types = s.type === undefined ? undefined : Array.isArray(s.type) ? s.type : [s.type];
   if (s.properties === undefined) return { types, open: true };
-  const properties: Record<string, FieldInfo> = {};
+  // Without a prototype, so that a property named __proto__ is a field like any other.
+  const properties: Record<string, FieldInfo> = Object.create(null) as Record<string, FieldInfo>;
   for (const [k, v] of Object.entries(s.properties)) properties[k] = fieldsFromJsonSchema(v);
   return { types, properties, open: s.additionalProperties !== false };
 }
@@ -261,13 +262,13 @@ class Planner {
     this.dataFields.add(rest[0]);
     if (rest.length === 1) {
       const f = rest[0];
-      return (row) => row.data[f] ?? null;
+      return (row) => own(row.data, f) ?? null;
     }
     return (row) => {
       let v: unknown = row.data;
       for (const p of rest) {
         if (v === null || typeof v !== 'object') return null;
-        v = (v as Record<string, unknown>)[p];
+        v = own(v as Record<string, unknown>, p);
       }
       return v ?? null;
     };
@@ -275,7 +276,7 @@ class Planner {
 
   #fieldKnown(path: readonly string[]): boolean {
     const f = this.#s.fields;
-    return f === undefined || f.properties === undefined || path[0] in f.properties;
+    return f === undefined || f.properties === undefined || Object.hasOwn(f.properties, path[0]);
   }
 
   #checkField(path: readonly string[], e: Extract<Expr, { kind: 'column' }>): void {
@@ -283,7 +284,7 @@ class Planner {
     for (let i = 0; i < path.length && info !== undefined; i++) {
       const props = info.properties;
       if (props === undefined) return;
-      const next = props[path[i]];
+      const next = own(props, path[i]);
       // Declared properties are the columns: an undeclared name is far more often a typo than a wish.
       if (next === undefined) {
         const metadata = this.#s.rows === 'events' ? METADATA_COLUMNS : [];
@@ -298,7 +299,10 @@ class Planner {
     const t = this.#s.tables[ti];
     if (!t.columns.includes(path[0])) this.fail(e.pos, `table ${t.name} has no column ${path[0]}${suggestion(path[0], t.columns)}`, e.length);
     const col = path[0];
-    return (row) => row.joined[ti]?.[col] ?? null;
+    return (row) => {
+      const j = row.joined[ti];
+      return j === undefined ? null : (own(j, col) ?? null);
+    };
   }
 
   fieldTypes(e: Expr): readonly string[] | undefined {
@@ -306,7 +310,7 @@ class Planner {
     let info = this.#s.fields;
     let path = e.path;
     if (path.length > 1 && (path[0] === this.#s.sourceAlias || path[0] === this.#s.source)) path = path.slice(1);
-    for (const p of path) info = info?.properties?.[p];
+    for (const p of path) info = info?.properties === undefined ? undefined : own(info.properties, p);
     return info?.types;
   }
 
@@ -326,7 +330,7 @@ class Planner {
       case 'call': {
         if (AGGREGATES.has(e.name)) this.fail(e.pos, `aggregate ${e.name} is not allowed in ${where}`, e.length);
         if (WINDOW_FUNCTIONS.has(e.name)) this.fail(e.pos, `${e.name} belongs in GROUP BY`, e.length);
-        const f = SCALAR_FUNCTIONS[e.name];
+        const f = own(SCALAR_FUNCTIONS, e.name);
         if (f === undefined) this.fail(e.pos, `unknown function ${e.name}${suggestion(e.name, [...Object.keys(SCALAR_FUNCTIONS), ...AGGREGATES])}`, e.name.length);
         if (e.args.length < f.minArgs || e.args.length > f.maxArgs) {
           this.fail(e.pos, `${e.name} takes ${f.minArgs === f.maxArgs ? f.minArgs : `${f.minArgs} to ${f.maxArgs}`} argument(s), got ${e.args.length}`, e.length);
@@ -451,7 +455,7 @@ class Planner {
         return ((...a: unknown[]) => (negated ? !isNull(call(x, a)) : isNull(call(x, a)))) as unknown as F;
       }
       case 'cast': {
-        if (!(e.type in CAST_TYPES)) this.fail(e.pos, `unknown type ${e.type} in CAST${suggestion(e.type, Object.keys(CAST_TYPES))}`);
+        if (own(CAST_TYPES, e.type) === undefined) this.fail(e.pos, `unknown type ${e.type} in CAST${suggestion(e.type, Object.keys(CAST_TYPES))}`);
         const x = sub(e.expr);
         const type = e.type;
         return ((...a: unknown[]) => cast(call(x, a), type)) as unknown as F;
@@ -562,7 +566,7 @@ class Planner {
           return (_k, a) => a[slot];
         }
         if (WINDOW_FUNCTIONS.has(e.name)) this.fail(e.pos, `${e.name} may only appear in GROUP BY; select window_start and window_end instead`, e.length);
-        const f = SCALAR_FUNCTIONS[e.name];
+        const f = own(SCALAR_FUNCTIONS, e.name);
         if (f === undefined) this.fail(e.pos, `unknown function ${e.name}${suggestion(e.name, [...Object.keys(SCALAR_FUNCTIONS), ...AGGREGATES])}`, e.name.length);
         const args = e.args.map((x) => this.group(x, keys, keyAliases, where));
         return (k, a, s, end) => f.fn(args.map((g) => g(k, a, s, end)), Date.now());

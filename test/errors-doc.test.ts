@@ -56,7 +56,7 @@ interface Answer {
  * status with the code in the error body (whole request), or 200 with the code in `errors` (per event).
  */
 test('the server answers each code the way docs/errors.md says', async () => {
-  const t: TestServer = await startServer({ ingest: { maxEventBytes: 300, maxBodyBytes: 20_000, maxDepth: 4 } } as never);
+  const t: TestServer = await startServer({ ingest: { maxEventBytes: 300, maxBodyBytes: 120_000, maxDepth: 4 } } as never);
   const seen = new Map<string, Set<'whole' | 'event'>>();
   const record = (code: string, how: 'whole' | 'event') => {
     const s = seen.get(code) ?? new Set();
@@ -92,7 +92,7 @@ test('the server answers each code the way docs/errors.md says', async () => {
     // Ingest, per event and whole request.
     await events('{bad');
     await events('{"type":"e","data":{}}\n{bad', 'application/x-ndjson');
-    await events('x'.repeat(25_000));
+    await events('x'.repeat(125_000));
     await events('{}', 'image/png');
     await events(`{"type":"e","data":{"s":"${'x'.repeat(400)}"}}`);
     await events(`{"type":"e","data":{"s":"${'x'.repeat(400)}"}}`, 'application/x-ndjson');
@@ -113,6 +113,8 @@ test('the server answers each code the way docs/errors.md says', async () => {
     await req('compat', 'PUT', '/v1/schemas/e/config', { compatibility: 'forward' });
     // Views, SQL, tables.
     await req('syntax', 'POST', '/v1/query', { sql: 'SELECT FROM' });
+    await req('sql size', 'POST', '/v1/query', { sql: `SELECT n FROM v1 WHERE n IN (${'1,'.repeat(50_001)}1)` });
+    await req('sql depth', 'POST', '/v1/query', { sql: `SELECT ${'('.repeat(300)}n${')'.repeat(300)} FROM v1` });
     await req('plan', 'PUT', '/v1/views/v1', { sql: 'CREATE VIEW v1 AS SELECT nope, COUNT(*) AS c FROM e GROUP BY nope' });
     await req('view', 'PUT', '/v1/views/v1', { sql: 'CREATE VIEW v1 AS SELECT n, COUNT(*) AS c FROM e GROUP BY n' });
     await req('view exists', 'PUT', '/v1/views/v1', { sql: 'CREATE VIEW v1 AS SELECT n, COUNT(*) AS c FROM e GROUP BY n' });
@@ -143,7 +145,7 @@ test('the server answers each code the way docs/errors.md says', async () => {
     'ALERT_INVALID', 'ALERT_NOT_FOUND', 'BODY_TOO_LARGE', 'EVENT_TOO_LARGE', 'FORBIDDEN', 'INVALID_COMPATIBILITY', 'INVALID_EVENT',
     'INVALID_QUERY', 'INVALID_REQUEST', 'INVALID_TABLE', 'INVALID_TYPE_NAME', 'INVALID_VIEW_NAME', 'KEY_NOT_FOUND', 'MALFORMED_JSON',
     'RATE_LIMITED', 'ROUTE_NOT_FOUND', 'SCHEMA_INCOMPATIBLE', 'SCHEMA_INVALID', 'SCHEMA_NOT_FOUND',
-    'SCHEMA_VALIDATION', 'SCHEMA_VERSION_NOT_FOUND', 'SQL_PLAN', 'SQL_SYNTAX', 'TABLE_NOT_FOUND', 'TOO_DEEP', 'UNAUTHENTICATED',
+    'SCHEMA_VALIDATION', 'SCHEMA_VERSION_NOT_FOUND', 'SQL_PLAN', 'SQL_SYNTAX', 'SQL_TOO_DEEP', 'SQL_TOO_LARGE', 'TABLE_NOT_FOUND', 'TOO_DEEP', 'UNAUTHENTICATED',
     'UNKNOWN_TYPE', 'UNSUPPORTED_MEDIA_TYPE', 'VIEW_EXISTS', 'VIEW_NOT_FOUND',
   ]);
 });

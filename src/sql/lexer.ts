@@ -1,4 +1,8 @@
-import { posAt, sqlError, type Pos } from './position.js';
+import { HalflifeError } from '../core/index.js';
+import { sqlError, type Pos } from './position.js';
+
+/** The longest SQL text accepted (characters): longer is refused with `SQL_TOO_LARGE` before any work. */
+export const MAX_SQL_LENGTH = 100_000;
 
 export type TokenKind = 'ident' | 'quoted' | 'keyword' | 'string' | 'number' | 'op' | 'eof';
 
@@ -19,9 +23,25 @@ const KEYWORDS = new Set([
 const OPS = ['<>', '!=', '<=', '>=', '||', '=', '<', '>', '+', '-', '*', '/', '%', '(', ')', ',', '.', ';'];
 
 export function tokenize(text: string): Token[] {
+  if (text.length > MAX_SQL_LENGTH) {
+    throw new HalflifeError('SQL_TOO_LARGE', { length: text.length, max: MAX_SQL_LENGTH });
+  }
   const tokens: Token[] = [];
   let i = 0;
   const n = text.length;
+  // Line and column follow the scan (tokens come in order), so positions cost one pass over the text in all.
+  let line = 1;
+  let lineStart = 0;
+  let scanned = 0;
+  const posAt = (_text: string, offset: number): Pos => {
+    for (; scanned < offset; scanned++) {
+      if (text.charCodeAt(scanned) === 10) {
+        line++;
+        lineStart = scanned + 1;
+      }
+    }
+    return { offset, line, column: offset - lineStart + 1 };
+  };
   while (i < n) {
     const c = text[i];
     if (c === ' ' || c === '\t' || c === '\n' || c === '\r') {

@@ -81,3 +81,48 @@ test('property: views built from the grammar plan, and evaluate any event data w
   );
   assert.ok(planned >= 1500);
 });
+
+test('property: token positions (line, column) are those of a plain count of newlines before the token', async () => {
+  const { tokenize } = await import('./lexer.js');
+  const { posAt } = await import('./position.js');
+  const piece = fc.constantFrom('SELECT', 'a', 'n', "'x\ny'", '"q\nr"', '12.5e3', '(', ')', '<>', '--c\n', '/* a\n b */', "'🚀'", ',');
+  const gap = fc.constantFrom(' ', '\n', '\r\n', '\t', '\n\n  ');
+  fc.assert(
+    fc.property(fc.array(fc.tuple(piece, gap), { maxLength: 40 }), (parts) => {
+      const text = parts.map(([p, g]) => p + g).join('');
+      for (const t of tokenize(text)) assert.deepEqual(t.pos, posAt(text, t.pos.offset));
+    }),
+  );
+});
+
+test('SQL text past 100,000 characters is SQL_TOO_LARGE and nesting past 256 levels is SQL_TOO_DEEP, never a stack overflow', async () => {
+  const { MAX_SQL_DEPTH } = await import('./parser.js');
+  const { MAX_SQL_LENGTH } = await import('./lexer.js');
+  const code = (fn: () => unknown) => {
+    try {
+      fn();
+      return 'ok';
+    } catch (err) {
+      return err instanceof HalflifeError ? err.code : `not a HalflifeError: ${String(err)}`;
+    }
+  };
+  assert.equal(code(() => parse(`SELECT a FROM page_view WHERE a = '${'x'.repeat(MAX_SQL_LENGTH)}'`)), 'SQL_TOO_LARGE');
+  const forms: Record<string, (d: number) => string> = {
+    parentheses: (d) => '('.repeat(d) + 'n' + ')'.repeat(d),
+    'an operator chain': (d) => Array(d).fill('n').join(' + '),
+    'an OR chain': (d) => Array(d).fill('n = 1').join(' OR '),
+    NOT: (d) => 'NOT '.repeat(d) + 'n = 1',
+    'unary minus': (d) => '- '.repeat(d) + 'n',
+    CASE: (d) => 'CASE WHEN n = 1 THEN '.repeat(d) + '1' + ' END'.repeat(d),
+    'function arguments': (d) => 'COALESCE('.repeat(d) + 'n' + ')'.repeat(d),
+  };
+  for (const [form, make] of Object.entries(forms)) {
+    const sql = (d: number) => `CREATE VIEW v AS SELECT ${make(d)} AS r, COUNT(*) AS c FROM page_view GROUP BY ${make(d)}`;
+    // Well inside the limit: parses, plans and evaluates.
+    assert.equal(code(() => planView(sql(MAX_SQL_DEPTH - 16), catalog).keys[0].eval({ type: 'page_view', data: { n: 1 }, key: undefined, received_at: 0, event_time: 0, partition: 0, offset: 0, joined: [] })), 'ok', form);
+    assert.equal(code(() => parse(sql(MAX_SQL_DEPTH + 10))), 'SQL_TOO_DEEP', form);
+    // As deep as the length limit allows.
+    const deepest = Math.floor(90_000 / (make(101).length - make(100).length));
+    assert.equal(code(() => parse(`SELECT ${make(deepest)} AS r FROM page_view`)), 'SQL_TOO_DEEP', form);
+  }
+});

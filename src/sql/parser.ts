@@ -1,6 +1,7 @@
 import type { BinaryOp, CreateView, Expr, Join, OrderItem, Select, SelectItem, Statement, TableRef } from './ast.js';
 import { tokenize, type Token } from './lexer.js';
-import { sqlError } from './position.js';
+import { HalflifeError } from '../core/index.js';
+import { sqlError, type Pos } from './position.js';
 
 const INTERVAL_UNITS: Record<string, number> = {
   MILLISECOND: 1, MILLISECONDS: 1, SECOND: 1000, SECONDS: 1000, MINUTE: 60_000, MINUTES: 60_000,
@@ -8,8 +9,17 @@ const INTERVAL_UNITS: Record<string, number> = {
 };
 
 /** Parses one statement: `SELECT …` or `CREATE VIEW name [WITH (k = 'v', …)] AS SELECT …`. */
+/**
+ * How deeply expressions may nest (parentheses, operators, NOT, CASE, function arguments): deeper is refused with
+ * `SQL_TOO_DEEP`, so that neither the parser nor the planner and evaluators (which recurse over the tree) can run out
+ * of stack on hostile text.
+ */
+export const MAX_SQL_DEPTH = 256;
+
 export function parse(text: string): Statement {
-  return new Parser(text).statement();
+  const stmt = new Parser(text).statement();
+  checkDepth(stmt);
+  return stmt;
 }
 
 /** Parses `'10s'`, `'5 minutes'`, `'250ms'`, `'1h'` into milliseconds; undefined if not a duration. */
@@ -30,6 +40,18 @@ class Parser {
   constructor(text: string) {
     this.#text = text;
     this.#tokens = tokenize(text);
+  }
+
+  #depth = 0;
+
+  /** Parses one level deeper, refusing text nested past MAX_SQL_DEPTH before the stack runs out. */
+  #nest<T>(parse: () => T): T {
+    if (++this.#depth > MAX_SQL_DEPTH) throw tooDeep(this.#t.pos);
+    try {
+      return parse();
+    } finally {
+      this.#depth--;
+    }
   }
 
   get #t(): Token {
@@ -185,7 +207,7 @@ class Parser {
 
   // Precedence climbing: OR < AND < NOT < comparison/IS/IN/BETWEEN/LIKE < || < + - < * / % < unary -.
   #expr(): Expr {
-    return this.#or();
+    return this.#nest(() => this.#or());
   }
 
   #or(): Expr {
@@ -212,7 +234,7 @@ class Parser {
     if (this.#isKeyword('NOT')) {
       const pos = this.#t.pos;
       this.#i++;
-      return { kind: 'unary', op: 'NOT', operand: this.#not(), pos };
+      return { kind: 'unary', op: 'NOT', operand: this.#nest(() => this.#not()), pos };
     }
     return this.#is();
   }
@@ -290,11 +312,11 @@ class Parser {
     if (this.#isOp('-')) {
       const pos = this.#t.pos;
       this.#i++;
-      const operand = this.#unary();
+      const operand = this.#nest(() => this.#unary());
       if (operand.kind === 'literal' && typeof operand.value === 'number') return { kind: 'literal', value: -operand.value, pos };
       return { kind: 'unary', op: '-', operand, pos };
     }
-    if (this.#acceptOp('+')) return this.#unary();
+    if (this.#acceptOp('+')) return this.#nest(() => this.#unary());
     return this.#primary();
   }
 
@@ -408,5 +430,25 @@ class Parser {
     const otherwise = this.#acceptKeyword('ELSE') ? this.#expr() : undefined;
     this.#expectKeyword('END');
     return { kind: 'case', operand, whens, otherwise, pos: start.pos };
+  }
+}
+
+function tooDeep(pos: Pos): HalflifeError {
+  return new HalflifeError('SQL_TOO_DEEP', { line: pos.line, column: pos.column, max: MAX_SQL_DEPTH });
+}
+
+/**
+ * The parser's recursion is bounded by #nest, but operator chains (`a + a + … + a`, `x = 1 OR x = 2 OR …`) are built
+ * by loops into trees as deep as they are long: measured here without recursion.
+ */
+function checkDepth(stmt: Statement): void {
+  const stack: { node: unknown; depth: number }[] = [{ node: stmt, depth: 0 }];
+  while (stack.length > 0) {
+    const { node, depth } = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    const isExpr = !Array.isArray(node) && typeof (node as { kind?: unknown }).kind === 'string';
+    const d = isExpr ? depth + 1 : depth;
+    if (d > MAX_SQL_DEPTH) throw tooDeep((node as { pos: Pos }).pos);
+    for (const [k, v] of Object.entries(node)) if (k !== 'pos' && v !== null && typeof v === 'object') stack.push({ node: v, depth: d });
   }
 }

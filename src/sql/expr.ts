@@ -115,18 +115,59 @@ export function arith(op: string, a: Value, b: Value): Value {
   }
 }
 
-const likeCache = new Map<string, RegExp>();
+const likeCache = new Map<string, (text: string) => boolean>();
 export function like(v: Value, pattern: Value): boolean | null {
   if (isNull(v) || isNull(pattern)) return null;
   const p = toText(pattern);
-  let re = likeCache.get(p);
-  if (re === undefined) {
-    // 'u': `_` is one character (code point), not one UTF-16 unit, so '🚀b' LIKE '_b'.
-    re = new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/%/g, '.*').replace(/_/g, '.')}$`, 'su');
+  let m = likeCache.get(p);
+  if (m === undefined) {
+    m = compileLike(p);
     if (likeCache.size > 1000) likeCache.clear();
-    likeCache.set(p, re);
+    likeCache.set(p, m);
   }
-  return re.test(toText(v));
+  return m(toText(v));
+}
+
+/**
+ * A LIKE pattern as a matcher that never backtracks (a regular expression for '%a%a%a%a%a%a%b' took seconds on a
+ * long string of a's): the pattern is split at `%` into segments, the first anchored at the start, the last at the
+ * end, and each middle one placed at its leftmost match after the previous — which finds a match whenever one exists.
+ * Time is at most text length × pattern length. `_` is one character (code point), so '🚀b' LIKE '_b'.
+ */
+function compileLike(pattern: string): (text: string) => boolean {
+  const segments: string[][] = [[]];
+  for (const c of pattern) {
+    if (c === '%') segments.push([]);
+    else segments[segments.length - 1]!.push(c);
+  }
+  const first = segments[0]!;
+  const last = segments[segments.length - 1]!;
+  const middle = segments.slice(1, -1).filter((s) => s.length > 0);
+  return (text) => {
+    // Indexable by code point: a string without surrogates indexes as it is.
+    const t: ArrayLike<string> = /[\uD800-\uDFFF]/.test(text) ? Array.from(text) : text;
+    const n = t.length;
+    const at = (seg: readonly string[], i: number): boolean => {
+      for (let k = 0; k < seg.length; k++) if (seg[k] !== '_' && seg[k] !== t[i + k]) return false;
+      return true;
+    };
+    if (segments.length === 1) return n === first.length && at(first, 0);
+    const end = n - last.length;
+    if (first.length > end || !at(first, 0) || !at(last, end)) return false;
+    let i = first.length;
+    for (const seg of middle) {
+      let found = -1;
+      for (let j = i; j + seg.length <= end; j++) {
+        if (at(seg, j)) {
+          found = j;
+          break;
+        }
+      }
+      if (found < 0) return false;
+      i = found + seg.length;
+    }
+    return true;
+  };
 }
 
 export const CAST_TYPES: Record<string, 'string' | 'integer' | 'number' | 'boolean' | 'timestamp'> = {

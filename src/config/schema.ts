@@ -107,6 +107,8 @@ export interface EngineConfig {
   checkpointIntervalMs: number;
   /** Engine worker threads, each consuming a share of the partitions; partial aggregates merge at read time. */
   workers: number;
+  /** A query over a view (POST /v1/query, alert rules) running longer than this is stopped with SQL_TIMEOUT. */
+  queryTimeoutMs: number;
 }
 
 export interface HalflifeConfig {
@@ -152,7 +154,7 @@ export function defaultConfig(): HalflifeConfig {
       priorities: {},
     },
     schemas: { dir: null, compatibility: 'backward' },
-    engine: { checkpointIntervalMs: 5000, workers: 1 },
+    engine: { checkpointIntervalMs: 5000, workers: 1, queryTimeoutMs: 10_000 },
     overload: {
       // Half the machine's memory, at most 4 GiB: what one halflife may hold before it refuses everything.
       memoryBudgetBytes: Math.min(4 * 2 ** 30, Math.floor(totalmem() / 2)),
@@ -277,7 +279,7 @@ export const configSchema = {
     engine: {
       type: 'object',
       additionalProperties: false,
-      properties: { checkpointIntervalMs: int(50, 3_600_000), workers: int(1, 64) },
+      properties: { checkpointIntervalMs: int(50, 3_600_000), workers: int(1, 64), queryTimeoutMs: int(100, 600_000) },
     },
   },
 } as const;

@@ -1,5 +1,7 @@
 import { createAccumulator, type Accumulator, type Engine, type PartialGroup } from '../engine/index.js';
+import { HalflifeError } from '../core/index.js';
 import { compare, planQuery, type EventRow, type QueryCatalog, type Value } from '../sql/index.js';
+import './errors.js';
 
 export interface QueryResult {
   readonly columns: readonly string[];
@@ -34,7 +36,44 @@ export function queryView(engine: Engine, sql: string): string {
  * Runs `SELECT … FROM <view> …` (POST /v1/query). `foreign` are the view's partial groups from engines owning
  * other partitions, merged in first.
  */
-export function runQuery(engine: Engine, sql: string, foreign: readonly (readonly PartialGroup[])[] = []): QueryResult {
+export interface QueryOptions {
+  /** Past this the query stops with SQL_TIMEOUT (default 10 s). */
+  readonly timeoutMs?: number;
+  /** The longest stretch a query runs before it lets the engine apply events and answer reads (default 10 ms). */
+  readonly sliceMs?: number;
+}
+
+/**
+ * Runs in slices: the engine's thread also applies events and answers every read, so a query yields to them every
+ * `sliceMs` and gives up at its deadline, instead of holding the views up for as long as it runs.
+ */
+class Slicer {
+  readonly #deadline: number;
+  readonly #sliceMs: number;
+  readonly #timeoutMs: number;
+  #sliceStart = performance.now();
+
+  constructor(o: QueryOptions) {
+    this.#timeoutMs = o.timeoutMs ?? 10_000;
+    this.#sliceMs = o.sliceMs ?? 10;
+    this.#deadline = this.#sliceStart + this.#timeoutMs;
+  }
+
+  /** After each row: whether the slice is spent (then the caller awaits `pause`). A clock read costs tens of ns. */
+  due(): boolean {
+    return performance.now() - this.#sliceStart >= this.#sliceMs;
+  }
+
+  async pause(): Promise<void> {
+    if (performance.now() >= this.#deadline) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#timeoutMs });
+    await new Promise((resolve) => setImmediate(resolve));
+    if (performance.now() >= this.#deadline) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#timeoutMs });
+    this.#sliceStart = performance.now();
+  }
+}
+
+export async function runQuery(engine: Engine, sql: string, foreign: readonly (readonly PartialGroup[])[] = [], options: QueryOptions = {}): Promise<QueryResult> {
+  const slicer = new Slicer(options);
   const plan = planQuery(sql, queryCatalog(engine));
   const rows: Record<string, Value>[] = [];
   const base = engine.snapshot(plan.view, foreign);
@@ -53,6 +92,7 @@ export function runQuery(engine: Engine, sql: string, foreign: readonly (readonl
   if (plan.aggregate === undefined) {
     columns = plan.columns.map((c) => c.name);
     for (const { values, states } of base) {
+      if (slicer.due()) await slicer.pause();
       const row = asRow(values, states);
       if (plan.filter !== undefined && plan.filter(row) !== true) continue;
       const out: Record<string, Value> = {};
@@ -64,6 +104,7 @@ export function runQuery(engine: Engine, sql: string, foreign: readonly (readonl
     columns = outputs.map((o) => o.name);
     const groups = new Map<string, { keys: Value[]; accs: Accumulator[] }>();
     for (const { values, states } of base) {
+      if (slicer.due()) await slicer.pause();
       const row = asRow(values, states);
       if (plan.filter !== undefined && plan.filter(row) !== true) continue;
       const k = keys.map((key) => key.eval(row));
@@ -82,6 +123,7 @@ export function runQuery(engine: Engine, sql: string, foreign: readonly (readonl
     }
     if (groups.size === 0 && keys.length === 0) groups.set('[]', { keys: [], accs: aggs.map(createAccumulator) });
     for (const g of groups.values()) {
+      if (slicer.due()) await slicer.pause();
       const results = g.accs.map((a) => a.result());
       if (having !== undefined && having(g.keys, results, null, null) !== true) continue;
       const out: Record<string, Value> = {};

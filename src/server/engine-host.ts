@@ -5,6 +5,8 @@ import type { Log } from '../log/index.js';
 import type { QueryResult } from '../query/index.js';
 import type { CatalogSnapshot, FromWorker, PartitionStatsWire, ToWorker, WireBatch, WorkerInit } from './engine-protocol.js';
 import './errors.js';
+// The codes the engine worker's queries throw (SQL_TIMEOUT), so that their answers carry the declared status.
+import '../query/index.js';
 
 export interface EngineHostOptions {
   readonly log: Log;
@@ -13,6 +15,7 @@ export interface EngineHostOptions {
   /** The current schemas by stream, for planning views. */
   readonly catalog: () => CatalogSnapshot;
   readonly checkpointIntervalMs?: number;
+  readonly queryTimeoutMs?: number;
   /** How often the workers learn the log's end offsets (default 20 ms). */
   readonly statsIntervalMs?: number;
   /** Engine worker threads; worker i consumes the partitions p with p % workers === i (default 1). */
@@ -52,6 +55,7 @@ class WorkerLink {
       stats: statsOf(this.#o.log),
       catalog: this.#o.catalog(),
       checkpointIntervalMs: this.#o.checkpointIntervalMs ?? 5000,
+      queryTimeoutMs: this.#o.queryTimeoutMs ?? 10_000,
     };
     const worker = startModuleWorker('engine-worker', import.meta.url, init);
     this.#worker = worker;

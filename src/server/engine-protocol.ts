@@ -33,6 +33,7 @@ export interface WorkerInit {
   readonly stats: PartitionStatsWire[];
   readonly catalog: CatalogSnapshot;
   readonly checkpointIntervalMs: number;
+  readonly queryTimeoutMs: number;
 }
 
 export type ToWorker =

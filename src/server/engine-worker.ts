@@ -156,7 +156,7 @@ const methods: Record<string, (...args: never[]) => unknown> = {
   late: (name: string) => engine.late(name),
   version: (name: string) => engine.version(name),
   refreshMs: (name: string) => engine.plan(name).options.refreshMs,
-  query: (sql: string, foreign: PartialGroup[][] = []) => runQuery(engine, sql, foreign),
+  query: (sql: string, foreign: PartialGroup[][] = []) => runQuery(engine, sql, foreign, { timeoutMs: init.queryTimeoutMs }),
   queryView: (sql: string) => queryView(engine, sql),
   putTable: (name: string, key: string, rows: TableRow[], replace: boolean) => tables.put(name, key, rows, replace),
   dropTable: (name: string) => tables.drop(name),

@@ -114,6 +114,7 @@ export class HalflifeServer {
       dataDir: data,
       catalog: () => this.#catalog(),
       checkpointIntervalMs: config.engine.checkpointIntervalMs,
+      queryTimeoutMs: config.engine.queryTimeoutMs,
       workers: Math.min(config.engine.workers, config.log.partitions),
       logger: logger.child({ component: 'engine' }),
     });

@@ -18,7 +18,7 @@ import {
   type Logger,
 } from '../core/index.js';
 import { batchKey, type Log, type RecordBatch } from '../log/index.js';
-import { planView, toText, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
+import { compareForOrder, planView, toText, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
 import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
 import type { Tables } from './tables.js';
@@ -412,9 +412,7 @@ export class Engine {
       throw new HalflifeError('INVALID_QUERY', { name: 'order', reason: `${col} is not a column of ${name}` });
     }
     out.sort((a, b) => {
-      const x = (a[col] ?? null) as number | string | null;
-      const y = (b[col] ?? null) as number | string | null;
-      const c = x === y ? 0 : x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
+      const c = compareForOrder(a[col] as Value, b[col] as Value);
       return desc ? -c : c;
     });
     return out.slice(0, q.limit ?? 1000);

@@ -1,6 +1,6 @@
 import { createAccumulator, type Accumulator, type Engine, type PartialGroup } from '../engine/index.js';
 import { HalflifeError } from '../core/index.js';
-import { compare, planQuery, type EventRow, type QueryCatalog, type Value } from '../sql/index.js';
+import { compareForOrder, planQuery, type EventRow, type QueryCatalog, type Value } from '../sql/index.js';
 import './errors.js';
 
 export interface QueryResult {
@@ -134,9 +134,7 @@ export async function runQuery(engine: Engine, sql: string, foreign: readonly (r
   if (plan.orderBy.length > 0) {
     rows.sort((a, b) => {
       for (const o of plan.orderBy) {
-        const x = a[o.column];
-        const y = b[o.column];
-        const c = x === y ? 0 : x === null || x === undefined ? -1 : y === null || y === undefined ? 1 : (compare(x, y) ?? 0);
+        const c = compareForOrder(a[o.column], b[o.column]);
         if (c !== 0) return o.desc ? -c : c;
       }
       return 0;

@@ -39,6 +39,14 @@ export function compare(a: Value, b: Value): number | null {
   return compareText(toText(a), toText(b));
 }
 
+/** ORDER BY's order: `compare`, with NULL above every value (as PostgreSQL: last ascending, first descending). */
+export function compareForOrder(a: Value | undefined, b: Value | undefined): number {
+  const an = a === undefined || isNull(a);
+  const bn = b === undefined || isNull(b);
+  if (an || bn) return an === bn ? 0 : an ? 1 : -1;
+  return compare(a, b) ?? 0;
+}
+
 /**
  * Strings in code point order (= the byte order of their UTF-8, as DuckDB and PostgreSQL's C collation sort). JS's
  * `<` compares UTF-16 units, which puts every character above U+FFFF (a surrogate pair, D800–DFFF) before

@@ -20,7 +20,7 @@ export type {
   QueryCatalog,
   ViewColumn,
 } from './plan.js';
-export { compare, isNull, truthy, arith, cast, like, toNumber, toText, SCALAR_FUNCTIONS } from './expr.js';
+export { compare, compareForOrder, isNull, truthy, arith, cast, like, toNumber, toText, SCALAR_FUNCTIONS } from './expr.js';
 export type { Value } from './expr.js';
 export { posAt, caret, sqlError } from './position.js';
 export type { Pos } from './position.js';

@@ -529,7 +529,9 @@ export function renderView(v: ViewGen): Rendered {
       const gap = w.gapS * 1000;
       // Sessions are the islands of each key's times sorted, split where two neighbours are a gap or more apart.
       ctes.push(`s0 AS (SELECT *, CASE WHEN _t - lag(_t) OVER (${part} ORDER BY _t) < ${gap} THEN 0 ELSE 1 END AS _new FROM base)`);
-      ctes.push(`s1 AS (SELECT *, sum(_new) OVER (${part} ORDER BY _t ROWS UNBOUNDED PRECEDING) AS _sid FROM s0)`);
+      // Events at the same time: the one lag() flagged as a session's start must come first in the running sum too,
+      // or a tied event lands in the session before (of tied events only the first in lag's order can be flagged).
+      ctes.push(`s1 AS (SELECT *, sum(_new) OVER (${part} ORDER BY _t, _new DESC ROWS UNBOUNDED PRECEDING) AS _sid FROM s0)`);
       const p2 = `PARTITION BY ${[...keyCols, '_sid'].join(', ')}`;
       ctes.push(`win AS (SELECT *, min(_t) OVER (${p2}) AS _ws, max(_t) OVER (${p2}) + ${gap} AS _we FROM s1)`);
       break;

@@ -185,11 +185,11 @@ async function check(c: HllCase): Promise<string[]> {
       await h.drain();
       const cells = new Map(h.rows().map((r) => [cellId(r.g, r.window_start), Number(r.d)]));
       problems.push(...within(`${label}${c.crash && split === undefined ? ' (crash + restore)' : ''}, per group and window`, c.precision, cells, cellsTruth));
-      const q = (text: string, key: (r: Record<string, unknown>) => string) => new Map(h.query(text).rows.map((r) => [key(r), Number(r.d)]));
-      problems.push(...within(`${label}, query merging windows per group`, c.precision, q('SELECT g, APPROX_COUNT_DISTINCT(d) AS d FROM v GROUP BY g', (r) => cellId(r.g, null)), groupTruth));
-      problems.push(...within(`${label}, query merging everything`, c.precision, q('SELECT APPROX_COUNT_DISTINCT(d) AS d FROM v', () => cellId(null, null)), totalTruth));
+      const q = async (text: string, key: (r: Record<string, unknown>) => string) => new Map((await h.query(text)).rows.map((r) => [key(r), Number(r.d)]));
+      problems.push(...within(`${label}, query merging windows per group`, c.precision, await q('SELECT g, APPROX_COUNT_DISTINCT(d) AS d FROM v GROUP BY g', (r) => cellId(r.g, null)), groupTruth));
+      problems.push(...within(`${label}, query merging everything`, c.precision, await q('SELECT APPROX_COUNT_DISTINCT(d) AS d FROM v', () => cellId(null, null)), totalTruth));
       if (c.window !== 'none') {
-        problems.push(...within(`${label}, query merging groups per window`, c.precision, q('SELECT window_start, APPROX_COUNT_DISTINCT(d) AS d FROM v GROUP BY window_start', (r) => cellId(null, r.window_start)), windowTruth));
+        problems.push(...within(`${label}, query merging groups per window`, c.precision, await q('SELECT window_start, APPROX_COUNT_DISTINCT(d) AS d FROM v GROUP BY window_start', (r) => cellId(null, r.window_start)), windowTruth));
       }
     } finally {
       await h.close();

@@ -83,18 +83,7 @@ interface ModelState {
   late: Set<number>;
   /** Event id -> the watermark right after it was applied (its windows ending at or before it were closed). */
   applied: Map<number, number>;
-  /** The latest end of a window holding a counted event (HOP). */
-  countedEnd: number;
-  /** HOP windows ending at or before this are not compared while KNOWN hop_closed_window_counts is open. */
-  unsafeThrough: number;
 }
-
-/**
- * KNOWN hop_closed_window_counts (test/differential.test.ts): when the watermark moves while no open HOP window holds
- * an event (at a view's first event, say), the windows it closes are frozen only later, and an event that arrives in
- * between is counted in them too. While open, rows of windows ending at or before such a watermark are not compared.
- */
-const KNOWN_HOP_UNFROZEN = true;
 
 /** The documented watermark, replayed over the engine's read order. */
 class Model {
@@ -104,7 +93,7 @@ class Model {
 
   constructor(readonly c: LateCase) {
     this.log = Array.from({ length: c.partitions }, () => []);
-    this.s = { offsets: new Array<number>(c.partitions).fill(0), maxTime: new Array<number>(c.partitions).fill(-Infinity), watermark: -Infinity, late: new Set(), applied: new Map(), countedEnd: -Infinity, unsafeThrough: -Infinity };
+    this.s = { offsets: new Array<number>(c.partitions).fill(0), maxTime: new Array<number>(c.partitions).fill(-Infinity), watermark: -Infinity, late: new Set(), applied: new Map() };
   }
 
   append(events: readonly PlacedEvent[]): void {
@@ -133,7 +122,6 @@ class Model {
       if (!heldBack) {
         const slowest = Math.min(...s.maxTime.filter((m) => m !== -Infinity));
         const next = slowest - this.c.latenessMs;
-        if (next > s.watermark && s.countedEnd <= s.watermark) s.unsafeThrough = next;
         s.watermark = Math.max(s.watermark, next);
       }
     }
@@ -142,10 +130,7 @@ class Model {
     const late = w.kind === 'session' ? t < wm : windowsOf(w, t).every(([, end]) => end <= wm);
     const id = e.data.n!;
     if (late) s.late.add(id);
-    else {
-      s.applied.set(id, wm);
-      for (const [, end] of windowsOf(w, t)) s.countedEnd = Math.max(s.countedEnd, end);
-    }
+    else s.applied.set(id, wm);
   }
 
   checkpoint(): void {
@@ -257,9 +242,8 @@ async function check(c: LateCase): Promise<string[]> {
     if (late.count !== model.s.late.size) problems.push(`late count ${late.count}, model ${model.s.late.size}`);
     if (late.recent.length !== late.count) problems.push(`late table holds ${late.recent.length} of ${late.count}`);
     const rows = h.rows();
-    const compared = (r: Record<string, unknown>) => !(KNOWN_HOP_UNFROZEN && c.window.kind === 'hop' && Number(r.window_end) <= model.s.unsafeThrough);
-    const got = rows.filter(compared).map((r) => rowText(r, c.keyed)).sort();
-    const want = (await expectedRows(c, model, byId)).filter(compared).map((r) => rowText(r, c.keyed)).sort();
+    const got = rows.map((r) => rowText(r, c.keyed)).sort();
+    const want = (await expectedRows(c, model, byId)).map((r) => rowText(r, c.keyed)).sort();
     const gotSet = new Set(got);
     const wantSet = new Set(want);
     for (const r of got) if (!wantSet.has(r)) problems.push(`engine row ${r} is not DuckDB's ([s, start, end, count, sum, min, max])`);

@@ -331,12 +331,12 @@ function cmpText(a: string, b: string): number {
 }
 
 /**
- * SQL order of two values of one column: NULL sorts as the smallest value (first ascending, last descending), as
- * halflife does; see KNOWN order_by_nulls below for PostgreSQL's and DuckDB's defaults.
+ * SQL order of two values of one column: NULL sorts as the largest value (last ascending, first descending), as
+ * PostgreSQL and halflife do.
  */
 function cmpValue(a: unknown, b: unknown): number {
-  if (a === null || a === undefined) return b === null || b === undefined ? 0 : -1;
-  if (b === null || b === undefined) return 1;
+  if (a === null || a === undefined) return b === null || b === undefined ? 0 : 1;
+  if (b === null || b === undefined) return -1;
   if (typeof a === 'string' && typeof b === 'string') return cmpText(a, b);
   if (typeof a === 'boolean' || typeof b === 'boolean') return Number(a) - Number(b);
   return Number(a) - Number(b);
@@ -428,7 +428,7 @@ async function check(v: ViewCase, queries: QueryCase[], events: GenEvent[], part
         const label = `${i === 0 ? 'one engine' : 'two engines'}: ${r.hl}`;
         let rows: Record<string, unknown>[];
         try {
-          rows = h.query(r.hl).rows as Record<string, unknown>[];
+          rows = (await h.query(r.hl)).rows as Record<string, unknown>[];
         } catch (err) {
           const code = err instanceof HalflifeError ? err.code : undefined;
           if (!(refuse && code === 'SQL_PLAN')) problems.push(`${label}: ${refuse ? 'refused with' : 'unexpected error'} ${code ?? ''} ${(err as Error).message.split('\n')[0]}`);
@@ -473,12 +473,10 @@ test(`property: queries over views agree with DuckDB over the view's rows; overl
 });
 
 /**
- * KNOWN order_by_nulls: ORDER BY in a query over a view sorts NULL as the smallest value (first ascending, last
- * descending). PostgreSQL sorts it as the largest (last ascending, first descending) and DuckDB puts it last both
- * ways; docs/sql.md's list of differences does not name it, so by its own rule it is a bug (or a missing line there).
- * The property above follows halflife's order; this todo test states PostgreSQL's until the lead decides.
+ * Fixed order_by_nulls: ORDER BY in a query over a view sorted NULL as the smallest value (first ascending). It now
+ * sorts it as PostgreSQL does, as the largest: last ascending, first descending.
  */
-test('KNOWN order_by_nulls: ORDER BY puts NULL last ascending, as PostgreSQL (halflife: first)', { todo: 'open: order_by_nulls' }, async () => {
+test('fixed order_by_nulls: ORDER BY puts NULL last ascending and first descending, as PostgreSQL', async () => {
   const h = new Harness({ partitions: 1 });
   try {
     await h.start("CREATE VIEW v AS SELECT s AS g, COUNT(*) AS c FROM ev GROUP BY s");
@@ -487,10 +485,12 @@ test('KNOWN order_by_nulls: ORDER BY puts NULL last ascending, as PostgreSQL (ha
       { received_at: T0, ts: undefined, key: undefined, data: {} },
     ]);
     await h.drain();
-    const asc = h.query('SELECT g FROM v ORDER BY g').rows.map((r) => r.g);
+    const asc = (await h.query('SELECT g FROM v ORDER BY g')).rows.map((r) => r.g);
+    const desc = (await h.query('SELECT g FROM v ORDER BY g DESC')).rows.map((r) => r.g);
     await loadDuck(db, []);
     const pg = (await runDuck(db, "SELECT g FROM (VALUES ('a'), (NULL)) t(g) ORDER BY g ASC NULLS LAST")).map((r) => r.g);
     assert.deepEqual(asc, pg);
+    assert.deepEqual(desc, (await runDuck(db, "SELECT g FROM (VALUES ('a'), (NULL)) t(g) ORDER BY g DESC NULLS FIRST")).map((r) => r.g));
   } finally {
     await h.close();
   }

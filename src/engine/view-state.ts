@@ -229,7 +229,8 @@ export class ViewState {
         const candidate = min - plan.options.maxLatenessMs;
         if (candidate > this.#watermark) {
           this.#watermark = candidate;
-          if (plan.window.kind === 'hop' && this.#panes.size > 0) this.#freeze();
+          // Also with no panes: windows the watermark passed are closed even if empty, for events that come later.
+          if (plan.window.kind === 'hop') this.#freeze();
         }
       }
     }

@@ -91,7 +91,7 @@ export class Harness {
   }
 
   /** A query over the view, merged over the engines (as the engine host does for POST /v1/query). */
-  query(sql: string): QueryResult {
+  query(sql: string): Promise<QueryResult> {
     const [first, ...rest] = this.engines;
     return runQuery(first, sql, rest.map((e): PartialGroup[] => e.partials('v')));
   }

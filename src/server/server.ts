@@ -1,4 +1,4 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, sep } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -144,7 +144,14 @@ export class HalflifeServer {
     this.#state.assertOpen();
     const dataDir = this.config.dataDir;
     try {
-      await mkdir(dataDir, { recursive: true });
+      // The folder holds raw payloads, client addresses and webhook secrets: its owner alone may enter it, which
+      // protects every file inside whatever its own mode (serve also creates files 0600 through its umask).
+      await mkdir(dataDir, { recursive: true, mode: 0o700 });
+      const { mode } = await stat(dataDir);
+      if ((mode & 0o077) !== 0) {
+        await chmod(dataDir, 0o700);
+        this.logger.warn({ dataDir, was: (mode & 0o777).toString(8) }, 'data folder was readable by others; now 0700');
+      }
       await this.#lock.acquire();
     } catch (err) {
       throw dataDirError(err, dataDir);

@@ -5,6 +5,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
 import { KeyStore } from '../src/server/index.js';
 import { main } from '../src/cli/main.js';
 import type { Io } from '../src/cli/output.js';
@@ -289,6 +290,37 @@ test('halflife keys against a running server (--url with an admin key)', async (
     const anonymous = io();
     assert.equal(await main(['keys', 'list', '--url', url], anonymous), 1);
     assert.match(anonymous.stderr, /UNAUTHENTICATED/);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('once a key has existed, revoking every key never turns authentication off; the last admin key cannot be revoked', async () => {
+  const t = await startServer({ auth: 'auto' });
+  try {
+    assert.equal((await call(t, 'GET', '/v1/keys')).status, 200, 'no key yet: loopback answers without one');
+    const { key: admin, info: adminInfo } = await t.server.keys.create({ scopes: ['admin'] });
+    const { info: writer } = await t.server.keys.create({ scopes: ['write'] });
+    // The last admin key is refused, through the API and on the folder (what the CLI does).
+    const last = await call(t, 'DELETE', `/v1/keys/${adminInfo.id}`, { key: admin });
+    assert.equal(last.status, 409);
+    assert.equal(last.body.error.code, 'KEY_LAST_ADMIN');
+    await assert.rejects(new KeyStore(t.dir).revoke(adminInfo.id), /last admin key/);
+    // With a second admin key the first may go; revoking every key leaves authentication on.
+    const { info: second } = await t.server.keys.create({ scopes: ['admin'] });
+    assert.equal((await call(t, 'DELETE', `/v1/keys/${adminInfo.id}`, { key: admin })).status, 200);
+    assert.ok(await t.server.keys.revoke(writer.id));
+    const store = new KeyStore(t.dir);
+    await store.load();
+    await assert.rejects(store.revoke(second.id), /last admin key/);
+    // Emptied on the folder by hand (an old keys.json, or an edit): keys.json still says keys are required.
+    const file = JSON.parse(await readFile(join(t.dir, 'keys.json'), 'utf8')) as { required: boolean; keys: unknown[] };
+    assert.equal(file.required, true);
+    await writeFile(join(t.dir, 'keys.json'), JSON.stringify({ ...file, keys: [] }));
+    await t.server.keys.load();
+    assert.equal(t.server.keys.size, 0);
+    assert.equal((await call(t, 'GET', '/v1/keys')).status, 401);
+    assert.equal((await call(t, 'POST', '/v1/keys', { payload: { scopes: ['admin'] } })).status, 401);
   } finally {
     await t.cleanup();
   }

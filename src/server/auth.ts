@@ -39,9 +39,9 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-/** Whether requests need a key now: always with `on` or off loopback, with `auto` once any key exists. */
+/** Whether requests need a key now: always with `on` or off loopback, with `auto` once any key has existed. */
 export function authRequired(o: AuthOptions): boolean {
-  return o.mode === 'on' || (o.mode === 'auto' && (o.keys.size > 0 || !isLoopback(o.host)));
+  return o.mode === 'on' || (o.mode === 'auto' && (o.keys.required || !isLoopback(o.host)));
 }
 
 /** The key a request carries: `Authorization: Bearer <key>`, or HTTP Basic with the key as user name (Segment's way). */

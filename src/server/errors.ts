@@ -61,6 +61,12 @@ export const ServerErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  KEY_LAST_ADMIN: {
+    status: 409,
+    message: 'key {id} is the last admin key; create another admin key first (halflife keys create --scope admin), then revoke this one',
+    domain: 'user',
+    retryable: false,
+  },
   KEY_NOT_FOUND: {
     status: 404,
     message: 'no API key has id {id}',

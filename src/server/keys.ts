@@ -58,6 +58,8 @@ export class KeyStore {
   readonly #dir: string;
   readonly #logger: Logger;
   #keys = new Map<string, StoredKey>();
+  /** Set in keys.json once any key has existed: from then on requests need a key even if every key is revoked. */
+  #required = false;
   #origins = new Set<string>();
   #mtimeMs = -1;
   #timer: NodeJS.Timeout | undefined;
@@ -81,16 +83,19 @@ export class KeyStore {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       this.#setKeys(new Map());
+      this.#required = false;
       this.#mtimeMs = 0;
       return;
     }
-    let parsed: { keys?: StoredKey[] };
+    let parsed: { keys?: StoredKey[]; required?: boolean };
     try {
-      parsed = JSON.parse(text) as { keys?: StoredKey[] };
+      parsed = JSON.parse(text) as { keys?: StoredKey[]; required?: boolean };
     } catch (err) {
       throw new HalflifeError('KEYS_FILE_INVALID', { path: this.#path, reason: (err as Error).message }, { cause: err });
     }
     this.#setKeys(new Map((parsed.keys ?? []).map((k) => [k.id, k])));
+    // A file written before the flag existed required keys whenever it held one.
+    this.#required = parsed.required === true || this.#keys.size > 0;
     this.#mtimeMs = mtimeMs;
   }
 
@@ -116,6 +121,11 @@ export class KeyStore {
 
   get size(): number {
     return this.#keys.size;
+  }
+
+  /** Whether requests need a key under `auth: auto`: once any key has existed, even after every key was revoked. */
+  get required(): boolean {
+    return this.#required || this.#keys.size > 0;
   }
 
   list(): ApiKeyInfo[] {
@@ -184,12 +194,22 @@ export class KeyStore {
     return { key: `hl_${id}_${secret}`, info };
   }
 
-  /** Revokes a key by id; false when there is none. */
+  /**
+   * Revokes a key by id; false when there is none. The last admin key is refused (KEY_LAST_ADMIN): without one nobody
+   * could manage keys through the API.
+   */
   async revoke(id: string): Promise<boolean> {
     let found = false;
     await this.#update((keys) => {
+      const key = keys.get(id);
+      if (key === undefined) return;
+      const otherAdmin = [...keys.values()].some((k) => k.id !== id && k.scopes.includes('admin'));
+      if (key.scopes.includes('admin') && !otherAdmin) throw new HalflifeError('KEY_LAST_ADMIN', { id });
       found = keys.delete(id);
     });
+    if (found && this.#keys.size === 0) {
+      this.#logger.warn({ keyId: id }, 'the last API key was revoked: requests still need a key (none is valid now); create one with halflife keys create');
+    }
     return found;
   }
 
@@ -204,7 +224,8 @@ export class KeyStore {
       const tmp = `${this.#path}.tmp`;
       const out = await open(tmp, 'w', 0o600);
       try {
-        await out.writeFile(JSON.stringify({ format: 1, keys: [...keys.values()] }, null, 2) + '\n');
+        const required = this.#required || keys.size > 0;
+        await out.writeFile(JSON.stringify({ format: 1, required, keys: [...keys.values()] }, null, 2) + '\n');
         await out.sync();
       } finally {
         await out.close();
@@ -212,6 +233,7 @@ export class KeyStore {
       await rename(tmp, this.#path);
       // In force only once on disk: a failed write changes nothing.
       this.#setKeys(keys);
+      this.#required ||= keys.size > 0;
       this.#mtimeMs = (await stat(this.#path)).mtimeMs;
     } finally {
       await fh.close();

@@ -121,8 +121,8 @@ export class AlertManager {
 
   async start(): Promise<void> {
     this.#state.assertOpen();
-    for (const [name, spec] of Object.entries(this.#o.configRules)) this.#install(validateRule(name, spec), 'config');
-    for (const [name, spec] of Object.entries(await this.#load())) this.#install(validateRule(name, spec), 'api');
+    for (const [name, spec] of Object.entries(this.#o.configRules)) this.#install(this.#validate(name, spec), 'config');
+    for (const [name, spec] of Object.entries(await this.#load())) this.#install(this.#validate(name, spec), 'api');
     this.#timer = setInterval(() => void this.evaluate(), this.#o.intervalMs);
     this.#timer.unref();
   }
@@ -154,13 +154,22 @@ export class AlertManager {
   /** Creates or replaces a rule; its SQL is run once first, so a rule that cannot run is refused. */
   async put(name: string, spec: unknown): Promise<AlertRuleInfo> {
     this.#state.assertOpen();
-    const rule = validateRule(name, spec);
+    const rule = this.#validate(name, spec);
     if (rule.kind === 'sql') await this.#o.runSql(rule.spec.sql!);
     this.#install(rule, 'api');
     await this.#persist();
     this.#logger.info({ rule: name }, 'alert rule saved');
     await this.#evaluateRule(this.#rules.get(name)!);
     return this.info(name);
+  }
+
+  /** A rule's shape, and a webhook the sender may call (alerts.allowedWebhookHosts). */
+  #validate(name: string, spec: unknown): AlertRule {
+    const rule = validateRule(name, spec);
+    const url = rule.spec.webhook?.url;
+    const refused = url === undefined ? undefined : this.#o.webhooks.refusal(url);
+    if (refused !== undefined) throw new HalflifeError('ALERT_INVALID', { name, reason: `webhook.url: ${refused}` });
+    return rule;
   }
 
   /** Removes a rule; groups it had firing are resolved. */
@@ -192,7 +201,8 @@ export class AlertManager {
     return {
       name,
       source: rt.source,
-      rule: rt.rule.spec,
+      // Webhook URLs carry secrets (tokens in the query, passwords): answers show them redacted.
+      rule: rt.rule.spec.webhook === undefined ? rt.rule.spec : { ...rt.rule.spec, webhook: { ...rt.rule.spec.webhook, url: redactUrl(rt.rule.spec.webhook.url) } },
       lastEvaluatedAt: rt.lastEvaluatedMs === null ? null : iso(rt.lastEvaluatedMs),
       lastError: rt.lastError,
       groups: [...rt.groups.values()].map((g) => ({ labels: g.labels, values: g.values, state: g.state, activeSince: iso(g.activeSinceMs), firedAt: g.firedAtMs === null ? null : iso(g.firedAtMs) })),

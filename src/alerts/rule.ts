@@ -91,7 +91,7 @@ export function validateRule(name: string, input: unknown): AlertRule {
       }
     }
     if (!ok) throw bad('webhook.url must be an http(s) URL');
-    if (w.timeoutMs !== undefined && (typeof w.timeoutMs !== 'number' || w.timeoutMs <= 0)) throw bad('webhook.timeoutMs must be a positive number');
+    if (w.timeoutMs !== undefined && (typeof w.timeoutMs !== 'number' || !(w.timeoutMs > 0 && w.timeoutMs <= 60_000))) throw bad('webhook.timeoutMs must be a number of milliseconds from 1 to 60000');
   }
   return {
     name,

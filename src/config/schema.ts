@@ -74,6 +74,11 @@ export interface AlertsConfig {
   evaluationIntervalMs: number;
   /** Rules by name (see docs/alerts.md); more can be added through PUT /v1/alerts/:name. */
   rules: Record<string, unknown>;
+  /**
+   * Host names webhooks may be sent to (`hooks.example.com`, or `*.example.com` for its subdomains); null: any. Set it
+   * wherever an admin key's holder must not be able to make the server call internal addresses.
+   */
+  allowedWebhookHosts: string[] | null;
 }
 
 /** Constant labels on every metric series (GET /metrics). */
@@ -167,7 +172,7 @@ export function defaultConfig(): HalflifeConfig {
     },
     rateLimits: { keyEventsPerS: 0, keyBurstEvents: 0, hotKeyEventsPerS: 0, hotKeyBurstEvents: 0, overflowPartition: null },
     metrics: { environment: 'development', service: 'halflife', team: 'unassigned', version: null },
-    alerts: { evaluationIntervalMs: 15_000, rules: {} },
+    alerts: { evaluationIntervalMs: 15_000, rules: {}, allowedWebhookHosts: null },
   };
 }
 
@@ -253,6 +258,7 @@ export const configSchema = {
       properties: {
         evaluationIntervalMs: int(10, 3_600_000),
         rules: { type: 'object', additionalProperties: { type: 'object' } },
+        allowedWebhookHosts: { anyOf: [{ type: 'null' }, { type: 'array', items: { type: 'string', minLength: 1, pattern: '^(\\*\\.)?[A-Za-z0-9._\\[\\]:-]+$' } }] },
       },
     },
     metrics: {

@@ -125,7 +125,7 @@ export class HalflifeServer {
       runSql: (sql) => this.engine.query(sql),
       metricSamples: (name) => this.metrics.samples(name),
       constantLabels: ['environment', 'service', 'team', 'version'],
-      webhooks: new WebhookSender(logger.child({ component: 'alerts' })),
+      webhooks: new WebhookSender(logger.child({ component: 'alerts' }), { allowedHosts: config.alerts.allowedWebhookHosts }),
       clock,
       logger: logger.child({ component: 'alerts' }),
       intervalMs: config.alerts.evaluationIntervalMs,

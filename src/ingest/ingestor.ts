@@ -217,7 +217,8 @@ export class Ingestor {
 
   /**
    * Events since start by type and outcome: `accepted`, `duplicate`, `rejected` (reason: the code), `shed` (reason:
-   * the overload signal). Events that could not be read as events (a body that is not JSON) have type `(none)`.
+   * the overload signal). Events that could not be read as events (a body that is not JSON) have type `(none)`;
+   * events of a type without a schema, `(unregistered)`.
    */
   outcomes(): { type: string; result: string; reason: string; count: number }[] {
     return [...this.#outcomes].map(([k, count]) => {
@@ -232,7 +233,10 @@ export class Ingestor {
   }
 
   #count(type: string, result: string, reason: string, n = 1): void {
-    const k = `${type}\u0000${result}\u0000${reason}`;
+    // A type without a schema could be any string a client sends (2,000 unique 20 KB names held 37 MB for good):
+    // they are all counted as one, so the counters stay as few as the registered types.
+    const label = type === '(none)' || this.#o.registry.latest(type) !== undefined ? type : '(unregistered)';
+    const k = `${label}\u0000${result}\u0000${reason}`;
     this.#outcomes.set(k, (this.#outcomes.get(k) ?? 0) + n);
   }
 

@@ -138,13 +138,11 @@ export class Metrics {
     this.#sources = s;
     const r = this.registry;
     const reg = (m: ReturnType<typeof collected>) => r.registerMetric(m as never);
-    // A type with no schema could be anything a client sends: one label value for all of them bounds the series.
-    const typeLabel = (t: string) => (t === '(none)' || s.registry.latest(t) !== undefined ? t : '(unregistered)');
     reg(
       collected(METRIC.ingestEvents, 'Events received, by type and result (accepted, duplicate, rejected with the error code as reason, shed with the overload signal as reason)', 'counter', () => {
         const sums = new Map<string, Sample>();
         for (const o of s.ingestor.outcomes()) {
-          const labels = { type: typeLabel(o.type), result: o.result, reason: o.reason };
+          const labels = { type: o.type, result: o.result, reason: o.reason };
           const k = JSON.stringify(labels);
           const cur = sums.get(k);
           if (cur === undefined) sums.set(k, { labels, value: o.count });

@@ -6,6 +6,6 @@ export { createAccumulator, restoreAccumulator } from './accumulators.js';
 export type { Accumulator } from './accumulators.js';
 export { FileViewStore, MemoryViewStore } from './view-store.js';
 export type { ViewStore, FileViewStoreOptions } from './view-store.js';
-export { Tables, parseTableBody, parseCsv } from './tables.js';
+export { Tables, parseTableBody, parseCsv, checkTableDepth } from './tables.js';
 export type { TableRow, TableInfo } from './tables.js';
 export { EngineErrors } from './errors.js';

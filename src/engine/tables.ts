@@ -78,7 +78,7 @@ export class Tables {
     if (index === undefined) {
       index = new Map();
       for (const r of t.rows.values()) {
-        const v = r[column];
+        const v = cell(r, column);
         if (v === null || v === undefined) continue;
         const vk = sketchKey(v);
         const list = index.get(vk);
@@ -102,7 +102,7 @@ export class Tables {
     const seen = new Map<string, number>();
     rows.forEach((r, i) => {
       if (r === null || typeof r !== 'object' || Array.isArray(r)) return; // refused with its own reason below
-      const v = (r as TableRow)[keyColumn];
+      const v = cell(r as TableRow, keyColumn);
       if (v === null || v === undefined) return;
       const k = sketchKey(v);
       const first = seen.get(k);
@@ -129,7 +129,7 @@ export class Tables {
       if (r === null || typeof r !== 'object' || Array.isArray(r)) {
         throw new HalflifeError('INVALID_TABLE', { name, reason: `row ${i} is not an object` });
       }
-      const k = r[keyColumn];
+      const k = cell(r, keyColumn);
       if (!trusted && (k === null || k === undefined || k === '')) {
         throw new HalflifeError('INVALID_TABLE', { name, reason: `row ${i} has no value in the key column ${keyColumn}` });
       }
@@ -146,6 +146,27 @@ export class Tables {
     await writeFile(`${path}.tmp`, JSON.stringify({ keyColumn: t.keyColumn, rows: [...t.rows.values()] }), { flush: true });
     await rename(`${path}.tmp`, path);
   }
+}
+
+/** A row's value in `column`: its own only, so a column named toString or constructor is a column like any other. */
+function cell(row: TableRow, column: string): unknown {
+  return Object.hasOwn(row, column) ? row[column] : undefined;
+}
+
+/** How deeply a table row's values may nest (JSON's own nesting is unbounded; serialising a deep one overflows). */
+export const MAX_TABLE_DEPTH = 32;
+
+/** Refuses rows nested deeper than MAX_TABLE_DEPTH, measured without recursion. */
+export function checkTableDepth(name: string, rows: readonly unknown[]): void {
+  rows.forEach((row, i) => {
+    const stack: { v: unknown; d: number }[] = [{ v: row, d: 1 }];
+    while (stack.length > 0) {
+      const { v, d } = stack.pop()!;
+      if (v === null || typeof v !== 'object') continue;
+      if (d > MAX_TABLE_DEPTH) throw new HalflifeError('INVALID_TABLE', { name, reason: `row ${i} nests deeper than ${MAX_TABLE_DEPTH} levels` });
+      for (const x of Object.values(v)) stack.push({ v: x, d: d + 1 });
+    }
+  });
 }
 
 /** Parses a table body: a JSON array of objects, NDJSON, or CSV with a header row. */
@@ -195,12 +216,13 @@ export function parseCsv(text: string): TableRow[] {
   if (record.some((f) => f !== '')) records.push(record);
   if (records.length === 0) return [];
   const [header, ...rows] = records;
-  return rows.map((r) => {
-    const row: TableRow = {};
-    header.forEach((h, i) => {
-      const v = r[i] ?? '';
-      row[h] = v !== '' && /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v;
-    });
-    return row;
-  });
+  // fromEntries: a column named __proto__ is a column, not the row's prototype.
+  return rows.map((r) =>
+    Object.fromEntries(
+      header.map((h, i) => {
+        const v = r[i] ?? '';
+        return [h, v !== '' && /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v];
+      }),
+    ),
+  );
 }

@@ -54,6 +54,18 @@ export function buildApp(c: AppComponents): FastifyInstance {
     // A request id from the caller (X-Request-Id) or ours: in every log line of the request and in the answer.
     requestIdHeader: 'x-request-id',
     connectionTimeout: 0,
+    // Names are up to 128 characters (documented); the router's default of 100 answered 414 in its own shape.
+    maxParamLength: 512,
+    // Errors Node's HTTP parser raises before Fastify sees a request (headers too large, a bad Content-Length):
+    // answered in the one error shape too.
+    clientErrorHandler: clientError,
+    // The router's own refusals (a path segment past maxParamLength, a URL that does not decode), in our shape.
+    frameworkErrors: (err, _request, reply) =>
+      sendError(
+        reply,
+        new HalflifeError('INVALID_REQUEST', { reason: err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a name in the path is longer than 512 characters' : 'the URL could not be decoded' }),
+        c.logger as unknown as Logger,
+      ),
   });
   const logger = c.logger as unknown as Logger;
 
@@ -73,6 +85,12 @@ export function buildApp(c: AppComponents): FastifyInstance {
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new HalflifeError('ROUTE_NOT_FOUND', { method: request.method, url: request.url.split('?')[0] }), logger),
   );
+  app.addHook('onRequest', async (request) => {
+    // A parameter given twice arrives as an array, which no route expects: refused by name, not a 500.
+    for (const [name, v] of Object.entries(request.query as Record<string, unknown>)) {
+      if (Array.isArray(v)) throw new HalflifeError('INVALID_QUERY', { name, reason: `given ${v.length} times; give it once` });
+    }
+  });
   app.addHook('onRequest', async (request, reply) => {
     if (c.closing()) {
       void reply.header('connection', 'close');
@@ -390,4 +408,15 @@ async function readEvents(log: Log, q: Record<string, string | undefined>) {
   }
   const next = [...positions].map(([p, o]) => `${p}:${o}`).join(',');
   return { records, next };
+}
+
+/** Answers what Node's HTTP parser refuses (before any route) in the documented error shape, then closes. */
+function clientError(err: Error & { code?: string }, socket: import('node:net').Socket): void {
+  if (!socket.writable) return void socket.destroy();
+  const e =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new HalflifeError('HEADERS_TOO_LARGE')
+      : new HalflifeError('INVALID_REQUEST', { reason: `the HTTP request could not be parsed (${err.code ?? err.message})` });
+  const body = JSON.stringify({ error: { code: e.code, message: e.message, details: e.details ?? {} } });
+  socket.end(`HTTP/1.1 ${e.status} ${e.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }

@@ -7,6 +7,12 @@ export const ServerErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    message: 'the request headers (with the URL) are larger than the server accepts (16 KiB)',
+    domain: 'user',
+    retryable: false,
+  },
   SHUTTING_DOWN: {
     status: 503,
     message: 'the server is shutting down; retry against another instance or after restart',

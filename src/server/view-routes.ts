@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HalflifeError } from '../core/index.js';
-import { parseTableBody } from '../engine/index.js';
+import { checkTableDepth, parseTableBody } from '../engine/index.js';
 import type { EngineHost } from './engine-host.js';
 import { formatTimes, timeFormatParam, type TimeFormat } from './time-format.js';
 
@@ -100,8 +100,11 @@ async function putTable(request: FastifyRequest, engine: EngineHost, replace: bo
   const { name } = request.params as { name: string };
   const q = request.query as { key?: string };
   const contentType = String(request.headers['content-type'] ?? 'application/json');
+  // A JSON body arrives parsed (JSON.parse takes any depth); checked before anything serialises it again.
+  if (Array.isArray(request.body)) checkTableDepth(name, request.body);
   const body = typeof request.body === 'string' ? request.body : JSON.stringify(request.body ?? []);
   const rows = parseTableBody(name, body, contentType);
+  checkTableDepth(name, rows);
   let keyColumn = q.key;
   if (keyColumn === undefined) {
     try {

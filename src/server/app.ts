@@ -55,7 +55,7 @@ export function buildApp(c: AppComponents): FastifyInstance {
     requestIdHeader: 'x-request-id',
     connectionTimeout: 0,
     // Names are up to 128 characters (documented); the router's default of 100 answered 414 in its own shape.
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     // Errors Node's HTTP parser raises before Fastify sees a request (headers too large, a bad Content-Length):
     // answered in the one error shape too.
     clientErrorHandler: clientError,

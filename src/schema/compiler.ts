@@ -17,6 +17,16 @@ export interface CompiledSchema {
 }
 
 /**
+ * The one Ajv configuration events are validated with (draft 2020-12, unknown keywords ignored, formats checked).
+ * The compatibility check models exactly this validator; its tests use this function to stay in step with it.
+ */
+export function createAjv(): Ajv2020 {
+  const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true });
+  addFormats(ajv);
+  return ajv;
+}
+
+/**
  * Compiles JSON Schemas (draft 2020-12, formats checked) into validators. The registry uses one; so does each
  * ingest worker thread, which keeps its own copy of the latest versions.
  */
@@ -24,8 +34,7 @@ export class SchemaCompiler {
   readonly #ajv: Ajv2020;
 
   constructor() {
-    this.#ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true });
-    addFormats(this.#ajv);
+    this.#ajv = createAjv();
   }
 
   /** Throws `SCHEMA_INVALID` for a schema Ajv cannot compile. */

@@ -41,10 +41,13 @@ export const KEYWORDS: Readonly<Record<string, KeywordTreatment>> = {
 
 export function backwardIncompatibilities(previous: unknown, next: unknown): string[] {
   if (deepEqual(previous, next)) return [];
-  for (const root of [next, previous]) {
-    const found = findUnsupported(root as S, '');
-    if (found !== undefined) {
-      return [`${at(found.path)}: "${found.keyword}" is not supported by the compatibility check; a schema that uses it cannot change`];
+  // The references first: they are where the meaning depends on the (dynamic) scope.
+  for (const keywords of [['$dynamicRef', '$recursiveRef'], ['$dynamicAnchor', '$recursiveAnchor']]) {
+    for (const root of [next, previous]) {
+      const found = findUnsupported(root as S, '', keywords);
+      if (found !== undefined) {
+        return [`${at(found.path)}: "${found.keyword}" is not supported by the compatibility check; a schema that uses it cannot change`];
+      }
     }
   }
   const ctx: Ctx = { prevRoot: previous as S, nextRoot: next as S, inProgress: new Map(), budget: { steps: 0 } };
@@ -160,35 +163,79 @@ function conjuncts(p: Schema, ctx: Ctx): S[] {
   return list;
 }
 
+/**
+ * What the previous schema says at one place, merged over the schemas it is the conjunction of (itself, its allOf
+ * members, its $ref targets, transitively): the kinds and values it accepts, and each simple keyword's values.
+ */
+interface Facts {
+  readonly all: readonly Schema[];
+  readonly kinds: Set<Kind>;
+  readonly values: unknown[] | undefined;
+  /** Whether any of them has `type` (else a new type narrows "from any"). */
+  readonly typed: boolean;
+}
+
+function factsOf(p: Schema, ctx: Ctx): Facts {
+  const all: Schema[] = [];
+  let accepted = true;
+  const visit = (s: S) => {
+    if (s === false) accepted = false;
+    if (!isObject(s) || all.includes(s)) return;
+    all.push(s);
+    for (const c of conjuncts(s, ctx)) visit(c);
+  };
+  visit(p);
+  let kinds = new Set<Kind>(accepted ? ALL_KINDS : []);
+  let values: unknown[] | undefined;
+  for (const s of all) {
+    const own = kindsOf(s);
+    kinds = new Set([...kinds].filter((k) => own.has(k)));
+    const v = finiteValues(s);
+    if (v !== undefined) values = values === undefined ? v : values.filter((x) => v.some((y) => deepEqual(x, y)));
+  }
+  if (values !== undefined) {
+    values = values.filter((v) => kinds.has(kindOfValue(v)));
+    kinds = new Set(values.map(kindOfValue));
+  }
+  return { all, kinds, values, typed: all.some((s) => s.type !== undefined) };
+}
+
+/** The values of a keyword over the merged schemas (numbers only, for limits). */
+function limits(f: Facts, kw: string): number[] {
+  return f.all.map((s) => s[kw]).filter((v): v is number => typeof v === 'number');
+}
+
 function compareOwn(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]): void {
-  const values = finiteValues(p);
-  const kinds = values === undefined ? kindsOf(p) : new Set(values.map(kindOfValue));
+  const f = factsOf(p, ctx);
+  const { kinds, values } = f;
   if (kinds.size === 0) return; // the previous schema accepted nothing here
-  compareTypes(p, n, kinds, values, pos, out);
-  compareValues(p, n, values, pos, out);
+  compareTypes(f, n, pos, out);
+  compareValues(n, values, pos, out);
   if (kinds.has('integer') || kinds.has('fraction')) {
-    if (values === undefined) compareNumbers(p, n, kinds, pos, out);
+    if (values === undefined) compareNumbers(f, n, pos, out);
     else checkScalars(NUMBER_KEYWORDS, n, values.filter((v) => typeof v === 'number'), pos, out);
   }
   if (kinds.has('string')) {
-    if (values === undefined) compareStrings(p, n, pos, out);
+    if (values === undefined) compareStrings(f, n, pos, out);
     else checkScalars(STRING_KEYWORDS, n, values.filter((v) => typeof v === 'string'), pos, out);
   }
   if (kinds.has('string') || kinds.has('integer') || kinds.has('fraction')) {
     // Ajv applies format (ajv-formats has number formats too) and its ordering keywords to strings and numbers.
-    compareEqualOnly(p, n, ['format', 'formatMaximum', 'formatMinimum', 'formatExclusiveMaximum', 'formatExclusiveMinimum'], pos, ctx, out);
+    compareEqualOnly(f, n, ['format', 'formatMaximum', 'formatMinimum', 'formatExclusiveMaximum', 'formatExclusiveMinimum'], pos, ctx, out);
   }
-  if (kinds.has('array')) compareArrays(p, n, pos, ctx, out);
-  if (kinds.has('object')) compareObjects(p, n, pos, ctx, out);
+  if (kinds.has('array')) compareArrays(f, p, n, pos, ctx, out);
+  if (kinds.has('object')) compareObjects(f, p, n, pos, ctx, out);
   compareApplicators(p, n, pos, ctx, out);
-  compareEqualOnly(p, n, ['id'], pos, ctx, out);
+  compareEqualOnly(f, n, ['id'], pos, ctx, out);
 }
 
-function compareEqualOnly(p: Schema, n: Schema, keywords: readonly string[], pos: Pos, ctx: Ctx, out: string[]): void {
+function compareEqualOnly(f: Facts, n: Schema, keywords: readonly string[], pos: Pos, ctx: Ctx, out: string[]): void {
   for (const kw of keywords) {
-    if (n[kw] === undefined || same(p[kw] as S, n[kw] as S, ctx)) continue;
-    if (kw === 'format') out.push(`${at(pos.path)}: format changed from ${JSON.stringify(p.format ?? null)} to ${JSON.stringify(n.format)}`);
-    else out.push(`${at(pos.path)}: "${kw}" changed; it cannot be proven to accept what it accepted before`);
+    if (n[kw] === undefined || f.all.some((s) => same(s[kw], n[kw], ctx))) continue;
+    if (kw === 'format') {
+      const was = f.all.find((s) => s.format !== undefined)?.format ?? null;
+      out.push(`${at(pos.path)}: format changed from ${JSON.stringify(was)} to ${JSON.stringify(n.format)}`);
+    } else out.push(`${at(pos.path)}: "${kw}" changed; it cannot be proven to accept what it accepted before`);
   }
 }
 
@@ -244,25 +291,24 @@ function finiteValues(s: Schema): unknown[] | undefined {
   return values?.filter((v) => tk === undefined || tk.has(kindOfValue(v)));
 }
 
-function compareTypes(p: Schema, n: Schema, kinds: Set<Kind>, values: unknown[] | undefined, pos: Pos, out: string[]): void {
+function compareTypes(f: Facts, n: Schema, pos: Pos, out: string[]): void {
   const nt = typeKinds(n);
   if (nt === undefined) return;
   const now = typeNames(n);
-  if (values !== undefined) {
-    const lost = values.filter((v) => !nt.has(kindOfValue(v)));
+  if (f.values !== undefined) {
+    const lost = f.values.filter((v) => !nt.has(kindOfValue(v)));
     if (lost.length > 0) out.push(`${at(pos.path)}: type narrowed: ${lost.map((v) => JSON.stringify(v)).join(', ')} no longer accepted (now ${now})`);
     return;
   }
-  const pt = p.type === undefined ? undefined : typeNames(p).split(' | ');
-  if (pt === undefined) {
-    if ([...kinds].some((k) => !nt.has(k))) out.push(`${at(pos.path)}: type narrowed from any to ${now}`);
+  const lost = [...f.kinds].filter((k) => !nt.has(k));
+  if (lost.length === 0) return;
+  if (!f.typed) {
+    out.push(`${at(pos.path)}: type narrowed from any to ${now}`);
     return;
   }
-  for (const t of pt) {
-    if (kindsOfTypeName(t).some((k) => kinds.has(k) && !nt.has(k))) {
-      out.push(`${at(pos.path)}: type narrowed: ${t} is no longer accepted (now ${now})`);
-    }
-  }
+  // Name lost kinds as types: a lost fraction is a lost number (with or without its integers).
+  const names = lost.flatMap((k) => (k === 'fraction' ? ['number'] : k === 'integer' ? (lost.includes('fraction') ? [] : ['integer']) : [k]));
+  for (const t of names) out.push(`${at(pos.path)}: type narrowed: ${t} is no longer accepted (now ${now})`);
 }
 
 function typeNames(s: Schema): string {
@@ -271,7 +317,7 @@ function typeNames(s: Schema): string {
   return names.join(' | ');
 }
 
-function compareValues(p: Schema, n: Schema, values: unknown[] | undefined, pos: Pos, out: string[]): void {
+function compareValues(n: Schema, values: unknown[] | undefined, pos: Pos, out: string[]): void {
   if (Array.isArray(n.enum)) {
     const now = n.enum as unknown[];
     if (values === undefined) out.push(`${at(pos.path)}: enum added: values outside ${JSON.stringify(now)} are now rejected`);
@@ -341,16 +387,16 @@ interface Bound {
   readonly original: number;
 }
 
-function bound(s: Schema, side: 'lower' | 'upper', integersOnly: boolean): Bound | undefined {
+function bound(f: Facts, side: 'lower' | 'upper', integersOnly: boolean): Bound | undefined {
   const [incKw, excKw] = side === 'lower' ? ['minimum', 'exclusiveMinimum'] : ['maximum', 'exclusiveMaximum'];
-  const inc = typeof s[incKw] === 'number' ? (s[incKw] as number) : undefined;
-  const exc = typeof s[excKw] === 'number' ? (s[excKw] as number) : undefined;
+  const tighter = (a: number, b: number) => (side === 'lower' ? a > b : a < b);
   let b: Bound | undefined;
-  if (inc !== undefined) b = { value: inc, exclusive: false, keyword: incKw, original: inc };
-  if (exc !== undefined) {
-    // The tighter bound wins; at equal values the exclusive one.
-    const tighter = b === undefined || (side === 'lower' ? exc >= b.value : exc <= b.value);
-    if (tighter) b = { value: exc, exclusive: true, keyword: excKw, original: exc };
+  for (const v of limits(f, incKw)) {
+    if (b === undefined || tighter(v, b.value)) b = { value: v, exclusive: false, keyword: incKw, original: v };
+  }
+  for (const v of limits(f, excKw)) {
+    // At equal values the exclusive bound is the tighter one.
+    if (b === undefined || tighter(v, b.value) || (v === b.value && !b.exclusive)) b = { value: v, exclusive: true, keyword: excKw, original: v };
   }
   if (b === undefined || !integersOnly || !(Math.abs(b.value) < 2 ** 52)) return b;
   // Only integers: x > 0 is x >= 1. (Below 2^52 the arithmetic is exact.)
@@ -360,10 +406,10 @@ function bound(s: Schema, side: 'lower' | 'upper', integersOnly: boolean): Bound
   return { ...b, value, exclusive: false };
 }
 
-function compareNumbers(p: Schema, n: Schema, kinds: Set<Kind>, pos: Pos, out: string[]): void {
-  const integersOnly = !kinds.has('fraction');
-  const lower = bound(p, 'lower', integersOnly);
-  const upper = bound(p, 'upper', integersOnly);
+function compareNumbers(f: Facts, n: Schema, pos: Pos, out: string[]): void {
+  const integersOnly = !f.kinds.has('fraction');
+  const lower = bound(f, 'lower', integersOnly);
+  const upper = bound(f, 'upper', integersOnly);
   if (lower !== undefined && upper !== undefined &&
       (lower.value > upper.value || (lower.value === upper.value && (lower.exclusive || upper.exclusive)))) {
     return; // no number was accepted
@@ -384,32 +430,36 @@ function compareNumbers(p: Schema, n: Schema, kinds: Set<Kind>, pos: Pos, out: s
   // Ajv tests divisibility in floating point (x / m === parseInt(x / m)); a different multipleOf can reject a
   // value the old one accepted however the two divide (5e-324 is a multiple of 2 but not of 1; 1.5e21 of 2 but
   // not of 1), so only an unchanged multipleOf is safe.
-  if (n.multipleOf !== undefined && n.multipleOf !== p.multipleOf) {
-    out.push(`${at(pos.path)}: multipleOf ${JSON.stringify(n.multipleOf)} now required (was ${JSON.stringify(p.multipleOf ?? 'none')})`);
+  if (n.multipleOf !== undefined && !f.all.some((s) => s.multipleOf === n.multipleOf)) {
+    const was = f.all.find((s) => s.multipleOf !== undefined)?.multipleOf ?? 'none';
+    out.push(`${at(pos.path)}: multipleOf ${JSON.stringify(n.multipleOf)} now required (was ${JSON.stringify(was)})`);
   }
 }
 
-function compareStrings(p: Schema, n: Schema, pos: Pos, out: string[]): void {
-  compareCount(p, n, 'minLength', 'maxLength', undefined, pos, out);
-  if (n.pattern !== undefined && n.pattern !== p.pattern) {
-    out.push(`${at(pos.path)}: pattern changed from ${JSON.stringify(p.pattern ?? null)} to ${JSON.stringify(n.pattern)}`);
+function compareStrings(f: Facts, n: Schema, pos: Pos, out: string[]): void {
+  compareCount(f, n, 'minLength', 'maxLength', undefined, pos, out);
+  if (n.pattern !== undefined && !f.all.some((s) => s.pattern === n.pattern)) {
+    const was = f.all.find((s) => s.pattern !== undefined)?.pattern ?? null;
+    out.push(`${at(pos.path)}: pattern changed from ${JSON.stringify(was)} to ${JSON.stringify(n.pattern)}`);
   }
 }
 
 /** Lengths and counts: the new minimum may not exceed the old, the new maximum may not be below it. */
-function compareCount(p: Schema, n: Schema, minKw: string, maxKw: string, prevMax: number | undefined, pos: Pos, out: string[]): void {
-  const pMin = typeof p[minKw] === 'number' ? (p[minKw] as number) : 0;
-  const pMax = Math.min(typeof p[maxKw] === 'number' ? (p[maxKw] as number) : Infinity, prevMax ?? Infinity);
+function compareCount(f: Facts, n: Schema, minKw: string, maxKw: string, prevMax: number | undefined, pos: Pos, out: string[]): void {
+  const mins = limits(f, minKw);
+  const maxes = limits(f, maxKw);
+  const pMin = Math.max(0, ...mins);
+  const pMax = Math.min(Infinity, ...maxes, prevMax ?? Infinity);
   if (pMin > pMax) return;
   const nMin = n[minKw];
-  if (typeof nMin === 'number' && nMin > pMin) out.push(`${at(pos.path)}: ${minKw} tightened from ${p[minKw] ?? 'none'} to ${nMin}`);
+  if (typeof nMin === 'number' && nMin > pMin) out.push(`${at(pos.path)}: ${minKw} tightened from ${mins.length > 0 ? pMin : 'none'} to ${nMin}`);
   const nMax = n[maxKw];
-  if (typeof nMax === 'number' && nMax < pMax) out.push(`${at(pos.path)}: ${maxKw} tightened from ${p[maxKw] ?? 'none'} to ${nMax}`);
+  if (typeof nMax === 'number' && nMax < pMax) out.push(`${at(pos.path)}: ${maxKw} tightened from ${maxes.length > 0 ? Math.min(...maxes) : 'none'} to ${nMax}`);
 }
 
 // ---- arrays ----------------------------------------------------------------------------------------------------
 
-function compareArrays(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]): void {
+function compareArrays(f: Facts, p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]): void {
   const ppi = (Array.isArray(p.prefixItems) ? p.prefixItems : []) as S[];
   const npi = (Array.isArray(n.prefixItems) ? n.prefixItems : []) as S[];
   const pItems = (p.items ?? true) as S;
@@ -420,7 +470,7 @@ function compareArrays(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]):
     compare(ppi[i] ?? pItems, npi[i] ?? nItems, suffixed(pos, `[${i}]`), ctx, out);
   }
   if (prefix < maxLength) compare(pItems, nItems, suffixed(pos, '[]'), ctx, out);
-  compareCount(p, n, 'minItems', 'maxItems', pItems === false ? ppi.length : undefined, pos, out);
+  compareCount(f, n, 'minItems', 'maxItems', pItems === false ? ppi.length : undefined, pos, out);
   if (n.uniqueItems === true && maxLength > 1) {
     if (p.uniqueItems !== true) out.push(`${at(pos.path)}: uniqueItems now required`);
     else {
@@ -475,45 +525,57 @@ function compareContains(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]
 
 // ---- objects ---------------------------------------------------------------------------------------------------
 
-function compareObjects(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]): void {
-  const prevRequired = new Set(Array.isArray(p.required) ? (p.required as string[]) : []);
+function compareObjects(f: Facts, p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]): void {
+  const prevRequired = new Set(f.all.flatMap((s) => (Array.isArray(s.required) ? (s.required as string[]) : [])));
   for (const r of Array.isArray(n.required) ? (n.required as string[]) : []) {
     if (!prevRequired.has(r)) out.push(`${at(pos.path)}: new required field "${r}"`);
   }
-  const pp = (isObject(p.properties) ? p.properties : {}) as Record<string, S>;
-  const np = (isObject(n.properties) ? n.properties : {}) as Record<string, S>;
-  const ppat = (isObject(p.patternProperties) ? p.patternProperties : {}) as Record<string, S>;
-  const npat = (isObject(n.patternProperties) ? n.patternProperties : {}) as Record<string, S>;
+  const propsOf = (s: Schema) => (isObject(s.properties) ? s.properties : {}) as Record<string, S>;
+  const patternsOf = (s: Schema) => (isObject(s.patternProperties) ? s.patternProperties : {}) as Record<string, S>;
+  const pp = propsOf(p);
+  const np = propsOf(n);
+  const ppat = patternsOf(p);
+  const npat = patternsOf(n);
   const pAdd = (p.additionalProperties ?? true) as S;
   const nAdd = (n.additionalProperties ?? true) as S;
   const matching = (pats: Record<string, S>, name: string) => Object.keys(pats).filter((re) => new RegExp(re, 'u').test(name));
-  /** Everything the previous schema required of a property's value: any one of them implies the rest. */
+  /**
+   * Everything the previous schema (with its allOf members and $ref targets) required of a property's value:
+   * any one of them implies the rest. `[true]` when nothing did.
+   */
   const prevFor = (name: string): S[] => {
-    const pats = matching(ppat, name).map((re) => ppat[re]);
-    if (has(pp, name)) return [pp[name], ...pats];
-    return pats.length > 0 ? pats : [pAdd];
+    const all = f.all.flatMap((s) => {
+      const pats = matching(patternsOf(s), name).map((re) => patternsOf(s)[re]);
+      if (has(propsOf(s), name)) return [propsOf(s)[name], ...pats];
+      return pats.length > 0 ? pats : [(s.additionalProperties ?? true) as S];
+    }).filter((s) => !acceptsAll(s));
+    return all.length > 0 ? all : [true];
   };
   const impliedByOne = (sources: S[], next: S, at: Pos) => {
     if (sources.length > 1 && sources.slice(1).some((s) => holds(s, next, at, ctx))) return;
     compare(sources[0], next, at, ctx, out);
   };
+  const declaredBefore = new Set(f.all.flatMap((s) => Object.keys(propsOf(s))));
+  // With unevaluatedProperties the previous object was not open, whatever its other keywords say.
+  const openBefore = !f.all.some((s) => s.unevaluatedProperties !== undefined && !acceptsAll(s.unevaluatedProperties as S));
 
-  for (const name of Object.keys(pp)) {
+  for (const name of declaredBefore) {
     const c = child(pos, name);
     const pats = matching(npat, name);
     if (has(np, name) || pats.length > 0) {
       if (has(np, name)) impliedByOne(prevFor(name), np[name], c);
       for (const re of pats) impliedByOne(prevFor(name), npat[re], c);
     } else if (nAdd === false) {
-      if (pp[name] !== false) out.push(`${c.path}: property removed while additionalProperties is false`);
+      if (!prevFor(name).includes(false)) out.push(`${c.path}: property removed while additionalProperties is false`);
     } else impliedByOne(prevFor(name), nAdd, c);
   }
   for (const name of Object.keys(np)) {
-    if (has(pp, name)) continue;
+    if (declaredBefore.has(name)) continue;
     const c = child(pos, name);
-    const openBefore = matching(ppat, name).length === 0 && acceptsAll(pAdd);
-    if (!(openBefore && pos.lenient)) impliedByOne(prevFor(name), np[name], c);
-    for (const re of matching(npat, name)) impliedByOne(prevFor(name), npat[re], c);
+    const sources = prevFor(name);
+    const lenient = pos.lenient && openBefore && sources.length === 1 && sources[0] === true;
+    if (!lenient) impliedByOne(sources, np[name], c);
+    for (const re of matching(npat, name)) impliedByOne(sources, npat[re], c);
   }
   // Names declared by neither: what the previous schema let through for them (its additionalProperties, or a
   // pattern of its own) must pass each new pattern they may match and the new additionalProperties.
@@ -539,7 +601,7 @@ function compareObjects(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[])
     }
   }
   const closed = pAdd === false && Object.keys(ppat).length === 0;
-  compareCount(p, n, 'minProperties', 'maxProperties', closed ? Object.keys(pp).filter((k) => pp[k] !== false).length : undefined, pos, out);
+  compareCount(f, n, 'minProperties', 'maxProperties', closed ? Object.keys(pp).filter((k) => pp[k] !== false).length : undefined, pos, out);
 
   if (n.propertyNames !== undefined && !same(p.propertyNames as S, n.propertyNames as S, ctx)) {
     const names: S[] = [(p.propertyNames ?? true) as S];
@@ -646,10 +708,10 @@ function hasNestedId(node: unknown, isRoot: boolean): boolean {
   return Object.entries(node).some(([k, v]) => k !== 'enum' && k !== 'const' && hasNestedId(v, false));
 }
 
-function findUnsupported(node: S, path: string): { keyword: string; path: string } | undefined {
+function findUnsupported(node: S, path: string, keywords: readonly string[]): { keyword: string; path: string } | undefined {
   if (!isObject(node)) return undefined;
-  for (const [kw, how] of Object.entries(KEYWORDS)) {
-    if (how === 'unsupported' && node[kw] !== undefined) return { keyword: kw, path };
+  for (const kw of keywords) {
+    if (node[kw] !== undefined) return { keyword: kw, path };
   }
   for (const [k, v] of Object.entries(node)) {
     if (k === 'enum' || k === 'const') continue;
@@ -658,7 +720,7 @@ function findUnsupported(node: S, path: string): { keyword: string; path: string
       ? Object.entries(v).map(([name, s]) => [k === 'properties' ? (path === '' ? name : `${path}.${name}`) : path, s] as const)
       : Array.isArray(v) ? v.map((s) => [sub ?? path, s] as const) : [[sub ?? path, v] as const];
     for (const [p, s] of children) {
-      const found = findUnsupported(s as S, p);
+      const found = findUnsupported(s as S, p, keywords);
       if (found !== undefined) return found;
     }
   }

@@ -39,7 +39,15 @@ export const KEYWORDS: Readonly<Record<string, KeywordTreatment>> = {
   $dynamicRef: 'unsupported', $dynamicAnchor: 'unsupported', $recursiveRef: 'unsupported', $recursiveAnchor: 'unsupported',
 };
 
-export function backwardIncompatibilities(previous: unknown, next: unknown): string[] {
+export interface CompatibilityOptions {
+  /**
+   * Allow adding an optional property to an open object (see above). Default true; false gives the exact check
+   * (every event the previous schema accepted, the new one accepts), which the property tests verify with Ajv.
+   */
+  readonly lenient?: boolean;
+}
+
+export function backwardIncompatibilities(previous: unknown, next: unknown, options: CompatibilityOptions = {}): string[] {
   if (deepEqual(previous, next)) return [];
   // The references first: they are where the meaning depends on the (dynamic) scope.
   for (const keywords of [['$dynamicRef', '$recursiveRef'], ['$dynamicAnchor', '$recursiveAnchor']]) {
@@ -52,7 +60,7 @@ export function backwardIncompatibilities(previous: unknown, next: unknown): str
   }
   const ctx: Ctx = { prevRoot: previous as S, nextRoot: next as S, inProgress: new Map(), budget: { steps: 0 } };
   const out: string[] = [];
-  compare(previous as S, next as S, { path: '', depth: 0, lenient: true }, ctx, out);
+  compare(previous as S, next as S, { path: '', depth: 0, lenient: options.lenient ?? true }, ctx, out);
   return [...new Set(out)];
 }
 
@@ -479,9 +487,34 @@ function compareArrays(f: Facts, p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: 
       const now = uniquenessTypes(n);
       const covered = before === undefined || (now !== undefined && now.every((t) => before.includes(t) || (t === 'integer' && before.includes('number'))));
       if (!covered) out.push(`${at(pos.path)}: uniqueItems now compares ${now?.join(', ') ?? 'all'} elements (was ${before.join(', ')}), because items' type changed`);
+      else skippedBefore(f, p, n, 2, maxLength, 'uniqueItems', pos, out);
     }
   }
-  compareContains(p, n, pos, ctx, out);
+  if (compareContains(p, n, pos, ctx, out)) skippedBefore(f, p, n, 0, maxLength, 'contains', pos, out);
+}
+
+/** Whether Ajv treats a subschema as always valid (and generates no code for it). */
+function trivial(s: S): boolean {
+  return s === true || (isObject(s) && !Object.keys(s).some((k) => k in KEYWORDS));
+}
+
+/**
+ * Ajv 8.20 runs the array keywords after prefixItems (contains, uniqueItems) only when it checked a prefixItems
+ * entry, so arrays no longer than the index of the first entry that is not trivially valid skip them:
+ * `{ prefixItems: [{ type: 'integer' }], contains: { type: 'string' } }` accepts []. The length up to which
+ * arrays skip them, or -1.
+ */
+function skipsUpTo(s: Schema): number {
+  return (Array.isArray(s.prefixItems) ? (s.prefixItems as S[]) : []).findIndex((x) => !trivial(x));
+}
+
+/** Refuses when the new schema checks `keyword` on array lengths (at least `from`) the old one skipped. */
+function skippedBefore(f: Facts, p: Schema, n: Schema, from: number, maxLength: number, keyword: string, pos: Pos, out: string[]): void {
+  const lo = Math.max(skipsUpTo(n) + 1, from, ...limits(f, 'minItems'));
+  const hi = Math.min(skipsUpTo(p), maxLength);
+  if (lo <= hi) {
+    out.push(`${at(pos.path)}: ${keyword} now applies to arrays of ${lo === hi ? lo : `${lo} to ${hi}`} element(s), which the validator did not check before (it skips ${keyword} on arrays that end before the first checked prefixItems entry)`);
+  }
 }
 
 /** The element types among which Ajv's uniqueItems looks for duplicates (undefined: all elements). */
@@ -507,9 +540,10 @@ function containsOf(s: Schema): Contains | undefined {
   return { schema: s.contains as S, min, max };
 }
 
-function compareContains(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]): void {
+/** Compares contains; true when the new one applies and implies the old one (where both are checked). */
+function compareContains(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]): boolean {
   const nc = containsOf(n);
-  if (nc === undefined) return;
+  if (nc === undefined) return false;
   const pc = containsOf(p);
   const strict = labelled({ ...pos, lenient: false }, 'contains');
   const ok = pc !== undefined && nc.min <= pc.min && (
@@ -521,6 +555,7 @@ function compareContains(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: string[]
     const what = pc === undefined ? 'added' : 'changed';
     out.push(`${at(pos.path)}: contains ${what} (with minContains ${nc.min}${nc.max === undefined ? '' : `, maxContains ${nc.max}`}); it cannot be proven to accept what it accepted before`);
   }
+  return ok;
 }
 
 // ---- objects ---------------------------------------------------------------------------------------------------

@@ -281,3 +281,13 @@ test('every modelled keyword has a widening and a narrowing in the table', () =>
   }
   assert.deepEqual(missing, []);
 });
+
+test('schemas that refer to themselves at the same place (through not and $ref) are compared, not overflowed', () => {
+  const d = { maxProperties: 0, maximum: -1, not: { $ref: '#/$defs/d', items: true } };
+  const before = { $ref: '#/$defs/d', $defs: { d } };
+  const after = { $ref: '#/$defs/d', $defs: { d: { ...d, unevaluatedItems: false } } };
+  assert.ok(backwardIncompatibilities(before, after, { lenient: false }).length > 0);
+  let deep: unknown = { type: 'string' };
+  for (let i = 0; i < 20_000; i++) deep = { items: deep };
+  assert.deepEqual(backwardIncompatibilities(deep, { items: deep, minItems: 0 }), ['the event: the schemas are nested too deeply to compare']);
+});

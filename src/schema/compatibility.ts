@@ -48,6 +48,16 @@ export interface CompatibilityOptions {
 }
 
 export function backwardIncompatibilities(previous: unknown, next: unknown, options: CompatibilityOptions = {}): string[] {
+  try {
+    return incompatibilities(previous, next, options);
+  } catch (err) {
+    // Every walk here recurses; a schema nested thousands deep must get an answer, not a crash.
+    if (!(err instanceof RangeError)) throw err;
+    return ['the event: the schemas are nested too deeply to compare'];
+  }
+}
+
+function incompatibilities(previous: unknown, next: unknown, options: CompatibilityOptions): string[] {
   if (deepEqual(previous, next)) return [];
   // The references first: they are where the meaning depends on the (dynamic) scope.
   for (const keywords of [['$dynamicRef', '$recursiveRef'], ['$dynamicAnchor', '$recursiveAnchor']]) {
@@ -58,7 +68,15 @@ export function backwardIncompatibilities(previous: unknown, next: unknown, opti
       }
     }
   }
-  const ctx: Ctx = { prevRoot: previous as S, nextRoot: next as S, inProgress: new Map(), budget: { steps: 0 } };
+  const ctx: Ctx = {
+    prevRoot: previous as S,
+    nextRoot: next as S,
+    prevRefs: !hasNestedId(previous, true),
+    nextRefs: !hasNestedId(next, true),
+    inProgress: new Map(),
+    reverseInProgress: new Map(),
+    budget: { steps: 0 },
+  };
   const out: string[] = [];
   compare(previous as S, next as S, { path: '', depth: 0, lenient: options.lenient ?? true }, ctx, out);
   return [...new Set(out)];
@@ -67,14 +85,27 @@ export function backwardIncompatibilities(previous: unknown, next: unknown, opti
 interface Ctx {
   readonly prevRoot: S;
   readonly nextRoot: S;
+  /** Whether each document's local `$ref`s resolve against its root (no `$id` below the root). */
+  readonly prevRefs: boolean;
+  readonly nextRefs: boolean;
   /** Pairs (previous, next) being compared, with the event depth they were entered at (recursive $refs). */
   readonly inProgress: Map<object, Map<object, number>>;
+  /** The same for comparisons the other way round, so that a loop through `not` is recognised too. */
+  readonly reverseInProgress: Map<object, Map<object, number>>;
   readonly budget: { steps: number };
 }
 
 /** The context for comparing the other way round (a new subschema against an old one, as inside `not`). */
 function reversed(ctx: Ctx): Ctx {
-  return { prevRoot: ctx.nextRoot, nextRoot: ctx.prevRoot, inProgress: new Map(), budget: ctx.budget };
+  return {
+    prevRoot: ctx.nextRoot,
+    nextRoot: ctx.prevRoot,
+    prevRefs: ctx.nextRefs,
+    nextRefs: ctx.prevRefs,
+    inProgress: ctx.reverseInProgress,
+    reverseInProgress: ctx.inProgress,
+    budget: ctx.budget,
+  };
 }
 
 /** `true` as the previous schema: one object, so that recursion through it is recognised. */
@@ -165,7 +196,7 @@ function holds(prev: S, next: S, pos: Pos, ctx: Ctx): boolean {
 function conjuncts(p: Schema, ctx: Ctx): S[] {
   const list: S[] = Array.isArray(p.allOf) ? [...(p.allOf as S[])] : [];
   if (typeof p.$ref === 'string') {
-    const target = resolve(ctx.prevRoot, p.$ref);
+    const target = resolve(ctx.prevRoot, p.$ref, ctx.prevRefs);
     if (target !== undefined) list.push(target);
   }
   return list;
@@ -703,7 +734,7 @@ function compareApplicators(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: strin
     }
   }
   if (typeof n.$ref === 'string') {
-    const target = resolve(ctx.nextRoot, n.$ref);
+    const target = resolve(ctx.nextRoot, n.$ref, ctx.nextRefs);
     if (target === undefined) out.push(`${at(pos.path)}: $ref ${JSON.stringify(n.$ref)} cannot be resolved by the compatibility check`);
     else compare(p, target, pos, ctx, out);
   }
@@ -721,8 +752,8 @@ function compareApplicators(p: Schema, n: Schema, pos: Pos, ctx: Ctx, out: strin
  * The target of a local JSON-pointer `$ref` ("#", "#/$defs/x"), or undefined when it is anything else or the
  * schema has an `$id` below its root (which would change what "#" means).
  */
-function resolve(root: S, ref: string): S | undefined {
-  if (!ref.startsWith('#') || (ref.length > 1 && ref[1] !== '/') || hasNestedId(root, true)) return undefined;
+function resolve(root: S, ref: string, resolvable: boolean): S | undefined {
+  if (!resolvable || !ref.startsWith('#') || (ref.length > 1 && ref[1] !== '/')) return undefined;
   let node: unknown = root;
   for (const raw of ref.length > 1 ? ref.slice(2).split('/') : []) {
     let seg: string;
@@ -790,8 +821,8 @@ function sameValue(a: unknown, b: unknown, ctx: Ctx, assumed: Set<string>): bool
   if (!Array.isArray(a) && typeof ra.$ref === 'string') {
     const key = `${ra.$ref}`;
     if (assumed.has(key)) return true;
-    const ta = resolve(ctx.prevRoot, ra.$ref);
-    const tb = resolve(ctx.nextRoot, ra.$ref);
+    const ta = resolve(ctx.prevRoot, ra.$ref, ctx.prevRefs);
+    const tb = resolve(ctx.nextRoot, ra.$ref, ctx.nextRefs);
     if (ta === undefined || tb === undefined) return false;
     assumed.add(key);
     return sameValue(ta, tb, ctx, assumed);

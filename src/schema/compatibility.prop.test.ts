@@ -269,3 +269,21 @@ test('the same for one-level schemas, where limits, exclusive/inclusive pairs an
   const stats = checkSound(false, 0, 1500);
   assert.ok(stats.accepted > 200 && stats.refused > 200 && stats.eventsChecked > 2000, JSON.stringify(stats));
 });
+
+test('numeric bounds are judged exactly: accepted iff no number on a fine grid is lost (Ajv)', () => {
+  const grid = [...Array.from({ length: 69 }, (_, i) => -3 + i * 0.25), 1.5e21, -1.5e21];
+  const bounds = fc.record({ minimum: numbers, exclusiveMinimum: numbers, maximum: numbers, exclusiveMaximum: numbers }, { requiredKeys: [] });
+  const side = fc.record({ type: fc.constantFrom('integer', 'number'), bounds });
+  fc.assert(
+    fc.property(side, side, (a, b) => {
+      const old = { type: a.type, ...a.bounds };
+      const next = { type: a.type, ...b.bounds };
+      const [validateOld, validateNew] = [compile(old)!, compile(next)!];
+      const lost = grid.filter((x) => validateOld(x) === true && validateNew(x) !== true);
+      const reasons = backwardIncompatibilities({ properties: { qty: old } }, { properties: { qty: next } });
+      assert.equal(reasons.length === 0, lost.length === 0, `reasons ${JSON.stringify(reasons)}, lost ${JSON.stringify(lost)}`);
+      for (const r of reasons) assert.match(r, /^qty: (minimum|exclusiveMinimum|maximum|exclusiveMaximum) tightened from .+ to .+$/);
+    }),
+    { numRuns: 1500 },
+  );
+});

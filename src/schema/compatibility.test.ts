@@ -102,6 +102,8 @@ const rows: Row[] = [
   narrow('exclusiveMinimum 0 -> minimum 0.5', at({ type: 'number', exclusiveMinimum: 0 }), at({ type: 'number', minimum: 0.5 }), /^qty: minimum tightened from exclusiveMinimum 0 to 0.5$/, { qty: 0.25 }),
   widen('integer: exclusiveMinimum 0 -> minimum 1', at({ type: 'integer', exclusiveMinimum: 0 }), at({ type: 'integer', minimum: 1 })),
   narrow('number: exclusiveMinimum 0 -> minimum 1', at({ type: 'number', exclusiveMinimum: 0 }), at({ type: 'number', minimum: 1 }), /^qty: minimum tightened from exclusiveMinimum 0 to 1$/, { qty: 0.5 }),
+  narrow('integer: exclusiveMinimum 0 -> minimum 2', at({ type: 'integer', exclusiveMinimum: 0 }), at({ type: 'integer', minimum: 2 }), /^qty: minimum tightened from exclusiveMinimum 0 to 2$/, { qty: 1 }),
+  narrow('integer: exclusiveMaximum 10 -> maximum 8', at({ type: 'integer', exclusiveMaximum: 10 }), at({ type: 'integer', maximum: 8 }), /^qty: maximum tightened from exclusiveMaximum 10 to 8$/, { qty: 9 }),
   widen('integer: exclusiveMaximum 10 -> maximum 9', at({ type: 'integer', exclusiveMaximum: 10 }), at({ type: 'integer', maximum: 9 })),
   widen('both present -> the inclusive one only', at({ type: 'number', minimum: 0, exclusiveMinimum: 0 }), at({ type: 'number', minimum: 0 })),
   widen('both present, equal bounds kept', at({ type: 'number', minimum: 0, exclusiveMinimum: 0 }), at({ type: 'number', exclusiveMinimum: 0 })),

@@ -17,6 +17,16 @@ export interface CompiledSchema {
 }
 
 /**
+ * The one Ajv configuration events are validated with (draft 2020-12, unknown keywords ignored, formats checked).
+ * The compatibility check models exactly this validator; its tests use this function to stay in step with it.
+ */
+export function createAjv(): Ajv2020 {
+  const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true });
+  addFormats(ajv);
+  return ajv;
+}
+
+/**
  * Compiles JSON Schemas (draft 2020-12, formats checked) into validators. The registry uses one; so does each
  * ingest worker thread, which keeps its own copy of the latest versions.
  */
@@ -24,8 +34,7 @@ export class SchemaCompiler {
   readonly #ajv: Ajv2020;
 
   constructor() {
-    this.#ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true });
-    addFormats(this.#ajv);
+    this.#ajv = createAjv();
   }
 
   /** Throws `SCHEMA_INVALID` for a schema Ajv cannot compile. */
@@ -44,7 +53,12 @@ export class SchemaCompiler {
     return {
       version,
       validate(data: unknown): ValidationResult {
-        if (fn(data)) return OK;
+        try {
+          if (fn(data)) return OK;
+        } catch (err) {
+          // A stored schema registered before loops were refused (see findRefLoop): reject the event, never crash.
+          return { ok: false, message: `data: the schema could not be evaluated (${(err as Error).message})`, path: '$.data' };
+        }
         const e = (fn.errors as ErrorObject[])[0];
         return { ok: false, message: describe(e), path: pathOf(e) };
       },
@@ -53,6 +67,76 @@ export class SchemaCompiler {
 }
 
 const OK: ValidationResult = { ok: true };
+
+/** Keywords whose subschemas apply to the same place in the event as the schema holding them. */
+const IN_PLACE = ['allOf', 'anyOf', 'oneOf', 'not', 'if', 'then', 'else', 'dependentSchemas'] as const;
+
+/**
+ * Finds a `$ref` loop that never reads into the event (`{ "$ref": "#" }`, or a property whose schema refers to
+ * itself through allOf, anyOf, not, ...). Ajv compiles such a schema, and then overflows the stack on every event
+ * that reaches the loop. Returns the JSON pointer of the `$ref` that closes a loop, or undefined. Schemas with an
+ * `$id` below the root are not examined (their references resolve against that `$id`).
+ */
+export function findRefLoop(schema: unknown): string | undefined {
+  const nodes: [Record<string, unknown>, string][] = [];
+  let nestedId = false;
+  const collect = (v: unknown, ptr: string, root: boolean) => {
+    if (typeof v !== 'object' || v === null) return;
+    if (!Array.isArray(v)) {
+      nodes.push([v as Record<string, unknown>, ptr]);
+      if (!root && typeof (v as Record<string, unknown>).$id === 'string') nestedId = true;
+    }
+    for (const [k, x] of Object.entries(v)) {
+      if (k !== 'enum' && k !== 'const' && k !== 'default' && k !== 'examples') collect(x, `${ptr}/${k.replaceAll('~', '~0').replaceAll('/', '~1')}`, false);
+    }
+  };
+  collect(schema, '#', true);
+  if (nestedId) return undefined;
+  const resolve = (ref: string): unknown => {
+    if (ref !== '#' && !ref.startsWith('#/')) return undefined;
+    let node: unknown = schema;
+    for (const raw of ref === '#' ? [] : ref.slice(2).split('/')) {
+      let seg: string;
+      try {
+        seg = decodeURIComponent(raw).replaceAll('~1', '/').replaceAll('~0', '~');
+      } catch {
+        return undefined;
+      }
+      if (typeof node !== 'object' || node === null || !Object.prototype.hasOwnProperty.call(node, seg)) return undefined;
+      node = (node as Record<string, unknown>)[seg];
+    }
+    return node;
+  };
+  const pointerOf = new Map(nodes);
+  const state = new Map<unknown, 'open' | 'done'>();
+  const visit = (node: Record<string, unknown>): string | undefined => {
+    state.set(node, 'open');
+    const next: [unknown, string | undefined][] = [];
+    for (const kw of IN_PLACE) {
+      const v = node[kw];
+      if (Array.isArray(v)) for (const x of v) next.push([x, undefined]);
+      else if (kw === 'dependentSchemas' && typeof v === 'object' && v !== null) for (const x of Object.values(v)) next.push([x, undefined]);
+      else next.push([v, undefined]);
+    }
+    if (typeof node.$ref === 'string') next.push([resolve(node.$ref), `${pointerOf.get(node)}/$ref`]);
+    let found: string | undefined;
+    for (const [x, via] of next) {
+      if (typeof x !== 'object' || x === null || Array.isArray(x)) continue;
+      const s = state.get(x);
+      if (s === 'open') found = via ?? `${pointerOf.get(node)}`;
+      else if (s === undefined) found = visit(x as Record<string, unknown>);
+      if (found !== undefined) break;
+    }
+    state.set(node, 'done');
+    return found;
+  };
+  for (const [node] of nodes) {
+    if (state.has(node)) continue;
+    const found = visit(node);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
 
 function pathOf(e: ErrorObject): string {
   const base = '$.data' + e.instancePath.replace(/\/([^/]*)/g, (_m, seg: string) => (/^\d+$/.test(seg) ? `[${seg}]` : `.${seg.replaceAll('~1', '/').replaceAll('~0', '~')}`));

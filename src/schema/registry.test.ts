@@ -4,6 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HalflifeError } from '../core/index.js';
 import { SchemaRegistry } from './registry.js';
+import { SchemaCompiler } from './compiler.js';
 import { tempDir } from '../../test/helpers/tmp.js';
 
 const pageView = {
@@ -102,6 +103,42 @@ test('schemas in a configured folder are registered at start', async () => {
     await again.start();
     assert.equal(again.latest('click')?.version, 1, 'unchanged file adds no version');
     await again.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a $ref loop that never reads into the event is refused, and a stored one rejects events instead of throwing', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'none' });
+    await reg.start();
+    const loops: [unknown, string][] = [
+      [{ $ref: '#' }, '#/$ref'],
+      [{ $defs: { d: { $ref: '#/$defs/d', type: 'null' } }, $ref: '#/$defs/d' }, '#/$defs/d/$ref'],
+      [{ properties: { a: { anyOf: [{ type: 'string' }, { $ref: '#/properties/a' }] } } }, '#/properties/a/anyOf/1/$ref'],
+      [{ allOf: [{ not: { $ref: '#/allOf/0' } }] }, '#/allOf/0/not/$ref'],
+    ];
+    for (const [schema, at] of loops) {
+      await assert.rejects(reg.register('loop', schema), (err: HalflifeError) => {
+        assert.equal(err.code, 'SCHEMA_INVALID');
+        assert.match(String(err.details?.reason), new RegExp(`the \\$ref at ${at.replaceAll('$', '\\$')} leads back to itself`));
+        return true;
+      });
+    }
+    // Recursion that reads one level deeper each time is fine.
+    const tree = { type: 'object', properties: { n: { type: 'integer' }, kids: { type: 'array', items: { $ref: '#' } } } };
+    await reg.register('tree', tree);
+    assert.deepEqual(reg.latest('tree')!.validate({ n: 1, kids: [{ n: 2, kids: [] }] }), { ok: true });
+    assert.equal(reg.latest('tree')!.validate({ kids: [{ n: 'x' }] }).ok, false);
+    await reg.close();
+
+    // A loop stored before this check existed: its events are rejected with a reason, never a thrown RangeError.
+    const stored = new SchemaCompiler().compile('loop', 1, { properties: { a: { $ref: '#/$defs/d' } }, $defs: { d: { $ref: '#/$defs/d', type: 'null' } } });
+    assert.deepEqual(stored.validate({ b: 1 }), { ok: true });
+    const v = stored.validate({ a: null });
+    assert.equal(v.ok, false);
+    assert.match((v as { message: string }).message, /^data: the schema could not be evaluated/);
   } finally {
     await cleanup();
   }

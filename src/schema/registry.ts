@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Compatibility } from '../config/index.js';
 import { HalflifeError, LifecycleState, silentLogger, SystemClock, type Clock, type Logger } from '../core/index.js';
 import { backwardIncompatibilities, deepEqual } from './compatibility.js';
-import { SchemaCompiler, type CompiledSchema } from './compiler.js';
+import { findRefLoop, SchemaCompiler, type CompiledSchema } from './compiler.js';
 import './errors.js';
 
 const TYPE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
@@ -181,6 +181,11 @@ export class SchemaRegistry {
       return { type, version: previous.version, created: false };
     }
     const version = (previous?.version ?? 0) + 1;
+    // Before compiling: Ajv overflows the stack on some of these loops already while compiling.
+    const loop = findRefLoop(schema);
+    if (loop !== undefined) {
+      throw new HalflifeError('SCHEMA_INVALID', { type, reason: `the $ref at ${loop} leads back to itself without reading into the event, so validating some events would never finish` });
+    }
     const compiled = this.#compiler.compile(type, version, schema);
     if (previous !== undefined && this.compatibility(type) === 'backward') {
       const reasons = backwardIncompatibilities(previous.schema, schema);

@@ -186,7 +186,7 @@ test('a replayed dead letter updates the closed window it belongs to and reaches
     const closed = await waitFor('the window closed', (r) => r.pair === 'EURUSD' && r._final === true);
     assert.equal(closed.n, 1);
     pushed.length = 0;
-    const fixed = await inject(t, 'PUT', '/v1/schemas/fill', { type: 'object', properties: { pair: { type: 'string' }, qty: { type: 'number' } }, required: ['pair', 'qty'] });
+    const fixed = await inject(t, 'PUT', '/v1/schemas/fill', { type: 'object', properties: { pair: { type: 'string' }, qty: { type: 'number', minimum: 0 } }, required: ['pair', 'qty'] });
     assert.equal(fixed.status, 201, JSON.stringify(fixed.body));
     const replay = await inject(t, 'POST', '/v1/deadletters/replay', { type: 'fill' });
     assert.equal(replay.body.replayed, 1);

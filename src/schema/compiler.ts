@@ -21,7 +21,9 @@ export interface CompiledSchema {
  * The compatibility check models exactly this validator; its tests use this function to stay in step with it.
  */
 export function createAjv(): Ajv2020 {
-  const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true });
+  // ownProperties: a field named constructor or toString is the event's own or absent, never Object.prototype's
+  // (without it, properties: {constructor: {type: string}} rejected every event).
+  const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true, ownProperties: true });
   addFormats(ajv);
   return ajv;
 }

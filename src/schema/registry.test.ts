@@ -143,3 +143,33 @@ test('a $ref loop that never reads into the event is refused, and a stored one r
     await cleanup();
   }
 });
+
+test('a schema giving rules to a property named __proto__ is refused (the validator would skip them); constructor and toString are validated as own fields', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'none' });
+    await reg.start();
+    const cases: [string, string][] = [
+      ['{"type": "object", "properties": {"__proto__": {"type": "string"}}}', '#/properties'],
+      ['{"type": "object", "properties": {"a": {"type": "object", "properties": {"__proto__": {"type": "integer"}}}}}', '#/properties/a/properties'],
+    ];
+    for (const [text, at] of cases) {
+      await assert.rejects(reg.register('p', JSON.parse(text)), (err: HalflifeError) => {
+        assert.equal(err.code, 'SCHEMA_INVALID');
+        assert.match(String(err.details?.reason), new RegExp(`^${at} names a property __proto__`));
+        return true;
+      });
+    }
+    // Requiring it works (the field is the event's own or missing).
+    await reg.register('r', JSON.parse('{"type": "object", "required": ["__proto__"]}'));
+    assert.equal(reg.latest('r')!.validate({}).ok, false);
+    assert.equal(reg.latest('r')!.validate(JSON.parse('{"__proto__": 1}')).ok, true);
+    // Other names every object inherits are ordinary properties, and validated.
+    await reg.register('q', JSON.parse('{"type": "object", "properties": {"constructor": {"type": "string"}, "toString": {"type": "string"}}}'));
+    assert.equal(reg.latest('q')!.validate(JSON.parse('{"constructor": 5}')).ok, false);
+    assert.equal(reg.latest('q')!.validate(JSON.parse('{"toString": "x"}')).ok, true);
+    await reg.close();
+  } finally {
+    await cleanup();
+  }
+});

@@ -186,6 +186,10 @@ export class SchemaRegistry {
     if (loop !== undefined) {
       throw new HalflifeError('SCHEMA_INVALID', { type, reason: `the $ref at ${loop} leads back to itself without reading into the event, so validating some events would never finish` });
     }
+    const proto = findProtoProperty(schema);
+    if (proto !== undefined) {
+      throw new HalflifeError('SCHEMA_INVALID', { type, reason: `${proto} names a property __proto__, which the validator skips (events would pass unchecked); rename the field` });
+    }
     const compiled = this.#compiler.compile(type, version, schema);
     if (previous !== undefined && this.compatibility(type) === 'backward') {
       const reasons = backwardIncompatibilities(previous.schema, schema);
@@ -237,4 +241,26 @@ async function atomicWrite(path: string, text: string): Promise<void> {
   const tmp = `${path}.tmp`;
   await writeFile(tmp, text, { flush: true });
   await rename(tmp, path);
+}
+
+/**
+ * Where a schema gives rules to a property named __proto__ (a `properties`, `dependentRequired` or `dependentSchemas`
+ * key): Ajv skips such a key entirely, so its rules would silently not hold (`required` works). Walked without
+ * recursion.
+ */
+function findProtoProperty(schema: unknown): string | undefined {
+  const stack: { node: unknown; path: string }[] = [{ node: schema, path: '#' }];
+  while (stack.length > 0) {
+    const { node, path } = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    const o = node as Record<string, unknown>;
+    if (!Array.isArray(node)) {
+      for (const k of ['properties', 'dependentRequired', 'dependentSchemas']) {
+        const v = o[k];
+        if (v !== null && typeof v === 'object' && Object.hasOwn(v, '__proto__')) return `${path}/${k}`;
+      }
+    }
+    for (const [k, v] of Object.entries(node)) if (v !== null && typeof v === 'object') stack.push({ node: v, path: `${path}/${k}` });
+  }
+  return undefined;
 }

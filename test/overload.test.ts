@@ -1,5 +1,7 @@
 // Overload: three times the server's capacity, offered open-loop with mixed priorities, against a server in its own
 // process. Bounded: ~3 s to measure capacity, 3 s of overload, at most 600 requests outstanding, loopback only.
+// And its opposite: closed loops (each connection waits for its answer) cannot overload anything, so they must lose
+// nothing to shedding, however busy the machine's cores are. Bounded: 3 s or 400 requests per connection.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
@@ -34,6 +36,61 @@ function post(agent: Agent, url: URL, body: string, headers: Record<string, stri
   });
 }
 
+const CLOSED_LOOP_S = 3;
+const CLOSED_LOOP_MAX_REQUESTS = 400;
+
+for (const connections of [8, 16]) {
+  test(`a closed loop of ${connections} connections at full speed loses nothing to shedding (default overload settings)`, async (t) => {
+    const { dir, cleanup } = await tempDir();
+    // The production defaults for overload: what a user gets.
+    const server = await spawnServer(dir, { HALFLIFE_LOG_LEVEL: 'warn', HALFLIFE_INGEST_WORKERS: '1' });
+    const url = new URL(server.url);
+    const agent = new Agent({ keepAlive: true, maxSockets: connections });
+    try {
+      const res = await fetch(`${server.url}/v1/schemas/cl`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'object' }) });
+      assert.equal(res.status, 201);
+      const big = `[${Array.from({ length: EVENTS_PER_REQUEST }, (_, i) => `{"type":"cl","data":{"n":${i},"pad":"${'x'.repeat(40)}"}}`).join(',')}]`;
+      const one = '[{"type":"cl","data":{"n":0}}]';
+      const counts = { requests: 0, events: 0, accepted: 0, shed: 0, other: 0, statuses: {} as Record<number, number> };
+      const end = performance.now() + CLOSED_LOOP_S * 1000;
+      const started = performance.now();
+      await Promise.all(
+        Array.from({ length: connections }, async (_, c) => {
+          for (let i = 0; i < CLOSED_LOOP_MAX_REQUESTS && performance.now() < end; i++) {
+            // Mostly 500-event bodies; every fifth a single event; half the connections declare their priority.
+            const single = i % 5 === 4;
+            const reply = await post(agent, url, single ? one : big, c % 2 === 0 ? { 'x-halflife-priority': 'normal' } : {}).catch(() => ({ status: 0, body: {} }) as Reply);
+            const n = single ? 1 : EVENTS_PER_REQUEST;
+            counts.requests++;
+            counts.events += n;
+            counts.statuses[reply.status] = (counts.statuses[reply.status] ?? 0) + 1;
+            if (reply.status === 200) {
+              const shed = (reply.body.errors ?? []).filter((e) => e.code === 'OVERLOADED').length;
+              counts.shed += shed;
+              counts.accepted += reply.body.accepted ?? 0;
+              counts.other += n - shed - (reply.body.accepted ?? 0);
+            } else if (reply.status === 429 || reply.body.error?.code === 'OVERLOADED') counts.shed += n;
+            else counts.other += n;
+          }
+        }),
+      );
+      const seconds = (performance.now() - started) / 1000;
+      const status = (await (await fetch(`${server.url}/v1/status`)).json()) as { overload?: unknown };
+      const report = JSON.stringify({ connections, seconds: Number(seconds.toFixed(1)), eventsPerS: Math.round(counts.accepted / seconds), ...counts, overload: status.overload });
+      t.diagnostic(report);
+      assert.ok(counts.requests >= connections, report);
+      assert.equal(counts.shed, 0, `nothing shed: ${report}`);
+      assert.equal(counts.other, 0, `nothing failed: ${report}`);
+      assert.equal(counts.accepted, counts.events, report);
+    } finally {
+      agent.destroy();
+      server.child.kill('SIGTERM');
+      await server.exited;
+      await cleanup();
+    }
+  });
+}
+
 test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is shed first, memory stays under budget, nothing acknowledged is lost', async (t) => {
   const { dir, cleanup } = await tempDir();
   const server = await spawnServer(dir, {
@@ -41,9 +98,8 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     HALFLIFE_INGEST_WORKERS: '1',
     HALFLIFE_INGEST_PRIORITIES: JSON.stringify({ hi: 'high', lo: 'low' }),
     HALFLIFE_OVERLOAD_MEMORY_BUDGET_BYTES: String(BUDGET),
+    // What piles up in an open loop beyond capacity: requests received and not yet answered.
     HALFLIFE_OVERLOAD_MAX_INFLIGHT_BYTES: String(16 * 2 ** 20),
-    // The server thread's event loop is what saturates first here (the load generator shares the two cores).
-    HALFLIFE_OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '100',
   });
   const url = new URL(server.url);
   const agent = new Agent({ keepAlive: true, maxSockets: MAX_OUTSTANDING });

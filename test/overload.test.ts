@@ -1,7 +1,8 @@
 // Overload: three times the server's capacity, offered open-loop with mixed priorities, against a server in its own
 // process. Bounded: ~3 s to measure capacity, 3 s of overload, at most 600 requests outstanding, loopback only.
 // And its opposite: closed loops (each connection waits for its answer) cannot overload anything, so they must lose
-// nothing to shedding, however busy the machine's cores are. Bounded: 3 s or 400 requests per connection.
+// nothing to shedding, however busy the machine's cores are. Bounded: 3 s (and at least 15 requests) or 400 requests
+// per connection.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
@@ -37,13 +38,15 @@ function post(agent: Agent, url: URL, body: string, headers: Record<string, stri
 }
 
 const CLOSED_LOOP_S = 3;
+/** Per connection: at least this many requests however slow the machine (at most this many however fast). */
+const CLOSED_LOOP_MIN_REQUESTS = 15;
 const CLOSED_LOOP_MAX_REQUESTS = 400;
 
 for (const connections of [8, 16]) {
   test(`a closed loop of ${connections} connections at full speed loses nothing to shedding (default overload settings)`, async (t) => {
     const { dir, cleanup } = await tempDir();
     // The production defaults for overload: what a user gets.
-    const server = await spawnServer(dir, { HALFLIFE_LOG_LEVEL: 'warn', HALFLIFE_INGEST_WORKERS: '1' });
+    const server = await spawnServer(dir, { HALFLIFE_LOG_LEVEL: 'warn', HALFLIFE_INGEST_WORKERS: '1' }, [], { shedding: 'defaults' });
     const url = new URL(server.url);
     const agent = new Agent({ keepAlive: true, maxSockets: connections });
     try {
@@ -56,7 +59,7 @@ for (const connections of [8, 16]) {
       const started = performance.now();
       await Promise.all(
         Array.from({ length: connections }, async (_, c) => {
-          for (let i = 0; i < CLOSED_LOOP_MAX_REQUESTS && performance.now() < end; i++) {
+          for (let i = 0; i < CLOSED_LOOP_MAX_REQUESTS && (i < CLOSED_LOOP_MIN_REQUESTS || performance.now() < end); i++) {
             // Mostly 500-event bodies; every fifth a single event; half the connections declare their priority.
             const single = i % 5 === 4;
             const reply = await post(agent, url, single ? one : big, c % 2 === 0 ? { 'x-halflife-priority': 'normal' } : {}).catch(() => ({ status: 0, body: {} }) as Reply);
@@ -100,7 +103,7 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     HALFLIFE_OVERLOAD_MEMORY_BUDGET_BYTES: String(BUDGET),
     // What piles up in an open loop beyond capacity: requests received and not yet answered.
     HALFLIFE_OVERLOAD_MAX_INFLIGHT_BYTES: String(16 * 2 ** 20),
-  });
+  }, [], { shedding: 'defaults' });
   const url = new URL(server.url);
   const agent = new Agent({ keepAlive: true, maxSockets: MAX_OUTSTANDING });
   let seq = 0;

@@ -1,5 +1,7 @@
 // Overload: three times the server's capacity, offered open-loop with mixed priorities, against a server in its own
-// process. Bounded: ~3 s to measure capacity, 3 s of overload, at most 600 requests outstanding, loopback only.
+// process: the requests it has not answered pile up, and past the in-flight bounds it sheds by priority while it
+// answers a status probe sooner than it could drain its queue. Bounded: ~3 s to measure capacity, 3 s of overload,
+// at most 600 requests outstanding, loopback only.
 // And its opposite: closed loops (each connection waits for its answer) cannot overload anything, so they must lose
 // nothing to shedding, however busy the machine's cores are. Bounded: 3 s (and at least 15 requests) or 400 requests
 // per connection.
@@ -8,6 +10,7 @@ import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { decodeEventRecord } from '../src/core/index.js';
 import { SegmentLog } from '../src/log/index.js';
+import { REQUEST_OVERHEAD_BYTES } from '../src/server/overload.js';
 import { spawnServer } from './helpers/child-server.js';
 import { tempDir } from './helpers/tmp.js';
 import { join } from 'node:path';
@@ -95,17 +98,6 @@ for (const connections of [8, 16]) {
 }
 
 test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is shed first, memory stays under budget, nothing acknowledged is lost', async (t) => {
-  const { dir, cleanup } = await tempDir();
-  const server = await spawnServer(dir, {
-    HALFLIFE_LOG_LEVEL: 'warn',
-    HALFLIFE_INGEST_WORKERS: '1',
-    HALFLIFE_INGEST_PRIORITIES: JSON.stringify({ hi: 'high', lo: 'low' }),
-    HALFLIFE_OVERLOAD_MEMORY_BUDGET_BYTES: String(BUDGET),
-    // What piles up in an open loop beyond capacity: requests received and not yet answered.
-    HALFLIFE_OVERLOAD_MAX_INFLIGHT_BYTES: String(16 * 2 ** 20),
-  }, [], { shedding: 'defaults' });
-  const url = new URL(server.url);
-  const agent = new Agent({ keepAlive: true, maxSockets: MAX_OUTSTANDING });
   let seq = 0;
   // A body and the ids of its events (kept beside it, so acknowledging costs the client no parsing).
   const body = (type: string) => {
@@ -118,6 +110,20 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     }
     return { text: `[${events.join(',')}]`, ids };
   };
+  const { dir, cleanup } = await tempDir();
+  // What piles up in an open loop beyond capacity is requests received and not yet answered: the in-flight bound is
+  // 100 requests, so low is shed from 60, normal from 80. The capacity phase's closed loop holds at most 32 (0.32 of
+  // the bound, nothing shed): a closed loop is never shed. The memory budget stays well above what the test needs.
+  const requestBytes = Buffer.byteLength(body('hi').text) + REQUEST_OVERHEAD_BYTES;
+  const server = await spawnServer(dir, {
+    HALFLIFE_LOG_LEVEL: 'warn',
+    HALFLIFE_INGEST_WORKERS: '1',
+    HALFLIFE_INGEST_PRIORITIES: JSON.stringify({ hi: 'high', lo: 'low' }),
+    HALFLIFE_OVERLOAD_MEMORY_BUDGET_BYTES: String(BUDGET),
+    HALFLIFE_OVERLOAD_MAX_INFLIGHT_BYTES: String(100 * requestBytes),
+  }, [], { shedding: 'defaults' });
+  const url = new URL(server.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: MAX_OUTSTANDING });
   const acked = new Set<string>();
   const ack = (b: { ids: string[] }, reply: Reply) => {
     if (reply.status !== 200) return 0;
@@ -167,12 +173,29 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     let skipped = 0;
     const inflight: Promise<void>[] = [];
     const start = performance.now();
-    const monitor = setInterval(() => {
-      void fetch(`${server.url}/v1/status`)
-        .then((r) => r.json() as Promise<{ overload?: { rssBytes: number } }>)
-        .then((s) => (maxRss = Math.max(maxRss, s.overload?.rssBytes ?? 0)))
-        .catch(() => {});
-    }, 100);
+    // One status probe at a time (a new one when the last is answered, at most every 100 ms): how long the server
+    // takes to answer a request that is not queued behind the flood.
+    const probes: number[] = [];
+    let maxInflight = 0;
+    let maxPressure = 0;
+    let maxDelay = 0;
+    let probing = true;
+    const probeLoop = (async () => {
+      while (probing) {
+        const t0 = performance.now();
+        try {
+          const s = (await (await fetch(`${server.url}/v1/status`)).json()) as { overload?: { rssBytes: number; inflightRequests: number; pressure: number; eventLoopDelayMs: number } };
+          maxRss = Math.max(maxRss, s.overload?.rssBytes ?? 0);
+          maxInflight = Math.max(maxInflight, s.overload?.inflightRequests ?? 0);
+          maxPressure = Math.max(maxPressure, s.overload?.pressure ?? 0);
+          maxDelay = Math.max(maxDelay, s.overload?.eventLoopDelayMs ?? 0);
+          probes.push(performance.now() - t0);
+        } catch {
+          // Counted as unanswered: the report shows how many were.
+        }
+        await new Promise((r) => setTimeout(r, Math.max(0, 100 - (performance.now() - t0))));
+      }
+    })();
     let next = 0;
     let sentEvents = 0;
     while (next < bodies.length) {
@@ -211,8 +234,15 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     // slow server also slows what it is offered.
     const offeredRate = sentEvents / ((performance.now() - start) / 1000);
     await Promise.all(inflight);
-    clearInterval(monitor);
-    const report = JSON.stringify({ capacity: Math.round(capacity), offeredRate: Math.round(offeredRate), skipped, stats, maxRssMiB: Math.round(maxRss / 2 ** 20) });
+    probing = false;
+    await probeLoop;
+    const overloadMs = performance.now() - start;
+    probes.sort((a, b) => a - b);
+    const slowestProbeMs = probes.length > 0 ? probes[probes.length - 1] : Infinity;
+    // Responsive: a probe is answered sooner than the server could work through what may be outstanding at once
+    // (a bound from the measured capacity, not a fixed time: a busy machine is slower at both).
+    const drainMs = ((MAX_OUTSTANDING * EVENTS_PER_REQUEST) / capacity) * 1000;
+    const report = JSON.stringify({ capacity: Math.round(capacity), offeredRate: Math.round(offeredRate), skipped, stats, maxRssMiB: Math.round(maxRss / 2 ** 20), probes: probes.length, medianProbeMs: Math.round(probes[probes.length >> 1] ?? -1), slowestProbeMs: Math.round(slowestProbeMs), drainMs: Math.round(drainMs), overloadMs: Math.round(overloadMs), maxInflight, maxPressure, maxDelay });
 
     t.diagnostic(report);
     assert.ok(offeredRate >= 1.5 * capacity, `offered well over the capacity: ${report}`);
@@ -226,6 +256,7 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     assert.equal(stats.hi.shed, 0, report);
     assert.equal(stats.hi.other + stats.mid.other + stats.lo.other, 0, `no failures other than shedding: ${report}`);
     assert.ok(maxRss > 0 && maxRss < BUDGET, `resident memory stayed under the budget: ${report}`);
+    assert.ok(probes.length >= 2 && slowestProbeMs < drainMs, `the server stayed responsive: ${report}`);
   } finally {
     agent.destroy();
     server.child.kill('SIGTERM');

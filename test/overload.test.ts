@@ -1,6 +1,6 @@
 // Overload: three times the server's capacity, offered open-loop with mixed priorities, against a server in its own
 // process: the requests it has not answered pile up, and past the in-flight bounds it sheds by priority while it
-// answers a status probe sooner than it could drain its queue. Bounded: ~3 s to measure capacity, 3 s of overload,
+// answers a status probe sooner than it could drain its queue. Bounded: ~4 s to measure capacity, 3 s of overload,
 // at most 600 requests outstanding, loopback only.
 // And its opposite: closed loops (each connection waits for its answer) cannot overload anything, so they must lose
 // nothing to shedding, however busy the machine's cores are. Bounded: 3 s (and at least 15 requests) or 400 requests
@@ -137,7 +137,8 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
       assert.equal(res.status, 201);
     }
 
-    // Capacity: closed loop, 32 requests at a time, high-priority bodies only, after a second of warm-up.
+    // Capacity: closed loop, 32 requests at a time, high-priority bodies only, after a second of warm-up (a closed
+    // loop, so nothing is shed: at most 32 requests in flight, 0.32 of the bound).
     const closedLoop = async (ms: number) => {
       let done = 0;
       const end = performance.now() + ms;
@@ -155,7 +156,10 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
       return done / ((performance.now() - started) / 1000);
     };
     await closedLoop(1000);
-    const capacity = await closedLoop(2000);
+    // The best of three seconds: on a machine other programs keep busy the server's share of the cores comes and
+    // goes, and 3x an unlucky second would not overload it at all.
+    const capacities = [await closedLoop(1000), await closedLoop(1000), await closedLoop(1000)];
+    const capacity = Math.max(...capacities);
 
     // Overload: 3x capacity offered open-loop, 20 % high, 40 % normal, 40 % low; producers of normal and low
     // traffic declare their priority, as background producers would.
@@ -242,7 +246,7 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     // Responsive: a probe is answered sooner than the server could work through what may be outstanding at once
     // (a bound from the measured capacity, not a fixed time: a busy machine is slower at both).
     const drainMs = ((MAX_OUTSTANDING * EVENTS_PER_REQUEST) / capacity) * 1000;
-    const report = JSON.stringify({ capacity: Math.round(capacity), offeredRate: Math.round(offeredRate), skipped, stats, maxRssMiB: Math.round(maxRss / 2 ** 20), probes: probes.length, medianProbeMs: Math.round(probes[probes.length >> 1] ?? -1), slowestProbeMs: Math.round(slowestProbeMs), drainMs: Math.round(drainMs), overloadMs: Math.round(overloadMs), maxInflight, maxPressure, maxDelay });
+    const report = JSON.stringify({ capacity: Math.round(capacity), capacities: capacities.map(Math.round), offeredRate: Math.round(offeredRate), skipped, stats, maxRssMiB: Math.round(maxRss / 2 ** 20), probes: probes.length, medianProbeMs: Math.round(probes[probes.length >> 1] ?? -1), slowestProbeMs: Math.round(slowestProbeMs), drainMs: Math.round(drainMs), overloadMs: Math.round(overloadMs), maxInflight, maxPressure, maxDelay });
 
     t.diagnostic(report);
     assert.ok(offeredRate >= 1.5 * capacity, `offered well over the capacity: ${report}`);

@@ -99,8 +99,7 @@ export class OverloadMonitor {
   #sample(): void {
     this.#rss = process.memoryUsage.rss();
     if (this.#delays !== undefined && this.#ticks % 5 === 4) {
-      // Over the last ~500 ms, so one long step does not shed and a saturated loop does (nanoseconds; 0 when no
-      // delay was recorded).
+      // Over the last ~500 ms, for /v1/status (nanoseconds; 0 when no delay was recorded). It sheds nothing.
       this.#delayMs = this.#delays.count > 0 ? this.#delays.percentile(90) / 1e6 : 0;
       this.#delays.reset();
     }

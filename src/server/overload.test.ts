@@ -73,15 +73,26 @@ test('the memory budget is the hard bound: everything is refused', () => {
 
 test("engine lag counts for views once they have caught up, not while they backfill", async () => {
   let views = [{ name: 'new', lag: 90 }];
-  const m = monitor(() => views);
+  let polls = 0;
+  const m = monitor(() => {
+    polls++;
+    return views;
+  });
+  // Until the monitor has polled the engine twice more (so the answer to the first of them is applied): no fixed
+  // sleep, which a busy machine would outlast. The bound only guards against a monitor that never polls.
+  const twoPolls = async () => {
+    const target = polls + 2;
+    for (let i = 0; i < 6000 && polls < target; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(polls >= target, 'the monitor polls the engine');
+  };
   m.start();
   try {
-    await new Promise((r) => setTimeout(r, 60));
+    await twoPolls();
     assert.equal(m.status().engineLagEvents, 0, 'a view still backfilling does not shed ingest');
     views = [{ name: 'new', lag: 0 }];
-    await new Promise((r) => setTimeout(r, 60));
+    await twoPolls();
     views = [{ name: 'new', lag: 90 }];
-    await new Promise((r) => setTimeout(r, 60));
+    await twoPolls();
     assert.equal(m.status().engineLagEvents, 90);
     assert.deepEqual([m.status().shed, m.status().reason], [2, 'engineLag']);
   } finally {

@@ -1,10 +1,16 @@
 // Overload: three times the server's capacity, offered open-loop with mixed priorities, against a server in its own
-// process. Bounded: ~3 s to measure capacity, 3 s of overload, at most 600 requests outstanding, loopback only.
+// process: the requests it has not answered pile up, and past the in-flight bounds it sheds by priority while it
+// answers a status probe sooner than it could drain its queue. Bounded: ~4 s to measure capacity, 3 s of overload,
+// at most 600 requests outstanding, loopback only.
+// And its opposite: closed loops (each connection waits for its answer) cannot overload anything, so they must lose
+// nothing to shedding, however busy the machine's cores are. Bounded: 3 s (and at least 15 requests) or 400 requests
+// per connection.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { decodeEventRecord } from '../src/core/index.js';
 import { SegmentLog } from '../src/log/index.js';
+import { REQUEST_OVERHEAD_BYTES } from '../src/server/overload.js';
 import { spawnServer } from './helpers/child-server.js';
 import { tempDir } from './helpers/tmp.js';
 import { join } from 'node:path';
@@ -34,19 +40,64 @@ function post(agent: Agent, url: URL, body: string, headers: Record<string, stri
   });
 }
 
-test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is shed first, memory stays under budget, nothing acknowledged is lost', async (t) => {
-  const { dir, cleanup } = await tempDir();
-  const server = await spawnServer(dir, {
-    HALFLIFE_LOG_LEVEL: 'warn',
-    HALFLIFE_INGEST_WORKERS: '1',
-    HALFLIFE_INGEST_PRIORITIES: JSON.stringify({ hi: 'high', lo: 'low' }),
-    HALFLIFE_OVERLOAD_MEMORY_BUDGET_BYTES: String(BUDGET),
-    HALFLIFE_OVERLOAD_MAX_INFLIGHT_BYTES: String(16 * 2 ** 20),
-    // The server thread's event loop is what saturates first here (the load generator shares the two cores).
-    HALFLIFE_OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '100',
+const CLOSED_LOOP_S = 3;
+/** Per connection: at least this many requests however slow the machine (at most this many however fast). */
+const CLOSED_LOOP_MIN_REQUESTS = 15;
+const CLOSED_LOOP_MAX_REQUESTS = 400;
+
+for (const connections of [8, 16]) {
+  test(`a closed loop of ${connections} connections at full speed loses nothing to shedding (default overload settings)`, async (t) => {
+    const { dir, cleanup } = await tempDir();
+    // The production defaults for overload: what a user gets.
+    const server = await spawnServer(dir, { HALFLIFE_LOG_LEVEL: 'warn', HALFLIFE_INGEST_WORKERS: '1' }, [], { shedding: 'defaults' });
+    const url = new URL(server.url);
+    const agent = new Agent({ keepAlive: true, maxSockets: connections });
+    try {
+      const res = await fetch(`${server.url}/v1/schemas/cl`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'object' }) });
+      assert.equal(res.status, 201);
+      const big = `[${Array.from({ length: EVENTS_PER_REQUEST }, (_, i) => `{"type":"cl","data":{"n":${i},"pad":"${'x'.repeat(40)}"}}`).join(',')}]`;
+      const one = '[{"type":"cl","data":{"n":0}}]';
+      const counts = { requests: 0, events: 0, accepted: 0, shed: 0, other: 0, statuses: {} as Record<number, number> };
+      const end = performance.now() + CLOSED_LOOP_S * 1000;
+      const started = performance.now();
+      await Promise.all(
+        Array.from({ length: connections }, async (_, c) => {
+          for (let i = 0; i < CLOSED_LOOP_MAX_REQUESTS && (i < CLOSED_LOOP_MIN_REQUESTS || performance.now() < end); i++) {
+            // Mostly 500-event bodies; every fifth a single event; half the connections declare their priority.
+            const single = i % 5 === 4;
+            const reply = await post(agent, url, single ? one : big, c % 2 === 0 ? { 'x-halflife-priority': 'normal' } : {}).catch(() => ({ status: 0, body: {} }) as Reply);
+            const n = single ? 1 : EVENTS_PER_REQUEST;
+            counts.requests++;
+            counts.events += n;
+            counts.statuses[reply.status] = (counts.statuses[reply.status] ?? 0) + 1;
+            if (reply.status === 200) {
+              const shed = (reply.body.errors ?? []).filter((e) => e.code === 'OVERLOADED').length;
+              counts.shed += shed;
+              counts.accepted += reply.body.accepted ?? 0;
+              counts.other += n - shed - (reply.body.accepted ?? 0);
+            } else if (reply.status === 429 || reply.body.error?.code === 'OVERLOADED') counts.shed += n;
+            else counts.other += n;
+          }
+        }),
+      );
+      const seconds = (performance.now() - started) / 1000;
+      const status = (await (await fetch(`${server.url}/v1/status`)).json()) as { overload?: unknown };
+      const report = JSON.stringify({ connections, seconds: Number(seconds.toFixed(1)), eventsPerS: Math.round(counts.accepted / seconds), ...counts, overload: status.overload });
+      t.diagnostic(report);
+      assert.ok(counts.requests >= connections, report);
+      assert.equal(counts.shed, 0, `nothing shed: ${report}`);
+      assert.equal(counts.other, 0, `nothing failed: ${report}`);
+      assert.equal(counts.accepted, counts.events, report);
+    } finally {
+      agent.destroy();
+      server.child.kill('SIGTERM');
+      await server.exited;
+      await cleanup();
+    }
   });
-  const url = new URL(server.url);
-  const agent = new Agent({ keepAlive: true, maxSockets: MAX_OUTSTANDING });
+}
+
+test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is shed first, memory stays under budget, nothing acknowledged is lost', async (t) => {
   let seq = 0;
   // A body and the ids of its events (kept beside it, so acknowledging costs the client no parsing).
   const body = (type: string) => {
@@ -59,6 +110,20 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     }
     return { text: `[${events.join(',')}]`, ids };
   };
+  const { dir, cleanup } = await tempDir();
+  // What piles up in an open loop beyond capacity is requests received and not yet answered: the in-flight bound is
+  // 200 requests, so low is shed from 120, normal from 160. The capacity phase's closed loop holds at most 32 (0.16
+  // of the bound, nothing shed): a closed loop is never shed. The memory budget stays well above what the test needs.
+  const requestBytes = Buffer.byteLength(body('hi').text) + REQUEST_OVERHEAD_BYTES;
+  const server = await spawnServer(dir, {
+    HALFLIFE_LOG_LEVEL: 'warn',
+    HALFLIFE_INGEST_WORKERS: '1',
+    HALFLIFE_INGEST_PRIORITIES: JSON.stringify({ hi: 'high', lo: 'low' }),
+    HALFLIFE_OVERLOAD_MEMORY_BUDGET_BYTES: String(BUDGET),
+    HALFLIFE_OVERLOAD_MAX_INFLIGHT_BYTES: String(200 * requestBytes),
+  }, [], { shedding: 'defaults' });
+  const url = new URL(server.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: MAX_OUTSTANDING });
   const acked = new Set<string>();
   const ack = (b: { ids: string[] }, reply: Reply) => {
     if (reply.status !== 200) return 0;
@@ -72,7 +137,8 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
       assert.equal(res.status, 201);
     }
 
-    // Capacity: closed loop, 32 requests at a time, high-priority bodies only, after a second of warm-up.
+    // Capacity: closed loop, 32 requests at a time, high-priority bodies only, after a second of warm-up (a closed
+    // loop, so nothing is shed: at most 32 requests in flight, 0.16 of the bound).
     const closedLoop = async (ms: number) => {
       let done = 0;
       const end = performance.now() + ms;
@@ -90,7 +156,10 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
       return done / ((performance.now() - started) / 1000);
     };
     await closedLoop(1000);
-    const capacity = await closedLoop(2000);
+    // The better of two seconds: on a machine other programs keep busy the server's share of the cores comes and
+    // goes, and 3x an unlucky second would not overload it at all.
+    const capacities = [await closedLoop(1000), await closedLoop(1000)];
+    const capacity = Math.max(...capacities);
 
     // Overload: 3x capacity offered open-loop, 20 % high, 40 % normal, 40 % low; producers of normal and low
     // traffic declare their priority, as background producers would.
@@ -108,12 +177,29 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     let skipped = 0;
     const inflight: Promise<void>[] = [];
     const start = performance.now();
-    const monitor = setInterval(() => {
-      void fetch(`${server.url}/v1/status`)
-        .then((r) => r.json() as Promise<{ overload?: { rssBytes: number } }>)
-        .then((s) => (maxRss = Math.max(maxRss, s.overload?.rssBytes ?? 0)))
-        .catch(() => {});
-    }, 100);
+    // One status probe at a time (a new one when the last is answered, at most every 100 ms): how long the server
+    // takes to answer a request that is not queued behind the flood.
+    const probes: number[] = [];
+    let maxInflight = 0;
+    let maxPressure = 0;
+    let maxDelay = 0;
+    let probing = true;
+    const probeLoop = (async () => {
+      while (probing) {
+        const t0 = performance.now();
+        try {
+          const s = (await (await fetch(`${server.url}/v1/status`)).json()) as { overload?: { rssBytes: number; inflightRequests: number; pressure: number; eventLoopDelayMs: number } };
+          maxRss = Math.max(maxRss, s.overload?.rssBytes ?? 0);
+          maxInflight = Math.max(maxInflight, s.overload?.inflightRequests ?? 0);
+          maxPressure = Math.max(maxPressure, s.overload?.pressure ?? 0);
+          maxDelay = Math.max(maxDelay, s.overload?.eventLoopDelayMs ?? 0);
+          probes.push(performance.now() - t0);
+        } catch {
+          // Counted as unanswered: the report shows how many were.
+        }
+        await new Promise((r) => setTimeout(r, Math.max(0, 100 - (performance.now() - t0))));
+      }
+    })();
     let next = 0;
     let sentEvents = 0;
     while (next < bodies.length) {
@@ -152,11 +238,21 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     // slow server also slows what it is offered.
     const offeredRate = sentEvents / ((performance.now() - start) / 1000);
     await Promise.all(inflight);
-    clearInterval(monitor);
-    const report = JSON.stringify({ capacity: Math.round(capacity), offeredRate: Math.round(offeredRate), skipped, stats, maxRssMiB: Math.round(maxRss / 2 ** 20) });
+    probing = false;
+    await probeLoop;
+    const overloadMs = performance.now() - start;
+    probes.sort((a, b) => a - b);
+    const slowestProbeMs = probes.length > 0 ? probes[probes.length - 1] : Infinity;
+    // Responsive: a probe is answered sooner than the server could work through what may be outstanding at once
+    // (a bound from the measured capacity, not a fixed time: a busy machine is slower at both).
+    const drainMs = ((MAX_OUTSTANDING * EVENTS_PER_REQUEST) / capacity) * 1000;
+    const acceptedRate = (stats.hi.accepted + stats.mid.accepted + stats.lo.accepted) / (overloadMs / 1000);
+    const report = JSON.stringify({ capacity: Math.round(capacity), capacities: capacities.map(Math.round), offeredRate: Math.round(offeredRate), acceptedRate: Math.round(acceptedRate), skipped, stats, maxRssMiB: Math.round(maxRss / 2 ** 20), probes: probes.length, medianProbeMs: Math.round(probes[probes.length >> 1] ?? -1), slowestProbeMs: Math.round(slowestProbeMs), drainMs: Math.round(drainMs), overloadMs: Math.round(overloadMs), maxInflight, maxPressure, maxDelay });
 
     t.diagnostic(report);
-    assert.ok(offeredRate >= 1.5 * capacity, `offered well over the capacity: ${report}`);
+    // Overloaded: offered well over what the server took meanwhile (its capacity under this load; the closed loop's
+    // estimate is the best of three seconds, which a busy machine may not give it again).
+    assert.ok(offeredRate >= 1.5 * acceptedRate, `offered well over what the server accepted: ${report}`);
     assert.ok(stats.hi.accepted >= 0.99 * stats.hi.sent, `high-priority acceptance >= 99 %: ${report}`);
     const shedShare = (t: string) => stats[t].shed / Math.max(1, stats[t].sent);
     assert.ok(shedShare('lo') > 0, `low-priority events were shed: ${report}`);
@@ -167,6 +263,7 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
     assert.equal(stats.hi.shed, 0, report);
     assert.equal(stats.hi.other + stats.mid.other + stats.lo.other, 0, `no failures other than shedding: ${report}`);
     assert.ok(maxRss > 0 && maxRss < BUDGET, `resident memory stayed under the budget: ${report}`);
+    assert.ok(probes.length >= 2 && slowestProbeMs < drainMs, `the server stayed responsive: ${report}`);
   } finally {
     agent.destroy();
     server.child.kill('SIGTERM');

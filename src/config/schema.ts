@@ -55,15 +55,20 @@ export type Priority = 'high' | 'normal' | 'low';
 export interface OverloadConfig {
   /** Hard bound on the process's resident memory: at it every request is refused (503) and /readyz is unready. */
   memoryBudgetBytes: number;
-  /** Request bodies being received or checked at once; a request that would pass it is refused (503) on arrival. */
+  /**
+   * Request bodies being received or checked at once (declared length, plus 4 KiB per request for what else it
+   * holds); a request that would pass it is refused (503) on arrival. Work a client has sent and halflife has not yet
+   * answered: open-loop traffic beyond capacity piles up here, a closed loop of clients holds at most one request each.
+   */
   maxInflightBytes: number;
   /** Appends waiting for the log's group commit. */
   maxQueuedBytes: number;
   /** Records live views are behind the log (views still backfilling do not count). */
   maxEngineLagEvents: number;
-  /** Delay of the server thread's event loop (90th percentile over the last 100 ms): a saturated CPU shows here first. */
-  maxEventLoopDelayMs: number;
-  /** Pressure (the largest of the ratios to the bounds above) from which low-priority events are shed... */
+  /**
+   * Pressure (the largest of the ratios to the bounds above) from which low-priority events are shed... Every bound
+   * measures work halflife holds, none the time it takes: a slow event loop on a busy machine sheds nothing.
+   */
   shedLowAt: number;
   /** ...and from which normal-priority ones are too. */
   shedNormalAt: number;
@@ -166,7 +171,6 @@ export function defaultConfig(): HalflifeConfig {
       maxInflightBytes: 256 * 2 ** 20,
       maxQueuedBytes: 64 * 2 ** 20,
       maxEngineLagEvents: 5_000_000,
-      maxEventLoopDelayMs: 200,
       shedLowAt: 0.6,
       shedNormalAt: 0.8,
     },
@@ -247,7 +251,6 @@ export const configSchema = {
         maxInflightBytes: int(1024),
         maxQueuedBytes: int(1024),
         maxEngineLagEvents: int(1),
-        maxEventLoopDelayMs: int(1),
         shedLowAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
         shedNormalAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
       },

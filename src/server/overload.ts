@@ -4,13 +4,17 @@ import { silentLogger, type Logger } from '../core/index.js';
 import type { ShedLevel } from '../ingest/index.js';
 import type { EngineHost } from './engine-host.js';
 
-/** A reading of the overload signals, as ratios to their bounds (1 = at the bound). */
+/**
+ * A reading of the overload signals, as ratios to their bounds (1 = at the bound). Each measures work halflife
+ * itself holds (memory, request bytes, the log's queue, views' backlog), never time: a closed loop of clients (each
+ * waits for its answer) holds a bounded amount of work however slow the machine, so it is answered more slowly and
+ * never shed, while open-loop traffic beyond capacity piles up here until it is.
+ */
 export interface OverloadSignals {
   memory: number;
   inflight: number;
   queue: number;
   engineLag: number;
-  eventLoop: number;
 }
 
 export interface OverloadStatus {
@@ -24,11 +28,26 @@ export interface OverloadStatus {
   hard: boolean;
   signals: OverloadSignals;
   rssBytes: number;
+  /** Request bytes in flight, each request counted at least {@link REQUEST_OVERHEAD_BYTES}. */
   inflightBytes: number;
+  /** Ingest requests admitted and not yet answered. */
+  inflightRequests: number;
   queuedBytes: number;
   engineLagEvents: number;
+  /**
+   * Delay of the server thread's event loop (90th percentile over the last ~500 ms). Shown, not a shedding signal:
+   * other programs on a busy machine slow the loop just as much as a flood does, and shedding then refuses clients
+   * whose requests halflife would have answered, only later.
+   */
   eventLoopDelayMs: number;
 }
+
+/**
+ * What a request holds beyond its body (socket buffers, the request and reply objects, its place in the queues),
+ * counted in the in-flight bytes: a flood of one-event requests then shows as pressure long before the memory
+ * budget, as a flood of large ones does.
+ */
+export const REQUEST_OVERHEAD_BYTES = 4096;
 
 export interface OverloadMonitorOptions {
   readonly config: OverloadConfig;
@@ -44,7 +63,8 @@ export interface OverloadMonitorOptions {
  * Turns the pipeline's pressure into shedding decisions. Signals: the process's resident memory against its budget,
  * request bytes in flight, bytes queued for the log's group commit, and how far live views are behind the log
  * (views still backfilling do not count: a new view over a long history must not shed ingest). Memory and the
- * engine are sampled on a timer; bytes in flight are counted as requests come and go.
+ * engine are sampled on a timer; bytes in flight are counted as requests come and go. The event loop's delay is
+ * measured for /v1/status but sheds nothing (see {@link OverloadStatus.eventLoopDelayMs}).
  */
 export class OverloadMonitor {
   readonly #o: OverloadMonitorOptions;
@@ -52,6 +72,7 @@ export class OverloadMonitor {
   #rss = 0;
   #lag = 0;
   #inflight = 0;
+  #inflightRequests = 0;
   #delayMs = 0;
   #delays: IntervalHistogram | undefined;
   /** Views that have been caught up at least once (their lag counts from then on). */
@@ -78,8 +99,7 @@ export class OverloadMonitor {
   #sample(): void {
     this.#rss = process.memoryUsage.rss();
     if (this.#delays !== undefined && this.#ticks % 5 === 4) {
-      // Over the last ~500 ms, so one long step does not shed and a saturated loop does (nanoseconds; 0 when no
-      // delay was recorded).
+      // Over the last ~500 ms, for /v1/status (nanoseconds; 0 when no delay was recorded). It sheds nothing.
       this.#delayMs = this.#delays.count > 0 ? this.#delays.percentile(90) / 1e6 : 0;
       this.#delays.reset();
     }
@@ -106,12 +126,17 @@ export class OverloadMonitor {
     }
   }
 
-  /** Admits a request of `bytes` (its declared length) or refuses it (false) at the hard bounds. */
+  /**
+   * Admits a request of `bytes` (its declared length) or refuses it (false) at the hard bounds. An admitted request
+   * counts `bytes` plus {@link REQUEST_OVERHEAD_BYTES} until `release(bytes)`.
+   */
   admit(bytes: number): boolean {
     const c = this.#o.config;
     if (this.#rss >= c.memoryBudgetBytes) return false;
-    if (this.#inflight > 0 && this.#inflight + bytes > c.maxInflightBytes) return false;
-    this.#inflight += bytes;
+    const held = bytes + REQUEST_OVERHEAD_BYTES;
+    if (this.#inflight > 0 && this.#inflight + held > c.maxInflightBytes) return false;
+    this.#inflight += held;
+    this.#inflightRequests++;
     return true;
   }
 
@@ -131,7 +156,8 @@ export class OverloadMonitor {
 
   /** Ends a request admitted with `bytes`. */
   release(bytes: number): void {
-    this.#inflight = Math.max(0, this.#inflight - bytes);
+    this.#inflight = Math.max(0, this.#inflight - bytes - REQUEST_OVERHEAD_BYTES);
+    this.#inflightRequests = Math.max(0, this.#inflightRequests - 1);
   }
 
   status(): OverloadStatus {
@@ -142,13 +168,12 @@ export class OverloadMonitor {
       inflight: this.#inflight / c.maxInflightBytes,
       queue: queued / c.maxQueuedBytes,
       engineLag: this.#lag / c.maxEngineLagEvents,
-      eventLoop: this.#delayMs / c.maxEventLoopDelayMs,
     };
     let reason: keyof OverloadSignals = 'memory';
     for (const k of Object.keys(signals) as (keyof OverloadSignals)[]) if (signals[k] > signals[reason]) reason = k;
     const pressure = signals[reason];
     const shed: ShedLevel = pressure >= c.shedNormalAt ? 2 : pressure >= c.shedLowAt ? 1 : 0;
-    return { pressure, reason, shed, hard: this.#rss >= c.memoryBudgetBytes, signals, rssBytes: this.#rss, inflightBytes: this.#inflight, queuedBytes: queued, engineLagEvents: this.#lag, eventLoopDelayMs: this.#delayMs };
+    return { pressure, reason, shed, hard: this.#rss >= c.memoryBudgetBytes, signals, rssBytes: this.#rss, inflightBytes: this.#inflight, inflightRequests: this.#inflightRequests, queuedBytes: queued, engineLagEvents: this.#lag, eventLoopDelayMs: this.#delayMs };
   }
 
   close(): void {

@@ -13,6 +13,17 @@ export interface TestServer {
   cleanup(): Promise<void>;
 }
 
+/**
+ * Overload bounds that shed nothing and refuse nothing: a test that does not test overload must not fail because
+ * other programs keep the machine's cores busy. A test of shedding sets the bounds it tests (overrides win).
+ */
+export const NO_SHEDDING = {
+  memoryBudgetBytes: 2 ** 50,
+  maxInflightBytes: 2 ** 50,
+  maxQueuedBytes: 2 ** 50,
+  maxEngineLagEvents: 2 ** 50,
+} as const satisfies Partial<HalflifeConfig['overload']>;
+
 export function testConfig(dataDir: string, overrides: DeepPartial<HalflifeConfig> = {}): HalflifeConfig {
   const config = defaultConfig();
   config.dataDir = dataDir;
@@ -20,6 +31,7 @@ export function testConfig(dataDir: string, overrides: DeepPartial<HalflifeConfi
   config.logLevel = 'silent';
   // One ingest worker whatever the machine: tests start many servers.
   config.ingest.workers = 1;
+  Object.assign(config.overload, NO_SHEDDING);
   for (const [k, v] of Object.entries(overrides)) {
     const target = (config as unknown as Record<string, unknown>)[k];
     if (v !== null && typeof v === 'object' && target !== null && typeof target === 'object') Object.assign(target, v);

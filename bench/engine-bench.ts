@@ -100,7 +100,7 @@ export function viewMemory(keys: number, windows: number, users = 3): { bytes: n
  */
 export async function freshness(rate: number, samples: number): Promise<{ p50Ms: number; p99Ms: number; queryP50Ms: number; queryP99Ms: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'halflife-bench-fresh-'));
-  const server = await spawnServer(dir, { HALFLIFE_LOG_LEVEL: 'warn' });
+  const server = await spawnServer(dir, { HALFLIFE_LOG_LEVEL: 'warn' }, [], { shedding: 'defaults' });
   const client = new HalflifeClient({ url: server.url });
   try {
     for (const [type, schema] of Object.entries(WORKLOAD_SCHEMAS)) await client.registerSchema(type, schema);

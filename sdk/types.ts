@@ -27,7 +27,9 @@ export interface IngestResponse {
   duplicates: number;
   /** Events shed by overload (code OVERLOADED in `errors`): not stored; send them again after Retry-After. */
   shed: number;
+  /** The first 100 errors, by index; `errorsOmitted` counts the rest (absent when none were left out). */
   errors: EventError[];
+  errorsOmitted?: number;
 }
 
 export interface ErrorBody {

@@ -39,6 +39,8 @@ export interface IngestConfig {
   maxBodyBytes: number;
   maxEventBytes: number;
   maxDepth: number;
+  /** Events in one request at most; more is refused whole (413 TOO_MANY_EVENTS) before any is checked. */
+  maxEventsPerRequest: number;
   unknownTypes: 'reject' | 'accept';
   dedupWindowMs: number;
   dedupMaxIds: number;
@@ -155,6 +157,7 @@ export function defaultConfig(): HalflifeConfig {
       maxBodyBytes: 10 * 1024 * 1024,
       maxEventBytes: 256 * 1024,
       maxDepth: 32,
+      maxEventsPerRequest: 10_000,
       unknownTypes: 'reject',
       dedupWindowMs: 10 * 60 * 1000,
       dedupMaxIds: 1_000_000,
@@ -227,6 +230,7 @@ export const configSchema = {
         maxBodyBytes: int(1024),
         maxEventBytes: int(64),
         maxDepth: int(1, 1000),
+        maxEventsPerRequest: int(1, 1_000_000),
         unknownTypes: { enum: ['reject', 'accept'] },
         dedupWindowMs: int(0),
         dedupMaxIds: int(0),

@@ -20,6 +20,12 @@ export const IngestErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  TOO_MANY_EVENTS: {
+    status: 413,
+    message: 'the request holds {count} events, over the limit of {max} per request (ingest.maxEventsPerRequest); send them in smaller requests',
+    domain: 'user',
+    retryable: false,
+  },
   EVENT_TOO_LARGE: {
     status: 413,
     message: 'the event is {bytes} bytes, over the limit of {limit} (ingest.maxEventBytes)',

@@ -24,7 +24,7 @@ async function setup(workers: number) {
   const clock = new ManualClock(1_700_000_000_000);
   const deadLetters = new DeadLetterStore(new MemoryLog(1), new MemoryLog(1), clock);
   await deadLetters.start();
-  const limits = { ...defaultConfig().ingest, maxEventBytes: 4096, maxDepth: 6 };
+  const limits = { ...defaultConfig().ingest, maxEventBytes: 4096, maxDepth: 6, maxEventsPerRequest: 100_000 };
   const pool = workers > 0 ? new IngestWorkers({ count: workers, limits, registry, restartDelayMs: 100 }) : undefined;
   await pool?.start();
   const ingestor = new Ingestor({ limits, log, registry, deadLetters, clock, workers: pool });

@@ -37,8 +37,13 @@ export interface IngestResult {
   duplicates: number;
   /** Events shed by overload (code OVERLOADED in `errors`): not stored, not dead-lettered; send them again later. */
   shed: number;
+  /** The first MAX_ERRORS_LISTED errors (by index); `errorsOmitted` counts the rest. */
   errors: EventError[];
+  errorsOmitted?: number;
 }
+
+/** An answer lists at most this many event errors: a request of 10,000 bad events must not answer megabytes. */
+export const MAX_ERRORS_LISTED = 100;
 
 /** What a request may do, from the API key that sent it. */
 export interface RequestPolicy {
@@ -250,7 +255,7 @@ export class Ingestor {
   /** Checks a body on this thread, letting other requests in every few hundred events. */
   async #checkHere(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null, shed: ShedLevel): Promise<CheckedEvents> {
     const items = this.#checker.parse(body, format);
-    if (!Array.isArray(items)) return { ...emptyChecked(), malformed: items };
+    if (!Array.isArray(items)) return 'tooMany' in items ? { ...emptyChecked(), tooMany: items.tooMany } : { ...emptyChecked(), malformed: items };
     const out = emptyChecked();
     const w = new MsgpackWriter(Math.max(4096, body.length));
     for (let i = 0; i < items.length; i += YIELD_EVERY) {
@@ -269,6 +274,11 @@ export class Ingestor {
       this.#count('(none)', 'rejected', m.code);
       await this.#o.deadLetters.add([this.#deadLetter(m, receivedAt, source)]);
       throw new HalflifeError('MALFORMED_JSON', { reason: m.message.slice(MALFORMED_PREFIX.length) });
+    }
+    if (checked.tooMany !== undefined) {
+      // Refused whole, before any event is checked: nothing is stored or dead-lettered.
+      this.#count('(none)', 'rejected', 'TOO_MANY_EVENTS', checked.tooMany);
+      throw new HalflifeError('TOO_MANY_EVENTS', { count: checked.tooMany, max: this.#limits.maxEventsPerRequest });
     }
     if (checked.forbiddenType !== undefined) {
       // Nothing of the request is stored or dead-lettered: the key may not send it.
@@ -337,6 +347,10 @@ export class Ingestor {
     const perType = new Map<string, number>();
     for (const t of recordTypes) perType.set(t, (perType.get(t) ?? 0) + 1);
     for (const [t, n] of perType) this.#count(t, 'accepted', '', n);
+    if (result.errors.length > MAX_ERRORS_LISTED) {
+      result.errorsOmitted = result.errors.length - MAX_ERRORS_LISTED;
+      result.errors.length = MAX_ERRORS_LISTED;
+    }
     return result;
   }
 

@@ -41,6 +41,10 @@ export interface IngestConfig {
   maxDepth: number;
   /** Events in one request at most; more is refused whole (413 TOO_MANY_EVENTS) before any is checked. */
   maxEventsPerRequest: number;
+  /** An event's `ts` may be at most this far ahead of the server's clock (else EVENT_TIME_OUT_OF_RANGE). */
+  maxEventTimeAheadMs: number;
+  /** …and at most this far behind it. */
+  maxEventTimeBehindMs: number;
   unknownTypes: 'reject' | 'accept';
   dedupWindowMs: number;
   dedupMaxIds: number;
@@ -158,6 +162,8 @@ export function defaultConfig(): HalflifeConfig {
       maxEventBytes: 256 * 1024,
       maxDepth: 32,
       maxEventsPerRequest: 10_000,
+      maxEventTimeAheadMs: 24 * 3600 * 1000,
+      maxEventTimeBehindMs: 30 * 24 * 3600 * 1000,
       unknownTypes: 'reject',
       dedupWindowMs: 10 * 60 * 1000,
       dedupMaxIds: 1_000_000,
@@ -231,6 +237,8 @@ export const configSchema = {
         maxEventBytes: int(64),
         maxDepth: int(1, 1000),
         maxEventsPerRequest: int(1, 1_000_000),
+        maxEventTimeAheadMs: int(0),
+        maxEventTimeBehindMs: int(0),
         unknownTypes: { enum: ['reject', 'accept'] },
         dedupWindowMs: int(0),
         dedupMaxIds: int(0),

@@ -50,6 +50,12 @@ export const IngestErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  EVENT_TIME_OUT_OF_RANGE: {
+    status: 400,
+    message: 'the event time is outside the window the server accepts: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
   SCHEMA_VALIDATION: {
     status: 400,
     message: 'the event does not match its schema: {reason}',

@@ -10,7 +10,7 @@ export type BodyFormat = 'json' | 'ndjson';
 export const MALFORMED_PREFIX = 'the body is not valid JSON: ';
 
 /** The limits the checks apply (a slice of the ingest config). */
-export type CheckLimits = Pick<IngestConfig, 'maxEventBytes' | 'maxDepth' | 'maxEventsPerRequest' | 'unknownTypes' | 'deadLetterRawBytes' | 'priorities'>;
+export type CheckLimits = Pick<IngestConfig, 'maxEventBytes' | 'maxDepth' | 'maxEventsPerRequest' | 'maxEventTimeAheadMs' | 'maxEventTimeBehindMs' | 'unknownTypes' | 'deadLetterRawBytes' | 'priorities'>;
 
 /** What overload sheds: 0 nothing, 1 low-priority events, 2 low and normal ones (high ones are never shed here). */
 export type ShedLevel = 0 | 1 | 2;
@@ -200,6 +200,19 @@ export class EventChecker {
     }
     const { type, data, id, key } = env.envelope;
     const limits = this.#limits;
+    // One event from the year 275760 would move its partition's watermark past every real window: event times are
+    // trusted only within a window around the server's clock.
+    const t = env.eventTimeMs;
+    if (t !== undefined && (t > receivedAt + limits.maxEventTimeAheadMs || t < receivedAt - limits.maxEventTimeBehindMs)) {
+      const ahead = t > receivedAt;
+      const when = Math.abs(t) <= 8.64e15 ? new Date(t).toISOString() : String(t);
+      const rejection = {
+        code: 'EVENT_TIME_OUT_OF_RANGE',
+        message: `"ts" (${when}) is more than ${ahead ? `${limits.maxEventTimeAheadMs} ms ahead of` : `${limits.maxEventTimeBehindMs} ms behind`} the server's clock (ingest.${ahead ? 'maxEventTimeAheadMs' : 'maxEventTimeBehindMs'})`,
+        path: '$.ts',
+      };
+      return { kind: 'rejected', rejection, type, schemaVersion: null };
+    }
     const schema = this.#lookup(type);
     const start = w.pos;
     try {

@@ -29,7 +29,9 @@ export const LogErrors = defineErrors({
   },
   SEGMENT_CORRUPT: {
     status: 500,
-    message: 'segment {segment} is corrupt at byte {position}: {reason}',
+    message:
+      'partition {partition}: segment {segment} is damaged at byte {position} ({reason}); nothing was cut. ' +
+      'Stop halflife and run "halflife repair" on its data folder (--dry-run first) to set the damaged bytes aside',
     domain: 'internal',
     retryable: false,
   },

@@ -35,6 +35,14 @@ export const LogErrors = defineErrors({
     domain: 'internal',
     retryable: false,
   },
+  LOG_POSITION_PAST_END: {
+    status: 500,
+    message:
+      'the saved position of {consumer} in partition {partition} is {position}, past the end of the log ({end}): ' +
+      'records it had seen are no longer in the log',
+    domain: 'internal',
+    retryable: false,
+  },
   INVALID_CONSUMER_NAME: {
     status: 400,
     message: 'consumer name {name} is not valid: use 1-128 letters, digits, ".", "_" or "-"',

@@ -1,12 +1,15 @@
 import './errors.js';
 import { open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { HalflifeError, offset as toOffset, partitionId, readUtf8, type Logger, type Offset, type PartitionId } from '../core/index.js';
 import type { LogRecord, ReadOptions, RecordBatch } from './log.js';
 import { FILE_HEADER_BYTES, fileHeader, isTornTail, scanRecords, segmentFormat, type DecodedRecord, type ScanResult, type ScanStop } from './segment-format.js';
 
 const SEGMENT_RE = /^(\d{20})\.seg$/;
 const INDEX_ENTRY_BYTES = 16;
+/** An index file ends with the CRC-32 of its entries: a damaged entry could otherwise send a read past records. */
+const INDEX_CRC_BYTES = 4;
 const DEFAULT_MAX_RECORDS = 1000;
 const DEFAULT_MAX_READ_BYTES = 1024 * 1024;
 
@@ -103,12 +106,13 @@ class Segment {
 
   encodeIndex(): Buffer {
     const n = this.relOffsets.length;
-    const buf = Buffer.allocUnsafe(n * INDEX_ENTRY_BYTES);
+    const buf = Buffer.allocUnsafe(n * INDEX_ENTRY_BYTES + INDEX_CRC_BYTES);
     for (let i = 0; i < n; i++) {
       buf.writeUInt32LE(this.relOffsets[i], i * INDEX_ENTRY_BYTES);
       buf.writeUInt32LE(this.positions[i], i * INDEX_ENTRY_BYTES + 4);
       buf.writeDoubleLE(this.maxTs[i], i * INDEX_ENTRY_BYTES + 8);
     }
+    buf.writeUInt32LE(crc32(buf.subarray(0, n * INDEX_ENTRY_BYTES)), n * INDEX_ENTRY_BYTES);
     return buf;
   }
 
@@ -236,17 +240,27 @@ export class PartitionLog {
     } catch {
       return false;
     }
-    if (buf.length === 0 || buf.length % INDEX_ENTRY_BYTES !== 0) return false;
-    const n = buf.length / INDEX_ENTRY_BYTES;
+    // A damaged index, or one written before indexes had a CRC, is rebuilt by scanning the segment (its CRCs checked).
+    const entriesBytes = buf.length - INDEX_CRC_BYTES;
+    if (entriesBytes <= 0 || entriesBytes % INDEX_ENTRY_BYTES !== 0) return false;
+    if (crc32(buf.subarray(0, entriesBytes)) !== buf.readUInt32LE(entriesBytes)) return false;
+    const n = entriesBytes / INDEX_ENTRY_BYTES;
+    const rels: number[] = [];
+    const positions: number[] = [];
+    const maxTs: number[] = [];
     for (let i = 0; i < n; i++) {
       const rel = buf.readUInt32LE(i * INDEX_ENTRY_BYTES);
       const pos = buf.readUInt32LE(i * INDEX_ENTRY_BYTES + 4);
       const ts = buf.readDoubleLE(i * INDEX_ENTRY_BYTES + 8);
-      if (pos >= size || seg.baseOffset + rel >= nextBase) return false;
-      seg.relOffsets.push(rel);
-      seg.positions.push(pos);
-      seg.maxTs.push(ts);
+      if (pos >= size || pos < seg.dataStart || seg.baseOffset + rel >= nextBase) return false;
+      if (i > 0 && (rel <= rels[i - 1] || pos <= positions[i - 1])) return false;
+      rels.push(rel);
+      positions.push(pos);
+      maxTs.push(ts);
     }
+    seg.relOffsets = rels;
+    seg.positions = positions;
+    seg.maxTs = maxTs;
     seg.size = size;
     seg.nextOffset = nextBase;
     seg.maxTimestampMs = seg.maxTs[n - 1];

@@ -44,7 +44,7 @@ async function snapshot(dir: string): Promise<Map<string, Buffer>> {
   return files;
 }
 
-test('property: one damaged byte anywhere in the segment files never loses data silently; repair loses at most the damaged batch and never reuses an offset', async () => {
+test('property: one damaged byte anywhere in a partition\'s files (segments, indexes) never loses data silently; repair loses at most the damaged batch and never reuses an offset', async () => {
   await fc.assert(
     fc.asyncProperty(
       // Appends (one batch each: fsync always, one at a time) over several small segments.
@@ -71,8 +71,9 @@ test('property: one damaged byte anywhere in the segment files never loses data 
           await log.close();
 
           const pdir = join(dir, 'p-0000');
-          const segs = (await readdir(pdir)).filter((f) => f.endsWith('.seg')).sort();
-          const victim = join(pdir, segs[fileChoice % segs.length]);
+          // Any file of the partition: segments, and the sealed segments' indexes (a damaged index must not skip records).
+          const files = (await readdir(pdir)).filter((f) => f.endsWith('.seg') || f.endsWith('.idx')).sort();
+          const victim = join(pdir, files[fileChoice % files.length]);
           const bytes = await readFile(victim);
           const at = Math.floor(where * bytes.length);
           bytes[at] ^= xor;

@@ -44,7 +44,7 @@ async function snapshot(dir: string): Promise<Map<string, Buffer>> {
   return files;
 }
 
-test('property: one damaged byte anywhere in a partition\'s files (segments, indexes) never loses data silently; repair loses at most the damaged batch and never reuses an offset', async () => {
+test('property: one damaged byte anywhere in a partition\'s files (segments, indexes) never loses data silently; repair loses at most the damaged batch and never reuses an offset', { timeout: 300_000 }, async () => {
   await fc.assert(
     fc.asyncProperty(
       // Appends (one batch each: fsync always, one at a time) over several small segments.

@@ -15,7 +15,12 @@ if (typeof crc32 !== 'function') throw new Error('halflife needs Node.js 20.15 o
  * One batch per partition per group commit (split past `MAX_BATCH_BYTES`), as Kafka's record batches: the CRC
  * (zlib's native CRC-32, ~3 GB/s) is computed once per batch instead of once per record in JS, and a torn or
  * corrupt tail is cut at the last whole batch, which is exactly the unit a group commit acknowledges. Offsets are
- * `baseOffset + i`, so a scan still proves the sequence is unbroken.
+ * `baseOffset + i`, so a scan still proves the sequence is unbroken. A batch of no records is a gap marker written
+ * by `halflife repair` in place of a damaged range: its base is the offset after the gap (see `gapMarker`).
+ *
+ * Only an incomplete last batch is a torn tail (`isTornTail`); a batch that fails its checks with data after it
+ * is corruption, never cut at start-up (SEGMENT_CORRUPT). The 8-byte file header has no CRC: a header that is not
+ * the format-2 header and does not begin a valid format-1 frame is reported as damaged.
  *
  * Format 1 (no file header; one frame per record: u32 bodyLength | u32 crc32c(body) | f64 offset | f64 timestampMs
  * | u16 keyLength+1 | key | value) is still read; a log opened with a format-1 active segment rolls to a new one.

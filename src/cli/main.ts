@@ -7,6 +7,7 @@ import { init } from './commands/init.js';
 import { keysCreate, keysList, keysRevoke, type KeysTarget } from './commands/keys.js';
 import { loadConfig } from '../config/index.js';
 import { send } from './commands/send.js';
+import { repair } from './commands/repair.js';
 import { serve } from './commands/serve.js';
 import { processIo, type Io } from './output.js';
 
@@ -14,7 +15,13 @@ import { processIo, type Io } from './output.js';
 const COMMANDS = {
   serve: `halflife serve [--config F] [--data DIR] [--host H] [--port N]
   Start the server (default 127.0.0.1:7070, data in ./halflife-data). A start-up failure (port in use, data folder
-  locked or not writable, config unreadable or invalid) exits 2 with one line.
+  locked or not writable, config unreadable or invalid, a damaged log segment) exits 2 with one line.
+`,
+  repair: `halflife repair [--config F] [--data DIR] [--dry-run]
+  With the server stopped: scan every segment of the data folder's logs and move damaged bytes (a start-up that
+  failed with SEGMENT_CORRUPT) into DIR/quarantine/, with a report of the offsets lost. The records after a damaged
+  batch keep their offsets and new ones continue above every old one: an offset is never reused. --dry-run only
+  reports. Exit 0 when the logs are consistent, 1 when damage remains that it cannot repair, 2 when the folder is in use.
 `,
   init: `halflife init [DIR] [--force]
   Write a commented halflife.yaml, schemas/page_view.json, example events and HALFLIFE.md into DIR (default: here).
@@ -74,7 +81,7 @@ Exit codes: 0 ok, 1 failed, 2 bad usage or configuration.
 `;
 
 function commandUsage(name: CommandName): string {
-  const client = !['serve', 'init', 'bench'].includes(name);
+  const client = !['serve', 'repair', 'init', 'bench'].includes(name);
   return `Usage:\n${COMMANDS[name]}${client ? `\n${CLIENT_NOTE}\n` : ''}Exit codes: 0 ok, 1 failed, 2 bad usage or configuration.\n`;
 }
 
@@ -198,6 +205,10 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
         options: { config: { type: 'string', short: 'c' }, data: { type: 'string' }, host: { type: 'string' }, port: { type: 'string', short: 'p' } },
       });
       return serve(values, io);
+    }
+    case 'repair': {
+      const { values } = parse('repair', { args, options: { config: { type: 'string', short: 'c' }, data: { type: 'string' }, 'dry-run': { type: 'boolean' } } });
+      return repair({ config: values.config, data: values.data, dryRun: values['dry-run'] }, io);
     }
     case 'init': {
       const { values, positionals } = parse('init', { args, allowPositionals: true, options: { force: { type: 'boolean' } } });

@@ -178,6 +178,16 @@ export class Engine {
         // A checkpoint made for other partitions (the worker count changed) cannot be restored: rebuild.
         const owned = this.#owned === undefined ? null : [...this.#owned].sort((a, b) => a - b);
         if (cp.format === CHECKPOINT_FORMAT && cp.sql === plan.sql && cp.offsets.length === n && JSON.stringify(cp.owned ?? null) === JSON.stringify(owned)) {
+          // A position past the log's end means records this state counted are gone from the log (a tail lost to a
+          // power loss under fsync interval/never, files removed): resuming would skip the offsets written next.
+          // Fail loudly and rebuild the view from what the log holds.
+          const stats = this.#o.log.stats().partitions;
+          const past = cp.offsets.findIndex((o, p) => this.#owns(p) && o > stats[p].nextOffset);
+          if (past >= 0) {
+            const err = new HalflifeError('LOG_POSITION_PAST_END', { consumer: `view ${plan.name}`, partition: past, position: cp.offsets[past], end: stats[past].nextOffset });
+            this.#logger.error({ err, code: err.code, view: plan.name, partition: past }, `${err.message}; view ${plan.name} is rebuilt from the log`);
+            return this.#fresh(plan);
+          }
           return {
             plan,
             state: ViewState.restore(plan, n, cp.state, this.#clock.now()),

@@ -29,7 +29,17 @@ export const LogErrors = defineErrors({
   },
   SEGMENT_CORRUPT: {
     status: 500,
-    message: 'segment {segment} is corrupt at byte {position}: {reason}',
+    message:
+      'partition {partition}: segment {segment} is damaged at byte {position} ({reason}); nothing was cut. ' +
+      'Stop halflife and run "halflife repair" on its data folder (--dry-run first) to set the damaged bytes aside',
+    domain: 'internal',
+    retryable: false,
+  },
+  LOG_POSITION_PAST_END: {
+    status: 500,
+    message:
+      'the saved position of {consumer} in partition {partition} is {position}, past the end of the log ({end}): ' +
+      'records it had seen are no longer in the log',
     domain: 'internal',
     retryable: false,
   },

@@ -5,3 +5,5 @@ export type { SegmentLogOptions, FsyncPolicy, LogObserver } from './segment-log.
 export { MemoryLog } from './memory-log.js';
 export { Partitioner } from './partitioner.js';
 export { LogErrors } from './errors.js';
+export { repairLog } from './repair.js';
+export type { RepairAction, RepairOptions } from './repair.js';

@@ -1,12 +1,15 @@
 import './errors.js';
 import { open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { HalflifeError, offset as toOffset, partitionId, readUtf8, type Logger, type Offset, type PartitionId } from '../core/index.js';
 import type { LogRecord, ReadOptions, RecordBatch } from './log.js';
-import { FILE_HEADER_BYTES, fileHeader, scanRecords, segmentFormat, type DecodedRecord, type ScanResult, type ScanStop } from './segment-format.js';
+import { FILE_HEADER_BYTES, fileHeader, isTornTail, scanRecords, segmentFormat, type DecodedRecord, type ScanResult, type ScanStop } from './segment-format.js';
 
 const SEGMENT_RE = /^(\d{20})\.seg$/;
 const INDEX_ENTRY_BYTES = 16;
+/** An index file ends with the CRC-32 of its entries: a damaged entry could otherwise send a read past records. */
+const INDEX_CRC_BYTES = 4;
 const DEFAULT_MAX_RECORDS = 1000;
 const DEFAULT_MAX_READ_BYTES = 1024 * 1024;
 
@@ -103,12 +106,13 @@ class Segment {
 
   encodeIndex(): Buffer {
     const n = this.relOffsets.length;
-    const buf = Buffer.allocUnsafe(n * INDEX_ENTRY_BYTES);
+    const buf = Buffer.allocUnsafe(n * INDEX_ENTRY_BYTES + INDEX_CRC_BYTES);
     for (let i = 0; i < n; i++) {
       buf.writeUInt32LE(this.relOffsets[i], i * INDEX_ENTRY_BYTES);
       buf.writeUInt32LE(this.positions[i], i * INDEX_ENTRY_BYTES + 4);
       buf.writeDoubleLE(this.maxTs[i], i * INDEX_ENTRY_BYTES + 8);
     }
+    buf.writeUInt32LE(crc32(buf.subarray(0, n * INDEX_ENTRY_BYTES)), n * INDEX_ENTRY_BYTES);
     return buf;
   }
 
@@ -224,10 +228,11 @@ export class PartitionLog {
       const fh = await open(seg.path, 'r');
       try {
         size = (await fh.stat()).size;
-        const head = Buffer.alloc(Math.min(size, FILE_HEADER_BYTES));
+        // Enough for the header or a format-1 segment's first frame (a larger one is checked by a full scan).
+        const head = Buffer.alloc(Math.min(size, 1024 * 1024));
         await fh.read(head, 0, head.length, 0);
         const format = segmentFormat(head);
-        if (format === undefined) return false;
+        if (format !== 1 && format !== 2) return false;
         seg.setFormat(format);
       } finally {
         await fh.close();
@@ -235,17 +240,27 @@ export class PartitionLog {
     } catch {
       return false;
     }
-    if (buf.length === 0 || buf.length % INDEX_ENTRY_BYTES !== 0) return false;
-    const n = buf.length / INDEX_ENTRY_BYTES;
+    // A damaged index, or one written before indexes had a CRC, is rebuilt by scanning the segment (its CRCs checked).
+    const entriesBytes = buf.length - INDEX_CRC_BYTES;
+    if (entriesBytes <= 0 || entriesBytes % INDEX_ENTRY_BYTES !== 0) return false;
+    if (crc32(buf.subarray(0, entriesBytes)) !== buf.readUInt32LE(entriesBytes)) return false;
+    const n = entriesBytes / INDEX_ENTRY_BYTES;
+    const rels: number[] = [];
+    const positions: number[] = [];
+    const maxTs: number[] = [];
     for (let i = 0; i < n; i++) {
       const rel = buf.readUInt32LE(i * INDEX_ENTRY_BYTES);
       const pos = buf.readUInt32LE(i * INDEX_ENTRY_BYTES + 4);
       const ts = buf.readDoubleLE(i * INDEX_ENTRY_BYTES + 8);
-      if (pos >= size || seg.baseOffset + rel >= nextBase) return false;
-      seg.relOffsets.push(rel);
-      seg.positions.push(pos);
-      seg.maxTs.push(ts);
+      if (pos >= size || pos < seg.dataStart || seg.baseOffset + rel >= nextBase) return false;
+      if (i > 0 && (rel <= rels[i - 1] || pos <= positions[i - 1])) return false;
+      rels.push(rel);
+      positions.push(pos);
+      maxTs.push(ts);
     }
+    seg.relOffsets = rels;
+    seg.positions = positions;
+    seg.maxTs = maxTs;
     seg.size = size;
     seg.nextOffset = nextBase;
     seg.maxTimestampMs = seg.maxTs[n - 1];
@@ -255,10 +270,16 @@ export class PartitionLog {
     return true;
   }
 
-  /** Scans a segment, rebuilding its index; cuts a torn or corrupt tail at the last good batch. */
+  /**
+   * Scans a segment, rebuilding its index. A torn tail of the last segment (see `isTornTail`: an incomplete last
+   * batch, never acknowledged under fsync `always`) is cut with a warning. Anything else that fails its checks
+   * (a CRC mismatch, an impossible length or offset, followed by more bytes or in a sealed segment) may be
+   * acknowledged data followed by more: start-up stops with SEGMENT_CORRUPT and nothing is cut.
+   */
   async #recover(seg: Segment, active: boolean): Promise<void> {
     const buf = await readFile(seg.path);
     const format = segmentFormat(buf);
+    if (format === 'damaged') throw this.#corrupt(seg, 0, 'damaged file header');
     seg.setFormat(format ?? 2);
     let maxTs = -Infinity;
     let end = 0;
@@ -271,15 +292,18 @@ export class PartitionLog {
           seg.lastBatchPosition = f.batchPosition;
           seg.lastBatchBase = f.offset;
         }
-        seg.nextOffset = f.offset + 1;
       });
       end = scan.end;
+      seg.nextOffset = scan.nextOffset ?? seg.nextOffset;
       reason = reasonOf(scan.stop);
+      if ((scan.stop.kind === 'partial' || scan.stop.kind === 'corrupt') && !(active && isTornTail(buf, end, scan.stop, format, seg.nextOffset))) {
+        throw this.#corrupt(seg, end, reason);
+      }
     }
     if (end < buf.length) {
       this.#o.logger.warn(
         { partition: this.#o.partition, segment: seg.path, truncatedBytes: buf.length - end, keptRecords: seg.nextOffset - seg.baseOffset, reason },
-        `log recovery: cut ${buf.length - end} bytes of torn or corrupt tail from partition ${this.#o.partition}`,
+        `log recovery: cut ${buf.length - end} bytes of torn tail (an incomplete last write) from partition ${this.#o.partition}`,
       );
     }
     const fh = await open(seg.path, 'r+');
@@ -304,6 +328,10 @@ export class PartitionLog {
     seg.verifiedBytes = end;
     seg.maxTimestampMs = maxTs;
     if (!active) await this.#seal(seg);
+  }
+
+  #corrupt(seg: Segment, position: number, reason: string): HalflifeError {
+    return new HalflifeError('SEGMENT_CORRUPT', { partition: this.#o.partition, segment: seg.path, position, reason });
   }
 
   async #seal(seg: Segment): Promise<void> {
@@ -433,8 +461,16 @@ export class PartitionLog {
       keyStarts: new Int32Array(0),
       keyEnds: new Int32Array(0),
     };
-    if (i >= segments.length) return empty;
-    const seg = segments[i];
+    // A segment can end in a gap (offsets set aside by `halflife repair`): then the records go on in the next one.
+    for (; i < segments.length; i++) {
+      const batch = await this.#readBatchFrom(segments[i], start, maxRecords, maxBytes, empty);
+      if (batch.count > 0) return batch;
+      start = Math.max(start, segments[i].nextOffset);
+    }
+    return empty;
+  }
+
+  #readBatchFrom(seg: Segment, start: number, maxRecords: number, maxBytes: number, empty: RecordBatch): Promise<RecordBatch> {
     return seg.withReader(async (fh) => {
       let pos = seg.positionFor(start);
       // Size the read for the records asked for (a few hundred bytes each), not for maxBytes: reading and
@@ -449,7 +485,7 @@ export class PartitionLog {
       let n = 0;
       let bytes = 0;
       for (;;) {
-        const chunk = await readChunk(seg, fh, pos, want, (f) => {
+        const chunk = await readChunk(this.partition, seg, fh, pos, want, (f) => {
           if (f.offset < start) return;
           offsets[n] = f.offset;
           timestamps[n] = f.timestampMs;
@@ -501,7 +537,7 @@ export class PartitionLog {
       let pos = seg.positionFor(from);
       let bytes = 0;
       while (pos < seg.size && out.length < maxRecords && bytes < maxBytes) {
-        const chunk = await readChunk(seg, fh, pos, chunkBytes, (f, view) => {
+        const chunk = await readChunk(this.partition, seg, fh, pos, chunkBytes, (f, view) => {
           if (f.offset < from) return;
           const key = f.keyStart < 0 ? undefined : readUtf8(view, f.keyStart, f.keyEnd);
           out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key, value: view.subarray(f.valueStart, f.valueEnd) });
@@ -518,7 +554,7 @@ export class PartitionLog {
   async offsetForTime(t: number): Promise<Offset> {
     for (const seg of this.#segments.slice()) {
       if (seg.size === seg.dataStart || seg.maxTimestampMs < t) continue;
-      const found = await seg.withReader((fh) => firstAtOrAfter(seg, fh, seg.positionForTime(t), t));
+      const found = await seg.withReader((fh) => firstAtOrAfter(this.partition, seg, fh, seg.positionForTime(t), t));
       if (found !== undefined) return toOffset(found);
     }
     return this.nextOffset;
@@ -561,6 +597,7 @@ export class PartitionLog {
  * chunk it lies in.
  */
 async function readChunk(
+  partition: number,
   seg: Segment,
   fh: FileHandle,
   pos: number,
@@ -574,23 +611,23 @@ async function readChunk(
     const { bytesRead } = await fh.read(buf, 0, len, pos);
     const view = bytesRead === len ? buf : buf.subarray(0, bytesRead);
     const { end, stop, visited } = scanRecords(view, 0, seg.format, undefined, (r) => visit(r, view), pos + view.length > seg.verifiedBytes);
-    if (stop.kind === 'corrupt') throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos + end, reason: stop.reason });
+    if (stop.kind === 'corrupt') throw new HalflifeError('SEGMENT_CORRUPT', { partition, segment: seg.name, position: pos + end, reason: stop.reason });
     if (end === 0 && visited === 0) {
       if (stop.kind === 'partial' && stop.needBytes !== undefined && stop.needBytes > want) {
         want = stop.needBytes; // one batch larger than the chunk
         continue;
       }
-      throw new HalflifeError('SEGMENT_CORRUPT', { segment: seg.name, position: pos, reason: stop.kind === 'partial' ? stop.reason : 'short read' });
+      throw new HalflifeError('SEGMENT_CORRUPT', { partition, segment: seg.name, position: pos, reason: stop.kind === 'partial' ? stop.reason : 'short read' });
     }
     return { view, end, stop };
   }
 }
 
 /** First offset from `pos` on in a segment whose record has timestamp >= t. */
-async function firstAtOrAfter(seg: Segment, fh: FileHandle, pos: number, t: number): Promise<number | undefined> {
+async function firstAtOrAfter(partition: number, seg: Segment, fh: FileHandle, pos: number, t: number): Promise<number | undefined> {
   let found: number | undefined;
   while (found === undefined) {
-    const chunk = await readChunk(seg, fh, pos, 1024 * 1024, (f) => {
+    const chunk = await readChunk(partition, seg, fh, pos, 1024 * 1024, (f) => {
       if (f.timestampMs < t) return;
       found = f.offset;
       return false;

@@ -15,7 +15,12 @@ if (typeof crc32 !== 'function') throw new Error('halflife needs Node.js 20.15 o
  * One batch per partition per group commit (split past `MAX_BATCH_BYTES`), as Kafka's record batches: the CRC
  * (zlib's native CRC-32, ~3 GB/s) is computed once per batch instead of once per record in JS, and a torn or
  * corrupt tail is cut at the last whole batch, which is exactly the unit a group commit acknowledges. Offsets are
- * `baseOffset + i`, so a scan still proves the sequence is unbroken.
+ * `baseOffset + i`, so a scan still proves the sequence is unbroken. A batch of no records is a gap marker written
+ * by `halflife repair` in place of a damaged range: its base is the offset after the gap (see `gapMarker`).
+ *
+ * Only an incomplete last batch is a torn tail (`isTornTail`); a batch that fails its checks with data after it
+ * is corruption, never cut at start-up (SEGMENT_CORRUPT). The 8-byte file header has no CRC: a header that is not
+ * the format-2 header and does not begin a valid format-1 frame is reported as damaged.
  *
  * Format 1 (no file header; one frame per record: u32 bodyLength | u32 crc32c(body) | f64 offset | f64 timestampMs
  * | u16 keyLength+1 | key | value) is still read; a log opened with a format-1 active segment rolls to a new one.
@@ -40,14 +45,24 @@ export function fileHeader(): Buffer {
 }
 
 /**
- * The format of a segment from its first bytes: 2 with a whole header, 1 for anything that does not begin like
- * one (a format-1 frame), undefined for an empty file or a torn header (then it is started afresh as format 2).
+ * The format of a segment from its bytes (at least its first frame): 2 with the format-2 header, 1 for a file that
+ * begins with a whole, CRC-valid format-1 frame, undefined when there is no record to lose (an empty file, a torn
+ * header, or a header damaged with nothing after it: the file is started afresh as format 2), and 'damaged' for a
+ * header that is neither, with bytes after it (the header has no CRC: a damaged byte there is found this way).
  */
-export function segmentFormat(head: Uint8Array): 1 | 2 | undefined {
-  const n = Math.min(head.length, FILE_HEADER_BYTES);
+export function segmentFormat(buf: Uint8Array): 1 | 2 | 'damaged' | undefined {
   const header = fileHeader();
-  for (let i = 0; i < n; i++) if (head[i] !== header[i]) return 1;
-  return head.length >= FILE_HEADER_BYTES ? 2 : undefined;
+  let same = true;
+  for (let i = 0; i < Math.min(buf.length, FILE_HEADER_BYTES); i++) if (buf[i] !== header[i]) same = false;
+  if (same) return buf.length >= FILE_HEADER_BYTES ? 2 : undefined;
+  if (buf.length >= V1_FRAME_HEADER_BYTES) {
+    const b = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+    const len = b.readUInt32LE(0);
+    if (len >= V1_BODY_FIXED_BYTES && len <= MAX_FRAME_BODY_BYTES && V1_FRAME_HEADER_BYTES + len <= b.length) {
+      if (crc32c(b, V1_FRAME_HEADER_BYTES, V1_FRAME_HEADER_BYTES + len) === b.readUInt32LE(4)) return 1;
+    }
+  }
+  return buf.length > FILE_HEADER_BYTES ? 'damaged' : undefined;
 }
 
 export interface DecodedRecord {
@@ -138,6 +153,8 @@ export interface ScanResult {
   stop: ScanStop;
   /** Records passed to the visitor. */
   visited: number;
+  /** With an expected offset: the offset the next batch after `end` must have (gap markers move it on). */
+  nextOffset?: number | undefined;
 }
 
 /**
@@ -170,36 +187,14 @@ function scanBatches(
   // One record object per scan, refilled per record: visitors copy what they keep.
   const rec: DecodedRecord = { offset: 0, timestampMs: 0, keyStart: -1, keyEnd: -1, valueStart: 0, valueEnd: 0, batchPosition: 0, firstInBatch: true, recordBytes: 0 };
   while (pos < buf.length) {
-    if (pos + 8 > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn batch header' }, visited };
-    const bodyLen = buf.readUInt32LE(pos);
-    if (bodyLen < BATCH_HEADER_BYTES - 8 || bodyLen > MAX_FRAME_BODY_BYTES) {
-      return { end: pos, stop: { kind: 'corrupt', reason: `impossible batch length ${bodyLen}` }, visited };
+    const batch = checkBatch(buf, pos, verify);
+    if (batch.kind !== 'batch') return { end: pos, stop: batch, visited, nextOffset: expect };
+    const { base, count, end: batchEnd } = batch;
+    if (expect !== undefined && (count === 0 ? base < expect : base !== expect)) {
+      const want = count === 0 ? `at least ${expect}` : String(expect);
+      return { end: pos, stop: { kind: 'corrupt', reason: `offset ${base} where ${want} was expected` }, visited, nextOffset: expect };
     }
-    const bodyStart = pos + 8;
-    const batchEnd = bodyStart + bodyLen;
-    if (batchEnd > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn batch', needBytes: batchEnd - pos }, visited };
-    if (verify && crc32(buf.subarray(bodyStart, batchEnd)) !== buf.readUInt32LE(pos + 4)) {
-      return { end: pos, stop: { kind: 'corrupt', reason: 'CRC mismatch' }, visited };
-    }
-    const base = buf.readDoubleLE(bodyStart);
-    const count = buf.readUInt32LE(bodyStart + 8);
-    if (expect !== undefined && base !== expect) {
-      return { end: pos, stop: { kind: 'corrupt', reason: `offset ${base} where ${expect} was expected` }, visited };
-    }
-    // Check the record layout before visiting any record, so a batch is visited whole or not at all. Bytes this
-    // process wrote or has checked before (`verify` false) are known to be well formed.
     let p = pos + BATCH_HEADER_BYTES;
-    for (let i = 0; verify && i < count; i++) {
-      if (p + RECORD_HEADER_BYTES > batchEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'records overrun their batch' }, visited };
-      const len = buf.readUInt32LE(p);
-      const keyField = buf.readUInt16LE(p + 12);
-      if (len < RECORD_HEADER_BYTES - 4 + (keyField === 0 ? 0 : keyField - 1) || p + 4 + len > batchEnd) {
-        return { end: pos, stop: { kind: 'corrupt', reason: 'records overrun their batch' }, visited };
-      }
-      p += 4 + len;
-    }
-    if (verify && p !== batchEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'batch length does not match its records' }, visited };
-    p = pos + BATCH_HEADER_BYTES;
     rec.batchPosition = pos;
     for (let i = 0; i < count; i++) {
       const len = buf.readUInt32LE(p);
@@ -222,13 +217,91 @@ function scanBatches(
       visited++;
       if (visit(rec) === false) {
         // Stopped inside a batch: the next scan starts at its beginning (and skips what it has seen by offset).
-        return { end: i === count - 1 ? batchEnd : pos, stop: { kind: 'visitor' }, visited };
+        const whole = i === count - 1;
+        return { end: whole ? batchEnd : pos, stop: { kind: 'visitor' }, visited, nextOffset: expect === undefined ? undefined : whole ? base + count : expect };
       }
     }
     pos = batchEnd;
-    if (expect !== undefined) expect += count;
+    // A gap marker (no records) moves the expected offset to its base: the offsets before it were set aside.
+    if (expect !== undefined) expect = base + count;
   }
-  return { end: pos, stop: { kind: 'end' }, visited };
+  return { end: pos, stop: { kind: 'end' }, visited, nextOffset: expect };
+}
+
+/** A format-2 batch at `pos`, checked whole (length, CRC when `verify`, record layout), or why it is not one. */
+export type BatchCheck = { kind: 'batch'; base: number; count: number; end: number } | Extract<ScanStop, { kind: 'partial' | 'corrupt' }>;
+
+export function checkBatch(buf: Buffer, pos: number, verify = true): BatchCheck {
+  if (pos + 8 > buf.length) return { kind: 'partial', reason: 'torn batch header' };
+  const bodyLen = buf.readUInt32LE(pos);
+  if (bodyLen < BATCH_HEADER_BYTES - 8 || bodyLen > MAX_FRAME_BODY_BYTES) return { kind: 'corrupt', reason: `impossible batch length ${bodyLen}` };
+  const bodyStart = pos + 8;
+  const batchEnd = bodyStart + bodyLen;
+  if (batchEnd > buf.length) return { kind: 'partial', reason: 'torn batch', needBytes: batchEnd - pos };
+  if (verify && crc32(buf.subarray(bodyStart, batchEnd)) !== buf.readUInt32LE(pos + 4)) return { kind: 'corrupt', reason: 'CRC mismatch' };
+  const base = buf.readDoubleLE(bodyStart);
+  const count = buf.readUInt32LE(bodyStart + 8);
+  if (verify && !(Number.isSafeInteger(base) && base >= 0)) return { kind: 'corrupt', reason: `impossible base offset ${base}` };
+  // Check the record layout before visiting any record, so a batch is visited whole or not at all. Bytes this
+  // process wrote or has checked before (`verify` false) are known to be well formed.
+  let p = pos + BATCH_HEADER_BYTES;
+  for (let i = 0; verify && i < count; i++) {
+    if (p + RECORD_HEADER_BYTES > batchEnd) return { kind: 'corrupt', reason: 'records overrun their batch' };
+    const len = buf.readUInt32LE(p);
+    const keyField = buf.readUInt16LE(p + 12);
+    if (len < RECORD_HEADER_BYTES - 4 + (keyField === 0 ? 0 : keyField - 1) || p + 4 + len > batchEnd) {
+      return { kind: 'corrupt', reason: 'records overrun their batch' };
+    }
+    p += 4 + len;
+  }
+  if (verify && p !== batchEnd) return { kind: 'corrupt', reason: 'batch length does not match its records' };
+  return { kind: 'batch', base, count, end: batchEnd };
+}
+
+/**
+ * A gap marker: a batch of no records whose base offset is the next offset after a range set aside by
+ * `halflife repair`. Scans accept it where a batch at or below its base was expected, so offsets after a repaired
+ * batch keep their values and are never reused.
+ */
+export function gapMarker(nextOffset: number): Buffer {
+  const buf = Buffer.alloc(BATCH_HEADER_BYTES);
+  beginBatch(buf, 0, nextOffset, 0);
+  endBatch(buf, 0, BATCH_HEADER_BYTES);
+  return buf;
+}
+
+/**
+ * The first position from `from` on where a whole, valid format-2 batch starts whose base offset is at least
+ * `minBase`: where the records after a damaged batch resume. Cheap tests come first (a base offset must be a whole
+ * number), so only plausible candidates are CRC-checked.
+ */
+export function findNextBatch(buf: Buffer, from: number, minBase: number): { position: number; base: number } | undefined {
+  for (let q = from; q + BATCH_HEADER_BYTES <= buf.length; q++) {
+    const bodyLen = buf.readUInt32LE(q);
+    if (bodyLen < BATCH_HEADER_BYTES - 8 || q + 8 + bodyLen > buf.length) continue;
+    const base = buf.readDoubleLE(q + 8);
+    if (!Number.isSafeInteger(base) || base < minBase) continue;
+    const batch = checkBatch(buf, q);
+    if (batch.kind === 'batch') return { position: q, base };
+  }
+  return undefined;
+}
+
+/**
+ * Whether a scan that stopped at `pos` met a torn tail, one that may be cut: bytes never written whole (zeros from
+ * blocks allocated but not written, or a last batch whose declared length runs past the end of the file) with no
+ * whole batch after them. A complete batch whose CRC fails, or a length that was damaged (the bytes to the end
+ * match the batch's CRC), or anything followed by a valid batch, is corruption: acknowledged data may lie there.
+ */
+export function isTornTail(buf: Buffer, pos: number, stop: ScanStop, format: 1 | 2, expectedOffset: number): boolean {
+  if (stop.kind === 'end' || stop.kind === 'visitor') return false;
+  let zeros = true;
+  for (let i = pos; i < buf.length && zeros; i++) zeros = buf[i] === 0;
+  if (zeros) return true;
+  if (stop.kind !== 'partial') return false;
+  if (format === 1) return true;
+  if (pos + 8 < buf.length && crc32(buf.subarray(pos + 8)) === buf.readUInt32LE(pos + 4)) return false;
+  return findNextBatch(buf, pos + 1, expectedOffset) === undefined;
 }
 
 function scanV1Frames(
@@ -243,20 +316,20 @@ function scanV1Frames(
   let visited = 0;
   const rec: DecodedRecord = { offset: 0, timestampMs: 0, keyStart: -1, keyEnd: -1, valueStart: 0, valueEnd: 0, batchPosition: 0, firstInBatch: true, recordBytes: 0 };
   while (pos < buf.length) {
-    if (pos + V1_FRAME_HEADER_BYTES > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame header' }, visited };
+    if (pos + V1_FRAME_HEADER_BYTES > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame header' }, visited, nextOffset: expect };
     const bodyLen = buf.readUInt32LE(pos);
     if (bodyLen < V1_BODY_FIXED_BYTES || bodyLen > MAX_FRAME_BODY_BYTES) {
-      return { end: pos, stop: { kind: 'corrupt', reason: `impossible frame length ${bodyLen}` }, visited };
+      return { end: pos, stop: { kind: 'corrupt', reason: `impossible frame length ${bodyLen}` }, visited, nextOffset: expect };
     }
     const bodyStart = pos + V1_FRAME_HEADER_BYTES;
     const bodyEnd = bodyStart + bodyLen;
-    if (bodyEnd > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame body', needBytes: bodyEnd - pos }, visited };
+    if (bodyEnd > buf.length) return { end: pos, stop: { kind: 'partial', reason: 'torn frame body', needBytes: bodyEnd - pos }, visited, nextOffset: expect };
     if (verify && crc32c(buf, bodyStart, bodyEnd) !== buf.readUInt32LE(pos + 4)) {
-      return { end: pos, stop: { kind: 'corrupt', reason: 'CRC mismatch' }, visited };
+      return { end: pos, stop: { kind: 'corrupt', reason: 'CRC mismatch' }, visited, nextOffset: expect };
     }
     const offset = buf.readDoubleLE(bodyStart);
     if (expect !== undefined && offset !== expect) {
-      return { end: pos, stop: { kind: 'corrupt', reason: `offset ${offset} where ${expect} was expected` }, visited };
+      return { end: pos, stop: { kind: 'corrupt', reason: `offset ${offset} where ${expect} was expected` }, visited, nextOffset: expect };
     }
     const keyField = buf.readUInt16LE(bodyStart + 16);
     let p = bodyStart + V1_BODY_FIXED_BYTES;
@@ -264,7 +337,7 @@ function scanV1Frames(
     if (keyField !== 0) {
       rec.keyStart = p;
       rec.keyEnd = p + keyField - 1;
-      if (rec.keyEnd > bodyEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'key longer than frame' }, visited };
+      if (rec.keyEnd > bodyEnd) return { end: pos, stop: { kind: 'corrupt', reason: 'key longer than frame' }, visited, nextOffset: expect };
       p = rec.keyEnd;
     }
     rec.offset = offset;
@@ -276,7 +349,7 @@ function scanV1Frames(
     pos = bodyEnd;
     if (expect !== undefined) expect++;
     visited++;
-    if (visit(rec) === false) return { end: pos, stop: { kind: 'visitor' }, visited };
+    if (visit(rec) === false) return { end: pos, stop: { kind: 'visitor' }, visited, nextOffset: expect };
   }
-  return { end: pos, stop: { kind: 'end' }, visited };
+  return { end: pos, stop: { kind: 'end' }, visited, nextOffset: expect };
 }

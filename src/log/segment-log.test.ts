@@ -297,3 +297,35 @@ test('a log written in format 1 stays readable; new records go to a new format-2
     await cleanup();
   }
 });
+
+test('a damaged index entry is found by its CRC and the index rebuilt, so no read starts past the records it asks for', async () => {
+  const { dir, cleanup } = await tempDir();
+  const opts: SegmentLogOptions = { dir, partitions: 1, fsync: 'never', segmentBytes: 400, indexIntervalBytes: 100 };
+  try {
+    const log = new SegmentLog(opts);
+    await log.start();
+    for (let i = 0; i < 40; i++) await log.append([{ timestampMs: i, value: `value-${i}` }]);
+    await log.close();
+    const pdir = join(dir, 'p-0000');
+    const idx = join(pdir, (await readdir(pdir)).filter((f) => f.endsWith('.idx')).sort()[0]);
+    const index = await readFile(idx);
+    // The second entry now claims an earlier offset than the batch it points at really holds.
+    const rel = index.readUInt32LE(16);
+    assert.ok(rel - 1 > index.readUInt32LE(0), 'entries are more than one record apart');
+    index.writeUInt32LE(rel - 1, 16);
+    await writeFile(idx, index);
+    const reopened = new SegmentLog(opts);
+    await reopened.start();
+    try {
+      const [first] = await reopened.read(0, rel - 1, { maxRecords: 1 });
+      assert.equal(first.offset, rel - 1);
+      assert.equal(text(first.value), `value-${rel - 1}`);
+      const batch = await reopened.readBatch(0, rel - 1, { maxRecords: 1 });
+      assert.equal(batch.offsets[0], rel - 1);
+    } finally {
+      await reopened.close();
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -139,7 +139,13 @@ export class SegmentLog implements Log {
         }),
       );
     }
-    await Promise.all(parts.map((p) => p.open()));
+    // A partition that cannot open (SEGMENT_CORRUPT) must not leave the others' files open.
+    const opened = await Promise.allSettled(parts.map((p) => p.open()));
+    const failed = opened.find((r) => r.status === 'rejected');
+    if (failed !== undefined) {
+      await Promise.all(parts.map((p) => p.close().catch(() => {})));
+      throw failed.reason;
+    }
     this.#parts = parts;
     if (this.#o.fsync === 'interval') {
       this.#fsyncTimer = setInterval(() => void this.#syncDirty(), this.#o.fsyncIntervalMs);

@@ -5,3 +5,7 @@ export type { AppComponents } from './app.js';
 export { ServerErrors } from './errors.js';
 export { KeyStore, SCOPES } from './keys.js';
 export type { ApiKeyInfo, NewKey, Scope } from './keys.js';
+// For `halflife repair`, which works on a stopped server's data folder under the same lock.
+export { DataDirLock } from './data-lock.js';
+export { repairLog } from '../log/index.js';
+export type { RepairAction } from '../log/index.js';

@@ -44,7 +44,8 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
   } catch (err) {
     // start() closes what it opened when it fails; after a failed listen the started server must be closed here.
     if (started) await server?.close().catch(() => {});
-    io.err(`halflife: ${startFailure(err)}\n`);
+    const repairHint = err instanceof HalflifeError && err.code === 'SEGMENT_CORRUPT' ? ` (here: halflife repair --data ${JSON.stringify(server?.config.dataDir ?? flags.data ?? '')} --dry-run)` : '';
+    io.err(`halflife: ${startFailure(err)}${repairHint}\n`);
     return 2;
   }
   const config = server.config;

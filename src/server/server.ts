@@ -149,8 +149,12 @@ export class HalflifeServer {
       await mkdir(dataDir, { recursive: true, mode: 0o700 });
       const { mode } = await stat(dataDir);
       if ((mode & 0o077) !== 0) {
-        await chmod(dataDir, 0o700);
-        this.logger.warn({ dataDir, was: (mode & 0o777).toString(8) }, 'data folder was readable by others; now 0700');
+        const was = (mode & 0o777).toString(8);
+        // Only its owner may change it: anyone else learns what they may do from the lock and the writes below.
+        await chmod(dataDir, 0o700).then(
+          () => this.logger.warn({ dataDir, was }, 'data folder was readable by others; now 0700'),
+          (err: NodeJS.ErrnoException) => this.logger.warn({ dataDir, was, code: err.code }, 'data folder is readable by others and could not be made 0700'),
+        );
       }
       await this.#lock.acquire();
     } catch (err) {

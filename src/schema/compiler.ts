@@ -1,6 +1,8 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
+import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import { HalflifeError } from '../core/index.js';
+import { linearRegExp } from './linear-regexp.js';
 import './errors.js';
 
 // ajv-formats is CommonJS; its default export arrives wrapped under ESM.
@@ -23,10 +25,20 @@ export interface CompiledSchema {
 export function createAjv(): Ajv2020 {
   // ownProperties: a field named constructor or toString is the event's own or absent, never Object.prototype's
   // (without it, properties: {constructor: {type: string}} rejected every event).
-  const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true, ownProperties: true });
+  // code.regExp: `pattern` and `patternProperties` run on RE2 (linear time), never on the backtracking native engine;
+  // a pattern RE2 cannot run (backreference, lookaround) makes compile throw, naming the pattern and why.
+  const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true, ownProperties: true, code: { regExp: linearEngine } });
   addFormats(ajv);
   return ajv;
 }
+
+const linearEngine: RegExpEngine = Object.assign((pattern: string, _u: string) => linearRegExp(pattern), { code: 'linearRegExp' });
+
+/**
+ * Values every schema is tried on when compiled: a schema whose validation throws for them (a `$dynamicRef` that
+ * recurses without reading into the event overflows the stack) would fail every event, and is refused.
+ */
+const PROBES: readonly unknown[] = [null, true, 0, 1.5, '', 'x', [], [0], {}, { a: 0 }];
 
 /**
  * Compiles JSON Schemas (draft 2020-12, formats checked) into validators. The registry uses one; so does each
@@ -51,6 +63,16 @@ export class SchemaCompiler {
       fn = this.#ajv.compile(typeof schema === 'boolean' ? schema : rest);
     } catch (err) {
       throw new HalflifeError('SCHEMA_INVALID', { type, reason: (err as Error).message }, { cause: err });
+    }
+    for (const probe of PROBES) {
+      try {
+        fn(probe);
+      } catch (err) {
+        throw new HalflifeError('SCHEMA_INVALID', {
+          type,
+          reason: `validating ${JSON.stringify(probe)} against it fails (${(err as Error).message}): a $ref or $dynamicRef that leads back to itself without reading into the event would fail every event`,
+        }, { cause: err });
+      }
     }
     return {
       version,

@@ -137,7 +137,7 @@ export function toRe2(pattern: string): string {
 }
 
 /** A linear-time matcher for an ECMA-262 pattern; throws UnsupportedPatternError for one RE2 cannot run. */
-export function linearRegExp(pattern: string): { test(s: string): boolean } {
+export function linearRegExp(pattern: string): { test(s: string): boolean; toString(): string } {
   const source = toRe2(pattern);
   let re: RE2JS;
   try {
@@ -145,5 +145,7 @@ export function linearRegExp(pattern: string): { test(s: string): boolean } {
   } catch (err) {
     throw new UnsupportedPatternError(pattern, `cannot run on the linear-time engine (RE2): ${(err as Error).message}`);
   }
-  return { test: (s: string) => re.test(s) };
+  // Ajv keys its compiled patterns by toString(): it must differ between patterns, as a RegExp's does.
+  const name = `/${pattern}/u`;
+  return { test: (s: string) => re.test(s), toString: () => name };
 }

@@ -142,11 +142,15 @@ test('a worker that dies mid-request fails that request (503, retryable, nothing
 });
 
 test('a request whose check runs past ingest.workerTimeoutMs fails (503, retryable, nothing stored); its worker is replaced and other requests go on', async () => {
-  const s = await setup(2, { workerTimeoutMs: 1000, maxEventBytes: 1024 * 1024 });
+  const s = await setup(2, { workerTimeoutMs: 1000, maxDepth: 40 });
   try {
-    // Slow without any regex: Ajv compares object items of uniqueItems pairwise, about 10 s for 20,000 of them.
-    await s.registry.register('slow', { type: 'object', properties: { u: { type: 'array', uniqueItems: true } } });
-    const slow = JSON.stringify([{ type: 'slow', data: { u: Array.from({ length: 20_000 }, (_, i) => ({ a: i })) } }]);
+    // Slow without any regex: each level tries the subtree twice (anyOf), so depth 27 is 2^27 steps, about 15 s.
+    const ref = { properties: { x: { $ref: '#/$defs/n' } } };
+    await s.registry.register('slow', { $defs: { n: { anyOf: [{ allOf: [ref, { required: ['never'] }] }, ref] } }, $ref: '#/$defs/n' });
+    let deep: unknown = {};
+    for (let i = 0; i < 27; i++) deep = { x: deep };
+    // Padded over the size from which bodies go to a worker.
+    const slow = JSON.stringify([{ type: 'slow', data: deep }, { type: 't', data: { a: 'x'.repeat(3000) } }].concat(Array(6).fill({ type: 't', data: { a: 'y'.repeat(3000) } })));
     const normal = JSON.stringify(Array.from({ length: 500 }, (_, i) => ({ type: 't', data: { a: `n${i}` } })));
     const started = Date.now();
     const stuck = s.send(slow);

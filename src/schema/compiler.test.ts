@@ -123,3 +123,37 @@ test('a pathological pattern on a 60-byte and a 100 KB string validates at once 
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 60_000, killSignal: 'SIGKILL' });
   assert.deepEqual(JSON.parse(stdout), [false, true, true, false, true, false, true, true, false, true]);
 });
+
+test('uniqueItems validates as with Ajv\'s own keyword: same verdict, same message', () => {
+  const ours = new SchemaCompiler();
+  const native = new Ajv2020({ strict: false, ownProperties: true });
+  const value = fc.letrec<{ v: unknown }>((tie) => ({
+    v: fc.oneof({ depthSize: 'small' }, fc.constantFrom(0, -0, 1, 1.5, '1', '', 'a', true, false, null), fc.array(tie('v'), { maxLength: 3 }), fc.dictionary(fc.constantFrom('a', 'b', 'c'), tie('v'), { maxKeys: 3 })),
+  })).v;
+  fc.assert(
+    fc.property(fc.array(value, { maxLength: 8 }), fc.constantFrom(undefined, { type: 'object' }, { type: 'array' }), (generated, items) => {
+      const u = JSON.parse(JSON.stringify(generated)) as unknown[]; // plain objects, as events are
+      const schema = { type: 'object', properties: { u: { type: 'array', uniqueItems: true, ...(items ? { items: { anyOf: [items, {}] } } : {}) } } };
+      // Shuffled key order: deep equality ignores it.
+      const copy = JSON.parse(JSON.stringify(u, (_k, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).reverse()) : v))) as unknown[];
+      const want = native.compile(schema);
+      for (const data of [{ u }, { u: [...u, ...copy] }]) {
+        const got = ours.compile('t', 1, schema).validate(data);
+        assert.equal(got.ok, want(data), JSON.stringify(data));
+        if (!got.ok) assert.equal(got.message, `data.u: ${want.errors![0].message}`);
+      }
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test('uniqueItems over 50,000 objects takes linear time', async () => {
+  // Ajv's own keyword compares object items pairwise (about a minute here); the child is killed at the deadline.
+  const script = `
+    import { SchemaCompiler } from ${JSON.stringify(new URL('./compiler.ts', import.meta.url).href)};
+    const v = new SchemaCompiler().compile('t', 1, { type: 'array', uniqueItems: true });
+    const u = Array.from({ length: 50_000 }, (_, i) => ({ a: i, b: [i] }));
+    console.log(JSON.stringify([v.validate(u).ok, v.validate([...u, { b: [7], a: 7 }]).ok]));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 20_000, killSignal: 'SIGKILL' });
+  assert.deepEqual(JSON.parse(stdout), [true, false]);
+});

@@ -128,19 +128,20 @@ test('uniqueItems validates as with Ajv\'s own keyword: same verdict, same messa
   const ours = new SchemaCompiler();
   const native = new Ajv2020({ strict: false, ownProperties: true });
   const value = fc.letrec<{ v: unknown }>((tie) => ({
-    v: fc.oneof({ depthSize: 'small' }, fc.constantFrom(0, -0, 1, 1.5, '1', '', 'a', true, false, null), fc.array(tie('v'), { maxLength: 3 }), fc.dictionary(fc.constantFrom('a', 'b', 'c'), tie('v'), { maxKeys: 3 })),
+    v: fc.oneof({ depthSize: 'small' }, fc.constantFrom(0, -0, 1, 1.5, '1', '', 'a', 'null', 'true', '__proto__', 'constructor', true, false, null), fc.array(tie('v'), { maxLength: 3 }), fc.dictionary(fc.constantFrom('a', 'b', 'c'), tie('v'), { maxKeys: 3 })),
   })).v;
   fc.assert(
-    fc.property(fc.array(value, { maxLength: 8 }), fc.constantFrom(undefined, { type: 'object' }, { type: 'array' }), (generated, items) => {
+    fc.property(fc.array(value, { maxLength: 8 }), fc.constantFrom(undefined, {}, { type: 'object' }, { type: 'array' }, { type: 'integer' }, { type: 'string' }, { type: ['string', 'null'] }, { type: ['number', 'boolean'] }, { type: ['integer', 'number'] }, { type: ['object', 'string'] }), (generated, items) => {
       const u = JSON.parse(JSON.stringify(generated)) as unknown[]; // plain objects, as events are
-      const schema = { type: 'object', properties: { u: { type: 'array', uniqueItems: true, ...(items ? { items: { anyOf: [items, {}] } } : {}) } } };
+      // prefixItems let elements of other types than items' in: Ajv then skips them when items' types are scalar.
+      const schema = { type: 'object', properties: { u: { type: 'array', uniqueItems: true, prefixItems: [{}, {}, {}], ...(items ? { items } : {}) } } };
       // Shuffled key order: deep equality ignores it.
       const copy = JSON.parse(JSON.stringify(u, (_k, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).reverse()) : v))) as unknown[];
       const want = native.compile(schema);
       for (const data of [{ u }, { u: [...u, ...copy] }]) {
         const got = ours.compile('t', 1, schema).validate(data);
         assert.equal(got.ok, want(data), JSON.stringify(data));
-        if (!got.ok) assert.equal(got.message, `data.u: ${want.errors![0].message}`);
+        if (!got.ok) assert.equal(got.message.replace(/^data[^:]*: /, ''), want.errors![0].message);
       }
     }),
     { numRuns: 1000 },

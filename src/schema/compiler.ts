@@ -36,17 +36,44 @@ export function createAjv(): Ajv2020 {
   return ajv;
 }
 
-function uniqueItems(this: unknown, schema: boolean, data: unknown[]): boolean {
+/**
+ * uniqueItems as Ajv 8 evaluates it (the compatibility check models its quirks), in linear time. When `items` has
+ * only scalar types Ajv compares just the elements of those types, by a hash (already linear; reproduced as is);
+ * otherwise it compares all elements pairwise, which is what this replaces, keying each by a canonical form.
+ */
+function uniqueItems(schema: boolean, data: unknown[], parentSchema?: Record<string, unknown>): boolean {
   const fn = uniqueItems as typeof uniqueItems & { errors?: Partial<ErrorObject>[] };
-  if (!schema) return true;
-  const seen = new Map<string, number>();
+  if (!schema || data.length < 2) return true;
+  const items = parentSchema?.items;
+  const declared = typeof items === 'object' && items !== null ? (items as Record<string, unknown>).type : undefined;
+  const types = (typeof declared === 'string' ? [declared] : Array.isArray(declared) ? declared : []) as string[];
+  if (typeof items === 'object' && items !== null && (items as Record<string, unknown>).nullable === true && !types.includes('null')) types.push('null');
   let pair: [number, number] | undefined;
-  for (let i = 0; i < data.length; i++) {
-    const key = canonical(data[i]);
-    const j = seen.get(key);
-    // Ajv reports the last item that repeats an earlier one, and the nearest earlier one.
-    if (j !== undefined) pair = [i, j];
-    seen.set(key, i);
+  if (types.length > 0 && !types.some((t) => t === 'object' || t === 'array')) {
+    const ofType = (v: unknown) =>
+      types.some((t) => (t === 'null' ? v === null : t === 'integer' ? typeof v === 'number' && v % 1 === 0 : typeof v === t));
+    // A plain object, as Ajv's generated code uses (so "__proto__" is never reported, as there).
+    const indices: Record<string, unknown> = {};
+    for (let i = data.length; i--; ) {
+      let item = data[i];
+      if (!ofType(item)) continue;
+      if (types.length > 1 && typeof item === 'string') item += '_';
+      const j = indices[item as string];
+      if (typeof j === 'number') {
+        pair = [i, j];
+        break;
+      }
+      indices[item as string] = i;
+    }
+  } else {
+    const seen = new Map<string, number>();
+    for (let i = 0; i < data.length; i++) {
+      const key = canonical(data[i]);
+      const j = seen.get(key);
+      // Ajv's pairwise loop reports the last item that repeats an earlier one, and the nearest earlier one.
+      if (j !== undefined) pair = [i, j];
+      seen.set(key, i);
+    }
   }
   if (pair === undefined) return true;
   const [i, j] = pair;

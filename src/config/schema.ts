@@ -51,6 +51,8 @@ export interface IngestConfig {
   deadLetterRawBytes: number;
   /** Worker threads that parse and check large request bodies (0: the server thread does). */
   workers: number;
+  /** A request still being checked on a worker after this fails (503 INGEST_WORKER_FAILED, retryable); the worker is replaced. */
+  workerTimeoutMs: number;
   /** Event type -> priority under overload (types not listed are `normal`). */
   priorities: Record<string, Priority>;
 }
@@ -170,6 +172,7 @@ export function defaultConfig(): HalflifeConfig {
       deadLetterRawBytes: 16 * 1024,
       // One per core, at most four: parsing is the largest cost and the server thread has little else to do.
       workers: Math.max(1, Math.min(4, availableParallelism())),
+      workerTimeoutMs: 10_000,
       priorities: {},
     },
     schemas: { dir: null, compatibility: 'backward' },
@@ -244,6 +247,7 @@ export const configSchema = {
         dedupMaxIds: int(0),
         deadLetterRawBytes: int(0),
         workers: int(0, 64),
+        workerTimeoutMs: int(100, 600_000),
         priorities: { type: 'object', additionalProperties: { enum: ['high', 'normal', 'low'] } },
       },
     },

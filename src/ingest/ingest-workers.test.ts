@@ -15,7 +15,7 @@ const schema = {
   required: ['a'],
 };
 
-async function setup(workers: number) {
+async function setup(workers: number, overrides: Partial<ReturnType<typeof defaultConfig>['ingest']> = {}) {
   const { dir, cleanup } = await tempDir();
   const registry = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
   await registry.start();
@@ -24,7 +24,7 @@ async function setup(workers: number) {
   const clock = new ManualClock(1_700_000_000_000);
   const deadLetters = new DeadLetterStore(new MemoryLog(1), new MemoryLog(1), clock);
   await deadLetters.start();
-  const limits = { ...defaultConfig().ingest, maxEventBytes: 4096, maxDepth: 6, maxEventsPerRequest: 100_000 };
+  const limits = { ...defaultConfig().ingest, maxEventBytes: 4096, maxDepth: 6, maxEventsPerRequest: 100_000, ...overrides };
   const pool = workers > 0 ? new IngestWorkers({ count: workers, limits, registry, restartDelayMs: 100 }) : undefined;
   await pool?.start();
   const ingestor = new Ingestor({ limits, log, registry, deadLetters, clock, workers: pool });
@@ -136,6 +136,40 @@ test('a worker that dies mid-request fails that request (503, retryable, nothing
     assert.equal(s.pool!.available, true, 'a new worker runs');
     // The retry of the failed request is stored once: its ids were not taken by the failure.
     assert.equal((await s.send(big)).accepted, 60_000);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a request whose check runs past ingest.workerTimeoutMs fails (503, retryable, nothing stored); its worker is replaced and other requests go on', async () => {
+  const s = await setup(2, { workerTimeoutMs: 1000, maxDepth: 40 });
+  try {
+    // Slow without any regex: each level tries the subtree twice (anyOf), so depth 27 is 2^27 steps, about 15 s.
+    const ref = { properties: { x: { $ref: '#/$defs/n' } } };
+    await s.registry.register('slow', { $defs: { n: { anyOf: [{ allOf: [ref, { required: ['never'] }] }, ref] } }, $ref: '#/$defs/n' });
+    let deep: unknown = {};
+    for (let i = 0; i < 27; i++) deep = { x: deep };
+    // Padded over the size from which bodies go to a worker.
+    const slow = JSON.stringify([{ type: 'slow', data: deep }, { type: 't', data: { a: 'x'.repeat(3000) } }].concat(Array(6).fill({ type: 't', data: { a: 'y'.repeat(3000) } })));
+    const normal = JSON.stringify(Array.from({ length: 500 }, (_, i) => ({ type: 't', data: { a: `n${i}` } })));
+    const started = Date.now();
+    const stuck = s.send(slow);
+    // The other worker checks other requests meanwhile.
+    assert.equal((await s.send(normal)).accepted, 500);
+    await assert.rejects(stuck, (err: { code: string; status: number; retryable: boolean; message: string }) => {
+      assert.equal(err.code, 'INGEST_WORKER_FAILED');
+      assert.equal(err.status, 503);
+      assert.equal(err.retryable, true);
+      assert.match(err.message, /workerTimeoutMs \(1000 ms\)/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 8000, `failed after ${Date.now() - started} ms, not at its budget`);
+    assert.equal(s.log.stats().records, 500, 'nothing of the slow request is stored');
+    for (let i = 0; i < 400 && s.pool!.running < 2; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(s.pool!.running, 2, 'the stopped worker is replaced');
+    // Both workers, the new one included, check requests with the registered schemas.
+    const results = await Promise.all([s.send(normal), s.send(normal), s.send(normal)]);
+    assert.deepEqual(results.map((r) => r.accepted), [500, 500, 500]);
   } finally {
     await s.close();
   }

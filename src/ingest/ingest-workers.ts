@@ -8,7 +8,8 @@ import './errors.js';
 export interface IngestWorkersOptions {
   /** Worker threads (at least 1). */
   readonly count: number;
-  readonly limits: CheckLimits;
+  /** `workerTimeoutMs` (ingest config): a request still being checked after this fails and its worker is replaced. */
+  readonly limits: CheckLimits & { readonly workerTimeoutMs?: number };
   readonly registry: SchemaRegistry;
   readonly logger?: Logger;
   /** Delay before a worker that stopped is replaced (default 1 s). */
@@ -18,7 +19,11 @@ export interface IngestWorkersOptions {
 interface Pending {
   resolve(v: CheckedEvents): void;
   reject(e: unknown): void;
+  readonly timer: NodeJS.Timeout;
 }
+
+/** Default time budget of one request's check on a worker (ingest.workerTimeoutMs). */
+export const DEFAULT_WORKER_TIMEOUT_MS = 10_000;
 
 /** One worker thread and the requests it is checking. */
 class Slot {
@@ -55,6 +60,11 @@ export class IngestWorkers {
     await Promise.all(this.#slots.map((s) => this.#spawn(s)));
   }
 
+  /** Worker threads running now (fewer while a stopped one is being replaced). */
+  get running(): number {
+    return this.#closing ? 0 : this.#slots.filter((s) => s.worker !== undefined).length;
+  }
+
   /** Whether a worker is running to take a request (else check on the calling thread). */
   get available(): boolean {
     return !this.#closing && this.#slots.some((s) => s.worker !== undefined);
@@ -74,8 +84,19 @@ export class IngestWorkers {
     const id = this.#next++;
     const worker = slot.worker!;
     const pending = slot.pending;
+    const budgetMs = this.#o.limits.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS;
     return new Promise<CheckedEvents>((resolve, reject) => {
-      pending.set(id, { resolve, reject });
+      // Supervision: a check past its budget (a schema that is slow to evaluate) would hold the worker forever;
+      // the request fails (retryable) and the worker is stopped, which fails what else it held, and is replaced.
+      const timer = setTimeout(() => {
+        if (!pending.delete(id)) return;
+        reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: `the check ran past ingest.workerTimeoutMs (${budgetMs} ms); the worker was replaced` }));
+        this.#logger.error({ budgetMs }, 'an ingest worker ran past its time budget on a request; replacing it');
+        if (slot.worker === worker) slot.worker = undefined;
+        void worker.terminate();
+      }, budgetMs);
+      timer.unref();
+      pending.set(id, { resolve, reject, timer });
       const m: ToIngestWorker = { type: 'check', id, body: bytes, byteOffset: 0, byteLength: body.byteLength, format, receivedAt, allowedTypes, shed };
       worker.postMessage(m, [bytes]);
     });
@@ -102,6 +123,7 @@ export class IngestWorkers {
         const p = slot.pending.get(m.id);
         slot.pending.delete(m.id);
         if (p === undefined) return;
+        clearTimeout(p.timer);
         if (m.type === 'failed') {
           this.#logger.error({ err: m.message }, 'an ingest worker could not check a request');
           p.reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: 'the check failed' }));
@@ -125,7 +147,10 @@ export class IngestWorkers {
       });
       worker.on('exit', (code) => {
         if (slot.worker === worker) slot.worker = undefined;
-        for (const p of slot.pending.values()) p.reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: `the worker exited with code ${code}` }));
+        for (const p of slot.pending.values()) {
+          clearTimeout(p.timer);
+          p.reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: `the worker exited with code ${code}` }));
+        }
         slot.pending.clear();
         reject(new Error(`ingest worker exited with ${code} during start`));
         if (!this.#closing) {

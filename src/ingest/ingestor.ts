@@ -252,7 +252,11 @@ export class Ingestor {
     return out;
   }
 
-  /** Checks a body on this thread, letting other requests in every few hundred events. */
+  /**
+   * Checks a body on this thread, letting other requests in every few hundred events. Used while no worker runs:
+   * schema patterns cannot hang it, as they run on a linear-time engine (RE2, see schema/linear-regexp.ts); no time
+   * budget applies here, though (workers have ingest.workerTimeoutMs).
+   */
   async #checkHere(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null, shed: ShedLevel): Promise<CheckedEvents> {
     const items = this.#checker.parse(body, format);
     if (!Array.isArray(items)) return 'tooMany' in items ? { ...emptyChecked(), tooMany: items.tooMany } : { ...emptyChecked(), malformed: items };

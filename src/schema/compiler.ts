@@ -1,6 +1,8 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
+import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import { HalflifeError } from '../core/index.js';
+import { linearRegExp } from './linear-regexp.js';
 import './errors.js';
 
 // ajv-formats is CommonJS; its default export arrives wrapped under ESM.
@@ -23,10 +25,77 @@ export interface CompiledSchema {
 export function createAjv(): Ajv2020 {
   // ownProperties: a field named constructor or toString is the event's own or absent, never Object.prototype's
   // (without it, properties: {constructor: {type: string}} rejected every event).
-  const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true, ownProperties: true });
+  // code.regExp: `pattern` and `patternProperties` run on RE2 (linear time), never on the backtracking native engine;
+  // a pattern RE2 cannot run (backreference, lookaround) makes compile throw, naming the pattern and why.
+  const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true, ownProperties: true, code: { regExp: linearEngine } });
   addFormats(ajv);
+  // Ajv compares object items of uniqueItems pairwise: a 256 KB array of 25,000 small objects took 17 s. This one
+  // keys each item by a canonical form (object keys sorted) and takes linear time; same result, same error.
+  ajv.removeKeyword('uniqueItems');
+  ajv.addKeyword({ keyword: 'uniqueItems', type: 'array', schemaType: 'boolean', errors: true, validate: uniqueItems });
   return ajv;
 }
+
+/**
+ * uniqueItems as Ajv 8 evaluates it (the compatibility check models its quirks), in linear time. When `items` has
+ * only scalar types Ajv compares just the elements of those types, by a hash (already linear; reproduced as is);
+ * otherwise it compares all elements pairwise, which is what this replaces, keying each by a canonical form.
+ */
+function uniqueItems(schema: boolean, data: unknown[], parentSchema?: Record<string, unknown>): boolean {
+  const fn = uniqueItems as typeof uniqueItems & { errors?: Partial<ErrorObject>[] };
+  if (!schema || data.length < 2) return true;
+  const items = parentSchema?.items;
+  const declared = typeof items === 'object' && items !== null ? (items as Record<string, unknown>).type : undefined;
+  const types = (typeof declared === 'string' ? [declared] : Array.isArray(declared) ? declared : []) as string[];
+  if (typeof items === 'object' && items !== null && (items as Record<string, unknown>).nullable === true && !types.includes('null')) types.push('null');
+  let pair: [number, number] | undefined;
+  if (types.length > 0 && !types.some((t) => t === 'object' || t === 'array')) {
+    const ofType = (v: unknown) =>
+      types.some((t) => (t === 'null' ? v === null : t === 'integer' ? typeof v === 'number' && v % 1 === 0 : typeof v === t));
+    // A plain object, as Ajv's generated code uses (so "__proto__" is never reported, as there).
+    const indices: Record<string, unknown> = {};
+    for (let i = data.length; i--; ) {
+      let item = data[i];
+      if (!ofType(item)) continue;
+      if (types.length > 1 && typeof item === 'string') item += '_';
+      const j = indices[item as string];
+      if (typeof j === 'number') {
+        pair = [i, j];
+        break;
+      }
+      indices[item as string] = i;
+    }
+  } else {
+    const seen = new Map<string, number>();
+    for (let i = 0; i < data.length; i++) {
+      const key = canonical(data[i]);
+      const j = seen.get(key);
+      // Ajv's pairwise loop reports the last item that repeats an earlier one, and the nearest earlier one.
+      if (j !== undefined) pair = [i, j];
+      seen.set(key, i);
+    }
+  }
+  if (pair === undefined) return true;
+  const [i, j] = pair;
+  fn.errors = [{ keyword: 'uniqueItems', params: { i, j }, message: `must NOT have duplicate items (items ## ${j} and ${i} are identical)` }];
+  return false;
+}
+
+/** A string equal for two JSON values exactly when they are deeply equal (objects whatever their key order). */
+function canonical(v: unknown): string {
+  if (typeof v !== 'object' || v === null) return JSON.stringify(v) ?? 'undefined';
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  const keys = Object.keys(v).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+}
+
+const linearEngine: RegExpEngine = Object.assign((pattern: string, _u: string) => linearRegExp(pattern), { code: 'linearRegExp' });
+
+/**
+ * Values every schema is tried on when compiled: a schema whose validation throws for them (a `$dynamicRef` that
+ * recurses without reading into the event overflows the stack) would fail every event, and is refused.
+ */
+const PROBES: readonly unknown[] = [null, true, 0, 1.5, '', 'x', [], [0], {}, { a: 0 }];
 
 /**
  * Compiles JSON Schemas (draft 2020-12, formats checked) into validators. The registry uses one; so does each
@@ -51,6 +120,16 @@ export class SchemaCompiler {
       fn = this.#ajv.compile(typeof schema === 'boolean' ? schema : rest);
     } catch (err) {
       throw new HalflifeError('SCHEMA_INVALID', { type, reason: (err as Error).message }, { cause: err });
+    }
+    for (const probe of PROBES) {
+      try {
+        fn(probe);
+      } catch (err) {
+        throw new HalflifeError('SCHEMA_INVALID', {
+          type,
+          reason: `validating ${JSON.stringify(probe)} against it fails (${(err as Error).message}): a $ref or $dynamicRef that leads back to itself without reading into the event would fail every event`,
+        }, { cause: err });
+      }
     }
     return {
       version,

@@ -12,12 +12,12 @@ const port = parentPort!;
 const init = workerData as IngestWorkerInit;
 const compiler = new SchemaCompiler();
 const schemas = new Map<string, CompiledSchema>();
-for (const v of init.schemas) schemas.set(v.type, compiler.compile(v.type, v.version, v.schema));
+for (const v of init.schemas) schemas.set(v.type, compiler.compileStored(v.type, v.version, v.schema));
 const checker = new EventChecker(init.limits, (type) => schemas.get(type));
 
 port.on('message', (m: ToIngestWorker) => {
   if (m.type === 'schema') {
-    schemas.set(m.version.type, compiler.compile(m.version.type, m.version.version, m.version.schema));
+    schemas.set(m.version.type, compiler.compileStored(m.version.type, m.version.version, m.version.schema));
     return;
   }
   try {

@@ -293,3 +293,13 @@ test('schemas that refer to themselves at the same place (through not and $ref) 
   for (let i = 0; i < 20_000; i++) deep = { items: deep };
   assert.deepEqual(backwardIncompatibilities(deep, { items: deep, minItems: 0 }), ['the event: the schemas are nested too deeply to compare']);
 });
+
+test('the check runs schema patterns in linear time: a backtracking pattern cannot hang a registration', () => {
+  const name = `${'a'.repeat(40)}!`;
+  const reasons = backwardIncompatibilities(
+    { properties: { [name]: { type: 'string' } } },
+    { properties: { [name]: { type: 'string' } }, patternProperties: { '^(a+)+$': { type: 'string' } } },
+  );
+  // (A backtracking engine takes about 2^40 steps to decide that the name does not match.)
+  assert.ok(Array.isArray(reasons));
+});

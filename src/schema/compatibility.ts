@@ -13,6 +13,7 @@
  * any value under that name; refusing it would forbid the most common evolution of all. It applies only where a
  * wider schema means more events are accepted (not inside `not`, nor where `contains` counts matches).
  */
+import { linearRegExp, UnsupportedPatternError } from './linear-regexp.js';
 type Schema = Record<string, unknown>;
 type S = Schema | boolean;
 
@@ -395,7 +396,7 @@ function scalarAccepts(kw: string, limit: unknown, v: unknown): boolean {
     switch (kw) {
       case 'minLength': return typeof limit === 'number' && !(codePoints(v) < limit);
       case 'maxLength': return typeof limit === 'number' && !(codePoints(v) > limit);
-      case 'pattern': return typeof limit === 'string' && new RegExp(limit, 'u').test(v);
+      case 'pattern': return typeof limit === 'string' && patternTest(limit, v);
     }
   }
   return false;
@@ -604,7 +605,7 @@ function compareObjects(f: Facts, p: Schema, n: Schema, pos: Pos, ctx: Ctx, out:
   const npat = patternsOf(n);
   const pAdd = (p.additionalProperties ?? true) as S;
   const nAdd = (n.additionalProperties ?? true) as S;
-  const matching = (pats: Record<string, S>, name: string) => Object.keys(pats).filter((re) => new RegExp(re, 'u').test(name));
+  const matching = (pats: Record<string, S>, name: string) => Object.keys(pats).filter((re) => patternTest(re, name));
   /**
    * Everything the previous schema (with its allOf members and $ref targets) required of a property's value:
    * any one of them implies the rest. `[true]` when nothing did.
@@ -846,4 +847,18 @@ export function deepEqual(a: unknown, b: unknown): boolean {
     if (!deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
   }
   return true;
+}
+
+/**
+ * A schema pattern against a string, in linear time as validation runs it (a registration must not hang on
+ * `^(a+)+$`). A pattern RE2 cannot run was refused at registration; one stored before that falls back to the native
+ * engine.
+ */
+function patternTest(pattern: string, s: string): boolean {
+  try {
+    return linearRegExp(pattern).test(s);
+  } catch (err) {
+    if (err instanceof UnsupportedPatternError) return new RegExp(pattern, 'u').test(s);
+    throw err;
+  }
 }

@@ -108,6 +108,21 @@ export class SchemaCompiler {
     this.#ajv = createAjv();
   }
 
+  /**
+   * A version already registered: one that this compiler now refuses (a pattern the linear-time engine cannot run, a
+   * validation that throws, registered by an older halflife) rejects every event of its type with the reason,
+   * instead of keeping the server from starting. A fixed version registered over it takes its place.
+   */
+  compileStored(type: string, version: number, schema: unknown): CompiledSchema & { readonly refused?: string } {
+    try {
+      return this.compile(type, version, schema);
+    } catch (err) {
+      if (!(err instanceof HalflifeError) || err.code !== 'SCHEMA_INVALID') throw err;
+      const reason = `version ${version} of the schema of ${type} can no longer be used (${err.message}); register a fixed version`;
+      return { version, refused: reason, validate: () => ({ ok: false, message: `data: ${reason}`, path: '$.data' }) };
+    }
+  }
+
   /** Throws `SCHEMA_INVALID` for a schema Ajv cannot compile. */
   compile(type: string, version: number, schema: unknown): CompiledSchema {
     if (typeof schema !== 'boolean' && (schema === null || typeof schema !== 'object' || Array.isArray(schema))) {

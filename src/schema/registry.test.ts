@@ -173,3 +173,24 @@ test('a schema giving rules to a property named __proto__ is refused (the valida
     await cleanup();
   }
 });
+
+test('a stored version the compiler now refuses rejects its events with the reason instead of stopping the start', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    // Written as an older halflife would have: a lookahead pattern the linear-time engine cannot run.
+    const { mkdir, writeFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    await mkdir(join(dir, 'old'), { recursive: true });
+    await writeFile(join(dir, 'old', 'v1.json'), JSON.stringify({ version: 1, schema: { type: 'object', properties: { a: { type: 'string', pattern: '^(?=x)' } } }, createdAt: '2026-01-01T00:00:00.000Z' }));
+    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'none' });
+    await reg.start();
+    const result = reg.latest('old')!.validate({ a: 'x' });
+    assert.equal(result.ok, false);
+    assert.match((result as { message: string }).message, /version 1 of the schema of old can no longer be used .*register a fixed version/);
+    await reg.register('old', { type: 'object', properties: { a: { type: 'string' } } });
+    assert.deepEqual(reg.latest('old')!.validate({ a: 'x' }), { ok: true });
+    await reg.close();
+  } finally {
+    await cleanup();
+  }
+});

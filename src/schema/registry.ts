@@ -86,7 +86,8 @@ export class SchemaRegistry {
       if (versions.length === 0) continue;
       versions.sort((a, b) => a.version - b.version);
       const last = versions[versions.length - 1];
-      const latest = this.#compiler.compile(type, last.version, last.schema);
+      const latest = this.#compiler.compileStored(type, last.version, last.schema);
+      if (latest.refused !== undefined) this.#logger.error({ type, version: last.version }, `schema registry: ${latest.refused}; its events are rejected until then`);
       this.#types.set(type, { versions, latest, compiled: new Map([[last.version, latest]]) });
     }
     if (this.#o.loadDir) await this.#loadFolder(this.#o.loadDir);
@@ -155,7 +156,7 @@ export class SchemaRegistry {
     if (entry === undefined) throw new HalflifeError('SCHEMA_NOT_FOUND', { type });
     let c = entry.compiled.get(version);
     if (c === undefined) {
-      c = this.#compiler.compile(type, version, this.get(type, version).schema);
+      c = this.#compiler.compileStored(type, version, this.get(type, version).schema);
       entry.compiled.set(version, c);
     }
     return c;

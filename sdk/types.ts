@@ -119,6 +119,8 @@ export interface ReplayResponse {
   replayed: number;
   failed: number;
   skipped: number;
+  /** Letters whose event the key that sent it may not write: never stored by a replay. */
+  refused: number;
 }
 
 export interface DeadLetterQuery {

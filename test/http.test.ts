@@ -249,16 +249,16 @@ describe('dead-letter replay', () => {
     await inject(t, 'POST', '/v1/events', [{ type: 'other', data: {} }]);
 
     const early = await inject(t, 'POST', '/v1/deadletters/replay', { type: 'order' });
-    assert.deepEqual(early.body, { replayed: 0, failed: 5, skipped: 0 });
+    assert.deepEqual(early.body, { replayed: 0, failed: 5, skipped: 0, refused: 0 });
 
     await inject(t, 'PUT', '/v1/schemas/order/config', { compatibility: 'none' });
     await inject(t, 'PUT', '/v1/schemas/order', { ...strict, required: ['sku'] });
     const first = await inject(t, 'POST', '/v1/deadletters/replay', { type: 'order' });
-    assert.deepEqual(first.body, { replayed: 5, failed: 0, skipped: 0 });
+    assert.deepEqual(first.body, { replayed: 5, failed: 0, skipped: 0, refused: 0 });
     const second = await inject(t, 'POST', '/v1/deadletters/replay', { type: 'order' });
-    assert.deepEqual(second.body, { replayed: 0, failed: 0, skipped: 5 });
+    assert.deepEqual(second.body, { replayed: 0, failed: 0, skipped: 5, refused: 0 });
     const everything = await inject(t, 'POST', '/v1/deadletters/replay');
-    assert.deepEqual(everything.body, { replayed: 0, failed: 1, skipped: 5 });
+    assert.deepEqual(everything.body, { replayed: 0, failed: 1, skipped: 5, refused: 0 });
 
     const all = await inject(t, 'GET', '/v1/events?limit=1000&type=order');
     assert.equal(all.body.records.length, 10);
@@ -277,7 +277,7 @@ describe('dead-letter replay', () => {
     const again = await startServer({}, dir);
     try {
       const res = await again.server.app.inject({ method: 'POST', url: '/v1/deadletters/replay?type=order' });
-      assert.deepEqual(JSON.parse(res.body), { replayed: 0, failed: 0, skipped: 5 });
+      assert.deepEqual(JSON.parse(res.body), { replayed: 0, failed: 0, skipped: 5, refused: 0 });
     } finally {
       await again.server.close();
     }

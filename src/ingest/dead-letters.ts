@@ -6,6 +6,8 @@ export interface DeadLetter {
   /** The input: the event as JSON, or the raw body/line for malformed input; cut at the configured bound. */
   raw: string;
   raw_truncated: boolean;
+  /** 'base64' when the input was not valid UTF-8 (`raw` holds its bytes); such a letter is never replayed. */
+  raw_encoding?: 'base64';
   code: string;
   message: string;
   path: string;
@@ -14,7 +16,12 @@ export interface DeadLetter {
   /** The schema version validated against, when there was one. */
   schema_version: number | null;
   received_at: number;
-  source: { address: string };
+  source: {
+    address: string;
+    /** The API key that sent it, and the event types that key may write (null: any), enforced again on replay. */
+    key?: string;
+    types?: readonly string[] | null;
+  };
 }
 
 export interface StoredDeadLetter extends DeadLetter {

@@ -27,6 +27,8 @@ export interface CheckedRejection extends Rejection {
   /** The input as text: the line or body as received, or the parsed event's JSON (bounded, see `rawTruncated`). */
   raw: string;
   rawTruncated: boolean;
+  /** 'base64' when the input was not valid UTF-8: `raw` then holds its bytes, never text with replacement characters. */
+  rawEncoding?: 'base64';
   type: string | null;
   schemaVersion: number | null;
 }
@@ -282,7 +284,11 @@ export class EventChecker {
     let rawTruncated: boolean;
     if (input instanceof Uint8Array) {
       rawTruncated = !keepWhole && input.length > bound;
-      raw = Buffer.from(input.buffer, input.byteOffset, rawTruncated ? bound : input.length).toString('utf8');
+      const bytes = Buffer.from(input.buffer, input.byteOffset, rawTruncated ? bound : input.length);
+      // Decoding invalid UTF-8 would replace the bad bytes and could turn the input into valid JSON, which a replay
+      // would then store: such input is kept as its bytes.
+      if (!isUtf8(bytes)) return { index, ...rejection, raw: bytes.toString('base64'), rawTruncated, rawEncoding: 'base64', type, schemaVersion };
+      raw = bytes.toString('utf8');
     } else {
       try {
         raw = JSON.stringify(input) ?? 'null';

@@ -21,6 +21,9 @@ import './errors.js';
 export interface IngestSource {
   /** Remote address of the client. */
   readonly address: string;
+  /** The API key's id, when the request had one, and the event types it may write (null: any). */
+  readonly key?: string;
+  readonly types?: readonly string[] | null;
 }
 
 export interface EventError {
@@ -73,6 +76,8 @@ export interface ReplayResult {
   failed: number;
   /** Dead letters replayed before (or whose event id was already accepted). */
   skipped: number;
+  /** Dead letters whose event the key that sent it may not write (their type is outside its types). */
+  refused: number;
 }
 
 export interface IngestorOptions {
@@ -362,13 +367,14 @@ export class Ingestor {
     return {
       raw: r.raw,
       raw_truncated: r.rawTruncated,
+      ...(r.rawEncoding === undefined ? {} : { raw_encoding: r.rawEncoding }),
       code: r.code,
       message: r.message,
       path: r.path,
       type: r.type,
       schema_version: r.schemaVersion,
       received_at: receivedAt,
-      source: { address: source.address },
+      source: { address: source.address, ...(source.key === undefined ? {} : { key: source.key }), ...(source.types === undefined ? {} : { types: source.types }) },
     };
   }
 
@@ -385,7 +391,7 @@ export class Ingestor {
   }
 
   async #replay(filter: DeadLetterFilter): Promise<ReplayResult> {
-    const result: ReplayResult = { replayed: 0, failed: 0, skipped: 0 };
+    const result: ReplayResult = { replayed: 0, failed: 0, skipped: 0, refused: 0 };
     const store = this.#o.deadLetters;
     let w = new MsgpackWriter(64 * 1024);
     let records: { key: string | undefined; timestampMs: number; start: number; end: number }[] = [];
@@ -406,7 +412,7 @@ export class Ingestor {
         result.skipped++;
         return true;
       }
-      if (letter.raw_truncated) {
+      if (letter.raw_truncated || letter.raw_encoding !== undefined) {
         result.failed++;
         return true;
       }
@@ -421,6 +427,13 @@ export class Ingestor {
       const outcome = this.#checker.check(value, w, letter.received_at, letter.id);
       if (outcome.kind === 'rejected') {
         result.failed++;
+        return true;
+      }
+      // The sending key's limits hold for its letters too: a replay must not store what it could not.
+      const allowed = letter.source.types;
+      if (allowed !== undefined && allowed !== null && !allowed.includes(outcome.type)) {
+        w.pos = start;
+        result.refused++;
         return true;
       }
       if (outcome.id !== undefined && this.#dedup.checkAndAdd(outcome.id, this.#o.clock.now())) {

@@ -227,7 +227,8 @@ export function buildApp(c: AppComponents): FastifyInstance {
       const limits = c.config.rateLimits;
       const rate = key?.eventsPerS ?? limits.keyEventsPerS;
       const rateLimit = key !== undefined && rate > 0 ? { name: key.id, eventsPerS: rate, burstEvents: key.burstEvents ?? (limits.keyBurstEvents || rate) } : undefined;
-      const result = await c.ingestor.ingestBody(body, format, { address: request.ip }, { allowedTypes: key?.types ?? null, rateLimit });
+      const source = key === undefined ? { address: request.ip } : { address: request.ip, key: key.id, types: key.types };
+      const result = await c.ingestor.ingestBody(body, format, source, { allowedTypes: key?.types ?? null, rateLimit });
       if (result.shed > 0) void reply.header('retry-after', '1');
       return result;
     });

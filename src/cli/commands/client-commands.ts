@@ -99,7 +99,7 @@ export async function dlqList(client: HalflifeClient, flags: DlqFlags, io: Io): 
 export async function dlqReplay(client: HalflifeClient, flags: DlqFlags, io: Io): Promise<number> {
   const res = await client.replayDeadLetters({ type: flags.type, code: flags.code, since: flags.since });
   if (flags.json) io.out(JSON.stringify(res) + '\n');
-  else io.out(`replayed ${res.replayed}, still failing ${res.failed}, skipped ${res.skipped} (replayed before)\n`);
+  else io.out(`replayed ${res.replayed}, still failing ${res.failed}, skipped ${res.skipped} (replayed before)${res.refused > 0 ? `, refused ${res.refused} (types their sending key may not write)` : ''}\n`);
   return 0;
 }
 

@@ -32,10 +32,6 @@ export function queryView(engine: Engine, sql: string): string {
   return planQuery(sql, queryCatalog(engine)).view;
 }
 
-/**
- * Runs `SELECT … FROM <view> …` (POST /v1/query). `foreign` are the view's partial groups from engines owning
- * other partitions, merged in first.
- */
 export interface QueryOptions {
   /** Past this the query stops with SQL_TIMEOUT (default 10 s). */
   readonly timeoutMs?: number;
@@ -72,6 +68,10 @@ class Slicer {
   }
 }
 
+/**
+ * Runs `SELECT … FROM <view> …` (POST /v1/query). `foreign` are the view's partial groups from engines owning
+ * other partitions, merged in first.
+ */
 export async function runQuery(engine: Engine, sql: string, foreign: readonly (readonly PartialGroup[])[] = [], options: QueryOptions = {}): Promise<QueryResult> {
   const slicer = new Slicer(options);
   const plan = planQuery(sql, queryCatalog(engine));

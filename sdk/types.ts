@@ -30,6 +30,8 @@ export interface IngestResponse {
   /** The first 100 errors, by index; `errorsOmitted` counts the rest (absent when none were left out). */
   errors: EventError[];
   errorsOmitted?: number;
+  /** Rejected events whose dead letter was not kept (the sender is past its dead-letter budget). */
+  deadLettersDropped?: number;
 }
 
 export interface ErrorBody {

@@ -34,3 +34,31 @@ test('a request over ingest.maxEventsPerRequest is refused whole (413 TOO_MANY_E
     await t.cleanup();
   }
 });
+
+test('each sender has a dead-letter budget (ingest.deadLetterBytesPerS): past it, rejected events are still answered but not kept', async () => {
+  const t = await startServer({ ingest: { deadLetterBytesPerS: 1024, deadLetterBurstBytes: 64 * 1024 } });
+  try {
+    const post = async (payload: string, address: string) => {
+      const res = await t.server.app.inject({ method: 'POST', url: '/v1/events', payload, remoteAddress: address, headers: { 'content-type': 'application/x-ndjson' } });
+      return res.json() as any;
+    };
+    const letters = () => Object.values(t.server.ingestor.deadLetterCounts()).reduce((a, b) => a + b, 0);
+    // 1,000 bad events of ~1 KB from one client: about 64 KB of letters are kept, the rest dropped.
+    const bad = `{"type":"nope","data":{"pad":"${'x'.repeat(1000)}"}}\n`.repeat(1000);
+    const first = await post(bad, '10.0.0.1');
+    assert.equal(first.rejected, 1000);
+    assert.equal(first.errors.length, 100);
+    const kept = letters();
+    assert.ok(kept > 0 && kept < 100, `${kept} letters kept`);
+    assert.equal(first.deadLettersDropped, 1000 - kept);
+    assert.equal(t.server.ingestor.deadLettersDropped, 1000 - kept);
+    // Another sender has a budget of its own.
+    const other = await post(`{"type":"nope","data":{}}\n`, '10.0.0.2');
+    assert.equal(other.deadLettersDropped, undefined);
+    assert.equal(letters(), kept + 1);
+    const metrics = (await t.server.app.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(metrics, new RegExp(`halflife_deadletters_dropped_total\\{[^}]*\\} ${1000 - kept}\\n`));
+  } finally {
+    await t.cleanup();
+  }
+});

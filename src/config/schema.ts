@@ -49,6 +49,10 @@ export interface IngestConfig {
   dedupWindowMs: number;
   dedupMaxIds: number;
   deadLetterRawBytes: number;
+  /** Dead-letter bytes each sender (API key, or client address without one) may write per second, in the long run; 0: no bound. */
+  deadLetterBytesPerS: number;
+  /** …and at once (the bucket's size). */
+  deadLetterBurstBytes: number;
   /** Worker threads that parse and check large request bodies (0: the server thread does). */
   workers: number;
   /** A request still being checked on a worker after this fails (503 INGEST_WORKER_FAILED, retryable); the worker is replaced. */
@@ -170,6 +174,8 @@ export function defaultConfig(): HalflifeConfig {
       dedupWindowMs: 10 * 60 * 1000,
       dedupMaxIds: 1_000_000,
       deadLetterRawBytes: 16 * 1024,
+      deadLetterBytesPerS: 1024 * 1024,
+      deadLetterBurstBytes: 64 * 1024 * 1024,
       // One per core, at most four: parsing is the largest cost and the server thread has little else to do.
       workers: Math.max(1, Math.min(4, availableParallelism())),
       workerTimeoutMs: 10_000,
@@ -246,6 +252,8 @@ export const configSchema = {
         dedupWindowMs: int(0),
         dedupMaxIds: int(0),
         deadLetterRawBytes: int(0),
+        deadLetterBytesPerS: int(0),
+        deadLetterBurstBytes: int(1024),
         workers: int(0, 64),
         workerTimeoutMs: int(100, 600_000),
         priorities: { type: 'object', additionalProperties: { enum: ['high', 'normal', 'low'] } },

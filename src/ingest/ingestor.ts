@@ -43,6 +43,8 @@ export interface IngestResult {
   /** The first MAX_ERRORS_LISTED errors (by index); `errorsOmitted` counts the rest. */
   errors: EventError[];
   errorsOmitted?: number;
+  /** Rejected events whose dead letter was not kept: their sender is past its dead-letter budget. */
+  deadLettersDropped?: number;
 }
 
 /** An answer lists at most this many event errors: a request of 10,000 bad events must not answer megabytes. */
@@ -126,6 +128,9 @@ export class Ingestor {
   #inFlight = 0;
   readonly #checker: EventChecker;
   readonly #keyBuckets = new TokenBuckets(0, 0);
+  /** Dead-letter bytes by sender: one client sending garbage must not fill the disk (ingest.deadLetterBytesPerS). */
+  readonly #letterBuckets: TokenBuckets | undefined;
+  #lettersDropped = 0;
   /** Events by type, outcome and reason since start (key: type NUL result NUL reason), and dead letters by code. */
   readonly #outcomes = new Map<string, number>();
   readonly #letterCodes = new Map<string, number>();
@@ -140,6 +145,8 @@ export class Ingestor {
     this.#dedup = new DedupWindow(options.limits.dedupWindowMs, options.limits.dedupMaxIds);
     this.#checker = new EventChecker(options.limits, (type) => options.registry.latest(type));
     const hot = options.hotKeys;
+    const letterRate = options.limits.deadLetterBytesPerS;
+    this.#letterBuckets = letterRate > 0 ? new TokenBuckets(letterRate, options.limits.deadLetterBurstBytes) : undefined;
     this.#hotBuckets = hot === undefined || hot.eventsPerS <= 0 ? undefined : new TokenBuckets(hot.eventsPerS, Math.max(1, hot.burstEvents));
   }
 
@@ -281,7 +288,8 @@ export class Ingestor {
     if (checked.malformed !== undefined) {
       const m = checked.malformed;
       this.#count('(none)', 'rejected', m.code);
-      await this.#o.deadLetters.add([this.#deadLetter(m, receivedAt, source)]);
+      const letter = this.#deadLetter(m, receivedAt, source);
+      if (this.#budget(letter, source, receivedAt)) await this.#o.deadLetters.add([letter]);
       throw new HalflifeError('MALFORMED_JSON', { reason: m.message.slice(MALFORMED_PREFIX.length) });
     }
     if (checked.tooMany !== undefined) {
@@ -305,7 +313,9 @@ export class Ingestor {
     for (const r of checked.rejections) {
       this.#count(r.type ?? '(none)', 'rejected', r.code);
       result.errors.push({ index: r.index, code: r.code, message: r.message, path: r.path });
-      letters.push(this.#deadLetter(r, receivedAt, source));
+      const letter = this.#deadLetter(r, receivedAt, source);
+      if (this.#budget(letter, source, receivedAt)) letters.push(letter);
+      else result.deadLettersDropped = (result.deadLettersDropped ?? 0) + 1;
     }
     if (checked.shed.length > 0) {
       const message = new HalflifeError('OVERLOADED', { reason: shedding.reason, priority: shedding.level === 1 ? 'low' : 'low- and normal' }).message;
@@ -361,6 +371,20 @@ export class Ingestor {
       result.errors.length = MAX_ERRORS_LISTED;
     }
     return result;
+  }
+
+  /** Whether the sender's dead-letter budget has room for this letter (counted as dropped when not). */
+  #budget(letter: DeadLetter, source: IngestSource, nowMs: number): boolean {
+    if (this.#letterBuckets === undefined) return true;
+    const bytes = letter.raw.length + letter.message.length + 256;
+    if (this.#letterBuckets.get(source.key ?? `address ${source.address}`, nowMs).take(bytes, nowMs)) return true;
+    this.#lettersDropped++;
+    return false;
+  }
+
+  /** Dead letters not kept since start because their sender was past its budget. */
+  get deadLettersDropped(): number {
+    return this.#lettersDropped;
   }
 
   #deadLetter(r: CheckedRejection, receivedAt: number, source: IngestSource): DeadLetter {

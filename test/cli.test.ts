@@ -6,24 +6,9 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { main } from '../src/cli/main.js';
-import type { Io } from '../src/cli/output.js';
+import { capture } from './helpers/io.js';
 import { caughtUp, startServer, type TestServer } from './helpers/server.js';
 import { tempDir } from './helpers/tmp.js';
-
-function capture(): Io & { stdout: string; stderr: string } {
-  const io = {
-    stdout: '',
-    stderr: '',
-    isTTY: false,
-    out(t: string) {
-      io.stdout += t;
-    },
-    err(t: string) {
-      io.stderr += t;
-    },
-  };
-  return io;
-}
 
 /** The CLI from source in a child process, its stdout as lines; `kill` ends it (by pid) and waits for the exit. */
 function spawnCli(argv: string[]) {

@@ -1,20 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { caughtUp, startServer, type TestServer } from './helpers/server.js';
-
-/**
- * Wrong answers found by checking halflife against DuckDB and as a new user would (issue #10), each pinned at the
- * HTTP surface a user sees, with one and with two engine workers (partials merged at read time).
- */
-async function inject(t: TestServer, method: string, url: string, payload?: unknown, contentType = 'application/json') {
-  const res = await t.server.app.inject({
-    method: method as 'GET',
-    url,
-    payload: payload === undefined ? undefined : typeof payload === 'string' ? payload : JSON.stringify(payload),
-    headers: payload === undefined ? {} : { 'content-type': contentType },
-  });
-  return { status: res.statusCode, body: res.body.length > 0 ? (JSON.parse(res.body) as any) : undefined };
-}
+import { caughtUp, startServer, type TestServer, inject } from './helpers/server.js';
 
 async function view(t: TestServer, name: string, sql: string) {
   const res = await inject(t, 'PUT', `/v1/views/${name}`, { sql });

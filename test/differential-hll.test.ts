@@ -17,30 +17,20 @@
  *
  *   DIFF_SEED=1 DIFF_HLL_RUNS=40 DIFF_HLL_MAX_DISTINCT=60000 node --import tsx --test test/differential-hll.test.ts
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { T0 } from './helpers/diff-grammar.js';
-import { hllStdError, runDuck } from './helpers/diff-run.js';
+import { hllStdError, runDuck, duckPerFile } from './helpers/diff-run.js';
 import { Harness, prng, type PlacedEvent } from './helpers/diff-engine.js';
 
 const SEED = process.env.DIFF_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.DIFF_SEED);
 const RUNS = Number(process.env.DIFF_HLL_RUNS ?? 10);
 const MAX_DISTINCT = Number(process.env.DIFF_HLL_MAX_DISTINCT ?? 30_000);
 
-let instance: DuckDBInstance;
 let db: DuckDBConnection;
-
-before(async () => {
-  instance = await DuckDBInstance.create(':memory:', { threads: '1' });
-  db = await instance.connect();
-});
-
-after(() => {
-  db?.closeSync();
-  instance?.closeSync();
-});
+duckPerFile((c) => (db = c));
 
 type WindowKind = 'none' | 'tumble' | 'hop';
 

@@ -18,29 +18,19 @@
  *
  *   DIFF_SEED=1 DIFF_LATE_RUNS=1000 node --import tsx --test test/differential-late.test.ts
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { T0 } from './helpers/diff-grammar.js';
-import { runDuck } from './helpers/diff-run.js';
+import { runDuck, duckPerFile } from './helpers/diff-run.js';
 import { Harness, type PlacedEvent } from './helpers/diff-engine.js';
 
 const SEED = process.env.DIFF_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.DIFF_SEED);
 const RUNS = Number(process.env.DIFF_LATE_RUNS ?? 200);
 
-let instance: DuckDBInstance;
 let db: DuckDBConnection;
-
-before(async () => {
-  instance = await DuckDBInstance.create(':memory:', { threads: '1' });
-  db = await instance.connect();
-});
-
-after(() => {
-  db?.closeSync();
-  instance?.closeSync();
-});
+duckPerFile((c) => (db = c));
 
 type Win = { kind: 'tumble'; sizeMs: number } | { kind: 'hop'; slideMs: number; sizeMs: number } | { kind: 'session'; gapMs: number };
 type TimeCol = 'received_at' | 'event_time';

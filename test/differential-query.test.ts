@@ -18,31 +18,20 @@
  *
  *   DIFF_SEED=1 DIFF_QUERY_RUNS=500 node --import tsx --test test/differential-query.test.ts
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { HalflifeError } from '../src/core/index.js';
 import { eventArb, T0, type GenEvent } from './helpers/diff-grammar.js';
-import { ddsketchMayCollapse, hllStdError, loadDuck, runDuck } from './helpers/diff-run.js';
+import { ddsketchMayCollapse, hllStdError, loadDuck, runDuck, duckPerFile } from './helpers/diff-run.js';
 import { Harness } from './helpers/diff-engine.js';
 
 const SEED = process.env.DIFF_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.DIFF_SEED);
 const RUNS = Number(process.env.DIFF_QUERY_RUNS ?? 150);
 
-let instance: DuckDBInstance;
 let db: DuckDBConnection;
-
-before(async () => {
-  instance = await DuckDBInstance.create(':memory:', { threads: '1' });
-  db = await instance.connect();
-  await db.run('SET ieee_floating_point_ops = false');
-});
-
-after(() => {
-  db?.closeSync();
-  instance?.closeSync();
-});
+duckPerFile((c) => (db = c));
 
 type Ty = 'num' | 'str' | 'bool';
 type ColKind = 'key' | 'count' | 'sum' | 'min' | 'max' | 'acd' | 'pct';

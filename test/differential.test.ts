@@ -30,31 +30,18 @@
  *
  * KNOWN (below) lists open engine bugs: each has a minimal repro that runs as a todo test until the lead fixes it.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { eventArb, renderView, T0, viewArb, type GenEvent, type Rendered } from './helpers/diff-grammar.js';
-import { compareRows, loadDuck, runDuck, runEngine, type Row } from './helpers/diff-run.js';
+import { compareRows, loadDuck, runDuck, runEngine, type Row, duckPerFile } from './helpers/diff-run.js';
 
 const SEED = process.env.DIFF_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.DIFF_SEED);
 const RUNS = process.env.DIFF_RUNS === undefined ? 200 : Number(process.env.DIFF_RUNS);
 
-let instance: DuckDBInstance;
 let db: DuckDBConnection;
-
-before(async () => {
-  instance = await DuckDBInstance.create(':memory:', { threads: '1' });
-  db = await instance.connect();
-  // DuckDB's DOUBLE division by zero is IEEE by default (1.0 / 0 = Infinity, 0.0 / 0 and x % 0.0 = NaN; integer
-  // division by zero is NULL): without IEEE operations it is NULL, as halflife's always is.
-  await db.run('SET ieee_floating_point_ops = false');
-});
-
-after(() => {
-  db?.closeSync();
-  instance?.closeSync();
-});
+duckPerFile((c) => (db = c));
 
 const show = (x: unknown) => JSON.stringify(x, (_k, v: unknown) => (typeof v === 'bigint' ? Number(v) : v));
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { startServer, type TestServer } from './helpers/server.js';
+import { startServer, inject } from './helpers/server.js';
 
 /** Sends raw bytes and returns the raw answer (the connection is closed by the server or after 10 s). */
 function raw(address: string, bytes: string): Promise<string> {
@@ -17,11 +17,6 @@ function raw(address: string, bytes: string): Promise<string> {
 }
 
 const body = (answer: string) => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string; message: string; details: object } };
-
-async function inject(t: TestServer, method: 'GET' | 'PUT' | 'POST', url: string, payload?: string, contentType = 'application/json') {
-  const res = await t.server.app.inject({ method, url, payload, headers: payload === undefined ? {} : { 'content-type': contentType } });
-  return { status: res.statusCode, body: JSON.parse(res.body) as any };
-}
 
 /** Every error in the documented shape, never a 500 for user input (issue #11 item 14). */
 test('errors before routing, repeated parameters, long names, deep and oddly keyed tables answer 4xx in the one shape', async () => {

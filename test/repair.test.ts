@@ -3,34 +3,9 @@ import assert from 'node:assert/strict';
 import { access, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
-import type { Io } from '../src/cli/output.js';
-import { caughtUp, startServer, type TestServer } from './helpers/server.js';
+import { capture } from './helpers/io.js';
+import { caughtUp, startServer, inject } from './helpers/server.js';
 import { tempDir } from './helpers/tmp.js';
-
-function capture(): Io & { stdout: string; stderr: string } {
-  const io = {
-    stdout: '',
-    stderr: '',
-    isTTY: false,
-    out(t: string) {
-      io.stdout += t;
-    },
-    err(t: string) {
-      io.stderr += t;
-    },
-  };
-  return io;
-}
-
-async function inject(t: TestServer, method: string, url: string, payload?: unknown) {
-  const res = await t.server.app.inject({
-    method: method as 'GET',
-    url,
-    payload: payload === undefined ? undefined : JSON.stringify(payload),
-    headers: payload === undefined ? {} : { 'content-type': 'application/json' },
-  });
-  return { status: res.statusCode, body: res.body.length > 0 ? (JSON.parse(res.body) as any) : undefined };
-}
 
 const exists = (path: string) => access(path).then(() => true, () => false);
 const overrides = { log: { partitions: 1, fsync: 'always' } } as never;

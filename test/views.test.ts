@@ -1,17 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { caughtUp, startServer, type TestServer } from './helpers/server.js';
-
-async function inject(t: TestServer, method: string, url: string, payload?: unknown, contentType = 'application/json') {
-  const res = await t.server.app.inject({
-    method: method as 'GET',
-    url,
-    payload: payload === undefined ? undefined : typeof payload === 'string' ? payload : JSON.stringify(payload),
-    headers: payload === undefined ? {} : { 'content-type': contentType },
-  });
-  return { status: res.statusCode, body: res.body.length > 0 ? (JSON.parse(res.body) as any) : undefined };
-}
-
+import { caughtUp, startServer, type TestServer, inject } from './helpers/server.js';
 
 const pageView = {
   type: 'object',

@@ -4,7 +4,8 @@
  * comparison of their answers: exact aggregates equal (float sums within a tiny relative tolerance), sketches
  * within their stated bounds.
  */
-import type { DuckDBConnection } from '@duckdb/node-api';
+import { before, after } from 'node:test';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { encodeEventRecord, ManualClock } from '../../src/core/index.js';
 import { Engine, MemoryViewStore, Tables } from '../../src/engine/index.js';
 import { MemoryLog } from '../../src/log/index.js';
@@ -12,6 +13,26 @@ import { schemaCatalog, type Catalog } from '../../src/sql/index.js';
 import { EV_SCHEMA, T0, TABLE_ROWS, type AggGen, type GenEvent, type OutCol, type Rendered } from './diff-grammar.js';
 
 export type Row = Record<string, unknown>;
+
+/**
+ * One in-memory DuckDB for a test file: one thread, and division by zero NULL as halflife's is (DuckDB's DOUBLE
+ * division is IEEE by default: 1.0 / 0 = Infinity, 0.0 / 0 = NaN). Opened before the file's tests, closed after them;
+ * `use` receives the connection.
+ */
+export function duckPerFile(use: (db: DuckDBConnection) => void): void {
+  let instance: DuckDBInstance | undefined;
+  let db: DuckDBConnection | undefined;
+  before(async () => {
+    instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+    db = await instance.connect();
+    await db.run('SET ieee_floating_point_ops = false');
+    use(db);
+  });
+  after(() => {
+    db?.closeSync();
+    instance?.closeSync();
+  });
+}
 
 function append(log: MemoryLog, events: readonly GenEvent[]) {
   return log.append(

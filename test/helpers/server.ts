@@ -67,3 +67,17 @@ export async function caughtUp(t: TestServer, view: string) {
   }
   throw new Error(`view ${view} did not catch up`);
 }
+
+/**
+ * A request through the app without a socket: `payload` as JSON (a string is sent as it is) with `contentType`;
+ * the answer's status and parsed body (undefined when empty).
+ */
+export async function inject(t: TestServer, method: string, url: string, payload?: unknown, contentType = 'application/json') {
+  const res = await t.server.app.inject({
+    method: method as 'GET',
+    url,
+    payload: payload === undefined ? undefined : typeof payload === 'string' ? payload : JSON.stringify(payload),
+    headers: payload === undefined ? {} : { 'content-type': contentType },
+  });
+  return { status: res.statusCode, body: res.body.length > 0 ? (JSON.parse(res.body) as any) : undefined };
+}

@@ -52,6 +52,12 @@ test('errors before routing, repeated parameters, long names, deep and oddly key
     assert.equal(deep.body.error.code, 'INVALID_TABLE');
     assert.match(deep.body.error.message, /row 0 nests deeper than 32 levels/);
 
+    // Rows that are not objects.
+    for (const rows of ['[null]', '[1]', '[[1]]', '["x"]']) {
+      const res = await inject(t, 'PUT', '/v1/tables/odd', rows);
+      assert.equal(res.status, 400, rows);
+      assert.equal(res.body.error.code, 'INVALID_TABLE');
+    }
     // Tables keyed by names every object inherits, as JSON and as CSV.
     for (const key of ['__proto__', 'constructor', 'toString']) {
       const rows = `[{"${key}": "a", "x": 1}, {"${key}": "b", "x": 2}]`;
@@ -64,6 +70,20 @@ test('errors before routing, repeated parameters, long names, deep and oddly key
       const read = await inject(t, 'GET', `/v1/tables/c_${key.replace(/_/g, '')}`);
       assert.deepEqual(read.body.data.map((r: Record<string, unknown>) => Object.hasOwn(r, key) && r[key]), ['a', 'b']);
     }
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('a replay body that is not an object of string or number filters is INVALID_REQUEST, never a 500', async () => {
+  const t = await startServer();
+  try {
+    for (const body of [`${'['.repeat(3000)}${']'.repeat(3000)}`, '[1]', '{"type": {"a": 1}}', '"x"']) {
+      const res = await inject(t, 'POST', '/v1/deadletters/replay', body);
+      assert.equal(res.status, 400, body.slice(0, 40));
+      assert.equal(res.body.error.code, 'INVALID_REQUEST');
+    }
+    assert.equal((await inject(t, 'POST', '/v1/deadletters/replay', '{"type": "x"}')).status, 200);
   } finally {
     await t.cleanup();
   }

@@ -323,10 +323,17 @@ function bodyFormat(request: FastifyRequest): 'json' | 'ndjson' {
   throw new HalflifeError('UNSUPPORTED_MEDIA_TYPE', { contentType: JSON.stringify(raw) });
 }
 
+/** A JSON body of filters (`{type, code, since}`) as query parameters: an object of strings or numbers. */
 function stringify(body: unknown): Record<string, string | undefined> {
-  if (body === null || typeof body !== 'object') return {};
+  if (body === null || body === undefined) return {};
+  if (typeof body !== 'object' || Array.isArray(body)) throw new HalflifeError('INVALID_REQUEST', { reason: 'the body must be a JSON object of filters' });
   const out: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(body)) out[k] = v === undefined || v === null ? undefined : String(v);
+  for (const [k, v] of Object.entries(body)) {
+    if (v !== null && typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+      throw new HalflifeError('INVALID_REQUEST', { reason: `filter ${JSON.stringify(k.slice(0, 64))} must be a string or a number` });
+    }
+    out[k] = v === null ? undefined : String(v);
+  }
   return out;
 }
 

@@ -110,7 +110,10 @@ async function putTable(request: FastifyRequest, engine: EngineHost, replace: bo
     try {
       keyColumn = (await engine.tableInfo(name)).keyColumn;
     } catch {
-      keyColumn = rows.length > 0 && 'id' in rows[0] ? 'id' : Object.keys(rows[0] ?? { id: 0 })[0];
+      // `id` if the first row has one, else its first column (a row that is not an object is refused by the table).
+      const first: unknown = rows[0];
+      const columns = first !== null && typeof first === 'object' && !Array.isArray(first) ? Object.keys(first) : [];
+      keyColumn = columns.length === 0 || columns.includes('id') ? 'id' : columns[0]!;
     }
   }
   return engine.putTable(name, keyColumn, rows, replace);

@@ -59,7 +59,7 @@ export class ViewState {
   readonly #paneMs: number;
   /** Group key -> its sessions, open and closed (session windows). */
   readonly #sessions = new Map<unknown, Group[]>();
-  /** Max event time seen per partition, and when (wall clock) each was last active. */
+  /** Max event time seen per partition (never past the event's arrival), and when (wall clock) each was last active. */
   readonly #maxTime: number[];
   readonly #lastActiveMs: number[];
   /** Partitions found idle at the last `advance` (they do not hold the watermark back). */
@@ -220,8 +220,12 @@ export class ViewState {
     const p = row.partition;
     this.#lastActiveMs[p] = nowMs;
     this.#idle[p] = false;
-    if (t > this.#maxTime[p]) {
-      this.#maxTime[p] = t;
+    // A partition's clock never runs ahead of when its events arrived: an event time ahead of the server's clock
+    // (a client clock off, or a hostile one) is counted in its own window but moves no watermark past its arrival,
+    // so it cannot close the windows real events still go to. received_at is in the record: deterministic on replay.
+    const clock = t < row.received_at ? t : row.received_at;
+    if (clock > this.#maxTime[p]) {
+      this.#maxTime[p] = clock;
       // The watermark follows every event, so which events are late does not depend on how records were
       // batched (and a replay after a crash decides exactly as the first run did).
       const min = this.#slowest();

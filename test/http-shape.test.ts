@@ -38,6 +38,12 @@ test('errors before routing, repeated parameters, long names, deep and oddly key
     assert.equal(twice.body.error.code, 'INVALID_QUERY');
     assert.match(twice.body.error.message, /article_id is invalid: given 2 times; give it once/);
 
+    // A percentile of a string column is refused when the view is created, not answered with a number.
+    const pct = await inject(t, 'PUT', '/v1/views/pct', JSON.stringify({ sql: 'SELECT APPROX_PERCENTILE(article_id, 0.5) AS p FROM pv' }));
+    assert.equal(pct.status, 400);
+    assert.equal(pct.body.error.code, 'SQL_PLAN');
+    assert.match(pct.body.error.message, /APPROX_PERCENTILE needs a number, but article_id is string/);
+
     // Names of up to 128 characters are valid, as documented.
     const name = `v${'x'.repeat(127)}`;
     const long = await inject(t, 'PUT', `/v1/views/${name}`, JSON.stringify({ sql: `CREATE VIEW ${name} AS SELECT COUNT(*) AS n FROM pv` }));

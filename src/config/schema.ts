@@ -39,6 +39,8 @@ export interface IngestConfig {
   maxBodyBytes: number;
   maxEventBytes: number;
   maxDepth: number;
+  /** Schema references ($ref, $dynamicRef) one event's validation may follow; past it the event is refused (SCHEMA_TOO_COSTLY). */
+  maxValidationSteps: number;
   /** Events in one request at most; more is refused whole (413 TOO_MANY_EVENTS) before any is checked. */
   maxEventsPerRequest: number;
   /** An event's `ts` may be at most this far ahead of the server's clock (else EVENT_TIME_OUT_OF_RANGE). */
@@ -167,6 +169,7 @@ export function defaultConfig(): HalflifeConfig {
       maxBodyBytes: 10 * 1024 * 1024,
       maxEventBytes: 256 * 1024,
       maxDepth: 32,
+      maxValidationSteps: 1_000_000,
       maxEventsPerRequest: 10_000,
       maxEventTimeAheadMs: 24 * 3600 * 1000,
       maxEventTimeBehindMs: 30 * 24 * 3600 * 1000,
@@ -245,6 +248,7 @@ export const configSchema = {
         maxBodyBytes: int(1024),
         maxEventBytes: int(64),
         maxDepth: int(1, 1000),
+        maxValidationSteps: int(1000, 1_000_000_000),
         maxEventsPerRequest: int(1, 1_000_000),
         maxEventTimeAheadMs: int(0),
         maxEventTimeBehindMs: int(0),

@@ -62,6 +62,12 @@ export const IngestErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  SCHEMA_TOO_COSTLY: {
+    status: 400,
+    message: 'the event could not be checked against its schema: {reason}',
+    domain: 'user',
+    retryable: false,
+  },
   DUPLICATE: {
     status: 200,
     message: 'an event with id {id} was already accepted within the dedup window',

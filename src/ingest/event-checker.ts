@@ -10,7 +10,7 @@ export type BodyFormat = 'json' | 'ndjson';
 export const MALFORMED_PREFIX = 'the body is not valid JSON: ';
 
 /** The limits the checks apply (a slice of the ingest config). */
-export type CheckLimits = Pick<IngestConfig, 'maxEventBytes' | 'maxDepth' | 'maxEventsPerRequest' | 'maxEventTimeAheadMs' | 'maxEventTimeBehindMs' | 'unknownTypes' | 'deadLetterRawBytes' | 'priorities'>;
+export type CheckLimits = Pick<IngestConfig, 'maxEventBytes' | 'maxDepth' | 'maxValidationSteps' | 'maxEventsPerRequest' | 'maxEventTimeAheadMs' | 'maxEventTimeBehindMs' | 'unknownTypes' | 'deadLetterRawBytes' | 'priorities'>;
 
 /** What overload sheds: 0 nothing, 1 low-priority events, 2 low and normal ones (high ones are never shed here). */
 export type ShedLevel = 0 | 1 | 2;
@@ -263,7 +263,10 @@ export class EventChecker {
         w.pos = start;
         return {
           kind: 'rejected',
-          rejection: { code: 'SCHEMA_VALIDATION', message: `the event does not match its schema: ${v.message}`, path: v.path },
+          rejection:
+            v.code === 'SCHEMA_TOO_COSTLY'
+              ? { code: v.code, message: `the event could not be checked against its schema: ${v.message}`, path: v.path }
+              : { code: 'SCHEMA_VALIDATION', message: `the event does not match its schema: ${v.message}`, path: v.path },
           type,
           schemaVersion: schema.version,
         };

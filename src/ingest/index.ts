@@ -3,7 +3,7 @@ export type { IngestorOptions, IngestResult, IngestSource, EventError, ReplayRes
 export { TokenBucket, TokenBuckets } from './token-bucket.js';
 export type { BodyFormat, ShedLevel } from './event-checker.js';
 export { IngestWorkers } from './ingest-workers.js';
-export type { IngestWorkersOptions } from './ingest-workers.js';
+export type { IngestWorkersOptions, IngestWorkersHealth } from './ingest-workers.js';
 export { DeadLetterStore } from './dead-letters.js';
 export type { DeadLetter, StoredDeadLetter, DeadLetterFilter } from './dead-letters.js';
 export { DedupWindow } from './dedup.js';

@@ -142,7 +142,8 @@ test('a worker that dies mid-request fails that request (503, retryable, nothing
 });
 
 test('a request whose check runs past ingest.workerTimeoutMs fails (503, retryable, nothing stored); its worker is replaced and other requests go on', async () => {
-  const s = await setup(2, { workerTimeoutMs: 1000, maxDepth: 40 });
+  // A step budget high enough that the time budget stops the check first.
+  const s = await setup(2, { workerTimeoutMs: 1000, maxDepth: 40, maxValidationSteps: 1_000_000_000 });
   try {
     // Slow without any regex: each level tries the subtree twice (anyOf), so depth 27 is 2^27 steps, about 15 s.
     const ref = { properties: { x: { $ref: '#/$defs/n' } } };
@@ -170,6 +171,64 @@ test('a request whose check runs past ingest.workerTimeoutMs fails (503, retryab
     // Both workers, the new one included, check requests with the registered schemas.
     const results = await Promise.all([s.send(normal), s.send(normal), s.send(normal)]);
     assert.deepEqual(results.map((r) => r.accepted), [500, 500, 500]);
+  } finally {
+    await s.close();
+  }
+});
+
+/** Each level tries the subtree twice (anyOf): validating an event `depth` levels deep follows 2^depth references. */
+const EXPONENTIAL = (() => {
+  const ref = { properties: { x: { $ref: '#/$defs/n' } } };
+  return { $defs: { n: { anyOf: [{ allOf: [ref, { required: ['never'] }] }, ref] } }, $ref: '#/$defs/n' };
+})();
+
+function nested(depth: number): unknown {
+  let deep: unknown = {};
+  for (let i = 0; i < depth; i++) deep = { x: deep };
+  return deep;
+}
+
+test('on the server thread an event costs at most ingest.maxValidationSteps, and other work runs between events', async () => {
+  const s = await setup(0, { maxDepth: 40 });
+  try {
+    await s.registry.register('slow', EXPONENTIAL);
+    // Without the budget each of these would take minutes; with it, about 60 ms each.
+    const body = JSON.stringify([...Array.from({ length: 12 }, () => ({ type: 'slow', data: nested(30) })), { type: 'slow', data: nested(3) }]);
+    let turns = 0;
+    const ticker = setInterval(() => turns++, 0);
+    const result = await s.send(body).finally(() => clearInterval(ticker));
+    assert.equal(result.accepted, 1);
+    assert.equal(result.rejected, 12);
+    assert.ok(result.errors.every((e) => e.code === 'SCHEMA_TOO_COSTLY' && e.path === '$.data'), JSON.stringify(result.errors[0]));
+    assert.match(result.errors[0].message, /^the event could not be checked against its schema: data: validating it followed more than 1000000 schema references \(ingest\.maxValidationSteps\)/);
+    // The check let timers run between events (it yields every few milliseconds), not once at the end.
+    assert.ok(turns >= 6, `timers ran ${turns} times while 12 costly events were checked`);
+    const letters = await s.letters();
+    assert.equal(letters.length, 12);
+    assert.ok(letters.every((l) => (l as { code: string }).code === 'SCHEMA_TOO_COSTLY'));
+  } finally {
+    await s.close();
+  }
+});
+
+test('a small body with events of a type whose schema follows references is checked on a worker', async () => {
+  const s = await setup(1, { maxDepth: 40 });
+  try {
+    await s.registry.register('slow', EXPONENTIAL);
+    const body = JSON.stringify(Array.from({ length: 8 }, () => ({ type: 'slow', data: nested(30) })));
+    assert.ok(body.length < 16 * 1024, 'below the size from which bodies go to a worker anyway');
+    const pending = s.send(body);
+    let seen = 0;
+    for (let i = 0; i < 2000 && seen === 0; i++) {
+      seen = s.pool!.health().oldestCheckMs;
+      await new Promise((r) => setImmediate(r));
+    }
+    const result = await pending;
+    assert.ok(seen > 0, 'the request was never on the worker');
+    assert.deepEqual(result.errors.map((e) => e.code), Array(8).fill('SCHEMA_TOO_COSTLY'));
+    // Events of a type without references stay on this thread.
+    assert.equal((await s.send(JSON.stringify({ type: 't', data: { a: 'x' } }))).accepted, 1);
+    assert.equal(s.pool!.health().oldestCheckMs, 0);
   } finally {
     await s.close();
   }

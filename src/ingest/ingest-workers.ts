@@ -20,6 +20,17 @@ interface Pending {
   resolve(v: CheckedEvents): void;
   reject(e: unknown): void;
   readonly timer: NodeJS.Timeout;
+  /** When the request was handed to the worker (performance.now()). */
+  readonly sentMs: number;
+}
+
+/** What /healthz says of the workers. */
+export interface IngestWorkersHealth {
+  readonly configured: number;
+  readonly running: number;
+  /** How long the oldest request still being checked has been on its worker (0: none). */
+  readonly oldestCheckMs: number;
+  readonly budgetMs: number;
 }
 
 /** Default time budget of one request's check on a worker (ingest.workerTimeoutMs). */
@@ -65,6 +76,13 @@ export class IngestWorkers {
     return this.#closing ? 0 : this.#slots.filter((s) => s.worker !== undefined).length;
   }
 
+  health(): IngestWorkersHealth {
+    const now = performance.now();
+    let oldest = 0;
+    for (const s of this.#slots) for (const p of s.pending.values()) oldest = Math.max(oldest, now - p.sentMs);
+    return { configured: this.#slots.length, running: this.running, oldestCheckMs: Math.round(oldest), budgetMs: this.#o.limits.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS };
+  }
+
   /** Whether a worker is running to take a request (else check on the calling thread). */
   get available(): boolean {
     return !this.#closing && this.#slots.some((s) => s.worker !== undefined);
@@ -96,7 +114,7 @@ export class IngestWorkers {
         void worker.terminate();
       }, budgetMs);
       timer.unref();
-      pending.set(id, { resolve, reject, timer });
+      pending.set(id, { resolve, reject, timer, sentMs: performance.now() });
       const m: ToIngestWorker = { type: 'check', id, body: bytes, byteOffset: 0, byteLength: body.byteLength, format, receivedAt, allowedTypes, shed };
       worker.postMessage(m, [bytes]);
     });

@@ -99,8 +99,11 @@ export interface IngestorOptions {
 const NO_SHEDDING: Shedding = { level: 0, reason: 'none' };
 
 const REPLAY_CHUNK = 1000;
-/** Events checked between two chances for other requests to run, when this thread checks a body itself. */
-const YIELD_EVERY = 250;
+/**
+ * When this thread checks a body itself (or replays dead letters), it lets other requests run once it has worked
+ * this long, looking at the time after every event (one event costs at most ingest.maxValidationSteps).
+ */
+const YIELD_AFTER_MS = 5;
 /**
  * Smaller bodies are checked on this thread: for a few events the trip to a worker costs more than the work, and
  * single events (browsers, markers) are answered sooner.
@@ -265,23 +268,40 @@ export class Ingestor {
   }
 
   /**
-   * Checks a body on this thread, letting other requests in every few hundred events. Used while no worker runs:
-   * schema patterns cannot hang it, as they run on a linear-time engine (RE2, see schema/linear-regexp.ts); no time
-   * budget applies here, though (workers have ingest.workerTimeoutMs).
+   * Checks a body on this thread (small bodies, or any while no worker runs), letting other requests in every few
+   * milliseconds. What one event can cost is bounded: schema patterns run on a linear-time engine (RE2, see
+   * schema/linear-regexp.ts), uniqueItems in linear time, and references at most ingest.maxValidationSteps (about
+   * 60 ms). Events of a type whose schema follows references are left to a worker while one runs, where
+   * ingest.workerTimeoutMs bounds the whole request.
    */
   async #checkHere(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null, shed: ShedLevel): Promise<CheckedEvents> {
     const items = this.#checker.parse(body, format);
     if (!Array.isArray(items)) return 'tooMany' in items ? { ...emptyChecked(), tooMany: items.tooMany } : { ...emptyChecked(), malformed: items };
+    const workers = this.#o.workers;
+    if (workers !== undefined && workers.available && items.some((item) => this.#followsReferences(item.value))) {
+      return workers.check(body, format, receivedAt, allowedTypes, shed);
+    }
     const out = emptyChecked();
     const w = new MsgpackWriter(Math.max(4096, body.length));
-    for (let i = 0; i < items.length; i += YIELD_EVERY) {
-      // A 1,000-event body is a few milliseconds of checks: let other requests (view queries) in between.
-      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
-      this.#checker.checkItems(items, i, Math.min(items.length, i + YIELD_EVERY), receivedAt, w, out, allowedTypes, shed);
+    let sliceStart = performance.now();
+    for (let i = 0; i < items.length; i++) {
+      this.#checker.checkItems(items, i, i + 1, receivedAt, w, out, allowedTypes, shed);
       if (out.forbiddenType !== undefined) break;
+      if (performance.now() - sliceStart >= YIELD_AFTER_MS) {
+        // Let other requests (view queries, health checks) in between.
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
     }
     out.records = w.buffer.subarray(0, w.pos);
     return out;
+  }
+
+  /** Whether an input item is an event of a type whose schema follows references (see CompiledSchema). */
+  #followsReferences(value: unknown): boolean {
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, 'type')) return false;
+    const type = (value as { type: unknown }).type;
+    return typeof type === 'string' && this.#o.registry.latest(type)?.references === true;
   }
 
   async #ingest(checked: CheckedEvents, receivedAt: number, source: IngestSource, shedding: Shedding): Promise<IngestResult> {
@@ -431,7 +451,13 @@ export class Ingestor {
       letterIds = [];
       skippedIds = [];
     };
+    let sliceStart = performance.now();
     await store.scan(filter, async (letter) => {
+      // Each letter is validated on this thread (up to ingest.maxValidationSteps references): let requests in.
+      if (performance.now() - sliceStart >= YIELD_AFTER_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
       if (letter.replayed) {
         result.skipped++;
         return true;

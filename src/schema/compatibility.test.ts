@@ -268,7 +268,8 @@ for (const row of rows) {
 }
 
 test('the keyword table covers exactly the keywords the validator implements', () => {
-  assert.deepEqual(Object.keys(KEYWORDS).sort(), Object.keys(createAjv().RULES.all).sort());
+  // $halflifeStep counts the references validation follows; the compiler strips it from a user's schema.
+  assert.deepEqual(Object.keys(KEYWORDS).sort(), Object.keys(createAjv().RULES.all).filter((k) => k !== '$halflifeStep').sort());
 });
 
 test('every modelled keyword has a widening and a narrowing in the table', () => {

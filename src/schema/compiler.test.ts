@@ -158,3 +158,78 @@ test('uniqueItems over 50,000 objects takes linear time', async () => {
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 20_000, killSignal: 'SIGKILL' });
   assert.deepEqual(JSON.parse(stdout), [true, false]);
 });
+
+test('references one validation follows are counted: exponential recursion and repeated $defs stop with SCHEMA_TOO_COSTLY', async () => {
+  // In a child process that is killed at the deadline: without the count, the first event takes minutes.
+  const script = `
+    import { SchemaCompiler } from ${JSON.stringify(new URL('./compiler.ts', import.meta.url).href)};
+    const c = new SchemaCompiler();
+    // Each level tries a branch that recurses and then fails, then one that recurses again: 2^depth references.
+    const recursive = c.compile('t', 1, { $defs: { n: { anyOf: [{ allOf: [{ properties: { x: { $ref: '#/$defs/n' } } }, { required: ['never'] }] }, { properties: { x: { $ref: '#/$defs/n' } } }] } }, $ref: '#/$defs/n' });
+    let deep = {};
+    for (let i = 0; i < 30; i++) deep = { x: deep };
+    // A chain of 40 $defs, each naming the one before twice: 2^40 references for any event, no recursion.
+    const defs = { a0: { type: 'object' } };
+    for (let i = 1; i <= 40; i++) defs['a' + i] = { allOf: [{ $ref: '#/$defs/a' + (i - 1) }, { $ref: '#/$defs/a' + (i - 1) }] };
+    const refused = (f) => { try { f(); return 'compiled'; } catch (err) { return err.code + ': ' + err.message; } };
+    const laughs = refused(() => c.compile('t', 1, { $defs: defs, $ref: '#/$defs/a40' }));
+    // The same through $dynamicRef.
+    const dynamic = c.compile('t', 1, { $dynamicAnchor: 'n', anyOf: [{ allOf: [{ properties: { x: { $dynamicRef: '#n' } } }, { required: ['never'] }] }, { properties: { x: { $dynamicRef: '#n' } } }] });
+    // 2^7 - 1 = 127 references, over a budget of 100; 2^6 - 1 = 63 within it.
+    const small = new SchemaCompiler({ maxValidationSteps: 100 });
+    const a5 = small.compile('t', 1, { $defs: defs, $ref: '#/$defs/a5' });
+    console.log(JSON.stringify([recursive.validate(deep), dynamic.validate(deep), laughs, refused(() => small.compile('t', 1, { $defs: defs, $ref: '#/$defs/a6' })), a5.validate({}), recursive.validate({ x: { x: {} } }), recursive.references, a5.references]));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 60_000, killSignal: 'SIGKILL' });
+  const [recursive, dynamic, laughs, small, a5, shallow, ...references] = JSON.parse(stdout);
+  for (const r of [recursive, dynamic]) {
+    assert.equal(r.ok, false);
+    assert.equal(r.code, 'SCHEMA_TOO_COSTLY');
+    assert.equal(r.path, '$.data');
+    assert.match(r.message, /followed more than 1000000 schema references \(ingest\.maxValidationSteps\)/);
+  }
+  // A schema too costly for any event is refused when it is registered.
+  assert.match(laughs, /^SCHEMA_INVALID: .*validating \{\} against it follows more than 1000000 schema references/);
+  assert.match(small, /^SCHEMA_INVALID: .*more than 100 schema references/);
+  assert.deepEqual(a5, { ok: true });
+  assert.deepEqual(shallow, { ok: true });
+  assert.deepEqual(references, [true, true]);
+});
+
+test('counting references changes no verdict (against Ajv on the schema as written)', () => {
+  // Schemas with references in every place a subschema can be, properties named like keywords, enum values that
+  // look like references, unevaluatedProperties across a $ref, and a schema that names the counting keyword itself.
+  const schemas: Record<string, unknown>[] = [
+    { $defs: { node: { type: 'object', properties: { v: { type: 'integer' }, kids: { type: 'array', items: { $ref: '#/$defs/node' } } }, required: ['v'] } }, $ref: '#/$defs/node' },
+    { type: 'object', properties: { enum: { $ref: '#/$defs/s' }, $ref: { type: 'string' }, const: { enum: [{ $ref: '#/$defs/s' }] } }, $defs: { s: { type: 'string', maxLength: 3 } } },
+    { $defs: { base: { properties: { a: { type: 'integer' } } } }, allOf: [{ $ref: '#/$defs/base' }], properties: { b: { type: 'boolean' } }, unevaluatedProperties: false },
+    { $dynamicAnchor: 'n', type: 'object', properties: { next: { $dynamicRef: '#n' }, v: { type: 'number', minimum: 0 } } },
+    { $halflifeStep: 'not a boolean', type: 'object', patternProperties: { '^x': { $ref: '#/$defs/n' } }, $defs: { n: { type: ['number', 'null'] } }, additionalProperties: { not: { $ref: '#/$defs/n' } } },
+    { type: 'object', properties: { p: { if: { $ref: '#/$defs/i' }, then: { minimum: 5 }, else: { type: 'string' } } }, $defs: { i: { type: 'integer' } }, dependentSchemas: { p: { required: ['q'] } } },
+  ];
+  const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true, ownProperties: true });
+  const compiler = new SchemaCompiler();
+  const compiled = schemas.map((s) => {
+    const { $halflifeStep: _ignored, ...plain } = s;
+    return { ours: compiler.compile('t', 1, s), theirs: ajv.compile(plain) };
+  });
+  const values = fc.letrec<{ v: unknown }>((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      fc.constantFrom<unknown>(null, true, 0, -1, 3, 5.5, 6, 'ab', 'abcd', '', [], {}),
+      fc.dictionary(fc.constantFrom('v', 'kids', 'enum', '$ref', 'const', 'a', 'b', 'next', 'x1', 'y', 'p', 'q'), tie('v'), { maxKeys: 4 }),
+      fc.array(tie('v'), { maxLength: 3 }),
+      fc.constant({ $ref: '#/$defs/s' }),
+    ),
+  })).v;
+  fc.assert(
+    fc.property(fc.nat(schemas.length - 1), values, (i, value) => {
+      const { ours, theirs } = compiled[i];
+      const verdict = ours.validate(value);
+      const ok = theirs(value);
+      assert.equal(verdict.ok, ok, JSON.stringify({ schema: schemas[i], value }));
+      if (!verdict.ok) assert.equal(verdict.code, undefined);
+    }),
+    { numRuns: 3000 },
+  );
+  assert.equal(compiler.compile('t', 1, { type: 'object', properties: { a: { type: 'string' } } }).references, false);
+});

@@ -11,18 +11,37 @@ const addFormats = ((addFormatsModule as unknown as { default?: unknown }).defau
 /** The outcome of validating one event's data: a result, never an exception. */
 export type ValidationResult =
   | { readonly ok: true }
-  | { readonly ok: false; readonly message: string; readonly path: string };
+  | { readonly ok: false; readonly message: string; readonly path: string; readonly code?: 'SCHEMA_TOO_COSTLY' };
 
 export interface CompiledSchema {
   readonly version: number;
+  /**
+   * Whether validating follows `$ref` / `$dynamicRef`: then what an event costs is bounded by the step budget
+   * (`maxValidationSteps`), not by the schema's size, and the server thread leaves such events to an ingest worker.
+   */
+  readonly references: boolean;
   validate(data: unknown): ValidationResult;
 }
+
+/** Default of ingest.maxValidationSteps: references one event's validation may follow (about 60 ms of work). */
+export const DEFAULT_MAX_VALIDATION_STEPS = 1_000_000;
+
+/** Counts the references one validation follows; a compiler validates one event at a time. */
+interface StepMeter {
+  steps: number;
+  max: number;
+}
+
+class StepBudgetExceeded extends Error {}
+
+/** The keyword set beside every `$ref` / `$dynamicRef` of a compiled copy of a schema; it counts one step. */
+const STEP_KEYWORD = '$halflifeStep';
 
 /**
  * The one Ajv configuration events are validated with (draft 2020-12, unknown keywords ignored, formats checked).
  * The compatibility check models exactly this validator; its tests use this function to stay in step with it.
  */
-export function createAjv(): Ajv2020 {
+export function createAjv(meter: StepMeter = { steps: 0, max: Infinity }): Ajv2020 {
   // ownProperties: a field named constructor or toString is the event's own or absent, never Object.prototype's
   // (without it, properties: {constructor: {type: string}} rejected every event).
   // code.regExp: `pattern` and `patternProperties` run on RE2 (linear time), never on the backtracking native engine;
@@ -33,6 +52,19 @@ export function createAjv(): Ajv2020 {
   // keys each item by a canonical form (object keys sorted) and takes linear time; same result, same error.
   ajv.removeKeyword('uniqueItems');
   ajv.addKeyword({ keyword: 'uniqueItems', type: 'array', schemaType: 'boolean', errors: true, validate: uniqueItems });
+  // A $ref that recurses, or a chain of $defs each naming the next twice, makes validation exponential in the event's
+  // depth: 30 levels of {"x": …} held the server thread for two minutes. Every reference followed is counted (the
+  // keyword runs before $dynamicRef and $ref in each schema, so also when the reference then fails), and past the
+  // budget the validation stops: the event is refused with SCHEMA_TOO_COSTLY instead.
+  ajv.addKeyword({
+    keyword: STEP_KEYWORD,
+    errors: false,
+    before: '$dynamicRef',
+    validate: () => {
+      if (++meter.steps > meter.max) throw new StepBudgetExceeded();
+      return true;
+    },
+  });
   return ajv;
 }
 
@@ -103,9 +135,12 @@ const PROBES: readonly unknown[] = [null, true, 0, 1.5, '', 'x', [], [0], {}, { 
  */
 export class SchemaCompiler {
   readonly #ajv: Ajv2020;
+  readonly #meter: StepMeter;
 
-  constructor() {
-    this.#ajv = createAjv();
+  /** `maxValidationSteps`: references one event's validation may follow (ingest.maxValidationSteps). */
+  constructor(options: { readonly maxValidationSteps?: number } = {}) {
+    this.#meter = { steps: 0, max: options.maxValidationSteps ?? DEFAULT_MAX_VALIDATION_STEPS };
+    this.#ajv = createAjv(this.#meter);
   }
 
   /**
@@ -119,7 +154,7 @@ export class SchemaCompiler {
     } catch (err) {
       if (!(err instanceof HalflifeError) || err.code !== 'SCHEMA_INVALID') throw err;
       const reason = `version ${version} of the schema of ${type} can no longer be used (${err.message}); register a fixed version`;
-      return { version, refused: reason, validate: () => ({ ok: false, message: `data: ${reason}`, path: '$.data' }) };
+      return { version, refused: reason, references: false, validate: () => ({ ok: false, message: `data: ${reason}`, path: '$.data' }) };
     }
   }
 
@@ -129,17 +164,26 @@ export class SchemaCompiler {
       throw new HalflifeError('SCHEMA_INVALID', { type, reason: 'a schema must be a JSON object or a boolean' });
     }
     let fn: ValidateFunction;
+    const counted = { references: false };
     try {
       // A schema's own $id would collide across versions in one Ajv instance; validate without registering it.
       const { $id: _ignored, ...rest } = (typeof schema === 'boolean' ? {} : schema) as Record<string, unknown>;
-      fn = this.#ajv.compile(typeof schema === 'boolean' ? schema : rest);
+      fn = this.#ajv.compile(typeof schema === 'boolean' ? schema : (withStepCounts(rest, counted) as Record<string, unknown>));
     } catch (err) {
       throw new HalflifeError('SCHEMA_INVALID', { type, reason: (err as Error).message }, { cause: err });
     }
+    const meter = this.#meter;
     for (const probe of PROBES) {
       try {
+        meter.steps = 0;
         fn(probe);
       } catch (err) {
+        if (err instanceof StepBudgetExceeded) {
+          throw new HalflifeError('SCHEMA_INVALID', {
+            type,
+            reason: `validating ${JSON.stringify(probe)} against it follows more than ${meter.max} schema references (ingest.maxValidationSteps): its $defs name each other so often that the cost grows exponentially; simplify it`,
+          });
+        }
         throw new HalflifeError('SCHEMA_INVALID', {
           type,
           reason: `validating ${JSON.stringify(probe)} against it fails (${(err as Error).message}): a $ref or $dynamicRef that leads back to itself without reading into the event would fail every event`,
@@ -148,10 +192,20 @@ export class SchemaCompiler {
     }
     return {
       version,
+      references: counted.references,
       validate(data: unknown): ValidationResult {
         try {
+          meter.steps = 0;
           if (fn(data)) return OK;
         } catch (err) {
+          if (err instanceof StepBudgetExceeded) {
+            return {
+              ok: false,
+              code: 'SCHEMA_TOO_COSTLY',
+              message: `data: validating it followed more than ${meter.max} schema references (ingest.maxValidationSteps); the schema recurses or repeats its $defs so that the cost grows exponentially with the event's depth: simplify it`,
+              path: '$.data',
+            };
+          }
           // A stored schema registered before loops were refused (see findRefLoop): reject the event, never crash.
           return { ok: false, message: `data: the schema could not be evaluated (${(err as Error).message})`, path: '$.data' };
         }
@@ -163,6 +217,46 @@ export class SchemaCompiler {
 }
 
 const OK: ValidationResult = { ok: true };
+
+/** Keywords whose value is one subschema (or, for items, an array of them in older drafts). */
+const SUBSCHEMA = new Set(['not', 'if', 'then', 'else', 'items', 'contains', 'additionalProperties', 'propertyNames', 'unevaluatedItems', 'unevaluatedProperties', 'additionalItems']);
+/** Keywords whose value is an array of subschemas. */
+const SUBSCHEMA_LIST = new Set(['allOf', 'anyOf', 'oneOf', 'prefixItems']);
+/** Keywords whose value maps names to subschemas. */
+const SUBSCHEMA_MAP = new Set(['properties', 'patternProperties', 'dependentSchemas', '$defs', 'definitions', 'dependencies']);
+/** Keywords whose value is data, never a schema. */
+const DATA = new Set(['enum', 'const', 'default', 'examples']);
+
+/**
+ * A copy of `schema` with the step-counting keyword beside every `$ref` and `$dynamicRef`; sets `counted.references`
+ * when there is one. Walks by keyword, so a property named like a keyword (`properties: {enum: …}`) is still a
+ * schema and values of `enum` or `const` are never touched; the value of a keyword Ajv does not know is walked as
+ * a schema (a `$ref` may point into it).
+ */
+function withStepCounts(schema: unknown, counted: { references: boolean }): unknown {
+  const each = (v: unknown, f: (x: unknown) => unknown) => (Array.isArray(v) ? v.map(f) : f(v));
+  const walk = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(walk);
+    if (typeof node !== 'object' || node === null) return node;
+    // Built from entries (own properties), so a key named __proto__ stays a key and never sets a prototype.
+    const entries: [string, unknown][] = [];
+    for (const [k, v] of Object.entries(node)) {
+      if (k === STEP_KEYWORD) continue;
+      if (DATA.has(k)) entries.push([k, v]);
+      else if (SUBSCHEMA.has(k) || SUBSCHEMA_LIST.has(k)) entries.push([k, each(v, walk)]);
+      else if (SUBSCHEMA_MAP.has(k) && typeof v === 'object' && v !== null && !Array.isArray(v)) {
+        entries.push([k, Object.fromEntries(Object.entries(v).map(([name, sub]) => [name, walk(sub)]))]);
+      } else entries.push([k, typeof v === 'object' ? walk(v) : v]);
+    }
+    const n = node as Record<string, unknown>;
+    if (typeof n.$ref === 'string' || typeof n.$dynamicRef === 'string' || typeof n.$recursiveRef === 'string') {
+      entries.push([STEP_KEYWORD, true]);
+      counted.references = true;
+    }
+    return Object.fromEntries(entries);
+  };
+  return walk(schema);
+}
 
 /** Keywords whose subschemas apply to the same place in the event as the schema holding them. */
 const IN_PLACE = ['allOf', 'anyOf', 'oneOf', 'not', 'if', 'then', 'else', 'dependentSchemas'] as const;

@@ -37,6 +37,8 @@ export interface SchemaRegistryOptions {
   readonly loadDir?: string | null | undefined;
   readonly logger?: Logger;
   readonly clock?: Clock;
+  /** References one event's validation may follow (ingest.maxValidationSteps; see SchemaCompiler). */
+  readonly maxValidationSteps?: number;
 }
 
 interface TypeEntry {
@@ -53,7 +55,7 @@ export class SchemaRegistry {
   readonly #o: SchemaRegistryOptions;
   readonly #logger: Logger;
   readonly #clock: Clock;
-  readonly #compiler = new SchemaCompiler();
+  readonly #compiler: SchemaCompiler;
   readonly #listeners: ((change: SchemaVersion) => void)[] = [];
   readonly #types = new Map<string, TypeEntry>();
   /** Per-type compatibility overrides (a type may have one before its first schema). */
@@ -63,6 +65,7 @@ export class SchemaRegistry {
   #writes: Promise<unknown> = Promise.resolve();
 
   constructor(options: SchemaRegistryOptions) {
+    this.#compiler = new SchemaCompiler({ maxValidationSteps: options.maxValidationSteps });
     this.#o = options;
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? new SystemClock();

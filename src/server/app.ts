@@ -32,6 +32,8 @@ export interface AppComponents {
   /** False while starting or after shutdown began. */
   ready(): boolean;
   closing(): boolean;
+  /** /healthz's answer: `degraded` with reasons while a part works below its capacity (the server still answers). */
+  health(): { status: 'ok' | 'degraded'; reasons?: string[] };
 }
 
 const PRIORITY_RANK = { low: 1, normal: 2, high: 3 } as const;
@@ -126,7 +128,8 @@ export function buildApp(c: AppComponents): FastifyInstance {
 
   registerAuth(app, { keys: c.keys, mode: c.config.auth, host: c.config.server.host });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  // Liveness: 200 while the server thread answers; `degraded` (still 200) says what works below its capacity.
+  app.get('/healthz', async () => c.health());
   app.get('/readyz', async (_req, reply) => {
     if (!c.ready()) return reply.code(503).send({ ready: false, reason: 'starting or stopping' });
     // Unready under hard overload, so a load balancer steers new traffic elsewhere.

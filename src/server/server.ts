@@ -86,6 +86,7 @@ export class HalflifeServer {
       loadDir: config.schemas.dir,
       logger: logger.child({ component: 'schema' }),
       clock,
+      maxValidationSteps: config.ingest.maxValidationSteps,
     });
     this.deadLetters = new DeadLetterStore(this.#deadLetterLog, this.#replayLedger, clock);
     this.#ingestWorkers =
@@ -190,6 +191,7 @@ export class HalflifeServer {
         logger: this.logger,
         ready: () => this.#ready && !this.#closing,
         closing: () => this.#closing,
+        health: () => this.#health(),
       });
       await this.#app.ready();
     } catch (err) {
@@ -252,6 +254,20 @@ export class HalflifeServer {
     const out: CatalogSnapshot = {};
     for (const t of this.registry.list()) out[t.type] = this.registry.get(t.type).schema;
     return out;
+  }
+
+  /**
+   * What /healthz reports beyond "the server thread answers": an ingest worker stopped (being replaced), or one
+   * still checking a request past half its time budget (it is replaced at the budget).
+   */
+  #health(): { status: 'ok' | 'degraded'; reasons?: string[] } {
+    const reasons: string[] = [];
+    const w = this.#ingestWorkers?.health();
+    if (w !== undefined) {
+      if (w.running < w.configured) reasons.push(`${w.running} of ${w.configured} ingest workers running (a stopped one is being replaced)`);
+      if (w.oldestCheckMs >= w.budgetMs / 2) reasons.push(`an ingest worker has been checking one request for ${w.oldestCheckMs} ms (ingest.workerTimeoutMs ${w.budgetMs}; it is replaced then)`);
+    }
+    return reasons.length === 0 ? { status: 'ok' } : { status: 'degraded', reasons };
   }
 
   async #closeComponents(): Promise<void> {

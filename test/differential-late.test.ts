@@ -5,8 +5,8 @@
  *
  * The oracle is the watermark as docs/sql.md ("Time, watermarks and late events") states it, replayed over the
  * records in the order the engine reads them (each step: partition 0's next batch, then partition 1's, …):
- *   - each partition's max time so far; the watermark is the slowest partition's max minus max_lateness, never
- *     moving back, and it follows every event;
+ *   - each partition's max time so far, where an event's time counts no further than its arrival (received_at);
+ *     the watermark is the slowest partition's max minus max_lateness, never moving back, and it follows every event;
  *   - a partition that has records not read yet, and none read, holds it back (it does not move);
  *   - an event is late when every window holding it has closed, a window closing when the watermark reaches its
  *     end (end <= watermark); for sessions when its time is behind the watermark (time < watermark).
@@ -106,8 +106,9 @@ class Model {
   #apply(e: PlacedEvent, p: number, unread: boolean[]): void {
     const s = this.s;
     const t = timeOf(e, this.c.time);
-    if (t > s.maxTime[p]) {
-      s.maxTime[p] = t;
+    const clock = Math.min(t, e.received_at);
+    if (clock > s.maxTime[p]) {
+      s.maxTime[p] = clock;
       const heldBack = s.maxTime.some((m, q) => m === -Infinity && unread[q]);
       if (!heldBack) {
         const slowest = Math.min(...s.maxTime.filter((m) => m !== -Infinity));

@@ -32,9 +32,16 @@ class WorkerLink {
   readonly #index: number;
   readonly #count: number;
   #worker: Worker | undefined;
+  /**
+   * Set when the worker said it is ready (its views and checkpoints loaded). Until then calls are refused: a
+   * restarted worker would answer "no view named …" for views it has not loaded yet.
+   */
+  #ready = false;
   #next = 1;
   readonly #calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   closing = false;
+  /** Times this worker exited unasked and was started again. */
+  restarts = 0;
 
   constructor(options: EngineHostOptions, index: number, count: number) {
     this.#o = options;
@@ -43,7 +50,7 @@ class WorkerLink {
   }
 
   get running(): boolean {
-    return this.#worker !== undefined;
+    return this.#worker !== undefined && this.#ready;
   }
 
   spawn(): Promise<void> {
@@ -59,28 +66,40 @@ class WorkerLink {
     };
     const worker = startModuleWorker('engine-worker', import.meta.url, init);
     this.#worker = worker;
+    this.#ready = false;
     return new Promise<void>((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {
-        if (m.type === 'ready') resolve();
-        else this.#onMessage(m);
+        if (m.type === 'ready') {
+          if (this.#worker === worker) this.#ready = true;
+          resolve();
+        } else this.#onMessage(m);
       });
       worker.on('error', (err) => {
         this.#o.logger.error({ err, worker: this.#index }, 'engine worker failed');
         reject(err);
       });
       worker.on('exit', (code) => {
-        if (this.#worker === worker) this.#worker = undefined;
+        if (this.#worker === worker) {
+          this.#worker = undefined;
+          this.#ready = false;
+        }
         for (const [id, c] of this.#calls) {
           c.reject(new HalflifeError('ENGINE_UNAVAILABLE', { reason: `worker exited with ${code}` }));
           this.#calls.delete(id);
         }
         reject(new Error(`engine worker exited with ${code} during start`));
         if (!this.closing) {
+          this.restarts++;
           this.#o.logger.error({ code, worker: this.#index }, 'engine worker exited; restarting it from its checkpoints');
           setTimeout(() => void this.spawn().catch((err: unknown) => this.#o.logger.error({ err }, 'engine worker restart failed')), 1000).unref();
         }
       });
     });
+  }
+
+  /** Stops the thread as a crash would (tests); it is restarted. */
+  async terminate(): Promise<void> {
+    await this.#worker?.terminate();
   }
 
   send(m: ToWorker, transfer?: ArrayBuffer[]): void {
@@ -137,7 +156,7 @@ class WorkerLink {
   }
 
   call<T>(method: string, ...args: unknown[]): Promise<T> {
-    if (this.#worker === undefined) return Promise.reject(new HalflifeError('ENGINE_UNAVAILABLE', { reason: 'worker starting' }));
+    if (this.#worker === undefined || !this.#ready) return Promise.reject(new HalflifeError('ENGINE_UNAVAILABLE', { reason: 'worker starting' }));
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
       this.#calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -182,6 +201,21 @@ export class EngineHost {
   /** Worker threads running the engine. */
   get workers(): number {
     return this.#links.length;
+  }
+
+  /** Engine worker threads running now (fewer while one that exited is restarted). */
+  get running(): number {
+    return this.#links.filter((l) => l.running).length;
+  }
+
+  /** Times an engine worker exited unasked (a crash) and was restarted, since start. */
+  get restarts(): number {
+    return this.#links.reduce((n, l) => n + l.restarts, 0);
+  }
+
+  /** Stops engine worker `i` as a crash would (tests); it is restarted from its checkpoints. */
+  terminateWorker(i: number): Promise<void> {
+    return this.#links[i]?.terminate() ?? Promise.resolve();
   }
 
   async start(): Promise<void> {

@@ -13,6 +13,7 @@ export const METRIC = {
   ingestRequestsShed: 'halflife_ingest_requests_shed_total',
   deadLetters: 'halflife_deadletters_total',
   deadLettersDropped: 'halflife_deadletters_dropped_total',
+  engineRestarts: 'halflife_engine_restarts_total',
   httpDuration: 'halflife_http_request_duration_seconds',
   groupCommitRecords: 'halflife_log_group_commit_records',
   fsyncDuration: 'halflife_log_fsync_duration_seconds',
@@ -164,6 +165,7 @@ export class Metrics {
       ),
     );
     reg(collected(METRIC.deadLettersDropped, 'Rejected events whose dead letter was not kept: their sender was past ingest.deadLetterBytesPerS', 'counter', () => [{ labels: {}, value: s.ingestor.deadLettersDropped }]));
+    reg(collected(METRIC.engineRestarts, 'Times an engine worker thread exited unasked (a crash) and was restarted from its checkpoints', 'counter', () => [{ labels: {}, value: s.engine.restarts }]));
     reg(collected(METRIC.logEndOffset, 'Next offset of each event-log partition', 'gauge', () => s.log.stats().partitions.map((p) => ({ labels: { partition: p.partition }, value: p.nextOffset }))));
     reg(collected(METRIC.logSize, 'Bytes on disk of each event-log partition', 'gauge', () => s.log.stats().partitions.map((p) => ({ labels: { partition: p.partition }, value: p.bytes }))));
     reg(collected(METRIC.logQueued, 'Bytes waiting for the next group commit', 'gauge', () => [{ labels: {}, value: s.log.queuedBytes }]));

@@ -257,11 +257,12 @@ export class HalflifeServer {
   }
 
   /**
-   * What /healthz reports beyond "the server thread answers": an ingest worker stopped (being replaced), or one
-   * still checking a request past half its time budget (it is replaced at the budget).
+   * What /healthz reports beyond "the server thread answers": an engine worker or an ingest worker stopped (being
+   * replaced), or an ingest worker still checking a request past half its time budget (it is replaced at the budget).
    */
   #health(): { status: 'ok' | 'degraded'; reasons?: string[] } {
     const reasons: string[] = [];
+    if (this.engine.running < this.engine.workers) reasons.push(`${this.engine.running} of ${this.engine.workers} engine workers running (one that exited is being restarted from its checkpoints)`);
     const w = this.#ingestWorkers?.health();
     if (w !== undefined) {
       if (w.running < w.configured) reasons.push(`${w.running} of ${w.configured} ingest workers running (a stopped one is being replaced)`);

@@ -39,8 +39,10 @@ export interface IngestConfig {
   maxBodyBytes: number;
   maxEventBytes: number;
   maxDepth: number;
-  /** Schema references ($ref, $dynamicRef) one event's validation may follow; past it the event is refused (SCHEMA_TOO_COSTLY). */
+  /** Schema nodes one event's validation may evaluate, when its schema is metered; past it the event is refused (SCHEMA_TOO_COSTLY). */
   maxValidationSteps: number;
+  /** …and how long it may take. */
+  maxValidationMs: number;
   /** Events in one request at most; more is refused whole (413 TOO_MANY_EVENTS) before any is checked. */
   maxEventsPerRequest: number;
   /** An event's `ts` may be at most this far ahead of the server's clock (else EVENT_TIME_OUT_OF_RANGE). */
@@ -170,6 +172,7 @@ export function defaultConfig(): HalflifeConfig {
       maxEventBytes: 256 * 1024,
       maxDepth: 32,
       maxValidationSteps: 1_000_000,
+      maxValidationMs: 100,
       maxEventsPerRequest: 10_000,
       maxEventTimeAheadMs: 24 * 3600 * 1000,
       maxEventTimeBehindMs: 30 * 24 * 3600 * 1000,
@@ -249,6 +252,7 @@ export const configSchema = {
         maxEventBytes: int(64),
         maxDepth: int(1, 1000),
         maxValidationSteps: int(1000, 1_000_000_000),
+        maxValidationMs: int(1, 60_000),
         maxEventsPerRequest: int(1, 1_000_000),
         maxEventTimeAheadMs: int(0),
         maxEventTimeBehindMs: int(0),

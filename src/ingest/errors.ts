@@ -80,6 +80,12 @@ export const IngestErrors = defineErrors({
     domain: 'internal',
     retryable: true,
   },
+  INGEST_TIMEOUT: {
+    status: 503,
+    message: 'checking this request on the server thread took longer than ingest.workerTimeoutMs ({budgetMs} ms); nothing of it was stored, retry it (or split it)',
+    domain: 'internal',
+    retryable: true,
+  },
   OVERLOADED: {
     status: 429,
     message: 'the server is overloaded ({reason}) and sheds {priority}-priority events; retry after the Retry-After delay',

@@ -10,7 +10,7 @@ export type BodyFormat = 'json' | 'ndjson';
 export const MALFORMED_PREFIX = 'the body is not valid JSON: ';
 
 /** The limits the checks apply (a slice of the ingest config). */
-export type CheckLimits = Pick<IngestConfig, 'maxEventBytes' | 'maxDepth' | 'maxValidationSteps' | 'maxEventsPerRequest' | 'maxEventTimeAheadMs' | 'maxEventTimeBehindMs' | 'unknownTypes' | 'deadLetterRawBytes' | 'priorities'>;
+export type CheckLimits = Pick<IngestConfig, 'maxEventBytes' | 'maxDepth' | 'maxValidationSteps' | 'maxValidationMs' | 'maxEventsPerRequest' | 'maxEventTimeAheadMs' | 'maxEventTimeBehindMs' | 'unknownTypes' | 'deadLetterRawBytes' | 'priorities'>;
 
 /** What overload sheds: 0 nothing, 1 low-priority events, 2 low and normal ones (high ones are never shed here). */
 export type ShedLevel = 0 | 1 | 2;
@@ -282,7 +282,7 @@ export class EventChecker {
    */
   rejection(index: number, input: unknown, rejection: Rejection, type: string | null, schemaVersion: number | null): CheckedRejection {
     const bound = this.#limits.deadLetterRawBytes;
-    const keepWhole = rejection.code === 'SCHEMA_VALIDATION' || rejection.code === 'UNKNOWN_TYPE' || rejection.code === 'INVALID_EVENT';
+    const keepWhole = rejection.code === 'SCHEMA_VALIDATION' || rejection.code === 'UNKNOWN_TYPE' || rejection.code === 'INVALID_EVENT' || rejection.code === 'SCHEMA_TOO_COSTLY';
     let raw: string;
     let rawTruncated: boolean;
     if (input instanceof Uint8Array) {

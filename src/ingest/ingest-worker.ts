@@ -10,7 +10,7 @@ import type { FromIngestWorker, IngestWorkerInit, ToIngestWorker } from './inges
 
 const port = parentPort!;
 const init = workerData as IngestWorkerInit;
-const compiler = new SchemaCompiler({ maxValidationSteps: init.limits.maxValidationSteps });
+const compiler = new SchemaCompiler(init.limits);
 const schemas = new Map<string, CompiledSchema>();
 for (const v of init.schemas) schemas.set(v.type, compiler.compileStored(v.type, v.version, v.schema));
 const checker = new EventChecker(init.limits, (type) => schemas.get(type));

@@ -143,7 +143,7 @@ test('a worker that dies mid-request fails that request (503, retryable, nothing
 
 test('a request whose check runs past ingest.workerTimeoutMs fails (503, retryable, nothing stored); its worker is replaced and other requests go on', async () => {
   // A step budget high enough that the time budget stops the check first.
-  const s = await setup(2, { workerTimeoutMs: 1000, maxDepth: 40, maxValidationSteps: 1_000_000_000 });
+  const s = await setup(2, { workerTimeoutMs: 1000, maxDepth: 40, maxValidationSteps: 1_000_000_000, maxValidationMs: 60_000 });
   try {
     // Slow without any regex: each level tries the subtree twice (anyOf), so depth 27 is 2^27 steps, about 15 s.
     const ref = { properties: { x: { $ref: '#/$defs/n' } } };
@@ -188,11 +188,11 @@ function nested(depth: number): unknown {
   return deep;
 }
 
-test('on the server thread an event costs at most ingest.maxValidationSteps, and other work runs between events', async () => {
+test('on the server thread an event costs at most ingest.maxValidationSteps / maxValidationMs, and other work runs between events', async () => {
   const s = await setup(0, { maxDepth: 40 });
   try {
     await s.registry.register('slow', EXPONENTIAL);
-    // Without the budget each of these would take minutes; with it, about 60 ms each.
+    // Without the budget each of these would take minutes; with it, about 0.1 s each.
     const body = JSON.stringify([...Array.from({ length: 12 }, () => ({ type: 'slow', data: nested(30) })), { type: 'slow', data: nested(3) }]);
     let turns = 0;
     const ticker = setInterval(() => turns++, 0);
@@ -200,7 +200,7 @@ test('on the server thread an event costs at most ingest.maxValidationSteps, and
     assert.equal(result.accepted, 1);
     assert.equal(result.rejected, 12);
     assert.ok(result.errors.every((e) => e.code === 'SCHEMA_TOO_COSTLY' && e.path === '$.data'), JSON.stringify(result.errors[0]));
-    assert.match(result.errors[0].message, /^the event could not be checked against its schema: data: validating it followed more than 1000000 schema references \(ingest\.maxValidationSteps\)/);
+    assert.match(result.errors[0].message, /^the event could not be checked against its schema: data: validating it (evaluated more than 1000000 schema nodes \(ingest\.maxValidationSteps\)|took longer than 100 ms \(ingest\.maxValidationMs\))/);
     // The check let timers run between events (it yields every few milliseconds), not once at the end.
     assert.ok(turns >= 6, `timers ran ${turns} times while 12 costly events were checked`);
     const letters = await s.letters();
@@ -229,6 +229,45 @@ test('a small body with events of a type whose schema follows references is chec
     // Events of a type without references stay on this thread.
     assert.equal((await s.send(JSON.stringify({ type: 't', data: { a: 'x' } }))).accepted, 1);
     assert.equal(s.pool!.health().oldestCheckMs, 0);
+  } finally {
+    await s.close();
+  }
+});
+
+test('on the server thread a request is bounded by ingest.workerTimeoutMs (INGEST_TIMEOUT, nothing stored)', async () => {
+  const s = await setup(0, { maxDepth: 40, workerTimeoutMs: 300 });
+  try {
+    await s.registry.register('slow', EXPONENTIAL);
+    // Each event stops at its own budget (about 0.1 s); 20 of them are past the request's.
+    const body = JSON.stringify([{ type: 't', data: { a: 'x' } }, ...Array.from({ length: 20 }, () => ({ type: 'slow', data: nested(30) }))]);
+    await assert.rejects(s.send(body), (err: { code: string; status: number; retryable: boolean; message: string }) => {
+      assert.equal(err.code, 'INGEST_TIMEOUT');
+      assert.equal(err.status, 503);
+      assert.equal(err.retryable, true);
+      assert.match(err.message, /took longer than ingest\.workerTimeoutMs \(300 ms\); nothing of it was stored/);
+      return true;
+    });
+    assert.equal(s.log.stats().records, 0);
+    assert.equal((await s.letters()).length, 0);
+  } finally {
+    await s.close();
+  }
+});
+
+test('while no worker runs, events of a metered type are refused (retryable), not checked on the server thread', async () => {
+  const s = await setup(1, { maxDepth: 40 });
+  try {
+    await s.registry.register('slow', EXPONENTIAL);
+    await s.pool!.terminateWorker(0);
+    assert.equal(s.pool!.running, 0);
+    await assert.rejects(s.send(JSON.stringify([{ type: 'slow', data: nested(30) }])), (err: { code: string; retryable: boolean; message: string }) => {
+      assert.equal(err.code, 'INGEST_WORKER_FAILED');
+      assert.equal(err.retryable, true);
+      assert.match(err.message, /no worker is running \(a stopped one is being replaced\)/);
+      return true;
+    });
+    // Other small bodies are checked here meanwhile.
+    assert.equal((await s.send(JSON.stringify({ type: 't', data: { a: 'x' } }))).accepted, 1);
   } finally {
     await s.close();
   }

@@ -268,25 +268,30 @@ export class Ingestor {
   }
 
   /**
-   * Checks a body on this thread (small bodies, or any while no worker runs), letting other requests in every few
+   * Checks a body on this thread (small bodies, or any with ingest.workers 0), letting other requests in every few
    * milliseconds. What one event can cost is bounded: schema patterns run on a linear-time engine (RE2, see
-   * schema/linear-regexp.ts), uniqueItems in linear time, and references at most ingest.maxValidationSteps (about
-   * 60 ms). Events of a type whose schema follows references are left to a worker while one runs, where
-   * ingest.workerTimeoutMs bounds the whole request.
+   * schema/linear-regexp.ts), uniqueItems in linear time, and a metered schema (see CompiledSchema) at most
+   * ingest.maxValidationSteps / ingest.maxValidationMs. Events of metered types go to a worker; while none runs (one
+   * is being replaced) they are refused, retryable, rather than checked here. ingest.workerTimeoutMs bounds the
+   * whole request here as on a worker.
    */
   async #checkHere(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null, shed: ShedLevel): Promise<CheckedEvents> {
     const items = this.#checker.parse(body, format);
     if (!Array.isArray(items)) return 'tooMany' in items ? { ...emptyChecked(), tooMany: items.tooMany } : { ...emptyChecked(), malformed: items };
     const workers = this.#o.workers;
-    if (workers !== undefined && workers.available && items.some((item) => this.#followsReferences(item.value))) {
+    if (workers !== undefined && items.some((item) => this.#metered(item.value))) {
+      if (!workers.available) throw new HalflifeError('INGEST_WORKER_FAILED', { reason: 'no worker is running (a stopped one is being replaced)' });
       return workers.check(body, format, receivedAt, allowedTypes, shed);
     }
     const out = emptyChecked();
     const w = new MsgpackWriter(Math.max(4096, body.length));
-    let sliceStart = performance.now();
+    const budgetMs = this.#limits.workerTimeoutMs;
+    const started = performance.now();
+    let sliceStart = started;
     for (let i = 0; i < items.length; i++) {
       this.#checker.checkItems(items, i, i + 1, receivedAt, w, out, allowedTypes, shed);
       if (out.forbiddenType !== undefined) break;
+      if (performance.now() - started > budgetMs) throw new HalflifeError('INGEST_TIMEOUT', { budgetMs });
       if (performance.now() - sliceStart >= YIELD_AFTER_MS) {
         // Let other requests (view queries, health checks) in between.
         await new Promise((resolve) => setImmediate(resolve));
@@ -297,11 +302,11 @@ export class Ingestor {
     return out;
   }
 
-  /** Whether an input item is an event of a type whose schema follows references (see CompiledSchema). */
-  #followsReferences(value: unknown): boolean {
+  /** Whether an input item is an event of a type whose validation is metered, as it may be costly (see CompiledSchema). */
+  #metered(value: unknown): boolean {
     if (typeof value !== 'object' || value === null || !Object.hasOwn(value, 'type')) return false;
     const type = (value as { type: unknown }).type;
-    return typeof type === 'string' && this.#o.registry.latest(type)?.references === true;
+    return typeof type === 'string' && this.#o.registry.latest(type)?.metered === true;
   }
 
   async #ingest(checked: CheckedEvents, receivedAt: number, source: IngestSource, shedding: Shedding): Promise<IngestResult> {
@@ -453,7 +458,7 @@ export class Ingestor {
     };
     let sliceStart = performance.now();
     await store.scan(filter, async (letter) => {
-      // Each letter is validated on this thread (up to ingest.maxValidationSteps references): let requests in.
+      // Each letter is validated on this thread (a metered schema: up to ingest.maxValidationMs): let requests in.
       if (performance.now() - sliceStart >= YIELD_AFTER_MS) {
         await new Promise((resolve) => setImmediate(resolve));
         sliceStart = performance.now();

@@ -159,43 +159,77 @@ test('uniqueItems over 50,000 objects takes linear time', async () => {
   assert.deepEqual(JSON.parse(stdout), [true, false]);
 });
 
-test('references one validation follows are counted: exponential recursion and repeated $defs stop with SCHEMA_TOO_COSTLY', async () => {
-  // In a child process that is killed at the deadline: without the count, the first event takes minutes.
+test('metered schemas stop an event at ingest.maxValidationSteps or ingest.maxValidationMs with SCHEMA_TOO_COSTLY', async () => {
+  // In a child process that is killed at the deadline: without the meter, the first event takes minutes.
   const script = `
     import { SchemaCompiler } from ${JSON.stringify(new URL('./compiler.ts', import.meta.url).href)};
-    const c = new SchemaCompiler();
-    // Each level tries a branch that recurses and then fails, then one that recurses again: 2^depth references.
-    const recursive = c.compile('t', 1, { $defs: { n: { anyOf: [{ allOf: [{ properties: { x: { $ref: '#/$defs/n' } } }, { required: ['never'] }] }, { properties: { x: { $ref: '#/$defs/n' } } }] } }, $ref: '#/$defs/n' });
+    const result = (f) => { try { return f(); } catch (err) { return err.code + ': ' + err.message; } };
+    const steps = new SchemaCompiler({ maxValidationMs: 600_000 });
+    const time = new SchemaCompiler({ maxValidationSteps: 1_000_000_000, maxValidationMs: 50 });
+    // Each level tries a branch that recurses and then fails, then one that recurses again: 2^depth nodes.
+    const ref = { properties: { x: { $ref: '#/$defs/n' } } };
+    const exponential = { $defs: { n: { anyOf: [{ allOf: [ref, { required: ['never'] }] }, ref] } }, $ref: '#/$defs/n' };
     let deep = {};
     for (let i = 0; i < 30; i++) deep = { x: deep };
-    // A chain of 40 $defs, each naming the one before twice: 2^40 references for any event, no recursion.
+    // The same through $dynamicRef, and through a schema kept under "examples" (Ajv follows pointers anywhere).
+    const dynamic = { $dynamicAnchor: 'n', anyOf: [{ allOf: [{ properties: { x: { $dynamicRef: '#n' } } }, { required: ['never'] }] }, { properties: { x: { $dynamicRef: '#n' } } }] };
+    const examples = { examples: [{ type: 'object', properties: { x: { allOf: [{ $ref: '#/examples/0' }, { $ref: '#/examples/0' }] } } }], $ref: '#/examples/0' };
+    // Few references, but each one loops over a long array: only the clock stops it.
+    const wide = { $defs: { n: { anyOf: [{ allOf: [{ properties: { x: { $ref: '#/$defs/n' }, a: { items: { type: 'string' } } } }, { required: ['never'] }] }, { properties: { x: { $ref: '#/$defs/n' }, a: { items: { type: 'string' } } } }] } }, $ref: '#/$defs/n' };
+    let wideEvent = { a: Array(20_000).fill('s') };
+    for (let i = 0; i < 16; i++) wideEvent = { x: wideEvent };
+    // A chain of $defs, each naming the one before twice: 2^k nodes for any event, no recursion.
     const defs = { a0: { type: 'object' } };
     for (let i = 1; i <= 40; i++) defs['a' + i] = { allOf: [{ $ref: '#/$defs/a' + (i - 1) }, { $ref: '#/$defs/a' + (i - 1) }] };
-    const refused = (f) => { try { f(); return 'compiled'; } catch (err) { return err.code + ': ' + err.message; } };
-    const laughs = refused(() => c.compile('t', 1, { $defs: defs, $ref: '#/$defs/a40' }));
-    // The same through $dynamicRef.
-    const dynamic = c.compile('t', 1, { $dynamicAnchor: 'n', anyOf: [{ allOf: [{ properties: { x: { $dynamicRef: '#n' } } }, { required: ['never'] }] }, { properties: { x: { $dynamicRef: '#n' } } }] });
-    // 2^7 - 1 = 127 references, over a budget of 100; 2^6 - 1 = 63 within it.
+    // 1 + (2^(k+2) - 3) nodes for {}: 62 for a4, 126 for a5.
     const small = new SchemaCompiler({ maxValidationSteps: 100 });
-    const a5 = small.compile('t', 1, { $defs: defs, $ref: '#/$defs/a5' });
-    console.log(JSON.stringify([recursive.validate(deep), dynamic.validate(deep), laughs, refused(() => small.compile('t', 1, { $defs: defs, $ref: '#/$defs/a6' })), a5.validate({}), recursive.validate({ x: { x: {} } }), recursive.references, a5.references]));`;
+    const a4 = small.compile('t', 1, { $defs: defs, $ref: '#/$defs/a4' });
+    const t0 = performance.now();
+    const wideVerdict = time.compile('t', 1, wide).validate(wideEvent);
+    const wideMs = performance.now() - t0;
+    console.log(JSON.stringify({
+      recursive: steps.compile('t', 1, exponential).validate(deep),
+      dynamic: steps.compile('t', 1, dynamic).validate(deep),
+      examples: steps.compile('t', 1, examples).validate(deep),
+      timed: time.compile('t', 1, exponential).validate(deep),
+      wide: wideVerdict,
+      wideMs,
+      laughs: result(() => steps.compile('t', 1, { $defs: defs, $ref: '#/$defs/a40' })),
+      a5: result(() => small.compile('t', 1, { $defs: defs, $ref: '#/$defs/a5' })),
+      a4: a4.validate({}),
+      shallow: steps.compile('t', 1, exponential).validate({ x: { x: {} } }),
+      intoConst: result(() => steps.compile('t', 1, { const: { type: 'string' }, properties: { a: { $ref: '#/const' } } })),
+      intoEnum: result(() => steps.compile('t', 1, { enum: [{ $ref: '#/enum/0' }, 1], $ref: '#/enum/0' })),
+      metered: [steps.compile('t', 1, exponential).metered, a4.metered, steps.compile('t', 1, { type: 'object', properties: { a: { type: 'string' } } }).metered,
+        steps.compile('t', 1, { type: 'object', properties: Object.fromEntries(Array.from({ length: 250 }, (_, i) => ['p' + i, { type: 'integer' }])) }).metered],
+    }));`;
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 60_000, killSignal: 'SIGKILL' });
-  const [recursive, dynamic, laughs, small, a5, shallow, ...references] = JSON.parse(stdout);
-  for (const r of [recursive, dynamic]) {
-    assert.equal(r.ok, false);
-    assert.equal(r.code, 'SCHEMA_TOO_COSTLY');
-    assert.equal(r.path, '$.data');
-    assert.match(r.message, /followed more than 1000000 schema references \(ingest\.maxValidationSteps\)/);
+  const r = JSON.parse(stdout);
+  for (const name of ['recursive', 'dynamic', 'examples']) {
+    assert.equal(r[name].ok, false, name);
+    assert.equal(r[name].code, 'SCHEMA_TOO_COSTLY', name);
+    assert.equal(r[name].path, '$.data');
+    assert.match(r[name].message, /^data: validating it evaluated more than 1000000 schema nodes \(ingest\.maxValidationSteps\)/, name);
   }
+  for (const name of ['timed', 'wide']) {
+    assert.equal(r[name].code, 'SCHEMA_TOO_COSTLY', name);
+    assert.match(r[name].message, /^data: validating it took longer than 50 ms \(ingest\.maxValidationMs\)/, name);
+  }
+  // The clock is read every 1,024 nodes: one event stops soon after its time is up (loosely bounded: a busy machine).
+  assert.ok(r.wideMs < 10_000, `the wide event took ${r.wideMs} ms`);
   // A schema too costly for any event is refused when it is registered.
-  assert.match(laughs, /^SCHEMA_INVALID: .*validating \{\} against it follows more than 1000000 schema references/);
-  assert.match(small, /^SCHEMA_INVALID: .*more than 100 schema references/);
-  assert.deepEqual(a5, { ok: true });
-  assert.deepEqual(shallow, { ok: true });
-  assert.deepEqual(references, [true, true]);
+  assert.match(r.laughs, /^SCHEMA_INVALID: .*validating \{\} against it evaluated more than 1000000 schema nodes/);
+  assert.match(r.a5, /^SCHEMA_INVALID: .*evaluated more than 100 schema nodes/);
+  assert.deepEqual(r.a4, { ok: true });
+  assert.deepEqual(r.shallow, { ok: true });
+  // A reference into data would reach schemas the meter does not see.
+  assert.match(r.intoConst, /^SCHEMA_INVALID: .*the reference "#\/const" points into the value of enum or const/);
+  assert.match(r.intoEnum, /^SCHEMA_INVALID: .*the reference "#\/enum\/0" points into the value of enum or const/);
+  // Schemas with references, or large ones, are metered; small ones without references are not.
+  assert.deepEqual(r.metered, [true, true, false, true]);
 });
 
-test('counting references changes no verdict (against Ajv on the schema as written)', () => {
+test('metering changes no verdict (against Ajv on the schema as written)', () => {
   // Schemas with references in every place a subschema can be, properties named like keywords, enum values that
   // look like references, unevaluatedProperties across a $ref, and a schema that names the counting keyword itself.
   const schemas: Record<string, unknown>[] = [
@@ -231,5 +265,4 @@ test('counting references changes no verdict (against Ajv on the schema as writt
     }),
     { numRuns: 3000 },
   );
-  assert.equal(compiler.compile('t', 1, { type: 'object', properties: { a: { type: 'string' } } }).references, false);
 });

@@ -1,4 +1,4 @@
-import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { _, Ajv2020, type ErrorObject, type KeywordCxt, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import { HalflifeError } from '../core/index.js';
@@ -16,32 +16,50 @@ export type ValidationResult =
 export interface CompiledSchema {
   readonly version: number;
   /**
-   * Whether validating follows `$ref` / `$dynamicRef`: then what an event costs is bounded by the step budget
-   * (`maxValidationSteps`), not by the schema's size, and the server thread leaves such events to an ingest worker.
+   * Whether an event's validation may be costly (the schema has references, which can repeat work, or is large):
+   * its steps and time are metered (ingest.maxValidationSteps, ingest.maxValidationMs), and the server thread
+   * leaves such events to an ingest worker.
    */
-  readonly references: boolean;
+  readonly metered: boolean;
   validate(data: unknown): ValidationResult;
 }
 
-/** Default of ingest.maxValidationSteps: references one event's validation may follow (about 60 ms of work). */
-export const DEFAULT_MAX_VALIDATION_STEPS = 1_000_000;
+/** Limits of one event's validation (ingest.maxValidationSteps and ingest.maxValidationMs). */
+export interface ValidationLimits {
+  readonly maxValidationSteps?: number;
+  readonly maxValidationMs?: number;
+}
 
-/** Counts the references one validation follows; a compiler validates one event at a time. */
+/** Default of ingest.maxValidationSteps: schema nodes one event's validation may evaluate. */
+export const DEFAULT_MAX_VALIDATION_STEPS = 1_000_000;
+/** Default of ingest.maxValidationMs. */
+export const DEFAULT_MAX_VALIDATION_MS = 100;
+/** Schemas without references and with at most this many nodes are not metered: their cost is schema × event size. */
+const UNMETERED_MAX_NODES = 200;
+
+/** Meters one validation; a compiler validates one event at a time. */
 interface StepMeter {
   steps: number;
   max: number;
+  /** performance.now() past which the validation stops. */
+  deadline: number;
+  maxMs: number;
 }
 
-class StepBudgetExceeded extends Error {}
+class ValidationBudgetExceeded extends Error {
+  constructor(readonly limit: 'steps' | 'time') {
+    super(limit);
+  }
+}
 
-/** The keyword set beside every `$ref` / `$dynamicRef` of a compiled copy of a schema; it counts one step. */
+/** The keyword set in every schema node of a compiled copy of a metered schema; it counts one step. */
 const STEP_KEYWORD = '$halflifeStep';
 
 /**
  * The one Ajv configuration events are validated with (draft 2020-12, unknown keywords ignored, formats checked).
  * The compatibility check models exactly this validator; its tests use this function to stay in step with it.
  */
-export function createAjv(meter: StepMeter = { steps: 0, max: Infinity }): Ajv2020 {
+export function createAjv(meter: StepMeter = { steps: 0, max: Infinity, deadline: Infinity, maxMs: Infinity }): Ajv2020 {
   // ownProperties: a field named constructor or toString is the event's own or absent, never Object.prototype's
   // (without it, properties: {constructor: {type: string}} rejected every event).
   // code.regExp: `pattern` and `patternProperties` run on RE2 (linear time), never on the backtracking native engine;
@@ -53,16 +71,22 @@ export function createAjv(meter: StepMeter = { steps: 0, max: Infinity }): Ajv20
   ajv.removeKeyword('uniqueItems');
   ajv.addKeyword({ keyword: 'uniqueItems', type: 'array', schemaType: 'boolean', errors: true, validate: uniqueItems });
   // A $ref that recurses, or a chain of $defs each naming the next twice, makes validation exponential in the event's
-  // depth: 30 levels of {"x": …} held the server thread for two minutes. Every reference followed is counted (the
-  // keyword runs before $dynamicRef and $ref in each schema, so also when the reference then fails), and past the
-  // budget the validation stops: the event is refused with SCHEMA_TOO_COSTLY instead.
+  // depth: 30 levels of {"x": …} held the server thread for two minutes. In a metered schema every node evaluated is
+  // counted (the keyword runs first in each node, before $dynamicRef and $ref, so also when the node then fails),
+  // and the clock is read every 1,024 steps (one node can loop over a long array): past either budget the validation
+  // stops and the event is refused with SCHEMA_TOO_COSTLY.
+  // Generated as a direct call (a `validate` keyword goes through Ajv's wrapper: 20 ns per node instead of a few).
+  const step = () => {
+    const steps = ++meter.steps;
+    if (steps > meter.max) throw new ValidationBudgetExceeded('steps');
+    if ((steps & 1023) === 0 && performance.now() > meter.deadline) throw new ValidationBudgetExceeded('time');
+  };
   ajv.addKeyword({
     keyword: STEP_KEYWORD,
-    errors: false,
     before: '$dynamicRef',
-    validate: () => {
-      if (++meter.steps > meter.max) throw new StepBudgetExceeded();
-      return true;
+    code(cxt: KeywordCxt) {
+      const fn = cxt.gen.scopeValue('keyword', { ref: step });
+      cxt.gen.code(_`${fn}()`);
     },
   });
   return ajv;
@@ -137,9 +161,8 @@ export class SchemaCompiler {
   readonly #ajv: Ajv2020;
   readonly #meter: StepMeter;
 
-  /** `maxValidationSteps`: references one event's validation may follow (ingest.maxValidationSteps). */
-  constructor(options: { readonly maxValidationSteps?: number } = {}) {
-    this.#meter = { steps: 0, max: options.maxValidationSteps ?? DEFAULT_MAX_VALIDATION_STEPS };
+  constructor(limits: ValidationLimits = {}) {
+    this.#meter = { steps: 0, max: limits.maxValidationSteps ?? DEFAULT_MAX_VALIDATION_STEPS, deadline: Infinity, maxMs: limits.maxValidationMs ?? DEFAULT_MAX_VALIDATION_MS };
     this.#ajv = createAjv(this.#meter);
   }
 
@@ -154,7 +177,7 @@ export class SchemaCompiler {
     } catch (err) {
       if (!(err instanceof HalflifeError) || err.code !== 'SCHEMA_INVALID') throw err;
       const reason = `version ${version} of the schema of ${type} can no longer be used (${err.message}); register a fixed version`;
-      return { version, refused: reason, references: false, validate: () => ({ ok: false, message: `data: ${reason}`, path: '$.data' }) };
+      return { version, refused: reason, metered: false, validate: () => ({ ok: false, message: `data: ${reason}`, path: '$.data' }) };
     }
   }
 
@@ -164,11 +187,18 @@ export class SchemaCompiler {
       throw new HalflifeError('SCHEMA_INVALID', { type, reason: 'a schema must be a JSON object or a boolean' });
     }
     let fn: ValidateFunction;
-    const counted = { references: false };
+    let metered = false;
     try {
       // A schema's own $id would collide across versions in one Ajv instance; validate without registering it.
       const { $id: _ignored, ...rest } = (typeof schema === 'boolean' ? {} : schema) as Record<string, unknown>;
-      fn = this.#ajv.compile(typeof schema === 'boolean' ? schema : (withStepCounts(rest, counted) as Record<string, unknown>));
+      let compiled: unknown = typeof schema === 'boolean' ? schema : rest;
+      if (typeof schema !== 'boolean') {
+        const m = withStepCounts(rest);
+        if (m.dataRef !== undefined) throw new Error(`${m.dataRef} points into the value of enum or const: data compared with events, not a schema`);
+        metered = m.references || m.nodes > UNMETERED_MAX_NODES;
+        if (metered) compiled = m.schema;
+      }
+      fn = this.#ajv.compile(compiled as Record<string, unknown> | boolean);
     } catch (err) {
       throw new HalflifeError('SCHEMA_INVALID', { type, reason: (err as Error).message }, { cause: err });
     }
@@ -176,12 +206,13 @@ export class SchemaCompiler {
     for (const probe of PROBES) {
       try {
         meter.steps = 0;
+        meter.deadline = performance.now() + meter.maxMs;
         fn(probe);
       } catch (err) {
-        if (err instanceof StepBudgetExceeded) {
+        if (err instanceof ValidationBudgetExceeded) {
           throw new HalflifeError('SCHEMA_INVALID', {
             type,
-            reason: `validating ${JSON.stringify(probe)} against it follows more than ${meter.max} schema references (ingest.maxValidationSteps): its $defs name each other so often that the cost grows exponentially; simplify it`,
+            reason: `validating ${JSON.stringify(probe)} against it ${budgetText(err, meter)}: its $defs name each other so often that the cost grows exponentially; simplify it`,
           });
         }
         throw new HalflifeError('SCHEMA_INVALID', {
@@ -192,17 +223,20 @@ export class SchemaCompiler {
     }
     return {
       version,
-      references: counted.references,
+      metered,
       validate(data: unknown): ValidationResult {
         try {
-          meter.steps = 0;
+          if (metered) {
+            meter.steps = 0;
+            meter.deadline = performance.now() + meter.maxMs;
+          }
           if (fn(data)) return OK;
         } catch (err) {
-          if (err instanceof StepBudgetExceeded) {
+          if (err instanceof ValidationBudgetExceeded) {
             return {
               ok: false,
               code: 'SCHEMA_TOO_COSTLY',
-              message: `data: validating it followed more than ${meter.max} schema references (ingest.maxValidationSteps); the schema recurses or repeats its $defs so that the cost grows exponentially with the event's depth: simplify it`,
+              message: `data: validating it ${budgetText(err, meter)}; the schema repeats work (references that recurse or name each other several times) so that the cost grows with the event far beyond its size: simplify it`,
               path: '$.data',
             };
           }
@@ -218,44 +252,84 @@ export class SchemaCompiler {
 
 const OK: ValidationResult = { ok: true };
 
+function budgetText(err: ValidationBudgetExceeded, meter: StepMeter): string {
+  return err.limit === 'steps' ? `evaluated more than ${meter.max} schema nodes (ingest.maxValidationSteps)` : `took longer than ${meter.maxMs} ms (ingest.maxValidationMs)`;
+}
+
 /** Keywords whose value is one subschema (or, for items, an array of them in older drafts). */
 const SUBSCHEMA = new Set(['not', 'if', 'then', 'else', 'items', 'contains', 'additionalProperties', 'propertyNames', 'unevaluatedItems', 'unevaluatedProperties', 'additionalItems']);
 /** Keywords whose value is an array of subschemas. */
 const SUBSCHEMA_LIST = new Set(['allOf', 'anyOf', 'oneOf', 'prefixItems']);
 /** Keywords whose value maps names to subschemas. */
 const SUBSCHEMA_MAP = new Set(['properties', 'patternProperties', 'dependentSchemas', '$defs', 'definitions', 'dependencies']);
-/** Keywords whose value is data, never a schema. */
-const DATA = new Set(['enum', 'const', 'default', 'examples']);
+/** Keywords whose value is data compared with the event: never a schema, and never changed. */
+const DATA = new Set(['enum', 'const']);
 
 /**
- * A copy of `schema` with the step-counting keyword beside every `$ref` and `$dynamicRef`; sets `counted.references`
- * when there is one. Walks by keyword, so a property named like a keyword (`properties: {enum: …}`) is still a
- * schema and values of `enum` or `const` are never touched; the value of a keyword Ajv does not know is walked as
- * a schema (a `$ref` may point into it).
+ * A copy of `schema` with the step-counting keyword in every schema node, and what it holds: its node count, whether
+ * it has references, and the first local `$ref` that points into `enum` or `const` data (Ajv would follow it, into
+ * a place this walk does not meter). Walks by keyword, so a property named like a keyword (`properties: {enum: …}`)
+ * is still a schema; the value of a keyword Ajv does not know is walked as a schema (a `$ref` may point into it).
  */
-function withStepCounts(schema: unknown, counted: { references: boolean }): unknown {
+function withStepCounts(schema: Record<string, unknown>): { schema: unknown; nodes: number; references: boolean; dataRef?: string } {
+  const visited = new Set<object>();
+  const refs: { ref: string; base: Record<string, unknown> }[] = [];
+  let references = false;
   const each = (v: unknown, f: (x: unknown) => unknown) => (Array.isArray(v) ? v.map(f) : f(v));
-  const walk = (node: unknown): unknown => {
-    if (Array.isArray(node)) return node.map(walk);
+  const walk = (node: unknown, base: Record<string, unknown>): unknown => {
+    if (Array.isArray(node)) return node.map((x) => walk(x, base));
     if (typeof node !== 'object' || node === null) return node;
+    const n = node as Record<string, unknown>;
+    visited.add(n);
+    // A nested $id starts a resource: its "#/…" references resolve against it.
+    const here = typeof n.$id === 'string' ? n : base;
+    const sub = (x: unknown) => walk(x, here);
     // Built from entries (own properties), so a key named __proto__ stays a key and never sets a prototype.
     const entries: [string, unknown][] = [];
-    for (const [k, v] of Object.entries(node)) {
+    for (const [k, v] of Object.entries(n)) {
       if (k === STEP_KEYWORD) continue;
       if (DATA.has(k)) entries.push([k, v]);
-      else if (SUBSCHEMA.has(k) || SUBSCHEMA_LIST.has(k)) entries.push([k, each(v, walk)]);
+      else if (SUBSCHEMA.has(k) || SUBSCHEMA_LIST.has(k)) entries.push([k, each(v, sub)]);
       else if (SUBSCHEMA_MAP.has(k) && typeof v === 'object' && v !== null && !Array.isArray(v)) {
-        entries.push([k, Object.fromEntries(Object.entries(v).map(([name, sub]) => [name, walk(sub)]))]);
-      } else entries.push([k, typeof v === 'object' ? walk(v) : v]);
+        visited.add(v);
+        entries.push([k, Object.fromEntries(Object.entries(v).map(([name, x]) => [name, sub(x)]))]);
+      } else entries.push([k, typeof v === 'object' ? sub(v) : v]);
     }
-    const n = node as Record<string, unknown>;
-    if (typeof n.$ref === 'string' || typeof n.$dynamicRef === 'string' || typeof n.$recursiveRef === 'string') {
-      entries.push([STEP_KEYWORD, true]);
-      counted.references = true;
+    for (const k of ['$ref', '$dynamicRef', '$recursiveRef']) {
+      const ref = n[k];
+      if (typeof ref !== 'string') continue;
+      references = true;
+      refs.push({ ref, base: here });
     }
+    entries.push([STEP_KEYWORD, true]);
     return Object.fromEntries(entries);
   };
-  return walk(schema);
+  const copy = walk(schema, schema);
+  let dataRef: string | undefined;
+  for (const { ref, base } of refs) {
+    const target = ref === '#' || ref.startsWith('#/') ? resolvePointer(base, ref) : undefined;
+    if (typeof target === 'object' && target !== null && !visited.has(target)) {
+      dataRef = `the reference ${JSON.stringify(ref)}`;
+      break;
+    }
+  }
+  return { schema: copy, nodes: visited.size, references, ...(dataRef === undefined ? {} : { dataRef }) };
+}
+
+/** The value a local JSON pointer ("#/a/b") names in `root`, or undefined. */
+function resolvePointer(root: unknown, ref: string): unknown {
+  let node: unknown = root;
+  for (const raw of ref === '#' ? [] : ref.slice(2).split('/')) {
+    let seg: string;
+    try {
+      seg = decodeURIComponent(raw).replaceAll('~1', '/').replaceAll('~0', '~');
+    } catch {
+      return undefined;
+    }
+    if (typeof node !== 'object' || node === null || !Object.prototype.hasOwnProperty.call(node, seg)) return undefined;
+    node = (node as Record<string, unknown>)[seg];
+  }
+  return node;
 }
 
 /** Keywords whose subschemas apply to the same place in the event as the schema holding them. */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Compatibility } from '../config/index.js';
 import { HalflifeError, LifecycleState, silentLogger, SystemClock, type Clock, type Logger } from '../core/index.js';
 import { backwardIncompatibilities, deepEqual } from './compatibility.js';
-import { findRefLoop, SchemaCompiler, type CompiledSchema } from './compiler.js';
+import { findRefLoop, SchemaCompiler, type CompiledSchema, type ValidationLimits } from './compiler.js';
 import './errors.js';
 
 const TYPE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
@@ -37,8 +37,8 @@ export interface SchemaRegistryOptions {
   readonly loadDir?: string | null | undefined;
   readonly logger?: Logger;
   readonly clock?: Clock;
-  /** References one event's validation may follow (ingest.maxValidationSteps; see SchemaCompiler). */
-  readonly maxValidationSteps?: number;
+  /** Limits of one event's validation (ingest.maxValidationSteps, ingest.maxValidationMs; see SchemaCompiler). */
+  readonly validation?: ValidationLimits;
 }
 
 interface TypeEntry {
@@ -65,7 +65,7 @@ export class SchemaRegistry {
   #writes: Promise<unknown> = Promise.resolve();
 
   constructor(options: SchemaRegistryOptions) {
-    this.#compiler = new SchemaCompiler({ maxValidationSteps: options.maxValidationSteps });
+    this.#compiler = new SchemaCompiler(options.validation);
     this.#o = options;
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? new SystemClock();

@@ -86,7 +86,7 @@ export class HalflifeServer {
       loadDir: config.schemas.dir,
       logger: logger.child({ component: 'schema' }),
       clock,
-      maxValidationSteps: config.ingest.maxValidationSteps,
+      validation: config.ingest,
     });
     this.deadLetters = new DeadLetterStore(this.#deadLetterLog, this.#replayLedger, clock);
     this.#ingestWorkers =

@@ -91,6 +91,9 @@ export function render(e: E, d: 'hl' | 'db'): string {
     case 'in':
       return `(${n(e.e)} ${e.neg ? 'NOT ' : ''}IN (${e.list.map(n).join(', ')}))`;
     case 'like':
+      // DuckDB turns a LIKE whose literal prefix ends in U+FFFF or U+10FFFF into a range on the column, and fails
+      // building its end ("Invalid unicode … in value construction"); like_escape is the same match without it.
+      if (d === 'db') return `(${e.neg ? 'NOT ' : ''}like_escape(${r(e.e)}, ${quote(e.pat)}, '\\'))`;
       return `(${r(e.e)} ${e.neg ? 'NOT ' : ''}LIKE ${quote(e.pat)})`;
     case 'case':
       return `CASE WHEN ${r(e.c)} THEN ${n(e.t)} ELSE ${n(e.f)} END`;

@@ -356,21 +356,7 @@ export function findRefLoop(schema: unknown): string | undefined {
   };
   collect(schema, '#', true);
   if (nestedId) return undefined;
-  const resolve = (ref: string): unknown => {
-    if (ref !== '#' && !ref.startsWith('#/')) return undefined;
-    let node: unknown = schema;
-    for (const raw of ref === '#' ? [] : ref.slice(2).split('/')) {
-      let seg: string;
-      try {
-        seg = decodeURIComponent(raw).replaceAll('~1', '/').replaceAll('~0', '~');
-      } catch {
-        return undefined;
-      }
-      if (typeof node !== 'object' || node === null || !Object.prototype.hasOwnProperty.call(node, seg)) return undefined;
-      node = (node as Record<string, unknown>)[seg];
-    }
-    return node;
-  };
+  const resolve = (ref: string): unknown => (ref === '#' || ref.startsWith('#/') ? resolvePointer(schema, ref) : undefined);
   const pointerOf = new Map(nodes);
   const state = new Map<unknown, 'open' | 'done'>();
   const visit = (node: Record<string, unknown>): string | undefined => {

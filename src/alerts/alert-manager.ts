@@ -1,6 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HalflifeError, LifecycleState, silentLogger, type Clock, type Logger } from '../core/index.js';
+import { HalflifeError, LifecycleState, silentLogger, writeFileAtomic, type Clock, type Logger } from '../core/index.js';
 import { redactUrl, type WebhookOptions, type WebhookSender } from '../sinks/index.js';
 import { compareWith, validateRule, type AlertRule, type AlertRuleSpec } from './rule.js';
 import './errors.js';
@@ -188,8 +188,7 @@ export class AlertManager {
     const run = this.#writes.then(async () => {
       await mkdir(this.#o.dir, { recursive: true });
       const path = join(this.#o.dir, FILE);
-      await writeFile(`${path}.tmp`, JSON.stringify({ format: 1, rules }, null, 2) + '\n', { flush: true });
-      await rename(`${path}.tmp`, path);
+      await writeFileAtomic(path, JSON.stringify({ format: 1, rules }, null, 2) + '\n');
     });
     this.#writes = run.catch(() => {});
     return run;

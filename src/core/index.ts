@@ -18,3 +18,5 @@ export { startModuleWorker } from './worker.js';
 export { BucketHistogram, FRESHNESS_BUCKETS_S } from './histogram.js';
 export type { HistogramSnapshot } from './histogram.js';
 export { packageVersion } from './version.js';
+export { writeFileAtomic, syncDir } from './atomic-file.js';
+export type { AtomicWriteOptions } from './atomic-file.js';

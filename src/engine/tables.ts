@@ -1,6 +1,6 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HalflifeError } from '../core/index.js';
+import { HalflifeError, writeFileAtomic } from '../core/index.js';
 import { sketchKey } from '../sketch/index.js';
 import './errors.js';
 
@@ -143,8 +143,7 @@ export class Tables {
     if (this.#dir === undefined || !this.#persist) return;
     const t = this.#tables.get(name)!;
     const path = join(this.#dir, `${name}.json`);
-    await writeFile(`${path}.tmp`, JSON.stringify({ keyColumn: t.keyColumn, rows: [...t.rows.values()] }), { flush: true });
-    await rename(`${path}.tmp`, path);
+    await writeFileAtomic(path, JSON.stringify({ keyColumn: t.keyColumn, rows: [...t.rows.values()] }));
   }
 }
 

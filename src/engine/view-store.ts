@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { writeFileAtomic } from '../core/index.js';
 import { join } from 'node:path';
 
 /** Where view definitions and checkpoints live. `FileViewStore` is the embedded default. */
@@ -64,7 +65,7 @@ export class FileViewStore implements ViewStore {
   async saveDefinition(name: string, sql: string) {
     if (!this.#owner) return;
     await mkdir(join(this.#dir, name), { recursive: true });
-    await atomicWrite(join(this.#dir, name, 'view.sql'), sql);
+    await writeFileAtomic(join(this.#dir, name, 'view.sql'), sql);
   }
   async remove(name: string) {
     if (this.#owner) await rm(join(this.#dir, name), { recursive: true, force: true });
@@ -80,12 +81,7 @@ export class FileViewStore implements ViewStore {
   }
   async saveCheckpoint(name: string, bytes: Uint8Array) {
     await mkdir(join(this.#dir, name), { recursive: true });
-    await atomicWrite(join(this.#dir, name, this.#checkpoint), bytes);
+    await writeFileAtomic(join(this.#dir, name, this.#checkpoint), bytes);
   }
 }
 
-async function atomicWrite(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, data, { flush: true });
-  await rename(tmp, path);
-}

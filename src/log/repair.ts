@@ -1,4 +1,5 @@
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { syncDir, writeFileAtomic } from '../core/index.js';
 import { join } from 'node:path';
 import { BATCH_HEADER_BYTES, fileHeader, findNextBatch, gapMarker, isTornTail, RECORD_HEADER_BYTES, scanRecords, segmentFormat } from './segment-format.js';
 
@@ -141,9 +142,7 @@ async function repairSegment(
     await writeDurably(a.quarantineFile.replace(/\.bin$/, '.json'), Buffer.from(JSON.stringify({ ...a, repairedAtMs: Date.now() }, null, 2) + '\n'));
   }
   await syncDir(o.quarantineDir);
-  const tmp = `${path}.repair`;
-  await writeDurably(tmp, Buffer.concat(parts));
-  await rename(tmp, path);
+  await writeFileAtomic(path, Buffer.concat(parts), { tmpSuffix: '.repair' });
   await rm(path.replace(/\.seg$/, '.idx'), { force: true });
   await syncDir(join(path, '..'));
   return actions;
@@ -175,11 +174,4 @@ async function writeDurably(path: string, bytes: Buffer): Promise<void> {
   await writeFile(path, bytes, { flush: true });
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+

@@ -1,5 +1,5 @@
 import './errors.js';
-import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   HalflifeError,
@@ -7,6 +7,7 @@ import {
   offset as toOffset,
   silentLogger,
   SystemClock,
+  writeFileAtomic,
   type Clock,
   type Logger,
   type Offset,
@@ -397,13 +398,7 @@ export class SegmentLog implements Log {
       this.#checkPartition(Number(p));
       current[Number(p)] = toOffset(o);
     }
-    const tmp = `${path}.tmp`;
-    await writeFile(tmp, JSON.stringify(current) + '\n', { flush: this.#o.fsync !== 'never' });
-    await rename(tmp, path);
-    if (this.#o.fsync !== 'never') {
-      const dir = await open(join(this.#o.dir, 'consumers'), 'r');
-      await dir.sync().finally(() => dir.close());
-    }
+    await writeFileAtomic(path, JSON.stringify(current) + '\n', { durable: this.#o.fsync !== 'never' });
   }
 
   async committedOffsets(consumer: string): Promise<Record<number, Offset>> {

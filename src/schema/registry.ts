@@ -1,7 +1,7 @@
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Compatibility } from '../config/index.js';
-import { HalflifeError, LifecycleState, silentLogger, SystemClock, type Clock, type Logger } from '../core/index.js';
+import { HalflifeError, LifecycleState, silentLogger, SystemClock, writeFileAtomic, type Clock, type Logger } from '../core/index.js';
 import { backwardIncompatibilities, deepEqual } from './compatibility.js';
 import { findRefLoop, SchemaCompiler, type CompiledSchema, type ValidationLimits } from './compiler.js';
 import './errors.js';
@@ -204,7 +204,7 @@ export class SchemaRegistry {
     const record: SchemaVersion = { type, version, schema, registeredAt: new Date(this.#clock.now()).toISOString() };
     const dir = join(this.#o.dir, type);
     await mkdir(dir, { recursive: true });
-    await atomicWrite(join(dir, `v${version}.json`), JSON.stringify(record, null, 2) + '\n');
+    await writeFileAtomic(join(dir, `v${version}.json`), JSON.stringify(record, null, 2) + '\n');
     if (entry === undefined) {
       this.#types.set(type, { versions: [record], latest: compiled, compiled: new Map([[version, compiled]]) });
     } else {
@@ -227,7 +227,7 @@ export class SchemaRegistry {
       }
       const dir = join(this.#o.dir, type);
       await mkdir(dir, { recursive: true });
-      await atomicWrite(join(dir, 'config.json'), JSON.stringify({ compatibility }) + '\n');
+      await writeFileAtomic(join(dir, 'config.json'), JSON.stringify({ compatibility }) + '\n');
       this.#compat.set(type, compatibility);
     });
     this.#writes = run.catch(() => {});
@@ -241,11 +241,6 @@ export class SchemaRegistry {
   }
 }
 
-async function atomicWrite(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, text, { flush: true });
-  await rename(tmp, path);
-}
 
 /**
  * Where a schema gives rules to a property named __proto__ (a `properties`, `dependentRequired` or `dependentSchemas`

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HalflifeError, silentLogger, type Logger } from '../core/index.js';
+import { HalflifeError, silentLogger, writeFileAtomic, type Logger } from '../core/index.js';
 import './errors.js';
 
 /** What a key may do: `write` ingests, `read` reads views, events, streams and dead letters, `admin` does everything. */
@@ -221,16 +221,8 @@ export class KeyStore {
       await this.load();
       const keys = new Map(this.#keys);
       change(keys);
-      const tmp = `${this.#path}.tmp`;
-      const out = await open(tmp, 'w', 0o600);
-      try {
-        const required = this.#required || keys.size > 0;
-        await out.writeFile(JSON.stringify({ format: 1, required, keys: [...keys.values()] }, null, 2) + '\n');
-        await out.sync();
-      } finally {
-        await out.close();
-      }
-      await rename(tmp, this.#path);
+      const required = this.#required || keys.size > 0;
+      await writeFileAtomic(this.#path, JSON.stringify({ format: 1, required, keys: [...keys.values()] }, null, 2) + '\n', { mode: 0o600 });
       // In force only once on disk: a failed write changes nothing.
       this.#setKeys(keys);
       this.#required ||= keys.size > 0;

@@ -64,6 +64,24 @@ function noSheddingEnv(): Record<string, string> {
 }
 
 /**
+ * Kills `child` (SIGKILL) when the test that started it ends however it ends, and when this process exits; resolves
+ * when it exits. Every child process a test starts goes through here.
+ */
+export function supervise(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  running.add(child);
+  hookProcessExit();
+  // Registered on the running test: node:test runs it when the test passes, fails or times out. Only under the test
+  // runner: elsewhere (the benchmarks) it would start a test harness of its own.
+  if (process.env.NODE_TEST_CONTEXT !== undefined) after(() => killNow(child));
+  return new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    }),
+  );
+}
+
+/**
  * Starts `halflife serve` in a child process on a free port and waits until it listens. The child is SIGKILLed when
  * the test (or hook) that started it ends, also when that test fails or times out, and when this process exits.
  */
@@ -72,18 +90,8 @@ export async function spawnServer(dataDir: string, env: Record<string, string> =
     env: { ...process.env, HALFLIFE_LOG_LEVEL: 'info', ...(options.shedding === 'defaults' ? {} : noSheddingEnv()), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  running.add(child);
-  hookProcessExit();
-  // Registered on the running test: node:test runs it when the test passes, fails or times out. Only under the test
-  // runner: elsewhere (the benchmarks) it would start a test harness of its own.
-  if (process.env.NODE_TEST_CONTEXT !== undefined) after(() => killNow(child));
+  const exited = supervise(child);
   const output: string[] = [];
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => {
-      running.delete(child);
-      resolve({ code, signal });
-    }),
-  );
   createInterface({ input: child.stdout! }).on('line', (l) => output.push(l));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {

@@ -1,0 +1,97 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
+import { checkKvKey, HalflifeError, kvKeyBelow, type KvChange, type KvEntry, type KvStore, type KvWatch } from '../core/index.js';
+
+export interface NatsKvOptions {
+  /** The bucket's name (`[A-Za-z0-9_-]`). */
+  readonly bucket: string;
+  /** Copies of the bucket across the cluster's servers (default 1; 3 for a cluster that survives losing a server). */
+  readonly replicas?: number;
+}
+
+/**
+ * The cluster's KvStore: a JetStream KV bucket (history 1, file storage). Revisions are the bucket's sequence
+ * numbers, so they grow with every write, as the seam promises; `create` and `update` are JetStream's own
+ * compare-and-set. Watchers see changes from every node.
+ */
+export class NatsKvStore implements KvStore {
+  readonly #kv: KV;
+
+  private constructor(kv: KV) {
+    this.#kv = kv;
+  }
+
+  /** Opens the bucket, creating it if it does not exist. The connection stays the caller's. */
+  static async open(connection: NatsConnection, options: NatsKvOptions): Promise<NatsKvStore> {
+    const kvm = new Kvm(connection);
+    const kv = await kvm.create(options.bucket, { history: 1, replicas: options.replicas ?? 1 });
+    return new NatsKvStore(kv);
+  }
+
+  async get(key: string): Promise<KvEntry | undefined> {
+    checkKvKey(key);
+    const e = await this.#kv.get(key);
+    if (e === null || e.operation !== 'PUT') return undefined;
+    return { key, value: e.value, revision: e.revision };
+  }
+
+  put(key: string, value: Uint8Array): Promise<number> {
+    checkKvKey(key);
+    return this.#kv.put(key, value);
+  }
+
+  async create(key: string, value: Uint8Array): Promise<number> {
+    checkKvKey(key);
+    try {
+      return await this.#kv.create(key, value);
+    } catch (err) {
+      throw conflict(err, key, 'it exists');
+    }
+  }
+
+  async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    checkKvKey(key);
+    try {
+      return await this.#kv.update(key, value, revision);
+    } catch (err) {
+      throw conflict(err, key, `expected revision ${revision}`);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    checkKvKey(key);
+    // A delete of nothing would still write a marker (a revision): only delete what is there.
+    if ((await this.get(key)) === undefined) return;
+    await this.#kv.delete(key);
+  }
+
+  async keys(prefix?: string): Promise<string[]> {
+    if (prefix !== undefined && prefix !== '') checkKvKey(prefix);
+    const out: string[] = [];
+    for await (const k of await this.#kv.keys(prefix === undefined || prefix === '' ? '>' : `${prefix}.>`)) if (kvKeyBelow(k, prefix)) out.push(k);
+    return out.sort();
+  }
+
+  async watch(prefix: string, onChange: (change: KvChange) => void): Promise<KvWatch> {
+    if (prefix !== '') checkKvKey(prefix);
+    const iter = await this.#kv.watch({ key: prefix === '' ? '>' : `${prefix}.>`, include: KvWatchInclude.UpdatesOnly });
+    const done = (async () => {
+      for await (const e of iter) onChange({ key: e.key, value: e.operation === 'PUT' ? e.value : undefined, revision: e.revision });
+    })();
+    return {
+      stop: async () => {
+        iter.stop();
+        await done;
+      },
+    };
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** JetStream refuses a create or update whose expected last sequence is not the key's: a conflict. */
+function conflict(err: unknown, key: string, reason: string): unknown {
+  const message = (err as Error).message ?? '';
+  if (/wrong last sequence|key exists/i.test(message)) return new HalflifeError('KV_CONFLICT', { key, reason: `${reason}: ${message}` });
+  return err;
+}

@@ -2,7 +2,7 @@
 // segment log (fsync=never), and each stage on its own for comparison. Prints µs per event per stage.
 //   node --import tsx bench/ingest-profile.ts [seconds]
 //   node --cpu-prof --import tsx bench/ingest-profile.ts
-import { ManualClock } from '../src/core/index.js';
+import { FileKvStore, ManualClock } from '../src/core/index.js';
 import { DeadLetterStore, Ingestor } from '../src/ingest/index.js';
 import { SegmentLog } from '../src/log/index.js';
 import { SchemaRegistry } from '../src/schema/index.js';
@@ -18,7 +18,7 @@ const clock = new ManualClock(1_790_000_000_000);
 const log = new SegmentLog({ dir: join(dir, 'log'), partitions: 8, fsync: 'never' });
 const dlq = new SegmentLog({ dir: join(dir, 'dlq'), partitions: 1, fsync: 'never' });
 const ledger = new SegmentLog({ dir: join(dir, 'ledger'), partitions: 1, fsync: 'never' });
-const registry = new SchemaRegistry({ dir: join(dir, 'schemas'), defaultCompatibility: 'backward' });
+const registry = new SchemaRegistry({ kv: new FileKvStore(join(dir, 'state')), defaultCompatibility: 'backward' });
 for (const l of [log, dlq, ledger]) await l.start();
 await registry.start();
 for (const [t, s] of Object.entries(WORKLOAD_SCHEMAS)) await registry.register(t, s);

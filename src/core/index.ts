@@ -20,5 +20,5 @@ export type { HistogramSnapshot } from './histogram.js';
 export { packageVersion } from './version.js';
 export { writeFileAtomic, syncDir } from './atomic-file.js';
 export type { AtomicWriteOptions } from './atomic-file.js';
-export { FileKvStore, KvErrors, checkKvKey, kvKeyBelow } from './kv.js';
+export { FileKvStore, KvErrors, checkKvKey, kvKeyBelow, kvToken, kvName } from './kv.js';
 export type { KvStore, KvEntry, KvChange, KvWatch } from './kv.js';

@@ -76,6 +76,31 @@ export function kvKeyBelow(key: string, prefix: string | undefined): boolean {
   return prefix === undefined || prefix === '' || key.startsWith(`${prefix}.`);
 }
 
+/**
+ * A name as one key token: characters outside `[A-Za-z0-9_-]` become `=XX` (UTF-8 bytes in hex), so any name (a type
+ * `app.page_view`, a view, a key id) is one token and `kvName` gives it back.
+ */
+export function kvToken(name: string): string {
+  let out = '';
+  for (const ch of name) {
+    if (/[A-Za-z0-9_-]/.test(ch)) out += ch;
+    else for (const b of Buffer.from(ch, 'utf8')) out += `=${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The name a `kvToken` stands for. */
+export function kvName(token: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < token.length; i++) {
+    if (token[i] === '=') {
+      bytes.push(parseInt(token.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else bytes.push(token.charCodeAt(i));
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
 /** Revision header of a stored file: 8 bytes, big-endian, before the value. */
 const HEADER = 8;
 

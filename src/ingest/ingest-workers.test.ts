@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeEventRecord, ManualClock } from '../core/index.js';
+import { FileKvStore, decodeEventRecord, ManualClock } from '../core/index.js';
 import { defaultConfig } from '../config/index.js';
 import { MemoryLog } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
@@ -17,7 +17,7 @@ const schema = {
 
 async function setup(workers: number, overrides: Partial<ReturnType<typeof defaultConfig>['ingest']> = {}) {
   const { dir, cleanup } = await tempDir();
-  const registry = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+  const registry = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'backward' });
   await registry.start();
   await registry.register('t', schema);
   const log = new MemoryLog(3);

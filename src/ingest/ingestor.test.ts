@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeEventRecord, HalflifeError, ManualClock } from '../core/index.js';
+import { FileKvStore, decodeEventRecord, HalflifeError, ManualClock } from '../core/index.js';
 import { defaultConfig } from '../config/index.js';
 import { MemoryLog, type AppendAck, type AppendRecord } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
@@ -23,7 +23,7 @@ class FlakyLog extends MemoryLog {
 
 async function setup(overrides: Partial<ReturnType<typeof defaultConfig>['ingest']> = {}) {
   const { dir, cleanup } = await tempDir();
-  const registry = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+  const registry = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'backward' });
   await registry.start();
   const log = new FlakyLog(4);
   const clock = new ManualClock();
@@ -84,7 +84,7 @@ test('the stored record holds the validated data, not a second copy of the text;
 
 async function setupWith(opts: Partial<IngestorOptions>, limits: Partial<ReturnType<typeof defaultConfig>['ingest']> = {}) {
   const { dir, cleanup } = await tempDir();
-  const registry = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+  const registry = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'backward' });
   await registry.start();
   for (const t of ['audit', 'page', 'debug']) await registry.register(t, { type: 'object' });
   const log = new MemoryLog(4);

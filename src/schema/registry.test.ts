@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HalflifeError } from '../core/index.js';
+import { FileKvStore, HalflifeError } from '../core/index.js';
 import { SchemaRegistry } from './registry.js';
 import { SchemaCompiler } from './compiler.js';
 import { tempDir } from '../../test/helpers/tmp.js';
@@ -16,7 +16,7 @@ const pageView = {
 test('versions are created only when the schema changes, and persist across restarts', async () => {
   const { dir, cleanup } = await tempDir();
   try {
-    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    const reg = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'backward' });
     await reg.start();
     assert.deepEqual(await reg.register('page_view', pageView), { type: 'page_view', version: 1, created: true });
     assert.deepEqual(await reg.register('page_view', structuredClone(pageView)), { type: 'page_view', version: 1, created: false });
@@ -24,7 +24,7 @@ test('versions are created only when the schema changes, and persist across rest
     assert.equal((await reg.register('page_view', v2)).version, 2);
     await reg.close();
 
-    const again = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    const again = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'backward' });
     await again.start();
     assert.equal(again.latest('page_view')?.version, 2);
     assert.deepEqual(again.get('page_view', 1).schema, pageView);
@@ -40,7 +40,7 @@ test('versions are created only when the schema changes, and persist across rest
 test('validation reports the first problem with a JSON path; formats are checked', async () => {
   const { dir, cleanup } = await tempDir();
   try {
-    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    const reg = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'backward' });
     await reg.start();
     await reg.register('signup', {
       type: 'object',
@@ -63,7 +63,7 @@ test('validation reports the first problem with a JSON path; formats are checked
 test('incompatible schemas are refused with reasons unless compatibility is none', async () => {
   const { dir, cleanup } = await tempDir();
   try {
-    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    const reg = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'backward' });
     await reg.start();
     await reg.register('page_view', pageView);
     const stricter = { ...pageView, required: ['article_id', 'user_id'] };
@@ -80,7 +80,7 @@ test('incompatible schemas are refused with reasons unless compatibility is none
     await assert.rejects(reg.register('x', { type: 'nonsense' }), { code: 'SCHEMA_INVALID' });
     await assert.rejects(reg.register('x', [1]), { code: 'SCHEMA_INVALID' });
     await reg.close();
-    const again = new SchemaRegistry({ dir, defaultCompatibility: 'backward' });
+    const again = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'backward' });
     await again.start();
     assert.equal(again.compatibility('page_view'), 'none');
     await again.close();
@@ -95,11 +95,11 @@ test('schemas in a configured folder are registered at start', async () => {
     const folder = join(dir, 'schemas');
     await mkdir(folder);
     await writeFile(join(folder, 'click.json'), JSON.stringify({ type: 'object', properties: { x: { type: 'number' } } }));
-    const reg = new SchemaRegistry({ dir: join(dir, 'data'), defaultCompatibility: 'backward', loadDir: folder });
+    const reg = new SchemaRegistry({ kv: new FileKvStore(join(dir, 'data')), defaultCompatibility: 'backward', loadDir: folder });
     await reg.start();
     assert.equal(reg.latest('click')?.version, 1);
     await reg.close();
-    const again = new SchemaRegistry({ dir: join(dir, 'data'), defaultCompatibility: 'backward', loadDir: folder });
+    const again = new SchemaRegistry({ kv: new FileKvStore(join(dir, 'data')), defaultCompatibility: 'backward', loadDir: folder });
     await again.start();
     assert.equal(again.latest('click')?.version, 1, 'unchanged file adds no version');
     await again.close();
@@ -111,7 +111,7 @@ test('schemas in a configured folder are registered at start', async () => {
 test('a $ref loop that never reads into the event is refused, and a stored one rejects events instead of throwing', async () => {
   const { dir, cleanup } = await tempDir();
   try {
-    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'none' });
+    const reg = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'none' });
     await reg.start();
     const loops: [unknown, string][] = [
       [{ $ref: '#' }, '#/$ref'],
@@ -147,7 +147,7 @@ test('a $ref loop that never reads into the event is refused, and a stored one r
 test('a schema giving rules to a property named __proto__ is refused (the validator would skip them); constructor and toString are validated as own fields', async () => {
   const { dir, cleanup } = await tempDir();
   try {
-    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'none' });
+    const reg = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'none' });
     await reg.start();
     const cases: [string, string][] = [
       ['{"type": "object", "properties": {"__proto__": {"type": "string"}}}', '#/properties'],
@@ -180,9 +180,9 @@ test('a stored version the compiler now refuses rejects its events with the reas
     // Written as an older halflife would have: a lookahead pattern the linear-time engine cannot run.
     const { mkdir, writeFile } = await import('node:fs/promises');
     const { join } = await import('node:path');
-    await mkdir(join(dir, 'old'), { recursive: true });
-    await writeFile(join(dir, 'old', 'v1.json'), JSON.stringify({ version: 1, schema: { type: 'object', properties: { a: { type: 'string', pattern: '^(?=x)' } } }, createdAt: '2026-01-01T00:00:00.000Z' }));
-    const reg = new SchemaRegistry({ dir, defaultCompatibility: 'none' });
+    await mkdir(join(dir, 'schemas', 'old'), { recursive: true });
+    await writeFile(join(dir, 'schemas', 'old', 'v1.json'), JSON.stringify({ version: 1, schema: { type: 'object', properties: { a: { type: 'string', pattern: '^(?=x)' } } }, createdAt: '2026-01-01T00:00:00.000Z' }));
+    const reg = new SchemaRegistry({ kv: new FileKvStore(join(dir, 'state')), importDir: join(dir, 'schemas'), defaultCompatibility: 'none' });
     await reg.start();
     const result = reg.latest('old')!.validate({ a: 'x' });
     assert.equal(result.ok, false);
@@ -193,4 +193,55 @@ test('a stored version the compiler now refuses rejects its events with the reas
   } finally {
     await cleanup();
   }
+});
+
+test('a registry folder of the layout before the state store is imported once, then renamed', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const old = join(dir, 'schemas');
+    await mkdir(join(old, 'app.page_view'), { recursive: true });
+    await writeFile(join(old, 'app.page_view', 'v1.json'), JSON.stringify({ type: 'app.page_view', version: 1, schema: pageView, registeredAt: '2026-01-01T00:00:00.000Z' }));
+    await writeFile(join(old, 'app.page_view', 'v2.json'), JSON.stringify({ type: 'app.page_view', version: 2, schema: { ...pageView, required: [] }, registeredAt: '2026-01-02T00:00:00.000Z' }));
+    await writeFile(join(old, 'app.page_view', 'config.json'), JSON.stringify({ compatibility: 'none' }));
+    const kv = new FileKvStore(join(dir, 'state'));
+    const reg = new SchemaRegistry({ kv, importDir: old, defaultCompatibility: 'backward' });
+    await reg.start();
+    assert.deepEqual(reg.list(), [{ type: 'app.page_view', latestVersion: 2, versions: 2, compatibility: 'none' }]);
+    assert.equal((await reg.register('app.page_view', pageView)).version, 3);
+    await reg.close();
+    assert.deepEqual(await kv.keys('schemas'), ['schemas.app=2Epage_view.config', 'schemas.app=2Epage_view.v1', 'schemas.app=2Epage_view.v2', 'schemas.app=2Epage_view.v3']);
+    const again = new SchemaRegistry({ kv: new FileKvStore(join(dir, 'state')), importDir: old, defaultCompatibility: 'backward' });
+    await again.start();
+    assert.equal(again.latest('app.page_view')?.version, 3);
+    await again.close();
+    const { readdir } = await import('node:fs/promises');
+    assert.deepEqual((await readdir(dir)).sort(), ['schemas.imported', 'state']);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('two registries sharing one store (two nodes): versions registered on one are in force on the other, and version N is allocated once', async () => {
+  const kv = new FileKvStore();
+  const a = new SchemaRegistry({ kv, defaultCompatibility: 'none' });
+  const b = new SchemaRegistry({ kv, defaultCompatibility: 'none' });
+  await a.start();
+  await b.start();
+  const seenByB: number[] = [];
+  b.onRegistered((v) => seenByB.push(v.version));
+  await a.register('t', { type: 'object' });
+  assert.equal(b.latest('t')?.version, 1);
+  assert.deepEqual(b.latest('t')!.validate(5), { ok: false, message: 'data: must be object', path: '$.data' });
+  // Both register a different schema at once: one becomes version 2, the other version 3 (checked against 2).
+  const [ra, rb] = await Promise.all([a.register('t', { type: 'object', required: ['x'] }), b.register('t', { type: 'object', required: ['y'] })]);
+  assert.deepEqual([ra.version, rb.version].sort(), [2, 3]);
+  assert.equal(a.latest('t')?.version, 3);
+  assert.equal(b.latest('t')?.version, 3);
+  assert.deepEqual(a.versions('t').map((v) => v.version), [1, 2, 3]);
+  assert.deepEqual(b.versions('t').map((v) => v.version), [1, 2, 3]);
+  assert.deepEqual(seenByB, [1, 2, 3]);
+  await a.setCompatibility('t', 'backward');
+  assert.equal(b.compatibility('t'), 'backward');
+  await a.close();
+  await b.close();
 });

@@ -1,7 +1,7 @@
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Compatibility } from '../config/index.js';
-import { HalflifeError, LifecycleState, silentLogger, SystemClock, writeFileAtomic, type Clock, type Logger } from '../core/index.js';
+import { HalflifeError, kvName, kvToken, LifecycleState, silentLogger, SystemClock, type Clock, type KvChange, type KvStore, type KvWatch, type Logger } from '../core/index.js';
 import { backwardIncompatibilities, deepEqual } from './compatibility.js';
 import { findRefLoop, SchemaCompiler, type CompiledSchema, type ValidationLimits } from './compiler.js';
 import './errors.js';
@@ -30,8 +30,13 @@ export interface RegisterResult {
 }
 
 export interface SchemaRegistryOptions {
-  /** Folder the registry persists to (one sub-folder per type). */
-  readonly dir: string;
+  /**
+   * Where versions and settings live: `schemas.<type>.v<N>` (a version, created once: two nodes cannot both create
+   * version N) and `schemas.<type>.config`. Watched, so versions registered on another node come into force here.
+   */
+  readonly kv: KvStore;
+  /** A folder in the layout of halflife before the KvStore (`<type>/v<N>.json`), imported once and renamed. */
+  readonly importDir?: string;
   readonly defaultCompatibility: Compatibility;
   /** Folder of `<type>.json` files registered at start (optional). */
   readonly loadDir?: string | null | undefined;
@@ -61,8 +66,9 @@ export class SchemaRegistry {
   /** Per-type compatibility overrides (a type may have one before its first schema). */
   readonly #compat = new Map<string, Compatibility>();
   readonly #state = new LifecycleState('schema registry');
-  /** Registrations are serialised so two concurrent PUTs cannot both become version N. */
+  /** Registrations are serialised here; across nodes, the KvStore's create decides who gets version N. */
   #writes: Promise<unknown> = Promise.resolve();
+  #watch: KvWatch | undefined;
 
   constructor(options: SchemaRegistryOptions) {
     this.#compiler = new SchemaCompiler(options.validation);
@@ -73,27 +79,88 @@ export class SchemaRegistry {
 
   async start(): Promise<void> {
     this.#state.assertOpen();
-    await mkdir(this.#o.dir, { recursive: true });
-    for (const type of await readdir(this.#o.dir)) {
-      if (!TYPE_RE.test(type)) continue;
-      const dir = join(this.#o.dir, type);
-      const files = await readdir(dir);
-      if (files.includes('config.json')) {
-        const { compatibility } = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { compatibility: Compatibility };
-        this.#compat.set(type, compatibility);
+    const kv = this.#o.kv;
+    if (this.#o.importDir !== undefined) await this.#import(this.#o.importDir);
+    // Watch first, then read: a version registered elsewhere in between is seen at least once (applying is idempotent).
+    this.#watch = await kv.watch('schemas', (change) => this.#applyChange(change));
+    const byType = new Map<string, SchemaVersion[]>();
+    for (const key of await kv.keys('schemas')) {
+      const parsed = parseKey(key);
+      if (parsed === undefined) continue;
+      const entry = await kv.get(key);
+      if (entry === undefined) continue;
+      if (parsed.kind === 'config') {
+        this.#compat.set(parsed.type, (decode(entry.value) as { compatibility: Compatibility }).compatibility);
+        continue;
       }
-      const versions: SchemaVersion[] = [];
-      for (const f of files.filter((n) => /^v\d+\.json$/.test(n))) {
-        versions.push(JSON.parse(await readFile(join(dir, f), 'utf8')) as SchemaVersion);
-      }
-      if (versions.length === 0) continue;
+      const list = byType.get(parsed.type) ?? [];
+      list.push(versionOf(parsed, entry.value));
+      byType.set(parsed.type, list);
+    }
+    for (const [type, versions] of byType) {
       versions.sort((a, b) => a.version - b.version);
+      const known = this.#types.get(type);
+      if (known !== undefined && known.latest.version >= versions[versions.length - 1].version) continue;
       const last = versions[versions.length - 1];
       const latest = this.#compiler.compileStored(type, last.version, last.schema);
       if (latest.refused !== undefined) this.#logger.error({ type, version: last.version }, `schema registry: ${latest.refused}; its events are rejected until then`);
       this.#types.set(type, { versions, latest, compiled: new Map([[last.version, latest]]) });
     }
     if (this.#o.loadDir) await this.#loadFolder(this.#o.loadDir);
+  }
+
+  /** Imports a registry folder of the layout before the KvStore, then renames it `<dir>.imported`. */
+  async #import(dir: string): Promise<void> {
+    let types: string[];
+    try {
+      types = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    let imported = 0;
+    for (const type of types) {
+      if (!TYPE_RE.test(type)) continue;
+      const files = await readdir(join(dir, type));
+      for (const f of files) {
+        const key = f === 'config.json' ? configKey(type) : /^v\d+\.json$/.test(f) ? versionKey(type, Number(f.slice(1, -5))) : undefined;
+        if (key === undefined) continue;
+        const bytes = await readFile(join(dir, type, f));
+        // Already imported by an earlier start that stopped before the rename: keep what is there.
+        if ((await this.#o.kv.get(key)) === undefined) await this.#o.kv.put(key, new Uint8Array(bytes));
+        imported++;
+      }
+    }
+    await rename(dir, `${dir}.imported`);
+    this.#logger.info({ from: dir, files: imported }, 'schema registry: imported the schemas folder into the state store');
+  }
+
+  /** A version or setting written by any node (this one included): in force here once. */
+  #applyChange(change: KvChange): void {
+    const parsed = parseKey(change.key);
+    if (parsed === undefined || change.value === undefined) return;
+    if (parsed.kind === 'config') {
+      this.#compat.set(parsed.type, (decode(change.value) as { compatibility: Compatibility }).compatibility);
+      return;
+    }
+    this.#apply(versionOf(parsed, change.value));
+  }
+
+  /** Adds a version newer than the type's latest (and tells the listeners); an older or known one changes nothing. */
+  #apply(record: SchemaVersion, compiledHere?: CompiledSchema): void {
+    const entry = this.#types.get(record.type);
+    if (entry !== undefined && entry.latest.version >= record.version) return;
+    const compiled = compiledHere ?? this.#compiler.compileStored(record.type, record.version, record.schema);
+    if ('refused' in compiled && compiled.refused !== undefined) this.#logger.error({ type: record.type, version: record.version }, `schema registry: ${compiled.refused}`);
+    if (entry === undefined) {
+      this.#types.set(record.type, { versions: [record], latest: compiled, compiled: new Map([[record.version, compiled]]) });
+    } else {
+      entry.versions.push(record);
+      entry.latest = compiled;
+      entry.compiled.set(record.version, compiled);
+    }
+    this.#logger.info({ type: record.type, version: record.version }, 'schema registered');
+    for (const listener of this.#listeners) listener(record);
   }
 
   async #loadFolder(dir: string): Promise<void> {
@@ -172,7 +239,18 @@ export class SchemaRegistry {
    */
   register(type: string, schema: unknown): Promise<RegisterResult> {
     this.#state.assertOpen();
-    const run = this.#writes.then(() => this.#register(type, schema));
+    const run = this.#writes.then(async () => {
+      // Another node may take version N first: then that version is in force here (the watch), and the schema is
+      // checked again against it.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.#register(type, schema);
+        } catch (err) {
+          if (!(err instanceof HalflifeError) || err.code !== 'KV_CONFLICT' || attempt >= 5) throw err;
+          await this.#catchUp(type);
+        }
+      }
+    });
     this.#writes = run.catch(() => {});
     return run;
   }
@@ -202,19 +280,21 @@ export class SchemaRegistry {
       }
     }
     const record: SchemaVersion = { type, version, schema, registeredAt: new Date(this.#clock.now()).toISOString() };
-    const dir = join(this.#o.dir, type);
-    await mkdir(dir, { recursive: true });
-    await writeFileAtomic(join(dir, `v${version}.json`), JSON.stringify(record, null, 2) + '\n');
-    if (entry === undefined) {
-      this.#types.set(type, { versions: [record], latest: compiled, compiled: new Map([[version, compiled]]) });
-    } else {
-      entry.versions.push(record);
-      entry.latest = compiled;
-      entry.compiled.set(version, compiled);
-    }
-    this.#logger.info({ type, version }, 'schema registered');
-    for (const listener of this.#listeners) listener(record);
+    await this.#o.kv.create(versionKey(type, version), encode(record));
+    this.#apply(record, compiled);
     return { type, version, created: true };
+  }
+
+  /** Reads a type's versions from the store (after another node took the version this one tried to create). */
+  async #catchUp(type: string): Promise<void> {
+    const versions: SchemaVersion[] = [];
+    for (const key of await this.#o.kv.keys(`schemas.${kvToken(type)}`)) {
+      const parsed = parseKey(key);
+      if (parsed?.kind !== 'version') continue;
+      const e = await this.#o.kv.get(key);
+      if (e !== undefined) versions.push(versionOf(parsed, e.value));
+    }
+    for (const v of versions.sort((a, b) => a.version - b.version)) this.#apply(v);
   }
 
   /** Sets and persists a type's compatibility level (the type need not have a schema yet). */
@@ -225,9 +305,7 @@ export class SchemaRegistry {
       if (compatibility !== 'backward' && compatibility !== 'none') {
         throw new HalflifeError('INVALID_COMPATIBILITY', { value: JSON.stringify(compatibility) });
       }
-      const dir = join(this.#o.dir, type);
-      await mkdir(dir, { recursive: true });
-      await writeFileAtomic(join(dir, 'config.json'), JSON.stringify({ compatibility }) + '\n');
+      await this.#o.kv.put(configKey(type), encode({ compatibility }));
       this.#compat.set(type, compatibility);
     });
     this.#writes = run.catch(() => {});
@@ -237,9 +315,28 @@ export class SchemaRegistry {
   close(): Promise<void> {
     return this.#state.close(async () => {
       await this.#writes;
+      await this.#watch?.stop();
     });
   }
 }
+
+const versionKey = (type: string, version: number) => `schemas.${kvToken(type)}.v${version}`;
+const configKey = (type: string) => `schemas.${kvToken(type)}.config`;
+
+function parseKey(key: string): { kind: 'version'; type: string; version: number } | { kind: 'config'; type: string } | undefined {
+  const m = /^schemas\.([^.]+)\.(?:v(\d+)|(config))$/.exec(key);
+  if (m === null) return undefined;
+  const type = kvName(m[1]);
+  return m[3] === 'config' ? { kind: 'config', type } : { kind: 'version', type, version: Number(m[2]) };
+}
+
+/** A stored version; its type and number are the key's (records of older halflife versions lack the type). */
+function versionOf(key: { type: string; version: number }, bytes: Uint8Array): SchemaVersion {
+  return { ...(decode(bytes) as SchemaVersion), type: key.type, version: key.version };
+}
+
+const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+const decode = (bytes: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(bytes));
 
 
 /**

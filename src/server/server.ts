@@ -4,7 +4,7 @@ import { join, sep } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { HalflifeConfig } from '../config/index.js';
-import { HalflifeError, LifecycleState, packageVersion, SystemClock, type Clock, type Logger } from '../core/index.js';
+import { FileKvStore, HalflifeError, LifecycleState, packageVersion, SystemClock, type Clock, type Logger } from '../core/index.js';
 import { DeadLetterStore, Ingestor, IngestWorkers } from '../ingest/index.js';
 import { SegmentLog } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
@@ -39,6 +39,8 @@ export class HalflifeServer {
   readonly metrics: Metrics;
   readonly alerts: AlertManager;
   readonly registry: SchemaRegistry;
+  /** Shared state (schemas so far): files under <data>/state. */
+  readonly #kv: FileKvStore;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
   readonly engine: EngineHost;
@@ -80,8 +82,10 @@ export class HalflifeServer {
     const dlqFsync = config.log.fsync === 'always' ? 'always' : 'interval';
     this.#deadLetterLog = new SegmentLog({ dir: join(data, 'deadletters', 'log'), partitions: 1, fsync: dlqFsync, logger, clock });
     this.#replayLedger = new SegmentLog({ dir: join(data, 'deadletters', 'replayed'), partitions: 1, fsync: 'always', logger, clock });
+    this.#kv = new FileKvStore(join(data, 'state'));
     this.registry = new SchemaRegistry({
-      dir: join(data, 'schemas'),
+      kv: this.#kv,
+      importDir: join(data, 'schemas'),
       defaultCompatibility: config.schemas.compatibility,
       loadDir: config.schemas.dir,
       logger: logger.child({ component: 'schema' }),
@@ -282,6 +286,7 @@ export class HalflifeServer {
     this.logger.debug({}, 'shutdown: engine checkpointed and stopped');
     await this.deadLetters.close();
     await this.registry.close();
+    await this.#kv.close();
     await this.#replayLedger.close();
     await this.#deadLetterLog.close();
     await this.log.close();

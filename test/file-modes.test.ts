@@ -22,7 +22,7 @@ async function exposed(dir: string): Promise<string[]> {
 }
 
 /**
- * The data folder holds raw payloads and client addresses (dead letters), webhook secrets (alerts.json) and key
+ * The data folder holds raw payloads and client addresses (dead letters), webhook secrets (alert rules) and key
  * hashes: only its owner may read it (issue #11 item 13). A folder left 0755 by an older version is tightened.
  */
 test('halflife serve keeps its data folder 0700 and creates its files 0600', async () => {

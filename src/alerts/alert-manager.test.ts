@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { ManualClock } from '../core/index.js';
+import { FileKvStore, ManualClock } from '../core/index.js';
 import { WebhookSender } from '../sinks/index.js';
 import { tempDir } from '../../test/helpers/tmp.js';
 import { AlertManager, type AlertNotification } from './alert-manager.js';
@@ -27,7 +27,7 @@ async function manager(rows: () => Record<string, unknown>[], opts: { metric?: (
   const { dir, cleanup } = await tempDir();
   const clock = new ManualClock(1_800_000_000_000);
   const m = new AlertManager({
-    dir,
+    kv: new FileKvStore(dir),
     configRules: {},
     runSql: async () => ({ columns: ['version', 'rate'], rows: rows() }),
     metricSamples: async () => opts.metric?.() ?? [],
@@ -171,7 +171,7 @@ test('rules are validated, persisted across restarts, and deleting a firing rule
   const { dir, cleanup } = await tempDir();
   const make = () =>
     new AlertManager({
-      dir,
+      kv: new FileKvStore(dir),
       configRules: { from_config: { metric: 'x', threshold: 1 } },
       runSql: async () => ({ columns: ['v'], rows: [{ v: 'a' }] }),
       metricSamples: async () => [],
@@ -220,5 +220,47 @@ test('closing does not wait for a webhook that hangs longer than the grace', asy
     hanging.closeAllConnections();
     await new Promise((r) => hanging.close(r));
     await s.close().catch(() => {});
+  }
+});
+
+test('rules of an alerts.json of the earlier layout are imported once; a rule saved or deleted on one node applies on another', async () => {
+  const { dir, cleanup } = await tempDir();
+  const { writeFile, readdir } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const make = (kv: FileKvStore, importFile?: string) =>
+    new AlertManager({
+      kv,
+      ...(importFile === undefined ? {} : { importFile }),
+      configRules: {},
+      runSql: async () => ({ columns: ['v'], rows: [] }),
+      metricSamples: async () => [],
+      webhooks: new WebhookSender(),
+      clock: new ManualClock(0),
+      intervalMs: 3_600_000,
+    });
+  try {
+    const file = join(dir, 'alerts.json');
+    await writeFile(file, JSON.stringify({ format: 1, rules: { 'lag.high': { metric: 'halflife_consumer_lag_records', threshold: 5 } } }));
+    const kv = new FileKvStore(join(dir, 'state'));
+    const a = make(kv, file);
+    const b = make(kv);
+    await a.start();
+    await b.start();
+    assert.deepEqual(a.list().map((r) => r.name), ['lag.high']);
+    assert.deepEqual(b.list().map((r) => r.name), ['lag.high']);
+    assert.deepEqual((await readdir(dir)).sort(), ['alerts.json.imported', 'state']);
+    await a.put('errors', { metric: 'halflife_deadletters_total', threshold: 0 });
+    assert.equal(b.info('errors').rule.threshold, 0);
+    await b.delete('lag.high');
+    assert.throws(() => a.info('lag.high'), { code: 'ALERT_NOT_FOUND' });
+    await a.close();
+    await b.close();
+    // And after a restart, what was saved last.
+    const c = make(new FileKvStore(join(dir, 'state')), file);
+    await c.start();
+    assert.deepEqual(c.list().map((r) => r.name), ['errors']);
+    await c.close();
+  } finally {
+    await cleanup();
   }
 });

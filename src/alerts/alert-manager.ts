@@ -1,6 +1,5 @@
-import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { HalflifeError, LifecycleState, silentLogger, writeFileAtomic, type Clock, type Logger } from '../core/index.js';
+import { readFile, rename } from 'node:fs/promises';
+import { HalflifeError, LifecycleState, silentLogger, type Clock, type Logger, kvName, kvToken, type KvChange, type KvStore, type KvWatch } from '../core/index.js';
 import { redactUrl, type WebhookOptions, type WebhookSender } from '../sinks/index.js';
 import { compareWith, validateRule, type AlertRule, type AlertRuleSpec } from './rule.js';
 import './errors.js';
@@ -53,8 +52,10 @@ export interface AlertNotification {
 }
 
 export interface AlertManagerOptions {
-  /** Folder where rules made through the API persist (`alerts.json`). */
-  readonly dir: string;
+  /** Where rules made through the API persist (`alerts.<name>`), watched so a rule saved on another node applies here. */
+  readonly kv: KvStore;
+  /** An `alerts.json` of the layout before the state store, imported once and renamed `alerts.json.imported`. */
+  readonly importFile?: string;
   /** Rules from the config, by name. */
   readonly configRules: Readonly<Record<string, unknown>>;
   /** Runs a SELECT over views. */
@@ -93,7 +94,6 @@ interface Runtime {
   delivery: Promise<void>;
 }
 
-const FILE = 'alerts.json';
 const HISTORY = 200;
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -113,6 +113,7 @@ export class AlertManager {
   #timer: NodeJS.Timeout | undefined;
   #evaluating: Promise<void> | undefined;
   #writes: Promise<unknown> = Promise.resolve();
+  #watch: KvWatch | undefined;
 
   constructor(options: AlertManagerOptions) {
     this.#o = options;
@@ -122,17 +123,44 @@ export class AlertManager {
   async start(): Promise<void> {
     this.#state.assertOpen();
     for (const [name, spec] of Object.entries(this.#o.configRules)) this.#install(this.#validate(name, spec), 'config');
-    for (const [name, spec] of Object.entries(await this.#load())) this.#install(this.#validate(name, spec), 'api');
+    if (this.#o.importFile !== undefined) await this.#import(this.#o.importFile);
+    this.#watch = await this.#o.kv.watch('alerts', (change) => this.#applyChange(change));
+    for (const key of await this.#o.kv.keys('alerts')) {
+      const entry = await this.#o.kv.get(key);
+      if (entry !== undefined) this.#install(this.#validate(nameOf(key), decode(entry.value)), 'api');
+    }
     this.#timer = setInterval(() => void this.evaluate(), this.#o.intervalMs);
     this.#timer.unref();
   }
 
-  async #load(): Promise<Record<string, unknown>> {
+  /** Imports the rules of an `alerts.json` (the layout before the state store), then renames the file. */
+  async #import(file: string): Promise<void> {
+    let rules: Record<string, unknown>;
     try {
-      return (JSON.parse(await readFile(join(this.#o.dir, FILE), 'utf8')) as { rules: Record<string, unknown> }).rules;
+      rules = (JSON.parse(await readFile(file, 'utf8')) as { rules: Record<string, unknown> }).rules;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
+    }
+    for (const [name, spec] of Object.entries(rules)) if ((await this.#o.kv.get(ruleKey(name))) === undefined) await this.#o.kv.put(ruleKey(name), encode(spec));
+    await rename(file, `${file}.imported`);
+    this.#logger.info({ from: file, rules: Object.keys(rules).length }, 'alerts: imported alerts.json into the state store');
+  }
+
+  /** A rule saved or deleted on any node (this one included): the same here. */
+  #applyChange(change: KvChange): void {
+    const name = nameOf(change.key);
+    const current = this.#rules.get(name);
+    if (change.value === undefined) {
+      if (current?.source === 'api') this.#remove(name, current);
+      return;
+    }
+    const spec = decode(change.value);
+    if (current !== undefined && JSON.stringify(current.rule.spec) === JSON.stringify(spec)) return;
+    try {
+      this.#install(this.#validate(name, spec), 'api');
+    } catch (err) {
+      this.#logger.error({ rule: name, err }, 'alerts: a rule saved elsewhere is not valid here');
     }
   }
 
@@ -157,7 +185,7 @@ export class AlertManager {
     const rule = this.#validate(name, spec);
     if (rule.kind === 'sql') await this.#o.runSql(rule.spec.sql!);
     this.#install(rule, 'api');
-    await this.#persist();
+    await this.#persist(name, rule.spec);
     this.#logger.info({ rule: name }, 'alert rule saved');
     await this.#evaluateRule(this.#rules.get(name)!);
     return this.info(name);
@@ -177,19 +205,20 @@ export class AlertManager {
     this.#state.assertOpen();
     const rt = this.#rules.get(name);
     if (rt === undefined) throw new HalflifeError('ALERT_NOT_FOUND', { name });
-    for (const [key, g] of rt.groups) this.#leave(rt, key, g, this.#o.clock.now());
-    this.#rules.delete(name);
-    await this.#persist();
+    this.#remove(name, rt);
+    await this.#persist(name, undefined);
     await rt.delivery;
   }
 
-  #persist(): Promise<void> {
-    const rules = Object.fromEntries([...this.#rules].filter(([, r]) => r.source === 'api').map(([n, r]) => [n, r.rule.spec]));
-    const run = this.#writes.then(async () => {
-      await mkdir(this.#o.dir, { recursive: true });
-      const path = join(this.#o.dir, FILE);
-      await writeFileAtomic(path, JSON.stringify({ format: 1, rules }, null, 2) + '\n');
-    });
+  /** Drops a rule; groups it had firing are resolved. */
+  #remove(name: string, rt: Runtime): void {
+    for (const [key, g] of rt.groups) this.#leave(rt, key, g, this.#o.clock.now());
+    this.#rules.delete(name);
+  }
+
+  /** Saves (or with no spec, deletes) a rule made through the API, in order with the others. */
+  #persist(name: string, spec: unknown): Promise<void> {
+    const run = this.#writes.then(() => (spec === undefined ? this.#o.kv.delete(ruleKey(name)) : this.#o.kv.put(ruleKey(name), encode(spec)).then(() => {})));
     this.#writes = run.catch(() => {});
     return run;
   }
@@ -357,6 +386,7 @@ export class AlertManager {
   close(deliveryGraceMs = 2000): Promise<void> {
     return this.#state.close(async () => {
       clearInterval(this.#timer);
+      await this.#watch?.stop();
       await this.#evaluating;
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), deliveryGraceMs)));
@@ -376,3 +406,8 @@ function describe(labels: Record<string, string>): string {
   const parts = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
   return parts.length === 0 ? '' : ` (${parts.join(', ')})`;
 }
+
+const ruleKey = (name: string) => `alerts.${kvToken(name)}`;
+const nameOf = (key: string) => kvName(key.slice('alerts.'.length));
+const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+const decode = (bytes: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(bytes));

@@ -125,7 +125,8 @@ export class HalflifeServer {
     });
     this.keys = new KeyStore(data, logger.child({ component: 'auth' }));
     this.alerts = new AlertManager({
-      dir: data,
+      kv: this.#kv,
+      importFile: join(data, 'alerts.json'),
       configRules: config.alerts.rules,
       runSql: (sql) => this.engine.query(sql),
       metricSamples: (name) => this.metrics.samples(name),

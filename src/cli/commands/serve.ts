@@ -33,7 +33,7 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
       flags: { dataDir: flags.data, 'server.host': flags.host, 'server.port': port },
     });
     await probeListen(config.server.host, config.server.port);
-    // Every file the server creates (segments, dead letters with raw payloads, alerts.json with webhook secrets) is
+    // Every file the server creates (segments, dead letters with raw payloads, alert rules with webhook secrets) is
     // its owner's alone: 0600, folders 0700. The process is the server's, so its umask is ours to set.
     process.umask(0o077);
     server = new HalflifeServer({ config });

@@ -1,4 +1,5 @@
-import { serialize, deserialize } from 'node:v8';
+import { deserialize } from 'node:v8';
+import { decodeCheckpoint, encodeCheckpoint, isEncodedCheckpoint } from './checkpoint-codec.js';
 import {
   BucketHistogram,
   FRESHNESS_BUCKETS_S,
@@ -174,7 +175,8 @@ export class Engine {
     const n = this.#o.log.partitionCount;
     if (saved !== undefined) {
       try {
-        const cp = deserialize(saved) as { format: number; sql: string; offsets: number[]; startOffsets: number[]; owned: number[] | null; state: SavedViewState };
+        // Checkpoints of halflife before the codec were v8.serialize output: read once, written anew in the codec.
+        const cp = (isEncodedCheckpoint(saved) ? decodeCheckpoint(saved) : deserialize(saved)) as { format: number; sql: string; offsets: number[]; startOffsets: number[]; owned: number[] | null; state: SavedViewState };
         // A checkpoint made for other partitions (the worker count changed) cannot be restored: rebuild.
         const owned = this.#owned === undefined ? null : [...this.#owned].sort((a, b) => a - b);
         if (cp.format === CHECKPOINT_FORMAT && cp.sql === plan.sql && cp.offsets.length === n && JSON.stringify(cp.owned ?? null) === JSON.stringify(owned)) {
@@ -669,7 +671,7 @@ export class Engine {
       }
       v.memoryBytes = size;
       const owned = this.#owned === undefined ? null : [...this.#owned].sort((a, b) => a - b);
-      const bytes = serialize({ format: CHECKPOINT_FORMAT, sql: v.plan.sql, offsets: [...v.offsets], startOffsets: v.startOffsets, owned, state: v.state.save() });
+      const bytes = encodeCheckpoint({ format: CHECKPOINT_FORMAT, sql: v.plan.sql, offsets: [...v.offsets], startOffsets: v.startOffsets, owned, state: v.state.save() });
       await this.#o.store.saveCheckpoint(name, bytes);
       v.lastCheckpointMs = this.#clock.now();
       v.lastCheckpointDurationMs = performance.now() - t0;

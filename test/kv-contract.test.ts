@@ -176,14 +176,19 @@ for (const b of backends) {
         const kv = await b.fresh();
         await kv.put('schemas.t.1', enc('one'));
         const r = await kv.put('schemas.t.2', enc('two'));
+        const seen: KvChange[] = [];
+        const w = await kv.watch('', (c) => seen.push(c));
         await kv.put('gone', enc('x'));
         await kv.delete('gone');
+        await until(seen, (s) => s.length >= 2);
+        await w.stop();
+        const deletedAt = seen[1].revision;
         const again = await b.reopen!(kv);
         assert.deepEqual(await again.keys('schemas'), ['schemas.t.1', 'schemas.t.2']);
         assert.equal(dec((await again.get('schemas.t.2'))?.value), 'two');
         assert.equal((await again.get('schemas.t.2'))?.revision, r);
         assert.equal(await again.get('gone'), undefined);
-        assert.ok((await again.put('schemas.t.3', enc('three'))) > r);
+        assert.ok((await again.put('schemas.t.3', enc('three'))) > deletedAt, 'a revision is never given twice');
         await assert.rejects(again.create('schemas.t.1', enc('dup')), { code: 'KV_CONFLICT' });
       });
     }

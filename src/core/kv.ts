@@ -101,6 +101,9 @@ export function kvName(token: string): string {
   return Buffer.from(bytes).toString('utf8');
 }
 
+/** The file keeping the revision of the last delete. */
+const REVISION_FILE = '.revision';
+
 /** Revision header of a stored file: 8 bytes, big-endian, before the value. */
 const HEADER = 8;
 
@@ -128,6 +131,12 @@ export class FileKvStore implements KvStore {
     this.#opened = true;
     if (this.#dir === undefined) return;
     await mkdir(this.#dir, { recursive: true });
+    // The revision of the last delete (no file holds it); a name no key maps to (keys have no leading dot).
+    try {
+      this.#revision = Number(await readFile(join(this.#dir, REVISION_FILE), 'utf8')) || 0;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
     for (const file of await readdir(this.#dir, { recursive: true })) {
       if (!file.endsWith('.kv')) continue;
       const bytes = await readFile(join(this.#dir, file));
@@ -210,13 +219,17 @@ export class FileKvStore implements KvStore {
     checkKvKey(key);
     return this.#serial(async () => {
       if (!this.#entries.has(key)) return;
+      const revision = this.#revision + 1;
       if (this.#dir !== undefined) {
+        // Revisions never repeat, also across a restart after deletes.
+        await writeFileAtomic(join(this.#dir, REVISION_FILE), `${revision}\n`);
         const path = this.#path(key);
         await rm(path, { force: true });
         await syncDir(dirname(path));
       }
+      this.#revision = revision;
       this.#entries.delete(key);
-      this.#notify({ key, value: undefined, revision: ++this.#revision });
+      this.#notify({ key, value: undefined, revision });
     });
   }
 

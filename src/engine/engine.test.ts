@@ -171,3 +171,23 @@ test('checkpoints are written in the versioned codec, and a checkpoint of the ea
     assert.ok(isEncodedCheckpoint((await store.loadCheckpoint('v'))!), 'the final checkpoint is in the codec again');
   }
 });
+
+test('a running engine applies records as they are appended: it waits on the log (tail), not on a timer', async () => {
+  const log = new MemoryLog(2);
+  // No timer would wake it within the test: only the log's tail can.
+  const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0), idleTickMs: 600_000 });
+  await engine.start();
+  await engine.createView('n', 'CREATE VIEW n AS SELECT COUNT(*) AS n FROM e');
+  for (let round = 1; round <= 3; round++) {
+    // Let the engine go idle (waiting) before each append.
+    await new Promise((r) => setTimeout(r, 20));
+    await feed(log, 5, round * 1000, 1);
+    const t0 = Date.now();
+    while (engine.info('n').appliedRecords < round * 5) {
+      assert.ok(Date.now() - t0 < 30_000, `round ${round}: the appended records were not applied`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+  assert.equal(engine.info('n').lag, 0);
+  await engine.close();
+});

@@ -18,7 +18,7 @@ import {
   type HistogramSnapshot,
   type Logger,
 } from '../core/index.js';
-import { batchKey, type Log, type RecordBatch } from '../log/index.js';
+import { batchKey, positionAfter, type Log, type RecordBatch } from '../log/index.js';
 import { compareForOrder, planView, toText, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
 import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
@@ -44,8 +44,11 @@ export interface EngineOptions {
   readonly logger?: Logger;
   /** State and offsets are saved together this often (default 5 s), and on close. */
   readonly checkpointIntervalMs?: number;
-  /** How long the engine waits before looking for new records once caught up (default 20 ms). */
-  readonly pollMs?: number;
+  /**
+   * Once caught up, the engine waits for new records with the log's `tail` and wakes as they are appended; while
+   * none arrive it still moves time forward (closing windows, marking partitions idle) this often (default 100 ms).
+   */
+  readonly idleTickMs?: number;
   /** Records read per partition per step (default 2,000). */
   readonly batchRecords?: number;
   /**
@@ -111,6 +114,8 @@ interface Runtime {
   offsets: number[];
   /** Where the view started, per partition (for progress). */
   startOffsets: number[];
+  /** Records applied since the view started or was restored. */
+  applied: number;
   lastCheckpointMs: number | null;
   lastCheckpointDurationMs: number | null;
   /** State size as of the last checkpoint (computing it walks every row). */
@@ -195,6 +200,7 @@ export class Engine {
             state: ViewState.restore(plan, n, cp.state, this.#clock.now()),
             offsets: cp.offsets,
             startOffsets: cp.startOffsets,
+            applied: 0,
             lastCheckpointMs: null,
             lastCheckpointDurationMs: null,
             memoryBytes: undefined,
@@ -213,7 +219,7 @@ export class Engine {
   #fresh(plan: ViewPlan): Runtime {
     const stats = this.#o.log.stats().partitions;
     const offsets = stats.map((p) => (plan.options.start === 'latest' ? p.nextOffset : p.firstOffset) as number);
-    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], lastCheckpointMs: null, lastCheckpointDurationMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length), evalErrors: 0 };
+    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], applied: 0, lastCheckpointMs: null, lastCheckpointDurationMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length), evalErrors: 0 };
   }
 
   /** Plans and starts a view (backfilling from the log start unless `start = 'latest'`). */
@@ -258,23 +264,24 @@ export class Engine {
 
   /** Every view's lag (records not yet applied), without the rest of `info` (its memory walk): polled often. */
   lags(): { name: string; lag: number }[] {
-    const stats = this.#o.log.stats().partitions;
-    return [...this.#views].map(([name, r]) => ({
-      name,
-      lag: stats.reduce((a, p, i) => a + (this.#owns(i) ? Math.max(0, p.nextOffset - r.offsets[i]) : 0), 0),
-    }));
+    const log = this.#o.log;
+    return [...this.#views].map(([name, r]) => {
+      let lag = 0;
+      for (let p = 0; p < r.offsets.length; p++) if (this.#owns(p)) lag += log.lag(p, r.offsets[p]);
+      return { name, lag };
+    });
   }
 
   info(name: string): ViewInfo {
     const r = this.#runtime(name);
-    const stats = this.#o.log.stats().partitions;
+    const log = this.#o.log;
     let lag = 0;
     let total = 0;
-    stats.forEach((p, i) => {
-      if (!this.#owns(i)) return;
-      lag += Math.max(0, p.nextOffset - r.offsets[i]);
-      total += Math.max(0, p.nextOffset - r.startOffsets[i]);
-    });
+    for (let p = 0; p < r.offsets.length; p++) {
+      if (!this.#owns(p)) continue;
+      lag += log.lag(p, r.offsets[p]);
+      total += log.lag(p, r.startOffsets[p]);
+    }
     return {
       name,
       sql: r.plan.sql,
@@ -291,7 +298,7 @@ export class Engine {
       lateEvents: r.state.lateCount,
       lastCheckpointMs: r.lastCheckpointMs,
       lastCheckpointDurationMs: r.lastCheckpointDurationMs,
-      appliedRecords: r.offsets.reduce((a, o, i) => a + (this.#owns(i) ? o - r.startOffsets[i] : 0), 0),
+      appliedRecords: r.applied,
       memoryBudgetBytes: r.plan.options.memoryBudgetBytes,
       evictedRows: r.evictedRows,
       offsets: [...r.offsets],
@@ -513,11 +520,13 @@ export class Engine {
     const buf = batch.buffer;
     for (let r = from; r < to; r++) {
       const offset = batch.offsets[r];
+      const after = positionAfter(batch, r);
       const at = batch.valueStarts[r];
       let row: EventRow | null | undefined;
       for (const v of views) {
         if (v.offsets[p] > offset) continue;
-        v.offsets[p] = offset + 1;
+        v.offsets[p] = after;
+        v.applied++;
         const plan = v.plan;
         if (plan.source !== ALL_STREAMS && !eventRecordIs(buf, plan.source, at)) continue;
         if (row === undefined) {
@@ -634,7 +643,7 @@ export class Engine {
   }
 
   async #loop(): Promise<void> {
-    const poll = this.#o.pollMs ?? 20;
+    const tick = this.#o.idleTickMs ?? 100;
     let failures = 0;
     while (!this.#stopping) {
       let read = 0;
@@ -646,14 +655,36 @@ export class Engine {
         if (failures++ === 0 || failures % 60 === 0) this.#logger.error({ err, failures }, 'engine step failed');
       }
       if (this.#stopping) break;
-      // Yield between steps so queries are served; sleep briefly once caught up, longer after failures.
-      const wait = failures > 0 ? Math.min(5000, 100 * 2 ** Math.min(failures, 6)) : read > 0 ? 0 : poll;
+      if (read > 0 && failures === 0) {
+        // Yield between steps so queries are served.
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
+      // Caught up: wait for records on any partition a view reads (or a new view, or the time to move windows on).
+      const wait = failures > 0 ? Math.min(5000, 100 * 2 ** Math.min(failures, 6)) : tick;
+      const stop = new AbortController();
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
         this.#timer = setTimeout(resolve, wait);
+        if (failures === 0) for (const [p, from] of this.#positions()) void this.#o.log.tail(p, from, stop.signal).then((ready) => ready && resolve(), () => {});
       });
+      stop.abort();
+      clearTimeout(this.#timer);
       this.#wake = undefined;
     }
+  }
+
+  /** The position each owned partition is next read from (the slowest view's). */
+  #positions(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const v of this.#views.values()) {
+      for (let p = 0; p < v.offsets.length; p++) {
+        if (!this.#owns(p)) continue;
+        const at = out.get(p);
+        if (at === undefined || v.offsets[p] < at) out.set(p, v.offsets[p]);
+      }
+    }
+    return out;
   }
 
   /** Saves every view's state with its offsets (atomically per view) and records the offsets in the log. */

@@ -65,7 +65,7 @@ export class DeadLetterStore {
       const batch = await this.#ledger.read(0, from, { maxRecords: 10_000 });
       if (batch.length === 0) break;
       for (const r of batch) this.#replayed.add(Number(Buffer.from(r.value).toString('utf8')));
-      from = batch[batch.length - 1].offset + 1;
+      from = batch[batch.length - 1].next;
     }
   }
 
@@ -130,7 +130,7 @@ export class DeadLetterStore {
         if (filter.sinceMs !== undefined && letter.received_at < filter.sinceMs) continue;
         if (!(await visit(letter))) return;
       }
-      from = batch[batch.length - 1].offset + 1;
+      from = batch[batch.length - 1].next;
     }
   }
 

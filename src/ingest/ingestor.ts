@@ -169,7 +169,7 @@ export class Ingestor {
     const replayedIds: number[] = [];
     let ids = 0;
     for (const p of log.stats().partitions) {
-      let from = Math.max(p.firstOffset, p.nextOffset - perPartition, await log.offsetForTime(p.partition, now - dedupWindowMs));
+      let from = await this.#recentStart(p.partition, now - dedupWindowMs, now, perPartition);
       while (from < p.nextOffset) {
         const batch = await log.read(p.partition, from, { maxRecords: 5000, maxBytes: 8 * 1024 * 1024 });
         if (batch.length === 0) break;
@@ -182,12 +182,35 @@ export class Ingestor {
           const replayOf = eventRecordReplayOf(r.value);
           if (replayOf !== undefined && !this.#o.deadLetters.isReplayed(replayOf)) replayedIds.push(replayOf);
         }
-        from = batch[batch.length - 1].offset + 1;
+        from = batch[batch.length - 1].next;
       }
     }
     // A crash between a replay's append and its ledger entry: finish the ledger now.
     await this.#o.deadLetters.markReplayed(replayedIds);
     if (ids > 0) this.#logger.info({ ids }, 'dedup window rebuilt from the log');
+  }
+
+  /**
+   * Where to start reading a partition to see its records since `sinceMs`, but at most about `max` of them (the
+   * newest): positions are not counts, so this searches by time for the point `lag` says is close enough.
+   */
+  async #recentStart(partition: number, sinceMs: number, nowMs: number, max: number): Promise<number> {
+    const log = this.#o.log;
+    let from = await log.offsetForTime(partition, sinceMs);
+    if (log.lag(partition, from) <= max) return from;
+    let lo = sinceMs;
+    let hi = Math.max(nowMs, sinceMs + 1);
+    from = await log.offsetForTime(partition, hi);
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      const at = await log.offsetForTime(partition, mid);
+      if (log.lag(partition, at) > max) lo = mid;
+      else {
+        hi = mid;
+        from = at;
+      }
+    }
+    return from;
   }
 
   /**

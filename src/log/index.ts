@@ -1,5 +1,6 @@
-export type { Log, AppendRecord, AppendAck, LogRecord, LogStats, PartitionStats, ReadOptions, RecordValue, RecordEncoder, RecordBatch } from './log.js';
-export { valueByteLength, valueBytes, recordsToBatch, batchKey } from './log.js';
+export type { Log, LogWriter, LogReader, OffsetStore, AppendRecord, AppendAck, LogRecord, LogStats, PartitionStats, ReadOptions, RecordValue, RecordEncoder, RecordBatch } from './log.js';
+export { valueByteLength, valueBytes, recordsToBatch, batchKey, positionAfter, lagOf } from './log.js';
+export { TailWaiters } from './tail.js';
 export { SegmentLog } from './segment-log.js';
 export type { SegmentLogOptions, FsyncPolicy, LogObserver } from './segment-log.js';
 export { MemoryLog } from './memory-log.js';
@@ -7,3 +8,8 @@ export { Partitioner } from './partitioner.js';
 export { LogErrors } from './errors.js';
 export { repairLog } from './repair.js';
 export type { RepairAction, RepairOptions } from './repair.js';
+export { RemoteLog, LogPort, watchLog, statsWire } from './remote-log.js';
+export type { WireBatch, PartitionStatsWire, LogRequest, LogReply } from './remote-log.js';
+export { JetStreamLog } from './jetstream-log.js';
+export type { JetStreamLogOptions } from './jetstream-log.js';
+export { KvOffsetStore } from './kv-offsets.js';

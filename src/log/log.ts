@@ -1,4 +1,4 @@
-import { readUtf8, type Lifecycle, type Offset, type PartitionId } from '../core/index.js';
+import { HalflifeError, readUtf8, type Lifecycle, type Offset, type PartitionId } from '../core/index.js';
 
 /** A record to append. The log chooses the partition from `key` unless `partition` is given. */
 export interface AppendRecord {
@@ -31,8 +31,8 @@ export function valueByteLength(value: RecordValue): number {
   return value.byteLength;
 }
 
-/** Builds a batch from records (for backends without a native columnar read). */
-export function recordsToBatch(partition: PartitionId, records: readonly LogRecord[]): RecordBatch {
+/** Builds a batch from records read from `from` (for backends without a native columnar read). */
+export function recordsToBatch(partition: PartitionId, records: readonly LogRecord[], from: number): RecordBatch {
   let total = 0;
   for (const r of records) total += r.value.length + (r.key === undefined ? 0 : Buffer.byteLength(r.key));
   const buffer = Buffer.allocUnsafe(total);
@@ -47,6 +47,7 @@ export function recordsToBatch(partition: PartitionId, records: readonly LogReco
     valueEnds: new Uint32Array(n),
     keyStarts: new Int32Array(n),
     keyEnds: new Int32Array(n),
+    next: n === 0 ? from : records[n - 1].next,
   };
   let pos = 0;
   records.forEach((r, i) => {
@@ -77,7 +78,10 @@ export function valueBytes(value: RecordValue): Uint8Array {
 
 export interface LogRecord {
   readonly partition: PartitionId;
+  /** The record's position: an opaque cursor, ordered within its partition but not dense (see `Offset`). */
   readonly offset: Offset;
+  /** The position right after this record: where a reader that has taken it goes on. */
+  readonly next: Offset;
   readonly timestampMs: number;
   readonly key: string | undefined;
   /** Payload bytes; may be a view into a larger read buffer, copy it if you keep it long. */
@@ -100,6 +104,16 @@ export interface RecordBatch {
   /** Key of record i is buffer[keyStarts[i], keyEnds[i]) (keyStarts[i] -1: no key); see `batchKey`. */
   readonly keyStarts: Int32Array;
   readonly keyEnds: Int32Array;
+  /**
+   * Where to read on after this batch: the position after its last record (for an empty batch, the position it
+   * was read from). The position after record i < count - 1 is `offsets[i + 1]`; see `positionAfter`.
+   */
+  readonly next: number;
+}
+
+/** The position right after record `i` of a batch (where a reader that has applied it goes on). */
+export function positionAfter(batch: RecordBatch, i: number): number {
+  return i + 1 < batch.count ? batch.offsets[i + 1] : batch.next;
 }
 
 /** The key of record `i` of a batch (decoded on demand: most consumers never need it). */
@@ -115,12 +129,27 @@ export interface AppendAck {
 
 export interface PartitionStats {
   readonly partition: PartitionId;
-  /** Oldest offset still held (retention moves it forward). */
+  /** Position of the oldest record still held (retention moves it forward). */
   readonly firstOffset: Offset;
-  /** Offset the next record will get; records = nextOffset - firstOffset. */
+  /** The position after the newest record: a reader at it has read everything. */
   readonly nextOffset: Offset;
+  /** Records held (an estimate where a backend cannot count them cheaply: see the backend). */
   readonly records: number;
   readonly bytes: number;
+}
+
+/**
+ * Records of a partition at or after `from`, from its stats. Exact where positions are dense (the embedded and
+ * memory logs: records = nextOffset - firstOffset); elsewhere the records held, spread evenly over the positions.
+ * The one place that does arithmetic on positions outside a backend.
+ */
+export function lagOf(p: PartitionStats, from: number): number {
+  if (from >= p.nextOffset) return 0;
+  if (from <= p.firstOffset) return p.records;
+  const span = p.nextOffset - p.firstOffset;
+  if (span === p.records) return p.nextOffset - from;
+  // A reader short of the end has at least one record ahead.
+  return Math.max(1, Math.min(p.records, Math.round((p.records * (p.nextOffset - from)) / span)));
 }
 
 export interface LogStats {
@@ -137,25 +166,57 @@ export interface ReadOptions {
 }
 
 /**
- * A durable, partitioned, replayable log of opaque records. Backends: `SegmentLog` (embedded segment files,
- * the default), `MemoryLog` (tests); a NATS JetStream backend implements the same contract.
- *
- * `append` resolves only once the records are durable under the backend's durability policy; records become
- * readable at the same moment.
+ * Writes records to a durable, partitioned log. `append` resolves only once the records are durable under the
+ * backend's durability policy; records become readable at the same moment.
  */
-export interface Log extends Lifecycle {
+export interface LogWriter extends Lifecycle {
   readonly partitionCount: number;
   /** The partition a key would be written to (pinned keys get their dedicated partition). */
   partitionFor(key: string): PartitionId;
   append(records: readonly AppendRecord[]): Promise<AppendAck[]>;
-  /** Records of one partition from `from` (clamped to the first retained offset). */
+}
+
+/**
+ * Reads a partitioned log from positions. A position (`Offset`) is an opaque cursor owned by the backend: ordered
+ * within a partition, so positions compare, but not dense (a JetStream sequence counts the whole stream and one
+ * message holds a batch): outside `src/log` nothing adds to or subtracts from one. Go on from `LogRecord.next` /
+ * `RecordBatch.next`; ask `lag` how many records lie ahead.
+ */
+export interface LogReader extends Lifecycle {
+  readonly partitionCount: number;
+  /** Records of one partition from `from` (clamped to the first retained position). */
   read(partition: number, from: number, options?: ReadOptions): Promise<LogRecord[]>;
   /** Like `read`, in columns (may return fewer records than `read` would: one segment chunk at most). */
   readBatch(partition: number, from: number, options?: ReadOptions): Promise<RecordBatch>;
-  /** The first offset whose record has timestampMs >= `timeMs`, or nextOffset when there is none. */
+  /** The first position whose record has timestampMs >= `timeMs`, or nextOffset when there is none. */
   offsetForTime(partition: number, timeMs: number): Promise<Offset>;
   stats(): LogStats;
-  /** Durably records a consumer's position: the next offset it will read, per partition. */
+  /** Records of `partition` at or after `from` not read yet (computed by the backend; see `lagOf`). */
+  lag(partition: number, from: number): number;
+  /**
+   * Resolves true once a record at or after `from` can be read from `partition` (at once if one can now), false
+   * when `signal` aborts or the log closes first. Readers wait with this instead of polling.
+   */
+  tail(partition: number, from: number, signal?: AbortSignal): Promise<boolean>;
+}
+
+/** Committed consumer positions, per partition (what a consumer has applied for good). */
+export interface OffsetStore {
+  /** Durably records a consumer's position: the next position it will read, per partition. */
   commitOffsets(consumer: string, offsets: Readonly<Record<number, number>>): Promise<void>;
   committedOffsets(consumer: string): Promise<Record<number, Offset>>;
+}
+
+/**
+ * A durable, partitioned, replayable log of opaque records, with its consumers' positions. Backends: `SegmentLog`
+ * (embedded segment files, the default), `MemoryLog` (tests) and `JetStreamLog` (NATS JetStream).
+ */
+export interface Log extends LogWriter, LogReader, OffsetStore {}
+
+const CONSUMER_RE = /^[A-Za-z0-9_.-]{1,128}$/;
+
+/** Refuses a consumer name outside 1-128 letters, digits, ".", "_" or "-" (INVALID_CONSUMER_NAME). */
+export function checkConsumerName(consumer: string): string {
+  if (typeof consumer !== 'string' || !CONSUMER_RE.test(consumer)) throw new HalflifeError('INVALID_CONSUMER_NAME', { name: JSON.stringify(consumer) });
+  return consumer;
 }

@@ -7,8 +7,9 @@ import {
   type Offset,
   type PartitionId,
 } from '../core/index.js';
-import { recordsToBatch, valueBytes, type RecordBatch, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions } from './log.js';
+import { checkConsumerName, lagOf, recordsToBatch, valueBytes, type RecordBatch, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions } from './log.js';
 import { Partitioner } from './partitioner.js';
+import { TailWaiters } from './tail.js';
 
 /** The in-memory twin of `SegmentLog`, for tests of the rooms above the log. Durable only until close. */
 export class MemoryLog implements Log {
@@ -18,12 +19,14 @@ export class MemoryLog implements Log {
   readonly #bytes: number[];
   readonly #consumers = new Map<string, Record<number, Offset>>();
   readonly #state = new LifecycleState('log');
+  readonly #tails: TailWaiters;
 
   constructor(partitions = 8, pinnedKeys: Readonly<Record<string, number>> = {}) {
     this.partitionCount = partitions;
     this.#partitioner = new Partitioner(partitions, pinnedKeys);
     this.#records = Array.from({ length: partitions }, () => []);
     this.#bytes = new Array<number>(partitions).fill(0);
+    this.#tails = new TailWaiters(partitions);
   }
 
   async start(): Promise<void> {
@@ -37,7 +40,8 @@ export class MemoryLog implements Log {
   async append(records: readonly AppendRecord[]): Promise<AppendAck[]> {
     this.#state.assertOpen();
     let unkeyed = -1;
-    return records.map((r) => {
+    const touched = new Set<number>();
+    const acks = records.map((r) => {
       let p: number;
       if (r.partition !== undefined) p = this.#check(r.partition);
       else if (r.key !== undefined) p = this.#partitioner.forKey(r.key);
@@ -47,14 +51,18 @@ export class MemoryLog implements Log {
       const rec: LogRecord = {
         partition: partitionId(p),
         offset: toOffset(list.length),
+        next: toOffset(list.length + 1),
         timestampMs: r.timestampMs,
         key: r.key,
         value,
       };
       list.push(rec);
       this.#bytes[p] += value.length;
+      touched.add(p);
       return { partition: rec.partition, offset: rec.offset };
     });
+    for (const p of touched) this.#tails.notify(p);
+    return acks;
   }
 
   async read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {
@@ -63,7 +71,16 @@ export class MemoryLog implements Log {
   }
 
   async readBatch(partition: number, from: number, options: ReadOptions = {}): Promise<RecordBatch> {
-    return recordsToBatch(partitionId(partition), await this.read(partition, from, options));
+    return recordsToBatch(partitionId(partition), await this.read(partition, from, options), Math.max(0, from));
+  }
+
+  lag(partition: number, from: number): number {
+    return lagOf(this.stats().partitions[this.#check(partition)], from);
+  }
+
+  tail(partition: number, from: number, signal?: AbortSignal): Promise<boolean> {
+    const list = this.#records[this.#check(partition)];
+    return this.#tails.wait(partition, () => list.length > from, signal);
   }
 
   async offsetForTime(partition: number, timeMs: number): Promise<Offset> {
@@ -88,6 +105,7 @@ export class MemoryLog implements Log {
   }
 
   async commitOffsets(consumer: string, offsets: Readonly<Record<number, number>>): Promise<void> {
+    checkConsumerName(consumer);
     const current = { ...this.#consumers.get(consumer) };
     for (const [p, o] of Object.entries(offsets)) current[this.#check(Number(p))] = toOffset(o);
     this.#consumers.set(consumer, current);
@@ -109,6 +127,8 @@ export class MemoryLog implements Log {
   }
 
   close(): Promise<void> {
-    return this.#state.close(async () => {});
+    return this.#state.close(async () => {
+      this.#tails.close();
+    });
   }
 }

@@ -460,6 +460,7 @@ export class PartitionLog {
       valueEnds: new Uint32Array(0),
       keyStarts: new Int32Array(0),
       keyEnds: new Int32Array(0),
+      next: start,
     };
     // A segment can end in a gap (offsets set aside by `halflife repair`): then the records go on in the next one.
     for (; i < segments.length; i++) {
@@ -467,7 +468,7 @@ export class PartitionLog {
       if (batch.count > 0) return batch;
       start = Math.max(start, segments[i].nextOffset);
     }
-    return empty;
+    return { ...empty, next: start };
   }
 
   #readBatchFrom(seg: Segment, start: number, maxRecords: number, maxBytes: number, empty: RecordBatch): Promise<RecordBatch> {
@@ -509,6 +510,7 @@ export class PartitionLog {
             valueEnds: valueEnds.subarray(0, n),
             keyStarts: keyStarts.subarray(0, n),
             keyEnds: keyEnds.subarray(0, n),
+            next: offsets[n - 1] + 1,
           };
         }
         // Every record of the chunk lay before `start`: go on after them.
@@ -540,7 +542,7 @@ export class PartitionLog {
         const chunk = await readChunk(this.partition, seg, fh, pos, chunkBytes, (f, view) => {
           if (f.offset < from) return;
           const key = f.keyStart < 0 ? undefined : readUtf8(view, f.keyStart, f.keyEnd);
-          out.push({ partition: this.partition, offset: toOffset(f.offset), timestampMs: f.timestampMs, key, value: view.subarray(f.valueStart, f.valueEnd) });
+          out.push({ partition: this.partition, offset: toOffset(f.offset), next: toOffset(f.offset + 1), timestampMs: f.timestampMs, key, value: view.subarray(f.valueStart, f.valueEnd) });
           bytes += f.recordBytes;
           if (out.length >= maxRecords || bytes >= maxBytes) return false;
         });

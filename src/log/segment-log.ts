@@ -13,9 +13,10 @@ import {
   type Offset,
   type PartitionId,
 } from '../core/index.js';
-import { valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions, type RecordBatch } from './log.js';
+import { checkConsumerName, lagOf, valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions, type RecordBatch } from './log.js';
 import { PartitionLog } from './partition-log.js';
 import { Partitioner } from './partitioner.js';
+import { TailWaiters } from './tail.js';
 import { BATCH_HEADER_BYTES, beginBatch, endBatch, keyByteLength, MAX_BATCH_BYTES, MAX_KEY_BYTES, RECORD_HEADER_BYTES, writeRecord } from './segment-format.js';
 
 /**
@@ -70,7 +71,6 @@ interface AppendRequest {
   reject(err: unknown): void;
 }
 
-const CONSUMER_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 
 /**
  * The embedded log: per partition, segment files of CRC-checked frames with a sparse offset/time index.
@@ -96,6 +96,7 @@ export class SegmentLog implements Log {
   #retentionTimer: NodeJS.Timeout | undefined;
   #syncing: Promise<void> | undefined;
   #started = false;
+  readonly #tails: TailWaiters;
 
   constructor(options: SegmentLogOptions) {
     if (!Number.isInteger(options.partitions) || options.partitions < 1) {
@@ -117,6 +118,7 @@ export class SegmentLog implements Log {
     this.#clock = options.clock ?? new SystemClock();
     this.#observer = options.observer;
     this.#partitioner = new Partitioner(options.partitions, options.pinnedKeys);
+    this.#tails = new TailWaiters(options.partitions);
   }
 
   async start(): Promise<void> {
@@ -266,6 +268,7 @@ export class SegmentLog implements Log {
       }
     }
     for (const publish of publishes) publish();
+    for (const part of touched) this.#tails.notify(part.partition);
     for (const req of group) {
       if (req.failed !== undefined) req.reject(req.failed);
       else req.resolve(req.acks);
@@ -360,6 +363,16 @@ export class SegmentLog implements Log {
     return this.#checkPartition(partition).readBatch(from, options);
   }
 
+  lag(partition: number, from: number): number {
+    const p = this.#checkPartition(partition);
+    return lagOf({ partition: p.partition, firstOffset: p.firstOffset, nextOffset: p.nextOffset, records: p.nextOffset - p.firstOffset, bytes: 0 }, from);
+  }
+
+  tail(partition: number, from: number, signal?: AbortSignal): Promise<boolean> {
+    const p = this.#checkPartition(partition);
+    return this.#tails.wait(partition, () => p.nextOffset > from, signal);
+  }
+
   async offsetForTime(partition: number, timeMs: number): Promise<Offset> {
     this.#state.assertOpen();
     return this.#checkPartition(partition).offsetForTime(timeMs);
@@ -411,8 +424,7 @@ export class SegmentLog implements Log {
   }
 
   #consumerPath(consumer: string): string {
-    if (!CONSUMER_RE.test(consumer)) throw new HalflifeError('INVALID_CONSUMER_NAME', { name: JSON.stringify(consumer) });
-    return join(this.#o.dir, 'consumers', `${consumer}.json`);
+    return join(this.#o.dir, 'consumers', `${checkConsumerName(consumer)}.json`);
   }
 
   /** Waits for queued appends, syncs every partition and closes the files. */
@@ -420,6 +432,7 @@ export class SegmentLog implements Log {
     return this.#state.close(async () => {
       clearInterval(this.#fsyncTimer);
       clearInterval(this.#retentionTimer);
+      this.#tails.close();
       while (this.#flushing !== undefined || this.#flushScheduled || this.#queue.length > 0) {
         if (this.#flushing !== undefined) await this.#flushing;
         else await new Promise((r) => setImmediate(r));

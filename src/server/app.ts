@@ -407,7 +407,7 @@ async function readEvents(log: Log, q: Record<string, string | undefined>) {
       const batch = await log.read(p, at, { maxRecords: Math.min(1000, budget, type ? 1000 : limit - records.length) });
       if (batch.length === 0) break;
       for (const r of batch) {
-        at = r.offset + 1;
+        at = r.next;
         budget--;
         const ev = decodeEventRecord(r.value, r.key);
         if (type !== undefined && ev.type !== type) continue;

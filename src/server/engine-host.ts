@@ -1,9 +1,9 @@
 import type { Worker } from 'node:worker_threads';
 import { BucketHistogram, FRESHNESS_BUCKETS_S, HalflifeError, LifecycleState, startModuleWorker, type HistogramSnapshot, type Logger } from '../core/index.js';
 import type { LateEvent, PartialGroup, RowQuery, TableInfo, TableRow, ViewInfo, ViewRow } from '../engine/index.js';
-import type { Log } from '../log/index.js';
+import { LogPort, statsWire, watchLog, type Log } from '../log/index.js';
 import type { QueryResult } from '../query/index.js';
-import type { CatalogSnapshot, FromWorker, PartitionStatsWire, ToWorker, WireBatch, WorkerInit } from './engine-protocol.js';
+import type { CatalogSnapshot, FromWorker, ToWorker, WorkerInit } from './engine-protocol.js';
 import './errors.js';
 // The codes the engine worker's queries throw (SQL_TIMEOUT), so that their answers carry the declared status.
 import '../query/index.js';
@@ -16,14 +16,8 @@ export interface EngineHostOptions {
   readonly catalog: () => CatalogSnapshot;
   readonly checkpointIntervalMs?: number;
   readonly queryTimeoutMs?: number;
-  /** How often the workers learn the log's end offsets (default 20 ms). */
-  readonly statsIntervalMs?: number;
   /** Engine worker threads; worker i consumes the partitions p with p % workers === i (default 1). */
   readonly workers?: number;
-}
-
-function statsOf(log: Log): PartitionStatsWire[] {
-  return log.stats().partitions.map((p) => ({ partition: p.partition, firstOffset: p.firstOffset, nextOffset: p.nextOffset, records: p.records, bytes: p.bytes }));
 }
 
 /** One engine worker thread: spawning, restarts, RPC, and serving its log reads and offset commits. */
@@ -40,6 +34,7 @@ class WorkerLink {
   #next = 1;
   readonly #calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   closing = false;
+  readonly #logPort: LogPort;
   /** Times this worker exited unasked and was started again. */
   restarts = 0;
 
@@ -47,6 +42,7 @@ class WorkerLink {
     this.#o = options;
     this.#index = index;
     this.#count = count;
+    this.#logPort = new LogPort(options.log, (m, transfer) => this.send(m, transfer));
   }
 
   get running(): boolean {
@@ -59,7 +55,7 @@ class WorkerLink {
       workers: this.#count,
       dataDir: this.#o.dataDir,
       partitions: this.#o.log.partitionCount,
-      stats: statsOf(this.#o.log),
+      stats: statsWire(this.#o.log),
       catalog: this.#o.catalog(),
       checkpointIntervalMs: this.#o.checkpointIntervalMs ?? 5000,
       queryTimeoutMs: this.#o.queryTimeoutMs ?? 10_000,
@@ -116,36 +112,9 @@ class WorkerLink {
         else c.resolve(m.result);
         break;
       }
-      case 'read':
-        this.#o.log.readBatch(m.partition, m.from, { maxRecords: m.maxRecords, maxBytes: m.maxBytes }).then(
-          (batch) => {
-            if (batch.count === 0) return this.send({ type: 'read-result', id: m.id });
-            // The read buffer is the batch's own: transfer it without a copy when it owns its whole ArrayBuffer
-            // (never a slice of Node's shared pool), else copy it into one that can be transferred.
-            const bytes = batch.buffer;
-            const owned = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length && bytes.length >= 4096;
-            const data = owned ? (bytes.buffer as ArrayBuffer) : new Uint8Array(bytes).buffer;
-            const wire: WireBatch = {
-              buffer: data,
-              byteOffset: 0,
-              byteLength: bytes.length,
-              offsets: batch.offsets,
-              timestamps: batch.timestamps,
-              valueStarts: batch.valueStarts,
-              valueEnds: batch.valueEnds,
-              keyStarts: batch.keyStarts,
-              keyEnds: batch.keyEnds,
-            };
-            this.send({ type: 'read-result', id: m.id, batch: wire }, [data]);
-          },
-          (err: unknown) => this.send({ type: 'read-result', id: m.id, error: (err as Error).message }),
-        );
-        break;
-      case 'commit':
-        this.#o.log.commitOffsets(m.consumer, m.offsets).then(
-          () => this.send({ type: 'commit-result', id: m.id }),
-          (err: unknown) => this.send({ type: 'commit-result', id: m.id, error: (err as Error).message }),
-        );
+      case 'log-read':
+      case 'log-commit':
+        this.#logPort.handle(m);
         break;
       case 'log':
         this.#o.logger[m.level]({ ...m.obj, worker: this.#index }, m.msg);
@@ -189,8 +158,7 @@ export class EngineHost {
   readonly #o: EngineHostOptions;
   readonly #state = new LifecycleState('engine');
   readonly #links: WorkerLink[];
-  #statsTimer: NodeJS.Timeout | undefined;
-  #lastRecords = -1;
+  readonly #watch = new AbortController();
 
   constructor(options: EngineHostOptions) {
     this.#o = options;
@@ -221,16 +189,15 @@ export class EngineHost {
   async start(): Promise<void> {
     this.#state.assertOpen();
     await Promise.all(this.#links.map((l) => l.spawn()));
-    this.#statsTimer = setInterval(() => this.#pushStats(), this.#o.statsIntervalMs ?? 20);
-    this.#statsTimer.unref();
-  }
-
-  #pushStats(): void {
-    const records = this.#o.log.stats().records;
-    if (records === this.#lastRecords) return;
-    this.#lastRecords = records;
-    const stats = statsOf(this.#o.log);
-    for (const l of this.#links) l.send({ type: 'stats', stats });
+    // The workers learn of new records as they are appended (they wait on them with `tail`).
+    watchLog(
+      this.#o.log,
+      () => {
+        const stats = statsWire(this.#o.log);
+        for (const l of this.#links) l.send({ type: 'log-stats', stats });
+      },
+      this.#watch.signal,
+    );
   }
 
   get #first(): WorkerLink {
@@ -375,7 +342,7 @@ export class EngineHost {
   /** Checkpoints every view and stops the workers. */
   close(): Promise<void> {
     return this.#state.close(async () => {
-      clearInterval(this.#statsTimer);
+      this.#watch.abort();
       await Promise.all(this.#links.map((l) => l.stop()));
     });
   }

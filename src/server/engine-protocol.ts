@@ -1,25 +1,5 @@
 /** Messages between the server thread and the engine worker thread. */
-
-/** A log batch as it crosses threads: the columns, and the bytes in a transferred ArrayBuffer. */
-export interface WireBatch {
-  readonly buffer: ArrayBuffer;
-  readonly byteOffset: number;
-  readonly byteLength: number;
-  readonly offsets: Float64Array;
-  readonly timestamps: Float64Array;
-  readonly valueStarts: Uint32Array;
-  readonly valueEnds: Uint32Array;
-  readonly keyStarts: Int32Array;
-  readonly keyEnds: Int32Array;
-}
-
-export interface PartitionStatsWire {
-  partition: number;
-  firstOffset: number;
-  nextOffset: number;
-  records: number;
-  bytes: number;
-}
+import type { LogReply, LogRequest, PartitionStatsWire } from '../log/index.js';
 
 /** The schemas the planner checks columns against, by stream. */
 export type CatalogSnapshot = Record<string, unknown>;
@@ -38,14 +18,11 @@ export interface WorkerInit {
 
 export type ToWorker =
   | { type: 'rpc'; id: number; method: string; args: unknown[] }
-  | { type: 'read-result'; id: number; batch?: WireBatch; error?: string }
-  | { type: 'commit-result'; id: number; error?: string }
-  | { type: 'stats'; stats: PartitionStatsWire[] }
+  | LogReply
   | { type: 'catalog'; catalog: CatalogSnapshot };
 
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'rpc-result'; id: number; result?: unknown; error?: { code: string; message: string; details: Record<string, unknown> } }
-  | { type: 'read'; id: number; partition: number; from: number; maxRecords: number; maxBytes: number }
-  | { type: 'commit'; id: number; consumer: string; offsets: Record<number, number> }
+  | LogRequest
   | { type: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; obj: Record<string, unknown>; msg: string | undefined };

@@ -5,111 +5,16 @@
  */
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { HalflifeError, offset as toOffset, partitionId, type Logger, type Offset, type PartitionId } from '../core/index.js';
+import { HalflifeError, type Logger } from '../core/index.js';
 import { Engine, FileViewStore, Tables, type PartialGroup, type TableRow } from '../engine/index.js';
-import { batchKey, type AppendAck, type Log, type LogRecord, type LogStats, type ReadOptions, type RecordBatch } from '../log/index.js';
+import { RemoteLog } from '../log/index.js';
 import { queryView, runQuery } from '../query/index.js';
 import { schemaCatalog, type Catalog } from '../sql/index.js';
-import type { CatalogSnapshot, FromWorker, PartitionStatsWire, ToWorker, WireBatch, WorkerInit } from './engine-protocol.js';
+import type { CatalogSnapshot, FromWorker, ToWorker, WorkerInit } from './engine-protocol.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
-
-/** The log as the worker sees it: reads and offset commits go to the server thread. */
-class RemoteLog implements Log {
-  readonly partitionCount: number;
-  #stats: PartitionStatsWire[];
-  #next = 1;
-  readonly #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-
-  constructor(partitions: number, stats: PartitionStatsWire[]) {
-    this.partitionCount = partitions;
-    this.#stats = stats;
-  }
-
-  setStats(stats: PartitionStatsWire[]): void {
-    this.#stats = stats;
-  }
-
-  settle(id: number, error: string | undefined, value: unknown): void {
-    const w = this.#waiting.get(id);
-    this.#waiting.delete(id);
-    if (w === undefined) return;
-    if (error !== undefined) w.reject(new Error(error));
-    else w.resolve(value);
-  }
-
-  async start(): Promise<void> {}
-  async close(): Promise<void> {}
-
-  partitionFor(): PartitionId {
-    throw new Error('the engine does not partition');
-  }
-
-  async append(): Promise<AppendAck[]> {
-    throw new Error('the engine does not append');
-  }
-
-  readBatch(partition: number, from: number, options: ReadOptions = {}): Promise<RecordBatch> {
-    const id = this.#next++;
-    return new Promise<WireBatch | undefined>((resolve, reject) => {
-      this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      post({ type: 'read', id, partition, from, maxRecords: options.maxRecords ?? 1000, maxBytes: options.maxBytes ?? 1 << 20 });
-    }).then((w): RecordBatch => {
-      const empty = w === undefined;
-      return {
-        partition: partitionId(partition),
-        count: empty ? 0 : w.offsets.length,
-        buffer: empty ? Buffer.alloc(0) : Buffer.from(w.buffer, w.byteOffset, w.byteLength),
-        offsets: w?.offsets ?? new Float64Array(0),
-        timestamps: w?.timestamps ?? new Float64Array(0),
-        valueStarts: w?.valueStarts ?? new Uint32Array(0),
-        valueEnds: w?.valueEnds ?? new Uint32Array(0),
-        keyStarts: w?.keyStarts ?? new Int32Array(0),
-        keyEnds: w?.keyEnds ?? new Int32Array(0),
-      };
-    });
-  }
-
-  async read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {
-    const b = await this.readBatch(partition, from, options);
-    const p = partitionId(partition);
-    return Array.from({ length: b.count }, (_, i) => ({
-      partition: p,
-      offset: toOffset(b.offsets[i]),
-      timestampMs: b.timestamps[i],
-      key: batchKey(b, i),
-      value: b.buffer.subarray(b.valueStarts[i], b.valueEnds[i]),
-    }));
-  }
-
-  async offsetForTime(): Promise<Offset> {
-    throw new Error('not used by the engine');
-  }
-
-  stats(): LogStats {
-    let records = 0;
-    let bytes = 0;
-    for (const s of this.#stats) {
-      records += s.records;
-      bytes += s.bytes;
-    }
-    return { records, bytes, partitions: this.#stats.map((s) => ({ ...s, partition: partitionId(s.partition), firstOffset: toOffset(s.firstOffset), nextOffset: toOffset(s.nextOffset) })) };
-  }
-
-  commitOffsets(consumer: string, offsets: Readonly<Record<number, number>>): Promise<void> {
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#waiting.set(id, { resolve: () => resolve(), reject });
-      post({ type: 'commit', id, consumer, offsets: { ...offsets } });
-    });
-  }
-
-  async committedOffsets(): Promise<Record<number, Offset>> {
-    return {};
-  }
-}
 
 function cloneable(obj: object): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -126,7 +31,7 @@ const logger: Logger = {
 };
 
 let catalogSnapshot: CatalogSnapshot = init.catalog;
-const log = new RemoteLog(init.partitions, init.stats);
+const log = new RemoteLog(init.partitions, init.stats, (m) => post(m));
 // With several engine workers, the first owns the files (definitions, tables); each keeps its own checkpoints.
 const first = init.index === 0;
 const tables = new Tables(join(init.dataDir, 'tables'), first);
@@ -188,14 +93,10 @@ port.on('message', (m: ToWorker) => {
         );
       break;
     }
-    case 'read-result':
-      log.settle(m.id, m.error, m.batch);
-      break;
-    case 'commit-result':
-      log.settle(m.id, m.error, undefined);
-      break;
-    case 'stats':
-      log.setStats(m.stats);
+    case 'log-read-result':
+    case 'log-commit-result':
+    case 'log-stats':
+      log.receive(m);
       break;
     case 'catalog':
       catalogSnapshot = m.catalog;

@@ -75,7 +75,7 @@ export interface ConstantLabels {
 export interface MetricsSources {
   readonly registry: SchemaRegistry;
   readonly ingestor: Ingestor;
-  readonly log: { stats(): LogStats; readonly queuedBytes: number };
+  readonly log: { stats(): LogStats; lag(partition: number, from: number): number; readonly queuedBytes: number };
   readonly engine: EngineHost;
   readonly overload: OverloadMonitor;
   readonly liveClients: () => number;
@@ -166,14 +166,13 @@ export class Metrics {
     );
     reg(collected(METRIC.deadLettersDropped, 'Rejected events whose dead letter was not kept: their sender was past ingest.deadLetterBytesPerS', 'counter', () => [{ labels: {}, value: s.ingestor.deadLettersDropped }]));
     reg(collected(METRIC.engineRestarts, 'Times an engine worker thread exited unasked (a crash) and was restarted from its checkpoints', 'counter', () => [{ labels: {}, value: s.engine.restarts }]));
-    reg(collected(METRIC.logEndOffset, 'Next offset of each event-log partition', 'gauge', () => s.log.stats().partitions.map((p) => ({ labels: { partition: p.partition }, value: p.nextOffset }))));
+    reg(collected(METRIC.logEndOffset, 'Position after the newest record of each event-log partition (opaque: ordered, not a count)', 'gauge', () => s.log.stats().partitions.map((p) => ({ labels: { partition: p.partition }, value: p.nextOffset }))));
     reg(collected(METRIC.logSize, 'Bytes on disk of each event-log partition', 'gauge', () => s.log.stats().partitions.map((p) => ({ labels: { partition: p.partition }, value: p.bytes }))));
     reg(collected(METRIC.logQueued, 'Bytes waiting for the next group commit', 'gauge', () => [{ labels: {}, value: s.log.queuedBytes }]));
     const infos = () => s.engine.infos().catch(() => []);
     reg(
       collected(METRIC.consumerLag, 'Records of each partition a consumer (a view) has not applied yet', 'gauge', async () => {
-        const ends = s.log.stats().partitions;
-        return (await infos()).flatMap((v) => v.offsets.map((o, p) => ({ labels: { consumer: `view.${v.name}`, partition: p }, value: Math.max(0, ends[p].nextOffset - o) })));
+        return (await infos()).flatMap((v) => v.offsets.map((o, p) => ({ labels: { consumer: `view.${v.name}`, partition: p }, value: s.log.lag(p, o) })));
       }),
     );
     reg(collected(METRIC.viewApplied, 'Records a view has applied since it started (rate: the engine\'s events/s)', 'counter', async () => (await infos()).map((v) => ({ labels: { view: v.name }, value: v.appliedRecords }))));

@@ -1,0 +1,540 @@
+import { randomBytes } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
+import { HalflifeError, LifecycleState, offset as toOffset, partitionId, silentLogger, type Logger, type Offset, type PartitionId } from '../core/index.js';
+import { lagOf, valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type OffsetStore, type PartitionStats, type ReadOptions, type RecordBatch, type RecordValue } from './log.js';
+import { Partitioner } from './partitioner.js';
+import { TailWaiters } from './tail.js';
+
+/**
+ * A position in the JetStream log: the message's stream sequence times SHIFT plus the record's index in it.
+ * Ordered within a partition (sequences grow), not dense (other partitions' messages share the sequence).
+ */
+const SHIFT = 65_536;
+/** Records per message, so an index always fits below SHIFT. */
+const MAX_RECORDS_PER_MESSAGE = SHIFT - 1;
+/** Message body: "HLB" + format byte, u32 record count, then per record f64 time, i32 key bytes (-1: none), key, u32 value bytes, value. */
+const MAGIC = Buffer.from('HLB\x01', 'latin1');
+const HEADER_RECORDS = 'Halflife-Records';
+const HEADER_MAX_TS = 'Halflife-Max-Ts';
+/** Messages per partition whose record counts are kept for an exact `lag`. */
+const RECENT_MESSAGES = 65_536;
+
+export interface JetStreamLogOptions {
+  /** The connection stays the caller's (it is shared with the KV buckets). */
+  readonly connection: NatsConnection;
+  readonly partitions: number;
+  /** Stream name (default HALFLIFE_LOG). */
+  readonly stream?: string;
+  /** Subjects are `<prefix>.<partition>` (default halflife.log). */
+  readonly subjectPrefix?: string;
+  /** Copies of every message across the cluster's servers (default 1; use 3 across zones). */
+  readonly replicas?: number;
+  /** Messages older than this are removed by the server (0 = keep forever). */
+  readonly retentionMaxAgeMs?: number;
+  /** How long the server remembers a batch id to drop a retried publish (default 2 min). */
+  readonly duplicateWindowMs?: number;
+  readonly pinnedKeys?: Readonly<Record<string, number>>;
+  /** Where consumers' committed positions are kept (a KvOffsetStore on a JetStream KV bucket). */
+  readonly offsets: OffsetStore;
+  readonly logger?: Logger;
+}
+
+interface AppendRequest {
+  readonly records: readonly AppendRecord[];
+  readonly partitions: Int32Array;
+  readonly acks: AppendAck[];
+  failed: HalflifeError | undefined;
+  resolve(acks: AppendAck[]): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * The log on NATS JetStream: one stream, a subject per partition, one message per partition per group of appends
+ * (a Node client publishing an event per message reaches only ~15k events/s). Publishes are pipelined and carry a
+ * `Nats-Msg-Id` fixed when the batch is formed, so a batch retried after a lost ack is stored once. An append
+ * resolves after JetStream's publish ack (what that ack means for durability depends on the server's settings:
+ * docs/scale-out.md).
+ *
+ * Readers fetch messages with direct gets (`next_by_subj`, nats-server 2.9+); one headers-only consumer over the
+ * stream tells this process of every stored message, from any node, which is what `tail` waits on. Record counts
+ * per partition are exact for messages seen since start and estimated (messages × records of the newest message)
+ * for older ones.
+ */
+export class JetStreamLog implements Log {
+  readonly partitionCount: number;
+  readonly #o: JetStreamLogOptions;
+  readonly #stream: string;
+  readonly #prefix: string;
+  readonly #partitioner: Partitioner;
+  readonly #state = new LifecycleState('log');
+  readonly #tails: TailWaiters;
+  readonly #logger: Logger;
+  #js!: JetStreamClient;
+  #jsm!: JetStreamManager;
+  #watcher: ConsumerMessages | undefined;
+  #watching: Promise<void> | undefined;
+  #refreshTimer: NodeJS.Timeout | undefined;
+  /** Per partition: position of the first message, position after the newest, records and bytes (estimates). */
+  readonly #first: number[];
+  readonly #end: number[];
+  readonly #records: number[];
+  readonly #bytes: number[];
+  /** The newest message counted in #records, per partition (the watcher and this process's own acks both count). */
+  readonly #counted: number[];
+  /**
+   * Per partition, the newest messages' sequences and the records counted before each: `lag` is exact for a
+   * position among them (where consumers are) and estimated further back.
+   */
+  readonly #recent: { seqs: number[]; before: number[] }[];
+  readonly #batchPrefix = randomBytes(8).toString('hex');
+  #batchNo = 0;
+  #queue: AppendRequest[] = [];
+  #queuedBytes = 0;
+  #flushing: Promise<void> | undefined;
+  #flushScheduled = false;
+  #maxPayload = 1024 * 1024;
+
+  constructor(options: JetStreamLogOptions) {
+    if (!Number.isInteger(options.partitions) || options.partitions < 1) throw new RangeError(`partitions must be a positive integer (got ${options.partitions})`);
+    this.#o = options;
+    this.partitionCount = options.partitions;
+    this.#stream = options.stream ?? 'HALFLIFE_LOG';
+    this.#prefix = options.subjectPrefix ?? 'halflife.log';
+    this.#partitioner = new Partitioner(options.partitions, options.pinnedKeys);
+    this.#tails = new TailWaiters(options.partitions);
+    this.#logger = options.logger ?? silentLogger;
+    this.#first = new Array<number>(options.partitions).fill(0);
+    this.#end = new Array<number>(options.partitions).fill(0);
+    this.#records = new Array<number>(options.partitions).fill(0);
+    this.#bytes = new Array<number>(options.partitions).fill(0);
+    this.#counted = new Array<number>(options.partitions).fill(0);
+    this.#recent = Array.from({ length: options.partitions }, () => ({ seqs: [], before: [] }));
+  }
+
+  /** Creates the stream (or checks the one there), learns each partition's extent and starts watching for new messages. */
+  async start(): Promise<void> {
+    this.#state.assertOpen();
+    const nc = this.#o.connection;
+    this.#jsm = await jetstreamManager(nc);
+    this.#js = jetstream(nc);
+    this.#maxPayload = nc.info?.max_payload ?? this.#maxPayload;
+    const description = `halflife event log, ${this.partitionCount} partitions`;
+    const existing = await this.#jsm.streams.info(this.#stream).catch(() => undefined);
+    if (existing === undefined) {
+      await this.#jsm.streams.add({
+        name: this.#stream,
+        description,
+        subjects: [`${this.#prefix}.*`],
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        discard: DiscardPolicy.Old,
+        num_replicas: this.#o.replicas ?? 1,
+        max_age: (this.#o.retentionMaxAgeMs ?? 0) * 1_000_000,
+        duplicate_window: (this.#o.duplicateWindowMs ?? 120_000) * 1_000_000,
+        allow_direct: true,
+      });
+    } else {
+      const m = /, (\d+) partitions$/.exec(existing.config.description ?? '');
+      if (m !== null && Number(m[1]) !== this.partitionCount) {
+        throw new HalflifeError('LOG_PARTITIONS_MISMATCH', { where: `stream ${this.#stream}`, existing: Number(m[1]), configured: this.partitionCount });
+      }
+      if (existing.config.allow_direct !== true) await this.#jsm.streams.update(this.#stream, { ...existing.config, allow_direct: true });
+    }
+    // Watch from the stream's current end, then learn each partition's extent: a message stored in between is
+    // seen by both, which only moves an end to where it already is.
+    const last = (await this.#jsm.streams.info(this.#stream)).state.last_seq;
+    const consumer = await this.#js.consumers.get(this.#stream, {
+      filter_subjects: `${this.#prefix}.*`,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: last + 1,
+      headers_only: true,
+    });
+    this.#watcher = await consumer.consume({ max_messages: 1000 });
+    await this.#refresh(true);
+    const watcher = this.#watcher;
+    this.#watching = (async () => {
+      for await (const m of watcher) {
+        const p = this.#partitionOf(m.subject);
+        if (p < 0) continue;
+        this.#advance(p, m.seq, Number(m.headers?.get(HEADER_RECORDS) || 1));
+      }
+    })().catch((err: unknown) => this.#logger.error({ err }, 'the JetStream log watcher stopped'));
+    // Retention removes old messages on the server: learn the first positions again now and then (stats only).
+    this.#refreshTimer = setInterval(() => void this.#refresh(false).catch(() => {}), 10_000);
+    this.#refreshTimer.unref();
+  }
+
+  #partitionOf(subject: string): number {
+    const p = Number(subject.slice(this.#prefix.length + 1));
+    return Number.isInteger(p) && p >= 0 && p < this.partitionCount ? p : -1;
+  }
+
+  /** A message of partition p with sequence seq and `records` records is stored: they are readable. */
+  #advance(p: number, seq: number, records: number): void {
+    if (seq > this.#counted[p]) {
+      if (this.#records[p] === 0) this.#first[p] = seq * SHIFT;
+      this.#counted[p] = seq;
+      const recent = this.#recent[p];
+      if (recent.seqs.length >= RECENT_MESSAGES) {
+        recent.seqs.splice(0, RECENT_MESSAGES / 2);
+        recent.before.splice(0, RECENT_MESSAGES / 2);
+      }
+      recent.seqs.push(seq);
+      recent.before.push(this.#records[p]);
+      this.#records[p] += records;
+    }
+    const after = (seq + 1) * SHIFT;
+    if (after > this.#end[p]) {
+      this.#end[p] = after;
+      this.#tails.notify(p);
+    }
+  }
+
+  async #refresh(initial: boolean): Promise<void> {
+    const info = await this.#jsm.streams.info(this.#stream, { subjects_filter: `${this.#prefix}.*` });
+    const subjects = (info.state.subjects ?? {}) as Record<string, number>;
+    const totalMessages = Math.max(1, info.state.messages);
+    for (let p = 0; p < this.partitionCount; p++) {
+      const subject = `${this.#prefix}.${p}`;
+      const messages = subjects[subject] ?? 0;
+      const first = messages === 0 ? null : await this.#jsm.direct.getMessage(this.#stream, { seq: 1, next_by_subj: subject });
+      if (initial) {
+        const last = messages === 0 ? null : await this.#jsm.direct.getMessage(this.#stream, { last_by_subj: subject });
+        if (last !== null) this.#advance(p, last.seq, messages * Number(last.header?.get(HEADER_RECORDS) || 1));
+      }
+      this.#first[p] = first === null ? this.#end[p] : first.seq * SHIFT;
+      this.#bytes[p] = Math.round((info.state.bytes * messages) / totalMessages);
+    }
+  }
+
+  partitionFor(key: string): PartitionId {
+    return this.#partitioner.forKey(key);
+  }
+
+  /** Bytes of appends waiting for the next publish. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  append(records: readonly AppendRecord[]): Promise<AppendAck[]> {
+    this.#state.assertOpen();
+    if (records.length === 0) return Promise.resolve([]);
+    const partitions = new Int32Array(records.length);
+    let unkeyed = -1;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      if (r.partition !== undefined) partitions[i] = this.#check(r.partition);
+      else if (r.key !== undefined) partitions[i] = this.#partitioner.forKey(r.key);
+      else partitions[i] = unkeyed < 0 ? (unkeyed = this.#partitioner.nextUnkeyed()) : unkeyed;
+      this.#queuedBytes += valueByteLength(r.value);
+    }
+    return new Promise<AppendAck[]>((resolve, reject) => {
+      this.#queue.push({ records, partitions, acks: new Array<AppendAck>(records.length), failed: undefined, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushing !== undefined || this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // Appends made in the same event-loop turn share messages.
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flushing = this.#flush().finally(() => {
+        this.#flushing = undefined;
+        if (this.#queue.length > 0) this.#scheduleFlush();
+      });
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const group = this.#queue;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    const perPartition: { req: AppendRequest; index: number }[][] = Array.from({ length: this.partitionCount }, () => []);
+    for (const req of group) for (let i = 0; i < req.records.length; i++) perPartition[req.partitions[i]].push({ req, index: i });
+    const publishes: Promise<void>[] = [];
+    // Room for the headers and the protocol line within the server's max_payload.
+    const limit = Math.max(64 * 1024, this.#maxPayload - 4096);
+    perPartition.forEach((items, p) => {
+      let start = 0;
+      while (start < items.length) {
+        let bytes = MAGIC.length + 4;
+        let end = start;
+        while (end < items.length && end - start < MAX_RECORDS_PER_MESSAGE) {
+          const r = items[end].req.records[items[end].index];
+          const size = recordSize(r);
+          if (end > start && bytes + size > limit) break;
+          bytes += size;
+          end++;
+        }
+        publishes.push(this.#publish(p, items.slice(start, end), bytes));
+        start = end;
+      }
+    });
+    await Promise.all(publishes);
+    for (const req of group) {
+      if (req.failed !== undefined) req.reject(req.failed);
+      else req.resolve(req.acks);
+    }
+  }
+
+  async #publish(p: number, items: { req: AppendRequest; index: number }[], bytes: number): Promise<void> {
+    const body = Buffer.allocUnsafe(bytes);
+    MAGIC.copy(body, 0);
+    body.writeUInt32LE(items.length, 4);
+    let pos = 8;
+    let maxTs = -Infinity;
+    for (const { req, index } of items) {
+      const r = req.records[index];
+      pos = writeRecord(body, pos, r);
+      if (r.timestampMs > maxTs) maxTs = r.timestampMs;
+    }
+    if (pos > this.#maxPayload) {
+      for (const { req } of items) req.failed ??= new HalflifeError('LOG_WRITE_FAILED', { reason: `a record of ${pos} bytes exceeds the NATS server's max_payload (${this.#maxPayload})` });
+      return;
+    }
+    const h = natsHeaders();
+    h.set(HEADER_RECORDS, String(items.length));
+    h.set(HEADER_MAX_TS, String(maxTs));
+    // Fixed before the first attempt: a retry after a lost ack is recognised by the server and stored once.
+    const msgID = `${this.#batchPrefix}-${++this.#batchNo}`;
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const ack = await this.#js.publish(`${this.#prefix}.${p}`, body, { msgID, headers: h, timeout: 10_000 });
+        for (let i = 0; i < items.length; i++) items[i].req.acks[items[i].index] = { partition: partitionId(p), offset: toOffset(ack.seq * SHIFT + i) };
+        this.#advance(p, ack.seq, items.length);
+        return;
+      } catch (err) {
+        lastErr = err;
+        this.#logger.warn({ err, partition: p, attempt }, 'JetStream publish failed; retrying with the same batch id');
+      }
+    }
+    const failure = new HalflifeError('LOG_WRITE_FAILED', { reason: `JetStream did not acknowledge the batch: ${(lastErr as Error).message}` }, { cause: lastErr });
+    for (const { req } of items) req.failed ??= failure;
+  }
+
+  async read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {
+    const b = await this.readBatch(partition, from, options);
+    const p = partitionId(partition);
+    return Array.from({ length: b.count }, (_, i) => ({
+      partition: p,
+      offset: toOffset(b.offsets[i]),
+      next: toOffset(i + 1 < b.count ? b.offsets[i + 1] : b.next),
+      timestampMs: b.timestamps[i],
+      key: b.keyStarts[i] < 0 ? undefined : b.buffer.toString('utf8', b.keyStarts[i], b.keyEnds[i]),
+      value: b.buffer.subarray(b.valueStarts[i], b.valueEnds[i]),
+    }));
+  }
+
+  async readBatch(partition: number, from: number, options: ReadOptions = {}): Promise<RecordBatch> {
+    this.#state.assertOpen();
+    const p = this.#check(partition);
+    const maxRecords = options.maxRecords ?? 1000;
+    const maxBytes = options.maxBytes ?? 1 << 20;
+    const subject = `${this.#prefix}.${p}`;
+    let seq = Math.max(1, Math.floor(from / SHIFT));
+    let skip = Math.floor(from / SHIFT) >= 1 ? from % SHIFT : 0;
+    const chunks: Buffer[] = [];
+    const cols = { offsets: [] as number[], timestamps: [] as number[], valueStarts: [] as number[], valueEnds: [] as number[], keyStarts: [] as number[], keyEnds: [] as number[] };
+    let base = 0;
+    let bytes = 0;
+    let next = from;
+    while (cols.offsets.length < maxRecords && bytes < maxBytes && seq * SHIFT < this.#end[p]) {
+      const m: StoredMsg | null = await this.#jsm.direct.getMessage(this.#stream, { seq, next_by_subj: subject });
+      if (m === null) break;
+      if (m.seq !== seq) skip = 0;
+      const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+      const n = decodeInto(data, base, m.seq, skip, maxRecords - cols.offsets.length, maxBytes - bytes, cols);
+      chunks.push(data);
+      base += data.length;
+      bytes += n.bytes;
+      next = n.next;
+      if (n.next < (m.seq + 1) * SHIFT) break;
+      seq = m.seq + 1;
+      skip = 0;
+    }
+    const count = cols.offsets.length;
+    return {
+      partition: partitionId(p),
+      count,
+      buffer: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks),
+      offsets: Float64Array.from(cols.offsets),
+      timestamps: Float64Array.from(cols.timestamps),
+      valueStarts: Uint32Array.from(cols.valueStarts),
+      valueEnds: Uint32Array.from(cols.valueEnds),
+      keyStarts: Int32Array.from(cols.keyStarts),
+      keyEnds: Int32Array.from(cols.keyEnds),
+      next: count === 0 ? Math.max(from, this.#first[p]) : next,
+    };
+  }
+
+  /**
+   * The first position whose record is at or after `timeMs`: a binary search over the partition's messages by
+   * their newest record time (a header), then a scan of the message found.
+   */
+  async offsetForTime(partition: number, timeMs: number): Promise<Offset> {
+    this.#state.assertOpen();
+    const p = this.#check(partition);
+    const subject = `${this.#prefix}.${p}`;
+    let lo = Math.max(1, Math.floor(this.#first[p] / SHIFT));
+    let hi = Math.floor(this.#end[p] / SHIFT);
+    let best: StoredMsg | undefined;
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const m = await this.#jsm.direct.getMessage(this.#stream, { seq: mid, next_by_subj: subject });
+      if (m === null || m.seq >= hi) hi = mid;
+      else if (Number(m.header?.get(HEADER_MAX_TS) ?? Infinity) >= timeMs) {
+        best = m;
+        hi = mid;
+      } else lo = m.seq + 1;
+    }
+    if (best === undefined) return toOffset(this.#end[p]);
+    const data = Buffer.from(best.data.buffer, best.data.byteOffset, best.data.byteLength);
+    const cols = { offsets: [] as number[], timestamps: [] as number[], valueStarts: [] as number[], valueEnds: [] as number[], keyStarts: [] as number[], keyEnds: [] as number[] };
+    decodeInto(data, 0, best.seq, 0, MAX_RECORDS_PER_MESSAGE, Infinity, cols);
+    const i = cols.timestamps.findIndex((t) => t >= timeMs);
+    return toOffset(i < 0 ? (best.seq + 1) * SHIFT : cols.offsets[i]);
+  }
+
+  #partitionStats(p: number): PartitionStats {
+    return { partition: partitionId(p), firstOffset: toOffset(Math.min(this.#first[p], this.#end[p])), nextOffset: toOffset(this.#end[p]), records: this.#records[p], bytes: this.#bytes[p] };
+  }
+
+  stats(): LogStats {
+    const partitions = Array.from({ length: this.partitionCount }, (_, p) => this.#partitionStats(p));
+    return { records: partitions.reduce((a, s) => a + s.records, 0), bytes: partitions.reduce((a, s) => a + s.bytes, 0), partitions };
+  }
+
+  lag(partition: number, from: number): number {
+    const p = this.#check(partition);
+    if (from >= this.#end[p]) return 0;
+    const { seqs, before } = this.#recent[p];
+    const seq = Math.floor(from / SHIFT);
+    if (seqs.length === 0 || seq < seqs[0]) return lagOf(this.#partitionStats(p), from);
+    let lo = 0;
+    let hi = seqs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (seqs[mid] < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === seqs.length) return 0;
+    const inMessage = (lo + 1 < seqs.length ? before[lo + 1] : this.#records[p]) - before[lo];
+    const skipped = seqs[lo] === seq ? Math.min(from % SHIFT, inMessage) : 0;
+    return Math.max(0, this.#records[p] - before[lo] - skipped);
+  }
+
+  tail(partition: number, from: number, signal?: AbortSignal): Promise<boolean> {
+    const p = this.#check(partition);
+    return this.#tails.wait(p, () => this.#end[p] > from, signal);
+  }
+
+  async commitOffsets(consumer: string, offsets: Readonly<Record<number, number>>): Promise<void> {
+    for (const p of Object.keys(offsets)) this.#check(Number(p));
+    await this.#o.offsets.commitOffsets(consumer, offsets);
+  }
+
+  committedOffsets(consumer: string): Promise<Record<number, Offset>> {
+    return this.#o.offsets.committedOffsets(consumer);
+  }
+
+  #check(partition: number): number {
+    if (!Number.isInteger(partition) || partition < 0 || partition >= this.partitionCount) {
+      throw new HalflifeError('PARTITION_NOT_FOUND', { partition, partitions: this.partitionCount, last: this.partitionCount - 1 });
+    }
+    return partition;
+  }
+
+  /** Waits for pending publishes, stops watching. The connection stays open (it is the caller's). */
+  close(): Promise<void> {
+    return this.#state.close(async () => {
+      clearInterval(this.#refreshTimer);
+      while (this.#flushing !== undefined || this.#flushScheduled || this.#queue.length > 0) {
+        if (this.#flushing !== undefined) await this.#flushing;
+        else await new Promise((r) => setImmediate(r));
+      }
+      this.#tails.close();
+      await this.#watcher?.close();
+      await this.#watching;
+    });
+  }
+}
+
+function recordSize(r: AppendRecord): number {
+  return 16 + (r.key === undefined ? 0 : Buffer.byteLength(r.key)) + valueByteLength(r.value);
+}
+
+function writeValue(buf: Buffer, pos: number, value: RecordValue): number {
+  if (typeof value === 'string') return pos + buf.write(value, pos, 'utf8');
+  if (value instanceof Uint8Array) {
+    buf.set(value, pos);
+    return pos + value.length;
+  }
+  return value.writeTo(buf, pos);
+}
+
+function writeRecord(buf: Buffer, pos: number, r: AppendRecord): number {
+  buf.writeDoubleLE(r.timestampMs, pos);
+  pos += 8;
+  if (r.key === undefined) {
+    buf.writeInt32LE(-1, pos);
+    pos += 4;
+  } else {
+    const at = pos + 4;
+    const end = at + buf.write(r.key, at, 'utf8');
+    buf.writeInt32LE(end - at, pos);
+    pos = end;
+  }
+  const vlen = valueByteLength(r.value);
+  buf.writeUInt32LE(vlen, pos);
+  return writeValue(buf, pos + 4, r.value);
+}
+
+interface Columns {
+  offsets: number[];
+  timestamps: number[];
+  valueStarts: number[];
+  valueEnds: number[];
+  keyStarts: number[];
+  keyEnds: number[];
+}
+
+/**
+ * Appends the records of one message (from index `skip`) to `cols`, their byte positions shifted by `base`; stops
+ * at `maxRecords` / `maxBytes` (at least one record). Returns the bytes taken and the position after the last.
+ */
+function decodeInto(data: Buffer, base: number, seq: number, skip: number, maxRecords: number, maxBytes: number, cols: Columns): { bytes: number; next: number } {
+  if (data.length < 8 || !data.subarray(0, 4).equals(MAGIC)) throw new HalflifeError('SEGMENT_CORRUPT', { partition: -1, segment: `stream message ${seq}`, position: 0, reason: 'not a halflife batch' });
+  const count = data.readUInt32LE(4);
+  let pos = 8;
+  let taken = 0;
+  let bytes = 0;
+  for (let i = 0; i < count; i++) {
+    const start = pos;
+    const ts = data.readDoubleLE(pos);
+    const klen = data.readInt32LE(pos + 8);
+    pos += 12;
+    const ks = klen < 0 ? -1 : pos;
+    if (klen > 0) pos += klen;
+    const vlen = data.readUInt32LE(pos);
+    pos += 4;
+    const vs = pos;
+    pos += vlen;
+    if (pos > data.length) throw new HalflifeError('SEGMENT_CORRUPT', { partition: -1, segment: `stream message ${seq}`, position: start, reason: 'record runs past the message' });
+    if (i < skip) continue;
+    if (taken > 0 && (taken >= maxRecords || bytes >= maxBytes)) return { bytes, next: seq * SHIFT + i };
+    cols.offsets.push(seq * SHIFT + i);
+    cols.timestamps.push(ts);
+    cols.keyStarts.push(ks < 0 ? -1 : base + ks);
+    cols.keyEnds.push(ks < 0 ? -1 : base + ks + klen);
+    cols.valueStarts.push(base + vs);
+    cols.valueEnds.push(base + vs + vlen);
+    taken++;
+    bytes += pos - start;
+  }
+  return { bytes, next: (seq + 1) * SHIFT };
+}

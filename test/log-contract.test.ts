@@ -1,0 +1,259 @@
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { JetStreamLog, KvOffsetStore, MemoryLog, SegmentLog, positionAfter, type Log, type LogRecord } from '../src/log/index.js';
+import { NatsKvStore } from '../src/log/nats-kv.js';
+import { hasNatsServer, startNats, type NatsServer } from './helpers/nats.js';
+import { tempDir } from './helpers/tmp.js';
+
+/**
+ * The log contract (ARCHITECTURE.md, "The log"): LogWriter, LogReader with opaque ordered positions and `tail`, and
+ * the OffsetStore, run against every backend: memory, embedded segment files and NATS JetStream (a nats-server of
+ * the test's own). Positions are only compared and followed (`next`), never added to, as every room above does.
+ */
+interface Opened {
+  readonly log: Log;
+  /** The same log as a new process would open it (files: from its folder; NATS: a new connection). */
+  reopen?(): Promise<Log>;
+}
+
+interface Backend {
+  readonly name: string;
+  fresh(partitions: number): Promise<Opened>;
+  readonly skip?: string | false;
+  /** Fewer property runs where each costs a stream. */
+  readonly runs: number;
+}
+
+// Started at module load (not in before()): node:test evaluates `skip` and the backends before hooks run.
+const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
+const connections: NatsConnection[] = [];
+const open: Log[] = [];
+const cleanups: (() => Promise<void>)[] = [];
+let streamNo = 0;
+
+async function natsLog(nc: NatsConnection, n: number, partitions: number): Promise<Log> {
+  const kv = await NatsKvStore.open(nc, { bucket: `offsets_${process.pid}_${n}` });
+  const log = new JetStreamLog({ connection: nc, partitions, stream: `LOG_${process.pid}_${n}`, subjectPrefix: `t${process.pid}_${n}`, offsets: new KvOffsetStore(kv) });
+  await log.start();
+  open.push(log);
+  return log;
+}
+
+const backends: Backend[] = [
+  {
+    name: 'memory',
+    runs: 40,
+    async fresh(partitions) {
+      const log = new MemoryLog(partitions);
+      await log.start();
+      open.push(log);
+      return { log };
+    },
+  },
+  {
+    name: 'segment files',
+    runs: 40,
+    async fresh(partitions) {
+      const { dir, cleanup } = await tempDir('halflife-logc-');
+      cleanups.push(cleanup);
+      const make = async () => {
+        const log = new SegmentLog({ dir, partitions, fsync: 'never', segmentBytes: 4096 });
+        await log.start();
+        open.push(log);
+        return log;
+      };
+      const log = await make();
+      return {
+        log,
+        async reopen() {
+          await log.close();
+          return make();
+        },
+      };
+    },
+  },
+  {
+    name: 'NATS JetStream',
+    skip: hasNatsServer ? false : 'nats-server not installed',
+    runs: 8,
+    async fresh(partitions) {
+      const n = ++streamNo;
+      const nc = await connect({ servers: nats!.url });
+      connections.push(nc);
+      const log = await natsLog(nc, n, partitions);
+      return {
+        log,
+        async reopen() {
+          await log.close();
+          const again = await connect({ servers: nats!.url });
+          connections.push(again);
+          return natsLog(again, n, partitions);
+        },
+      };
+    },
+  },
+];
+
+after(async () => {
+  for (const log of open) await log.close().catch(() => {});
+  for (const nc of connections) await nc.close().catch(() => {});
+  await nats?.stop();
+  for (const c of cleanups) await c();
+});
+
+const text = (r: LogRecord) => Buffer.from(r.value).toString('utf8');
+
+/** Every record of a partition, read from its first position by following `next` in reads of `chunk` records. */
+async function readAll(log: Log, p: number, chunk: number): Promise<LogRecord[]> {
+  const out: LogRecord[] = [];
+  let at: number = log.stats().partitions[p].firstOffset;
+  for (;;) {
+    const got = await log.read(p, at, { maxRecords: chunk });
+    if (got.length === 0) return out;
+    out.push(...got);
+    at = got[got.length - 1].next;
+  }
+}
+
+for (const b of backends) {
+  describe(`log contract: ${b.name}`, { skip: b.skip }, () => {
+    test('what is appended is read back in order, per partition, with keys and times; acks name the positions read', async () => {
+      const { log } = await b.fresh(3);
+      const acks = await log.append([
+        { key: 'k1', timestampMs: 1000, value: 'a' },
+        { key: 'k2', timestampMs: 1001, value: Buffer.from('b') },
+        { timestampMs: 1002, value: 'c', partition: 2 },
+        { key: 'k1', timestampMs: 1003, value: 'd' },
+      ]);
+      assert.equal(acks[0].partition, log.partitionFor('k1'));
+      assert.equal(acks[3].partition, acks[0].partition);
+      assert.equal(acks[2].partition, 2);
+      for (let p = 0; p < 3; p++) {
+        const records = await readAll(log, p, 1000);
+        const expected = acks.map((a, i) => ({ a, i })).filter(({ a }) => a.partition === p);
+        assert.deepEqual(records.map((r) => r.offset), expected.map(({ a }) => a.offset));
+        for (const r of records) assert.equal(r.partition, p);
+      }
+      const k1 = await readAll(log, acks[0].partition, 1000);
+      const mine = k1.filter((r) => r.key === 'k1');
+      assert.deepEqual(mine.map(text), ['a', 'd']);
+      assert.deepEqual(mine.map((r) => r.timestampMs), [1000, 1003]);
+      assert.ok(mine[0].offset < mine[1].offset, 'positions grow within a partition');
+      const c = (await readAll(log, 2, 1000)).find((r) => text(r) === 'c')!;
+      assert.equal(c.key, undefined);
+    });
+
+    test('property: any appends, read in any chunk size by following next, give each partition\'s records once, in order (model: lists)', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.array(fc.record({ key: fc.option(fc.constantFrom('a', 'b', 'c', 'd', 'é'), { nil: undefined }), value: fc.string({ maxLength: 40 }) }), { minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 6 }),
+          fc.integer({ min: 1, max: 7 }),
+          async (appends, chunk) => {
+            const { log } = await b.fresh(3);
+            const model: string[][] = [[], [], []];
+            let t = 1;
+            for (const batch of appends) {
+              const acks = await log.append(batch.map((r) => ({ key: r.key, timestampMs: t++, value: r.value })));
+              acks.forEach((a, i) => model[a.partition].push(`${batch[i].key ?? '-'}:${batch[i].value}`));
+            }
+            for (let p = 0; p < 3; p++) {
+              const got = await readAll(log, p, chunk);
+              assert.deepEqual(got.map((r) => `${r.key ?? '-'}:${text(r)}`), model[p]);
+              for (let i = 1; i < got.length; i++) assert.ok(got[i - 1].offset < got[i].offset && got[i - 1].next <= got[i].offset);
+              // The batch read agrees with the record read, and its `next` goes on where the records stop.
+              const batch = await log.readBatch(p, log.stats().partitions[p].firstOffset, { maxRecords: chunk });
+              assert.deepEqual([...batch.offsets], got.slice(0, batch.count).map((r) => r.offset));
+              for (let i = 0; i < batch.count; i++) assert.equal(Buffer.from(batch.buffer.subarray(batch.valueStarts[i], batch.valueEnds[i])).toString('utf8'), text(got[i]));
+              if (batch.count > 0) {
+                const after = await log.read(p, positionAfter(batch, batch.count - 1), { maxRecords: 1 });
+                assert.deepEqual(after.map((r) => r.offset), got.slice(batch.count, batch.count + 1).map((r) => r.offset));
+              }
+              assert.equal(log.lag(p, log.stats().partitions[p].firstOffset), model[p].length, 'lag from the start is the records held');
+              assert.equal(log.lag(p, log.stats().partitions[p].nextOffset), 0);
+              // Lag is exact at every record (JetStream: for positions among its recent messages, as here).
+              got.forEach((r, i) => assert.equal(log.lag(p, r.offset), model[p].length - i, `lag at record ${i}`));
+              // Reading at the end returns nothing, and the empty batch stays where it is.
+              const end = log.stats().partitions[p].nextOffset;
+              assert.equal((await log.read(p, end)).length, 0);
+              assert.equal((await log.readBatch(p, end)).next, end);
+            }
+            await log.close();
+          },
+        ),
+        { numRuns: b.runs },
+      );
+    });
+
+    test('an append larger than one write or message (3 MiB) is kept whole and in order', async () => {
+      const { log } = await b.fresh(2);
+      const value = (i: number) => `${String(i).padStart(6, '0')}${'x'.repeat(1018)}`;
+      const acks = await log.append(Array.from({ length: 3000 }, (_, i) => ({ timestampMs: 1000 + i, value: value(i), partition: 1 })));
+      for (let i = 1; i < acks.length; i++) assert.ok(acks[i - 1].offset < acks[i].offset);
+      const got = await readAll(log, 1, 700);
+      assert.equal(got.length, 3000);
+      got.forEach((r, i) => assert.equal(text(r), value(i)));
+      assert.deepEqual(got.map((r) => r.offset), acks.map((a) => a.offset));
+      assert.equal(log.lag(1, got[0].offset), 3000);
+      assert.equal(log.lag(1, got[2999].offset), 1);
+      assert.equal(text((await log.read(1, await log.offsetForTime(1, 2500), { maxRecords: 1 }))[0]), value(1500));
+    });
+
+    test('tail resolves at once when records are there, when one is appended, and false when aborted', async () => {
+      const { log } = await b.fresh(2);
+      const end = log.stats().partitions[1].nextOffset;
+      const waiting = log.tail(1, end);
+      let settled = false;
+      void waiting.then(() => (settled = true));
+      await log.append([{ timestampMs: 1, value: 'x', partition: 0 }]);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(settled, false, 'a record in another partition does not wake a tail');
+      const [ack] = await log.append([{ timestampMs: 2, value: 'y', partition: 1 }]);
+      assert.equal(await waiting, true);
+      assert.equal(await log.tail(1, ack.offset), true, 'a record at the position: at once');
+      const ctl = new AbortController();
+      const aborted = log.tail(1, log.stats().partitions[1].nextOffset, ctl.signal);
+      ctl.abort();
+      assert.equal(await aborted, false);
+    });
+
+    test('offsetForTime: the first position at or after a time, the end when there is none', async () => {
+      const { log } = await b.fresh(1);
+      await log.append([10, 20, 30].map((t) => ({ timestampMs: t, value: String(t), partition: 0 })));
+      await log.append([40, 50].map((t) => ({ timestampMs: t, value: String(t), partition: 0 })));
+      for (const [t, want] of [[0, '10'], [10, '10'], [11, '20'], [30, '30'], [31, '40'], [50, '50']] as const) {
+        const at = await log.offsetForTime(0, t);
+        assert.equal(text((await log.read(0, at, { maxRecords: 1 }))[0]), want, `time ${t}`);
+      }
+      assert.equal(await log.offsetForTime(0, 51), log.stats().partitions[0].nextOffset);
+    });
+
+    test('offset store: positions per consumer and partition, merged, names checked', async () => {
+      const { log } = await b.fresh(4);
+      const [a] = await log.append([{ timestampMs: 1, value: 'x', partition: 1 }]);
+      await log.commitOffsets('view.one', { 0: 0, 1: a.offset });
+      await log.commitOffsets('view.one', { 2: 0 });
+      await log.commitOffsets('view.two', { 3: 0 });
+      assert.deepEqual(await log.committedOffsets('view.one'), { 0: 0, 1: a.offset, 2: 0 });
+      assert.deepEqual(await log.committedOffsets('view.two'), { 3: 0 });
+      assert.deepEqual(await log.committedOffsets('nobody'), {});
+      await assert.rejects(log.commitOffsets('bad name!', { 0: 0 }), { code: 'INVALID_CONSUMER_NAME' });
+      await assert.rejects(log.commitOffsets('view.one', { 9: 0 }), { code: 'PARTITION_NOT_FOUND' });
+    });
+
+    test('records and committed positions survive a reopen; positions go on growing after it', { skip: b.name === 'memory' ? 'in memory: nothing to reopen' : false }, async () => {
+      const opened = await b.fresh(2);
+      const before = await opened.log.append([{ key: 'k', timestampMs: 5, value: 'one' }]);
+      await opened.log.commitOffsets('c', { [before[0].partition]: before[0].offset });
+      const log = await opened.reopen!();
+      const p = before[0].partition;
+      assert.deepEqual((await readAll(log, p, 10)).map(text), ['one']);
+      assert.deepEqual(await log.committedOffsets('c'), { [p]: before[0].offset });
+      const [later] = await log.append([{ key: 'k', timestampMs: 6, value: 'two' }]);
+      assert.ok(later.offset > before[0].offset);
+      assert.deepEqual((await readAll(log, p, 1)).map(text), ['one', 'two']);
+      assert.equal(log.lag(p, log.stats().partitions[p].firstOffset), 2);
+    });
+  });
+}

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HalflifeClient, type EventEnvelope } from '../sdk/index.js';
 import { spawnServer } from './helpers/child-server.js';
+import { hasNatsServer, startNats } from './helpers/nats.js';
 import { tempDir } from './helpers/tmp.js';
 
 /**
@@ -40,9 +41,11 @@ async function readAll(client: HalflifeClient): Promise<Map<string, number>> {
  * acknowledged event is present exactly once; then resends every unacknowledged batch with the same ids and
  * checks that nothing is stored twice.
  */
-async function crashUnderLoad(fsync: 'always' | 'interval') {
+async function crashUnderLoad(fsync: 'always' | 'interval', backendEnv: Record<string, string> = {}) {
   const { dir, cleanup } = await tempDir('halflife-crash-');
-  const env = { HALFLIFE_LOG_FSYNC: fsync, HALFLIFE_INGEST_UNKNOWN_TYPES: 'accept', HALFLIFE_LOG_SEGMENT_BYTES: '200000' };
+  const env = { HALFLIFE_LOG_FSYNC: fsync, HALFLIFE_INGEST_UNKNOWN_TYPES: 'accept', HALFLIFE_LOG_SEGMENT_BYTES: '200000', ...backendEnv };
+  // On JetStream a partition's record count is exact for what one process saw appended, estimated for older messages.
+  const exactCounts = backendEnv.HALFLIFE_NATS === undefined;
   let server = await spawnServer(dir, env);
   try {
     const client = new HalflifeClient({ url: server.url, timeoutMs: CLIENT_TIMEOUT_MS });
@@ -88,7 +91,7 @@ async function crashUnderLoad(fsync: 'always' | 'interval') {
     const doubled = [...counts].filter(([, n]) => n > 1);
     assert.deepEqual(doubled.slice(0, 5), [], 'no event stored twice');
     const streams = await again.streams();
-    assert.equal(streams.records, counts.size);
+    if (exactCounts) assert.equal(streams.records, counts.size);
 
     // The client retries what it never saw acknowledged: the dedup window, rebuilt from the log, keeps it exact.
     for (const batch of unacked) {
@@ -112,6 +115,15 @@ test('kill -9 under concurrent load with fsync=always: every acknowledged event 
 
 test('kill -9 under concurrent load with fsync=interval: a process crash loses nothing acknowledged', { timeout: TEST_TIMEOUT_MS }, async () => {
   await crashUnderLoad('interval');
+});
+
+test('kill -9 under concurrent load on NATS JetStream: every event acknowledged after its publish ack survives exactly once', { timeout: TEST_TIMEOUT_MS, skip: hasNatsServer ? false : 'nats-server not installed' }, async () => {
+  const nats = await startNats();
+  try {
+    await crashUnderLoad('interval', { HALFLIFE_NATS: nats.url, HALFLIFE_NATS_REPLICAS: '1' });
+  } finally {
+    await nats.stop();
+  }
 });
 
 for (const workers of [1, 2]) test(`kill -9 under load with a view running (${workers} engine worker${workers > 1 ? 's' : ''}): after restart the view equals the oracle computed from the log`, { timeout: TEST_TIMEOUT_MS }, async () => {

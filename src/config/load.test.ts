@@ -96,3 +96,19 @@ test('a config file that cannot be read says so, not that it is invalid YAML', a
     await cleanup();
   }
 });
+
+test('HALFLIFE_NATS puts the log on NATS JetStream; a nats backend without servers, or a bad URL, is refused', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const { config } = loadConfig({ cwd: dir, env: { HALFLIFE_NATS: 'nats://h1:4222,nats://h2:4222', HALFLIFE_NATS_REPLICAS: '1' } });
+    assert.equal(config.log.backend, 'nats');
+    assert.equal(config.nats.servers, 'nats://h1:4222,nats://h2:4222');
+    assert.equal(config.nats.replicas, 1);
+    assert.equal(loadConfig({ cwd: dir, env: {} }).config.log.backend, 'files');
+    invalid(() => loadConfig({ cwd: dir, env: { HALFLIFE_LOG_BACKEND: 'nats' } }), /nats\.servers/);
+    invalid(() => loadConfig({ cwd: dir, env: { HALFLIFE_NATS_SERVERS: 'h1:4222' } }), /nats\.servers/);
+    invalid(() => loadConfig({ cwd: dir, env: { HALFLIFE_NATS_REPLICAS: '7' } }), /nats\.replicas/);
+  } finally {
+    await cleanup();
+  }
+});

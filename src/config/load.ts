@@ -7,7 +7,7 @@ import './errors.js';
 import { configSchema, defaultConfig, type HalflifeConfig } from './schema.js';
 
 /** HALFLIFE_* variables that are not config keys (used by the CLI as a client). */
-const CLIENT_ENV = new Set(['HALFLIFE_URL', 'HALFLIFE_API_KEY', 'HALFLIFE_CONFIG']);
+const CLIENT_ENV = new Set(['HALFLIFE_URL', 'HALFLIFE_API_KEY', 'HALFLIFE_CONFIG', 'HALFLIFE_NATS']);
 const DEFAULT_CONFIG_FILES = ['halflife.yaml', 'halflife.yml'];
 
 export interface LoadConfigOptions {
@@ -75,6 +75,11 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     }
     setPath(config, path, coerce(raw, getPath(defaultConfig(), path), path));
   }
+  // HALFLIFE_NATS=nats://h1:4222,... : the log and the shared state on that NATS JetStream cluster.
+  if (env.HALFLIFE_NATS !== undefined && env.HALFLIFE_NATS !== '') {
+    config.nats.servers = env.HALFLIFE_NATS;
+    config.log.backend = 'nats';
+  }
   for (const [path, value] of Object.entries(options.flags ?? {})) {
     if (value !== undefined) setPath(config, path.split('.'), value);
   }
@@ -98,6 +103,9 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   }
   if (rateLimits.hotKeyEventsPerS > 0 && rateLimits.overflowPartition === null) {
     problems.push('  rateLimits.hotKeyEventsPerS: hot keys are diverted to rateLimits.overflowPartition, which is not set');
+  }
+  if (config.log.backend === 'nats' && config.nats.servers === null) {
+    problems.push('  log.backend: nats needs nats.servers (or HALFLIFE_NATS, or serve --nats nats://host:4222)');
   }
   if ((config.server.tlsCertFile === null) !== (config.server.tlsKeyFile === null)) {
     problems.push('  server.tlsCertFile and server.tlsKeyFile: set both (HTTPS) or neither (plain HTTP)');

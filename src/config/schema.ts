@@ -25,6 +25,8 @@ export interface ServerConfig {
 }
 
 export interface LogConfig {
+  /** Where the event log lives: `files` (embedded segment files, the default) or `nats` (NATS JetStream, see `nats`). */
+  backend: 'files' | 'nats';
   partitions: number;
   fsync: FsyncPolicy;
   fsyncIntervalMs: number;
@@ -137,12 +139,27 @@ export interface EngineConfig {
   queryTimeoutMs: number;
 }
 
+/** The NATS JetStream cluster that holds the log and the shared state when `log.backend` is `nats`. */
+export interface NatsConfig {
+  /** Server URLs, comma-separated (`nats://h1:4222,nats://h2:4222`); also HALFLIFE_NATS or `serve --nats`. */
+  servers: string | null;
+  /** The event log's stream; dead letters and replays get streams named after it (`_DEADLETTERS`, `_REPLAYED`). */
+  stream: string;
+  /** Subjects of the event log: `<subjectPrefix>.<partition>`. */
+  subjectPrefix: string;
+  /** Copies of every stream and bucket (3 survives losing a server; 1 for a single server). */
+  replicas: number;
+  /** KV buckets: `<bucketPrefix>_state` (schemas, alerts) and `<bucketPrefix>_offsets`. */
+  bucketPrefix: string;
+}
+
 export interface HalflifeConfig {
   dataDir: string;
   logLevel: LogLevel;
   auth: AuthMode;
   server: ServerConfig;
   log: LogConfig;
+  nats: NatsConfig;
   ingest: IngestConfig;
   schemas: SchemasConfig;
   engine: EngineConfig;
@@ -159,6 +176,7 @@ export function defaultConfig(): HalflifeConfig {
     auth: 'auto',
     server: { host: '127.0.0.1', port: 7070, shutdownTimeoutMs: 10_000, tlsCertFile: null, tlsKeyFile: null, maxLiveStreams: 1000, requestTimeoutMs: 30_000 },
     log: {
+      backend: 'files',
       partitions: 8,
       fsync: 'interval',
       fsyncIntervalMs: 100,
@@ -201,6 +219,7 @@ export function defaultConfig(): HalflifeConfig {
     rateLimits: { keyEventsPerS: 0, keyBurstEvents: 0, hotKeyEventsPerS: 0, hotKeyBurstEvents: 0, overflowPartition: null },
     metrics: { environment: 'development', service: 'halflife', team: 'unassigned', version: null },
     alerts: { evaluationIntervalMs: 15_000, rules: {}, allowedWebhookHosts: null },
+    nats: { servers: null, stream: 'HALFLIFE_EVENTS', subjectPrefix: 'halflife.events', replicas: 3, bucketPrefix: 'halflife' },
   };
 }
 
@@ -231,6 +250,7 @@ export const configSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
+        backend: { enum: ['files', 'nats'] },
         partitions: int(1, 1024),
         fsync: { enum: ['always', 'interval', 'never'] },
         fsyncIntervalMs: int(1, 60_000),
@@ -285,6 +305,17 @@ export const configSchema = {
         maxEngineLagEvents: int(1),
         shedLowAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
         shedNormalAt: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+      },
+    },
+    nats: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        servers: { anyOf: [{ type: 'null' }, { type: 'string', pattern: '^\\s*(nats|tls|wss?)://[^,\\s]+(\\s*,\\s*(nats|tls|wss?)://[^,\\s]+)*\\s*$' }] },
+        stream: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' },
+        subjectPrefix: { type: 'string', pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$' },
+        replicas: int(1, 5),
+        bucketPrefix: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,48}$' },
       },
     },
     alerts: {

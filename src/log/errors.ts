@@ -43,6 +43,18 @@ export const LogErrors = defineErrors({
     domain: 'internal',
     retryable: false,
   },
+  NATS_UNAVAILABLE: {
+    status: 503,
+    message: 'cannot use NATS JetStream at {servers}: {reason}',
+    domain: 'external',
+    retryable: true,
+  },
+  NATS_SETUP_FAILED: {
+    status: 500,
+    message: 'cannot create or open {what} on NATS JetStream: {reason}',
+    domain: 'external',
+    retryable: false,
+  },
   INVALID_CONSUMER_NAME: {
     status: 400,
     message: 'consumer name {name} is not valid: use 1-128 letters, digits, ".", "_" or "-"',

@@ -13,3 +13,7 @@ export type { WireBatch, PartitionStatsWire, LogRequest, LogReply } from './remo
 export { JetStreamLog } from './jetstream-log.js';
 export type { JetStreamLogOptions } from './jetstream-log.js';
 export { KvOffsetStore } from './kv-offsets.js';
+export { NatsKvStore } from './nats-kv.js';
+export type { NatsKvOptions } from './nats-kv.js';
+export { NatsConnector, featuresOf, compareVersions } from './nats-connection.js';
+export type { NatsFeatures, NatsConnectorOptions } from './nats-connection.js';

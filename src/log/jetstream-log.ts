@@ -22,8 +22,8 @@ const HEADER_MAX_TS = 'Halflife-Max-Ts';
 const RECENT_MESSAGES = 65_536;
 
 export interface JetStreamLogOptions {
-  /** The connection stays the caller's (it is shared with the KV buckets). */
-  readonly connection: NatsConnection;
+  /** The connection (or where to find it once `start` runs); it stays the caller's (it is shared with the KV buckets). */
+  readonly connection: NatsConnection | (() => NatsConnection);
   readonly partitions: number;
   /** Stream name (default HALFLIFE_LOG). */
   readonly stream?: string;
@@ -33,6 +33,8 @@ export interface JetStreamLogOptions {
   readonly replicas?: number;
   /** Messages older than this are removed by the server (0 = keep forever). */
   readonly retentionMaxAgeMs?: number;
+  /** The oldest messages are removed while the stream holds more than this (0 = no limit). */
+  readonly retentionMaxBytes?: number;
   /** How long the server remembers a batch id to drop a retried publish (default 2 min). */
   readonly duplicateWindowMs?: number;
   readonly pinnedKeys?: Readonly<Record<string, number>>;
@@ -116,14 +118,14 @@ export class JetStreamLog implements Log {
   /** Creates the stream (or checks the one there), learns each partition's extent and starts watching for new messages. */
   async start(): Promise<void> {
     this.#state.assertOpen();
-    const nc = this.#o.connection;
+    const nc = typeof this.#o.connection === 'function' ? this.#o.connection() : this.#o.connection;
     this.#jsm = await jetstreamManager(nc);
     this.#js = jetstream(nc);
     this.#maxPayload = nc.info?.max_payload ?? this.#maxPayload;
     const description = `halflife event log, ${this.partitionCount} partitions`;
     const existing = await this.#jsm.streams.info(this.#stream).catch(() => undefined);
     if (existing === undefined) {
-      await this.#jsm.streams.add({
+      await this.#setup(`stream ${this.#stream}`, () => this.#jsm.streams.add({
         name: this.#stream,
         description,
         subjects: [`${this.#prefix}.*`],
@@ -132,9 +134,10 @@ export class JetStreamLog implements Log {
         discard: DiscardPolicy.Old,
         num_replicas: this.#o.replicas ?? 1,
         max_age: (this.#o.retentionMaxAgeMs ?? 0) * 1_000_000,
+        max_bytes: this.#o.retentionMaxBytes || -1,
         duplicate_window: (this.#o.duplicateWindowMs ?? 120_000) * 1_000_000,
         allow_direct: true,
-      });
+      }));
     } else {
       const m = /, (\d+) partitions$/.exec(existing.config.description ?? '');
       if (m !== null && Number(m[1]) !== this.partitionCount) {
@@ -164,6 +167,16 @@ export class JetStreamLog implements Log {
     // Retention removes old messages on the server: learn the first positions again now and then (stats only).
     this.#refreshTimer = setInterval(() => void this.#refresh(false).catch(() => {}), 10_000);
     this.#refreshTimer.unref();
+  }
+
+  async #setup<T>(what: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      const message = (err as Error).message ?? String(err);
+      const hint = /insufficient resources|replicas/i.test(message) ? ` (${this.#o.replicas ?? 1} replicas need as many servers in the cluster: set nats.replicas to 1 for a single server)` : '';
+      throw new HalflifeError('NATS_SETUP_FAILED', { what, reason: `${message}${hint}` }, { cause: err });
+    }
   }
 
   #partitionOf(subject: string): number {

@@ -15,35 +15,50 @@ export interface NatsKvOptions {
  * compare-and-set. Watchers see changes from every node.
  */
 export class NatsKvStore implements KvStore {
-  readonly #kv: KV;
+  readonly #connection: () => NatsConnection;
+  readonly #options: NatsKvOptions;
+  #bucket: Promise<KV> | undefined;
 
-  private constructor(kv: KV) {
-    this.#kv = kv;
+  /**
+   * The bucket is opened (created if it does not exist) on first use, once the connection is there; the connection
+   * stays the caller's.
+   */
+  constructor(connection: NatsConnection | (() => NatsConnection), options: NatsKvOptions) {
+    this.#connection = typeof connection === 'function' ? connection : () => connection;
+    this.#options = options;
   }
 
-  /** Opens the bucket, creating it if it does not exist. The connection stays the caller's. */
+  /** A store whose bucket is open. */
   static async open(connection: NatsConnection, options: NatsKvOptions): Promise<NatsKvStore> {
-    const kvm = new Kvm(connection);
-    const kv = await kvm.create(options.bucket, { history: 1, replicas: options.replicas ?? 1 });
-    return new NatsKvStore(kv);
+    const store = new NatsKvStore(connection, options);
+    await store.#kv();
+    return store;
+  }
+
+  #kv(): Promise<KV> {
+    this.#bucket ??= new Kvm(this.#connection()).create(this.#options.bucket, { history: 1, replicas: this.#options.replicas ?? 1 }).catch((err: unknown) => {
+      this.#bucket = undefined;
+      throw err;
+    });
+    return this.#bucket;
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
     checkKvKey(key);
-    const e = await this.#kv.get(key);
+    const e = await (await this.#kv()).get(key);
     if (e === null || e.operation !== 'PUT') return undefined;
     return { key, value: e.value, revision: e.revision };
   }
 
-  put(key: string, value: Uint8Array): Promise<number> {
+  async put(key: string, value: Uint8Array): Promise<number> {
     checkKvKey(key);
-    return this.#kv.put(key, value);
+    return (await this.#kv()).put(key, value);
   }
 
   async create(key: string, value: Uint8Array): Promise<number> {
     checkKvKey(key);
     try {
-      return await this.#kv.create(key, value);
+      return await (await this.#kv()).create(key, value);
     } catch (err) {
       throw conflict(err, key, 'it exists');
     }
@@ -52,7 +67,7 @@ export class NatsKvStore implements KvStore {
   async update(key: string, value: Uint8Array, revision: number): Promise<number> {
     checkKvKey(key);
     try {
-      return await this.#kv.update(key, value, revision);
+      return await (await this.#kv()).update(key, value, revision);
     } catch (err) {
       throw conflict(err, key, `expected revision ${revision}`);
     }
@@ -62,19 +77,19 @@ export class NatsKvStore implements KvStore {
     checkKvKey(key);
     // A delete of nothing would still write a marker (a revision): only delete what is there.
     if ((await this.get(key)) === undefined) return;
-    await this.#kv.delete(key);
+    await (await this.#kv()).delete(key);
   }
 
   async keys(prefix?: string): Promise<string[]> {
     if (prefix !== undefined && prefix !== '') checkKvKey(prefix);
     const out: string[] = [];
-    for await (const k of await this.#kv.keys(prefix === undefined || prefix === '' ? '>' : `${prefix}.>`)) if (kvKeyBelow(k, prefix)) out.push(k);
+    for await (const k of await (await this.#kv()).keys(prefix === undefined || prefix === '' ? '>' : `${prefix}.>`)) if (kvKeyBelow(k, prefix)) out.push(k);
     return out.sort();
   }
 
   async watch(prefix: string, onChange: (change: KvChange) => void): Promise<KvWatch> {
     if (prefix !== '') checkKvKey(prefix);
-    const iter = await this.#kv.watch({ key: prefix === '' ? '>' : `${prefix}.>`, include: KvWatchInclude.UpdatesOnly });
+    const iter = await (await this.#kv()).watch({ key: prefix === '' ? '>' : `${prefix}.>`, include: KvWatchInclude.UpdatesOnly });
     const done = (async () => {
       for await (const e of iter) onChange({ key: e.key, value: e.operation === 'PUT' ? e.value : undefined, revision: e.revision });
     })();

@@ -4,9 +4,9 @@ import { join, sep } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { HalflifeConfig } from '../config/index.js';
-import { FileKvStore, HalflifeError, LifecycleState, packageVersion, SystemClock, type Clock, type Logger } from '../core/index.js';
+import { FileKvStore, HalflifeError, type KvStore, LifecycleState, packageVersion, SystemClock, type Clock, type Logger } from '../core/index.js';
 import { DeadLetterStore, Ingestor, IngestWorkers } from '../ingest/index.js';
-import { SegmentLog } from '../log/index.js';
+import { JetStreamLog, KvOffsetStore, NatsConnector, NatsKvStore, SegmentLog, type Log } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
 import { buildApp } from './app.js';
 import { authRequired, isLoopback } from './auth.js';
@@ -33,19 +33,22 @@ export interface HalflifeServerOptions {
 export class HalflifeServer {
   readonly config: HalflifeConfig;
   readonly logger: pino.Logger;
-  readonly log: SegmentLog;
+  /** The event log: embedded segment files, or NATS JetStream (`log.backend: nats`). */
+  readonly log: Log & { readonly queuedBytes: number };
   readonly keys: KeyStore;
   readonly overload: OverloadMonitor;
   readonly metrics: Metrics;
   readonly alerts: AlertManager;
   readonly registry: SchemaRegistry;
-  /** Shared state (schemas so far): files under <data>/state. */
-  readonly #kv: FileKvStore;
+  /** Shared state (schemas, alert rules): files under <data>/state, or a JetStream KV bucket. */
+  readonly #kv: KvStore;
+  /** The NATS connection when the log is on JetStream. */
+  readonly #nats: NatsConnector | undefined;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
   readonly engine: EngineHost;
-  readonly #deadLetterLog: SegmentLog;
-  readonly #replayLedger: SegmentLog;
+  readonly #deadLetterLog: Log;
+  readonly #replayLedger: Log;
   readonly #lock: DataDirLock;
   readonly #ingestWorkers: IngestWorkers | undefined;
   readonly #state = new LifecycleState('server');
@@ -64,25 +67,51 @@ export class HalflifeServer {
     const logger = this.logger as unknown as Logger;
     const data = config.dataDir;
     this.#lock = new DataDirLock(data);
-    this.log = new SegmentLog({
-      dir: join(data, 'log', 'events'),
-      partitions: config.log.partitions,
-      fsync: config.log.fsync,
-      fsyncIntervalMs: config.log.fsyncIntervalMs,
-      segmentBytes: config.log.segmentBytes,
-      indexIntervalBytes: config.log.indexIntervalBytes,
-      retentionMaxAgeMs: config.log.retention.maxAgeMs,
-      retentionMaxBytesPerPartition: config.log.retention.maxBytesPerPartition,
-      pinnedKeys: config.log.pinnedKeys,
-      observer: this.metrics.logObserver,
-      logger: logger.child({ component: 'log' }),
-      clock,
-    });
-    // Dead letters are rare and precious: never weaker than `interval`, and kept until removed by hand.
-    const dlqFsync = config.log.fsync === 'always' ? 'always' : 'interval';
-    this.#deadLetterLog = new SegmentLog({ dir: join(data, 'deadletters', 'log'), partitions: 1, fsync: dlqFsync, logger, clock });
-    this.#replayLedger = new SegmentLog({ dir: join(data, 'deadletters', 'replayed'), partitions: 1, fsync: 'always', logger, clock });
-    this.#kv = new FileKvStore(join(data, 'state'));
+    const nats = config.log.backend === 'nats' ? new NatsConnector({ servers: config.nats.servers ?? '', logger: logger.child({ component: 'nats' }) }) : undefined;
+    this.#nats = nats;
+    if (nats !== undefined) {
+      const n = config.nats;
+      const connection = () => nats.connection;
+      const stream = (name: string, subjectPrefix: string, partitions: number, offsets: KvOffsetStore, retention: boolean) =>
+        new JetStreamLog({
+          connection,
+          partitions,
+          stream: name,
+          subjectPrefix,
+          replicas: n.replicas,
+          retentionMaxAgeMs: retention ? config.log.retention.maxAgeMs : 0,
+          retentionMaxBytes: retention ? config.log.retention.maxBytesPerPartition * partitions : 0,
+          pinnedKeys: partitions === config.log.partitions ? config.log.pinnedKeys : undefined,
+          offsets,
+          logger: logger.child({ component: 'log' }),
+        });
+      const offsets = new KvOffsetStore(new NatsKvStore(connection, { bucket: `${n.bucketPrefix}_offsets`, replicas: n.replicas }));
+      this.log = stream(n.stream, n.subjectPrefix, config.log.partitions, offsets, true);
+      // Dead letters are kept until removed by hand, like the embedded ones.
+      this.#deadLetterLog = stream(`${n.stream}_DEADLETTERS`, `${n.subjectPrefix}_deadletters`, 1, offsets, false);
+      this.#replayLedger = stream(`${n.stream}_REPLAYED`, `${n.subjectPrefix}_replayed`, 1, offsets, false);
+      this.#kv = new NatsKvStore(connection, { bucket: `${n.bucketPrefix}_state`, replicas: n.replicas });
+    } else {
+      this.log = new SegmentLog({
+        dir: join(data, 'log', 'events'),
+        partitions: config.log.partitions,
+        fsync: config.log.fsync,
+        fsyncIntervalMs: config.log.fsyncIntervalMs,
+        segmentBytes: config.log.segmentBytes,
+        indexIntervalBytes: config.log.indexIntervalBytes,
+        retentionMaxAgeMs: config.log.retention.maxAgeMs,
+        retentionMaxBytesPerPartition: config.log.retention.maxBytesPerPartition,
+        pinnedKeys: config.log.pinnedKeys,
+        observer: this.metrics.logObserver,
+        logger: logger.child({ component: 'log' }),
+        clock,
+      });
+      // Dead letters are rare and precious: never weaker than `interval`, and kept until removed by hand.
+      const dlqFsync = config.log.fsync === 'always' ? 'always' : 'interval';
+      this.#deadLetterLog = new SegmentLog({ dir: join(data, 'deadletters', 'log'), partitions: 1, fsync: dlqFsync, logger, clock });
+      this.#replayLedger = new SegmentLog({ dir: join(data, 'deadletters', 'replayed'), partitions: 1, fsync: 'always', logger, clock });
+      this.#kv = new FileKvStore(join(data, 'state'));
+    }
     this.registry = new SchemaRegistry({
       kv: this.#kv,
       importDir: join(data, 'schemas'),
@@ -167,6 +196,7 @@ export class HalflifeServer {
       throw dataDirError(err, dataDir);
     }
     try {
+      await this.#nats?.start();
       await this.log.start();
       await this.#deadLetterLog.start();
       await this.#replayLedger.start();
@@ -291,6 +321,7 @@ export class HalflifeServer {
     await this.#replayLedger.close();
     await this.#deadLetterLog.close();
     await this.log.close();
+    await this.#nats?.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -8,6 +8,8 @@ export interface ServeFlags {
   data?: string | undefined;
   host?: string | undefined;
   port?: string | undefined;
+  /** NATS server URLs (comma-separated): the log and the shared state on JetStream. */
+  nats?: string | undefined;
 }
 
 /**
@@ -30,7 +32,7 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
   try {
     const { config, file } = loadConfig({
       file: flags.config,
-      flags: { dataDir: flags.data, 'server.host': flags.host, 'server.port': port },
+      flags: { dataDir: flags.data, 'server.host': flags.host, 'server.port': port, ...(flags.nats === undefined ? {} : { 'nats.servers': flags.nats, 'log.backend': 'nats' }) },
     });
     await probeListen(config.server.host, config.server.port);
     // Every file the server creates (segments, dead letters with raw payloads, alert rules with webhook secrets) is
@@ -50,7 +52,8 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
   }
   const config = server.config;
   // A plain banner on stderr whatever the log level, for people and for scripts waiting on start-up.
-  io.err(`halflife listening on ${address} (data: ${config.dataDir}, fsync: ${config.log.fsync})\n`);
+  const where = config.log.backend === 'nats' ? `log: NATS JetStream at ${config.nats.servers}` : `fsync: ${config.log.fsync}`;
+  io.err(`halflife listening on ${address} (data: ${config.dataDir}, ${where})\n`);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

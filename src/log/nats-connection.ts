@@ -1,0 +1,96 @@
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { HalflifeError, LifecycleState, silentLogger, type Logger } from '../core/index.js';
+import './errors.js';
+
+/** What a server version can do that durability or the cluster relies on (detected at start, never assumed). */
+export interface NatsFeatures {
+  /** nats-server ≥ 2.10.23: the releases before lost whole streams on process crashes (Jepsen, 2025). */
+  readonly crashSafeStreams: boolean;
+  /** nats-server ≥ 2.11: a TTL per KV key (2.9/2.10 silently ignore one). */
+  readonly perKeyTtl: boolean;
+  /** nats-server ≥ 2.12: atomic batch publish. */
+  readonly atomicBatch: boolean;
+}
+
+/** Compares dotted versions numerically: a < b → negative. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.replace(/^v/, '').split(/[.-]/).map((x) => Number.parseInt(x, 10) || 0);
+  const pb = b.replace(/^v/, '').split(/[.-]/).map((x) => Number.parseInt(x, 10) || 0);
+  for (let i = 0; i < 3; i++) if ((pa[i] ?? 0) !== (pb[i] ?? 0)) return (pa[i] ?? 0) - (pb[i] ?? 0);
+  return 0;
+}
+
+export function featuresOf(version: string): NatsFeatures {
+  return {
+    crashSafeStreams: compareVersions(version, '2.10.23') >= 0,
+    perKeyTtl: compareVersions(version, '2.11.0') >= 0,
+    atomicBatch: compareVersions(version, '2.12.0') >= 0,
+  };
+}
+
+export interface NatsConnectorOptions {
+  /** Server URLs, comma-separated. */
+  readonly servers: string;
+  /** The connection's name as servers show it. */
+  readonly name?: string;
+  readonly logger?: Logger;
+}
+
+/**
+ * The one NATS connection of a process, shared by its JetStream log and KV buckets. Refuses a server without
+ * JetStream, and reads the server's version so that newer features are used only where present.
+ */
+export class NatsConnector {
+  readonly #o: NatsConnectorOptions;
+  readonly #state = new LifecycleState('nats');
+  readonly #logger: Logger;
+  #nc: NatsConnection | undefined;
+
+  constructor(options: NatsConnectorOptions) {
+    this.#o = options;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  get connection(): NatsConnection {
+    if (this.#nc === undefined) throw new HalflifeError('NATS_UNAVAILABLE', { servers: this.#o.servers, reason: 'not connected yet' });
+    return this.#nc;
+  }
+
+  /** The version of the server this process is connected to now. */
+  get serverVersion(): string {
+    return this.#nc?.info?.version ?? 'unknown';
+  }
+
+  get features(): NatsFeatures {
+    return featuresOf(this.serverVersion);
+  }
+
+  async start(): Promise<void> {
+    this.#state.assertOpen();
+    const servers = this.#o.servers.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    try {
+      // Reconnect for ever: a server restarting, or a leader moving, must not stop the process.
+      this.#nc = await connect({ servers, name: this.#o.name ?? 'halflife', maxReconnectAttempts: -1, reconnectTimeWait: 1000, timeout: 10_000 });
+    } catch (err) {
+      throw new HalflifeError('NATS_UNAVAILABLE', { servers: this.#o.servers, reason: (err as Error).message }, { cause: err });
+    }
+    const info = this.#nc.info;
+    if (info?.jetstream !== true) {
+      await this.#nc.close();
+      throw new HalflifeError('NATS_UNAVAILABLE', { servers: this.#o.servers, reason: 'JetStream is not enabled on the server (start it with -js, or jetstream {} in its config)' });
+    }
+    const version = info.version;
+    const f = featuresOf(version);
+    this.#logger.info({ servers, version, features: f }, `connected to nats-server ${version}`);
+    if (!f.crashSafeStreams) {
+      this.#logger.warn({ version }, `nats-server ${version} is older than 2.10.23: releases before it could lose whole streams when a server process crashed; upgrade (docs/scale-out.md)`);
+    }
+  }
+
+  /** Drains the connection: publishes in flight are finished first. */
+  close(): Promise<void> {
+    return this.#state.close(async () => {
+      await this.#nc?.drain().catch(() => this.#nc?.close());
+    });
+  }
+}

@@ -1,0 +1,111 @@
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, inject, caughtUp, type TestServer } from './helpers/server.js';
+import { hasNatsServer, startNats, type NatsServer } from './helpers/nats.js';
+
+/**
+ * `log.backend: nats`: the event log, dead letters, the replay ledger, schemas, alert rules and consumer positions on
+ * NATS JetStream. A second halflife process with an empty data folder, pointed at the same JetStream, finds
+ * everything the first one acknowledged: nothing of it lives on the first machine.
+ */
+const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
+const servers: TestServer[] = [];
+after(async () => {
+  for (const s of servers) await s.cleanup().catch(() => {});
+  await nats?.stop();
+});
+
+const schema = { type: 'object', properties: { article: { type: 'string' }, user: { type: 'string' } }, required: ['article', 'user'] };
+
+async function node(stream: string): Promise<TestServer> {
+  const t = await startServer({
+    log: { backend: 'nats', partitions: 4 },
+    nats: { servers: nats!.url, stream, subjectPrefix: `e_${stream.toLowerCase()}`, replicas: 1, bucketPrefix: `b_${stream.toLowerCase()}` },
+  });
+  servers.push(t);
+  return t;
+}
+
+describe('NATS JetStream backend', { skip: hasNatsServer ? false : 'nats-server not installed' }, () => {
+  test('a second process with an empty data folder finds every acknowledged event, dead letter and schema of the first', async () => {
+    const a = await node('SHARED1');
+    assert.equal((await inject(a, 'PUT', '/v1/schemas/page_view', schema)).status, 201);
+    const events = Array.from({ length: 600 }, (_, i) => ({ type: 'page_view', key: `a${i % 7}`, id: `ev-${i}`, data: { article: `a${i % 7}`, user: `u${i % 97}` } }));
+    const res = await inject(a, 'POST', '/v1/events', [...events.slice(0, 300), { type: 'page_view', data: { article: 'x' } }, ...events.slice(300)]);
+    assert.equal(res.status, 200);
+    assert.equal(res.body.accepted, 600);
+    assert.equal(res.body.rejected, 1);
+    // A retried request is stored once (the per-event id window).
+    assert.equal((await inject(a, 'POST', '/v1/events', events.slice(0, 10))).body.accepted, 0);
+
+    const sql = 'CREATE VIEW per_article AS SELECT article, COUNT(*) AS views, APPROX_COUNT_DISTINCT(user) AS readers FROM page_view GROUP BY article';
+    assert.equal((await inject(a, 'PUT', '/v1/views/per_article', { sql })).status, 201);
+    await caughtUp(a, 'per_article');
+    const expected = new Map<string, { views: number; readers: Set<string> }>();
+    for (const e of events) {
+      const x = expected.get(e.data.article) ?? { views: 0, readers: new Set<string>() };
+      x.views++;
+      x.readers.add(e.data.user);
+      expected.set(e.data.article, x);
+    }
+    const check = async (t: TestServer) => {
+      const rows = (await inject(t, 'GET', '/v1/views/per_article?limit=100')).body.rows as { article: string; views: number; readers: number }[];
+      assert.equal(rows.length, expected.size);
+      for (const r of rows) {
+        assert.equal(r.views, expected.get(r.article)!.views);
+        assert.equal(r.readers, expected.get(r.article)!.readers.size, 'HLL is exact at this size');
+      }
+    };
+    await check(a);
+    await a.cleanup();
+    servers.splice(servers.indexOf(a), 1);
+
+    // Another machine: a new data folder, the same JetStream.
+    const b = await node('SHARED1');
+    assert.equal((await inject(b, 'GET', '/v1/schemas/page_view')).status, 200, 'the schema is in the shared bucket');
+    const stored: unknown[] = [];
+    let cursor = '';
+    for (;;) {
+      const page = (await inject(b, 'GET', `/v1/events?limit=250${cursor ? `&cursor=${cursor}` : ''}`)).body;
+      stored.push(...page.records);
+      if (page.records.length === 0) break;
+      cursor = page.next;
+    }
+    assert.equal(stored.length, 600);
+    assert.deepEqual(new Set(stored.map((r) => (r as { id: string }).id)), new Set(events.map((e) => e.id)));
+    const letters = (await inject(b, 'GET', '/v1/deadletters')).body.deadletters;
+    assert.equal(letters.length, 1);
+    assert.equal(letters[0].code, 'SCHEMA_VALIDATION');
+    // The dedup window is rebuilt from JetStream: a retry sent to the new process is still stored once.
+    assert.equal((await inject(b, 'POST', '/v1/events', events.slice(590))).body.accepted, 0);
+    // A view defined here backfills from the shared log.
+    assert.equal((await inject(b, 'PUT', '/v1/views/per_article', { sql })).status, 201);
+    await caughtUp(b, 'per_article');
+    await check(b);
+    // New events reach the view as they are appended.
+    assert.equal((await inject(b, 'POST', '/v1/events', [{ type: 'page_view', data: { article: 'a0', user: 'new-reader' } }])).body.accepted, 1);
+    expected.get('a0')!.views++;
+    expected.get('a0')!.readers.add('new-reader');
+    await caughtUp(b, 'per_article');
+    await check(b);
+  });
+
+  test('three replicas on a single server are refused at start with what to do', async () => {
+    await assert.rejects(
+      startServer({ log: { backend: 'nats' }, nats: { servers: nats!.url, stream: 'R3', subjectPrefix: 'r3', replicas: 3, bucketPrefix: 'r3' } }),
+      (err: { code: string; message: string }) => {
+        assert.equal(err.code, 'NATS_SETUP_FAILED');
+        assert.match(err.message, /nats\.replicas/);
+        return true;
+      },
+    );
+  });
+
+  test('no server at the address: NATS_UNAVAILABLE naming it', async () => {
+    await assert.rejects(startServer({ log: { backend: 'nats' }, nats: { servers: 'nats://127.0.0.1:1', replicas: 1 } }), (err: { code: string; message: string }) => {
+      assert.equal(err.code, 'NATS_UNAVAILABLE');
+      assert.match(err.message, /127\.0\.0\.1:1/);
+      return true;
+    });
+  });
+});

@@ -78,8 +78,9 @@ describe('NATS JetStream backend', { skip: hasNatsServer ? false : 'nats-server 
     assert.equal(letters[0].code, 'SCHEMA_VALIDATION');
     // The dedup window is rebuilt from JetStream: a retry sent to the new process is still stored once.
     assert.equal((await inject(b, 'POST', '/v1/events', events.slice(590))).body.accepted, 0);
-    // A view defined here backfills from the shared log.
-    assert.equal((await inject(b, 'PUT', '/v1/views/per_article', { sql })).status, 201);
+    // The view's definition is in the shared bucket too: it runs here, backfilled from the shared log.
+    assert.deepEqual((await inject(b, 'GET', '/v1/views')).body.views.map((v: { name: string }) => v.name), ['per_article']);
+    assert.equal((await inject(b, 'PUT', '/v1/views/per_article', { sql })).body.error.code, 'VIEW_EXISTS');
     await caughtUp(b, 'per_article');
     await check(b);
     // New events reach the view as they are appended.
@@ -88,6 +89,38 @@ describe('NATS JetStream backend', { skip: hasNatsServer ? false : 'nats-server 
     expected.get('a0')!.readers.add('new-reader');
     await caughtUp(b, 'per_article');
     await check(b);
+  });
+
+  test('two processes at once: a view created, replaced or dropped on one is on the other within a second, and counts the same there', async () => {
+    const a = await node('SHARED2');
+    const b = await node('SHARED2');
+    assert.equal((await inject(a, 'PUT', '/v1/schemas/page_view', schema)).status, 201);
+    const waitFor = async (what: string, ok: () => Promise<boolean>) => {
+      const t0 = Date.now();
+      while (!(await ok())) {
+        assert.ok(Date.now() - t0 < 10_000, `${what} did not happen`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return Date.now() - t0;
+    };
+    const names = async (t: TestServer) => (await inject(t, 'GET', '/v1/views')).body.views.map((v: { name: string }) => v.name) as string[];
+    assert.equal((await inject(a, 'PUT', '/v1/views/n', { sql: 'CREATE VIEW n AS SELECT COUNT(*) AS n FROM page_view' })).status, 201);
+    const took = await waitFor('the view reaching the other process', async () => (await names(b)).includes('n'));
+    assert.ok(took < 1000, `a view created on one process ran on the other after ${took} ms`);
+    // Events sent to either process count in both.
+    await inject(a, 'POST', '/v1/events', Array.from({ length: 30 }, (_, i) => ({ type: 'page_view', data: { article: 'x', user: `u${i}` } })));
+    await inject(b, 'POST', '/v1/events', Array.from({ length: 12 }, (_, i) => ({ type: 'page_view', data: { article: 'y', user: `v${i}` } })));
+    for (const t of [a, b]) await waitFor('both processes counting every event', async () => (await inject(t, 'GET', '/v1/views/n')).body.rows[0]?.n === 42);
+    // Two processes creating the same name: one wins, the other is told the view exists.
+    const race = await Promise.all([a, b].map((t) => inject(t, 'PUT', '/v1/views/m', { sql: 'CREATE VIEW m AS SELECT COUNT(*) AS c FROM page_view' })));
+    assert.deepEqual(race.map((r) => r.status).sort(), [201, 409]);
+    // Replaced on b: a runs the new definition.
+    assert.equal((await inject(b, 'PUT', '/v1/views/n', { sql: 'CREATE OR REPLACE VIEW n AS SELECT article, COUNT(*) AS n FROM page_view GROUP BY article' })).status, 200);
+    await waitFor('the replacement reaching the other process', async () => (await inject(a, 'GET', '/v1/views/n/definition')).body.sql?.includes('GROUP BY article') === true);
+    await waitFor('the replaced view counting per article', async () => (await inject(a, 'GET', '/v1/views/n?article=y')).body.rows[0]?.n === 12);
+    // Dropped on a: gone from b.
+    assert.equal((await inject(a, 'DELETE', '/v1/views/n')).status, 204);
+    await waitFor('the drop reaching the other process', async () => !(await names(b)).includes('n'));
   });
 
   test('three replicas on a single server are refused at start with what to do', async () => {

@@ -222,12 +222,18 @@ export class Engine {
     return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], applied: 0, lastCheckpointMs: null, lastCheckpointDurationMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length), evalErrors: 0 };
   }
 
-  /** Plans and starts a view (backfilling from the log start unless `start = 'latest'`). */
-  async createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
+  /** Plans a view without creating it: the errors `createView` would give for the name and the SQL. */
+  check(name: string, sql: string): ViewPlan {
     this.#state.assertOpen();
     if (!VIEW_NAME_RE.test(name)) throw new HalflifeError('INVALID_VIEW_NAME', { name: JSON.stringify(name) });
     const plan = planView(sql, this.#o.catalog(), name);
     if (plan.name !== name) throw new HalflifeError('INVALID_REQUEST', { reason: `the SQL creates view ${plan.name} but the URL names ${name}` });
+    return plan;
+  }
+
+  /** Plans and starts a view (backfilling from the log start unless `start = 'latest'`). */
+  async createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
+    const plan = this.check(name, sql);
     if (this.#views.has(name) && !replace && !/^\s*create\s+or\s+replace/i.test(sql)) throw new HalflifeError('VIEW_EXISTS', { name });
     await this.#o.store.remove(name);
     await this.#o.store.saveDefinition(name, sql);

@@ -9,3 +9,5 @@ export type { ViewStore, FileViewStoreOptions } from './view-store.js';
 export { Tables, parseTableBody, parseCsv, checkTableDepth } from './tables.js';
 export type { TableRow, TableInfo } from './tables.js';
 export { EngineErrors } from './errors.js';
+export { ViewDefinitions } from './view-definitions.js';
+export type { ViewDefinitionsOptions } from './view-definitions.js';

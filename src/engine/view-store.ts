@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { writeFileAtomic } from '../core/index.js';
 import { join } from 'node:path';
 
@@ -36,40 +36,29 @@ export class MemoryViewStore implements ViewStore {
 export interface FileViewStoreOptions {
   /** Name of this engine's checkpoint file in each view folder (several engines: one each). Default checkpoint.bin. */
   readonly checkpointFile?: string;
-  /** Whether this engine writes and removes view definitions (with several engines, only the first does). */
-  readonly ownsDefinitions?: boolean;
+  /** The view definitions to start with: they live in the shared state (`ViewDefinitions`), not here. */
+  readonly definitions?: readonly { name: string; sql: string }[];
 }
 
-/** `<dir>/<view>/view.sql` and `<dir>/<view>/checkpoint.bin` (written to a temp file, synced, renamed). */
+/**
+ * Checkpoints in `<dir>/<view>/<checkpointFile>` (written to a temp file, synced, renamed). Definitions are the
+ * host's (`ViewDefinitions`, in the shared state): this store hands the engine the ones it was given and keeps none.
+ */
 export class FileViewStore implements ViewStore {
   readonly #dir: string;
   readonly #checkpoint: string;
-  readonly #owner: boolean;
+  readonly #definitions: readonly { name: string; sql: string }[];
   constructor(dir: string, options: FileViewStoreOptions = {}) {
     this.#dir = dir;
     this.#checkpoint = options.checkpointFile ?? 'checkpoint.bin';
-    this.#owner = options.ownsDefinitions ?? true;
+    this.#definitions = options.definitions ?? [];
   }
   async list() {
-    await mkdir(this.#dir, { recursive: true });
-    const out: { name: string; sql: string }[] = [];
-    for (const name of (await readdir(this.#dir)).sort()) {
-      try {
-        out.push({ name, sql: await readFile(join(this.#dir, name, 'view.sql'), 'utf8') });
-      } catch {
-        // a folder without a definition (dropped mid-way): ignore
-      }
-    }
-    return out;
+    return [...this.#definitions];
   }
-  async saveDefinition(name: string, sql: string) {
-    if (!this.#owner) return;
-    await mkdir(join(this.#dir, name), { recursive: true });
-    await writeFileAtomic(join(this.#dir, name, 'view.sql'), sql);
-  }
+  async saveDefinition() {}
   async remove(name: string) {
-    if (this.#owner) await rm(join(this.#dir, name), { recursive: true, force: true });
-    else await rm(join(this.#dir, name, this.#checkpoint), { force: true });
+    await rm(join(this.#dir, name, this.#checkpoint), { force: true });
   }
   async loadCheckpoint(name: string) {
     try {
@@ -84,4 +73,3 @@ export class FileViewStore implements ViewStore {
     await writeFileAtomic(join(this.#dir, name, this.#checkpoint), bytes);
   }
 }
-

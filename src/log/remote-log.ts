@@ -89,25 +89,33 @@ export class LogPort {
 }
 
 /**
- * Calls `changed` (at most once per event-loop turn) whenever records are appended to any partition, until
- * `signal` aborts: one `tail` per partition, so an idle log costs nothing.
+ * Calls `changed` whenever records are appended to any partition, until `signal` aborts: one `tail` per partition,
+ * so an idle log costs nothing. Calls are at least `minIntervalMs` apart (default 5 ms): a busy log is reported in
+ * batches instead of once per group commit (a message to every engine thread each millisecond cost ~10 % of
+ * end-to-end throughput), and a quiet one at once.
  */
-export function watchLog(log: LogReader, changed: () => void, signal: AbortSignal): void {
-  let scheduled = false;
-  const fire = () => {
-    if (scheduled) return;
-    scheduled = true;
-    setImmediate(() => {
-      scheduled = false;
-      if (!signal.aborted) changed();
-    });
-  };
+export function watchLog(log: LogReader, changed: () => void, signal: AbortSignal, minIntervalMs = 5): void {
+  let pending: Promise<void> | undefined;
+  let last = -Infinity;
+  const report = (): Promise<void> =>
+    (pending ??= new Promise<void>((resolve) => {
+      const run = () => {
+        pending = undefined;
+        last = performance.now();
+        if (!signal.aborted) changed();
+        resolve();
+      };
+      const wait = last + minIntervalMs - performance.now();
+      if (wait > 0) setTimeout(run, wait);
+      else setImmediate(run);
+    }));
   for (let p = 0; p < log.partitionCount; p++) {
     void (async () => {
-      let seen = log.stats().partitions[p].nextOffset as number;
+      let seen: number = log.stats().partitions[p].nextOffset;
       while (!signal.aborted && (await log.tail(p, seen, signal))) {
+        // Read the end before reporting: the report's snapshot is taken later, so it holds at least this much.
         seen = log.stats().partitions[p].nextOffset;
-        fire();
+        await report();
       }
     })().catch(() => {});
   }

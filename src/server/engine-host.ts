@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import { BucketHistogram, FRESHNESS_BUCKETS_S, HalflifeError, LifecycleState, startModuleWorker, type HistogramSnapshot, type Logger } from '../core/index.js';
-import type { LateEvent, PartialGroup, RowQuery, TableInfo, TableRow, ViewInfo, ViewRow } from '../engine/index.js';
+import type { LateEvent, PartialGroup, RowQuery, TableInfo, TableRow, ViewDefinitions, ViewInfo, ViewRow } from '../engine/index.js';
 import { LogPort, statsWire, watchLog, type Log } from '../log/index.js';
 import type { QueryResult } from '../query/index.js';
 import type { CatalogSnapshot, FromWorker, ToWorker, WorkerInit } from './engine-protocol.js';
@@ -14,6 +14,8 @@ export interface EngineHostOptions {
   readonly logger: Logger;
   /** The current schemas by stream, for planning views. */
   readonly catalog: () => CatalogSnapshot;
+  /** The view definitions, in the shared state (started by the host). */
+  readonly definitions: ViewDefinitions;
   readonly checkpointIntervalMs?: number;
   readonly queryTimeoutMs?: number;
   /** Engine worker threads; worker i consumes the partitions p with p % workers === i (default 1). */
@@ -57,6 +59,7 @@ class WorkerLink {
       partitions: this.#o.log.partitionCount,
       stats: statsWire(this.#o.log),
       catalog: this.#o.catalog(),
+      views: this.#o.definitions.list(),
       checkpointIntervalMs: this.#o.checkpointIntervalMs ?? 5000,
       queryTimeoutMs: this.#o.queryTimeoutMs ?? 10_000,
     };
@@ -188,6 +191,16 @@ export class EngineHost {
 
   async start(): Promise<void> {
     this.#state.assertOpen();
+    // A view created, replaced or dropped by another process sharing the state: the same here.
+    await this.#o.definitions.start((name, sql) => {
+      const catalog = this.#o.catalog();
+      for (const l of this.#links) l.send({ type: 'catalog', catalog });
+      const work = sql === undefined ? Promise.all(this.#links.map((l) => l.call('dropView', name).catch(() => {}))) : Promise.all(this.#links.map((l) => l.call('createView', name, sql, true)));
+      work.then(
+        () => this.#o.logger.info({ view: name }, sql === undefined ? 'view dropped elsewhere: dropped here' : 'view defined elsewhere: running it here'),
+        (err: unknown) => this.#o.logger.error({ err, view: name }, 'a view defined elsewhere cannot run here'),
+      );
+    });
     await Promise.all(this.#links.map((l) => l.spawn()));
     // The workers learn of new records as they are appended (they wait on them with `tail`).
     watchLog(
@@ -219,16 +232,23 @@ export class EngineHost {
     this.#state.assertOpen();
     const catalog = this.#o.catalog();
     for (const l of this.#links) l.send({ type: 'catalog', catalog });
-    // The first worker validates and persists the definition; the others follow.
-    await this.#first.call('createView', name, sql, replace);
-    await Promise.all(this.#links.slice(1).map((l) => l.call('createView', name, sql, true)));
+    // The first worker checks the name and plans the SQL; the definition goes to the shared state (where a second
+    // process creating the same name loses with VIEW_EXISTS), then every worker runs it.
+    await this.#first.call('checkView', name, sql);
+    const defs = this.#o.definitions;
+    const replacing = replace || /^\s*create\s+or\s+replace/i.test(sql);
+    if (defs.has(name) && !replacing) throw new HalflifeError('VIEW_EXISTS', { name });
+    if (replacing) await defs.put(name, sql);
+    else await defs.create(name, sql);
+    await Promise.all(this.#links.map((l) => l.call('createView', name, sql, true)));
     return this.info(name);
   }
 
   async dropView(name: string): Promise<void> {
     this.#state.assertOpen();
-    await Promise.all(this.#links.slice(1).map((l) => l.call('dropView', name).catch(() => {})));
-    await this.#first.call('dropView', name);
+    if (!this.#o.definitions.has(name)) throw new HalflifeError('VIEW_NOT_FOUND', { name });
+    await this.#o.definitions.remove(name);
+    await Promise.all(this.#links.map((l) => l.call('dropView', name).catch(() => {})));
   }
 
   names(): Promise<string[]> {
@@ -343,6 +363,7 @@ export class EngineHost {
   close(): Promise<void> {
     return this.#state.close(async () => {
       this.#watch.abort();
+      await this.#o.definitions.close();
       await Promise.all(this.#links.map((l) => l.stop()));
     });
   }

@@ -12,6 +12,8 @@ export interface WorkerInit {
   readonly partitions: number;
   readonly stats: PartitionStatsWire[];
   readonly catalog: CatalogSnapshot;
+  /** The view definitions (the host keeps them in the shared state). */
+  readonly views: { name: string; sql: string }[];
   readonly checkpointIntervalMs: number;
   readonly queryTimeoutMs: number;
 }

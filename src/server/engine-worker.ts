@@ -32,7 +32,7 @@ const logger: Logger = {
 
 let catalogSnapshot: CatalogSnapshot = init.catalog;
 const log = new RemoteLog(init.partitions, init.stats, (m) => post(m));
-// With several engine workers, the first owns the files (definitions, tables); each keeps its own checkpoints.
+// With several engine workers, the first owns the table files; each keeps its own checkpoints (definitions are the host's).
 const first = init.index === 0;
 const tables = new Tables(join(init.dataDir, 'tables'), first);
 const owned = Array.from({ length: init.partitions }, (_, p) => p).filter((p) => p % init.workers === init.index);
@@ -40,7 +40,7 @@ const catalog = (): Catalog => schemaCatalog(catalogSnapshot, tables);
 const engine = new Engine({
   log,
   store: new FileViewStore(join(init.dataDir, 'views'), {
-    ownsDefinitions: first,
+    definitions: init.views,
     checkpointFile: init.workers === 1 ? 'checkpoint.bin' : `checkpoint-${init.index}-of-${init.workers}.bin`,
   }),
   ownedPartitions: init.workers === 1 ? undefined : owned,
@@ -51,6 +51,7 @@ const engine = new Engine({
 });
 
 const methods: Record<string, (...args: never[]) => unknown> = {
+  checkView: (name: string, sql: string) => void engine.check(name, sql),
   createView: (name: string, sql: string, replace: boolean) => engine.createView(name, sql, replace),
   dropView: (name: string) => engine.dropView(name),
   names: () => engine.names(),

@@ -17,6 +17,7 @@ import { AlertManager } from '../alerts/index.js';
 import { WebhookSender } from '../sinks/index.js';
 import { DataDirLock } from './data-lock.js';
 import { EngineHost } from './engine-host.js';
+import { ViewDefinitions } from '../engine/index.js';
 import type { CatalogSnapshot } from './engine-protocol.js';
 
 export interface HalflifeServerOptions {
@@ -147,6 +148,7 @@ export class HalflifeServer {
       log: this.log,
       dataDir: data,
       catalog: () => this.#catalog(),
+      definitions: new ViewDefinitions({ kv: this.#kv, importDir: join(data, 'views'), logger: logger.child({ component: 'engine' }) }),
       checkpointIntervalMs: config.engine.checkpointIntervalMs,
       queryTimeoutMs: config.engine.queryTimeoutMs,
       workers: Math.min(config.engine.workers, config.log.partitions),

@@ -1,6 +1,12 @@
 import { defineErrors } from '../core/index.js';
 
 export const EngineErrors = defineErrors({
+  ENGINE_UNAVAILABLE: {
+    status: 503,
+    message: 'the view engine is unavailable ({reason}); retry shortly',
+    domain: 'internal',
+    retryable: true,
+  },
   VIEW_NOT_FOUND: {
     status: 404,
     message: 'no view named {name}',

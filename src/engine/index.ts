@@ -11,3 +11,6 @@ export type { TableRow, TableInfo } from './tables.js';
 export { EngineErrors } from './errors.js';
 export { ViewDefinitions } from './view-definitions.js';
 export type { ViewDefinitionsOptions } from './view-definitions.js';
+export { EngineHost } from './host.js';
+export type { EngineHostOptions } from './host.js';
+export type { EngineApi, EngineExtension, WorkerInit, CatalogSnapshot } from './protocol.js';

@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { HalflifeConfig } from '../config/index.js';
 import { decodeEventRecord, HalflifeError, type Logger } from '../core/index.js';
-import type { EngineHost } from './engine-host.js';
+import type { EngineHost } from '../engine/index.js';
 import type { DeadLetterFilter, DeadLetterStore, Ingestor } from '../ingest/index.js';
 import type { Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';

@@ -19,12 +19,6 @@ export const ServerErrors = defineErrors({
     domain: 'external',
     retryable: true,
   },
-  ENGINE_UNAVAILABLE: {
-    status: 503,
-    message: 'the view engine is unavailable ({reason}); retry shortly',
-    domain: 'internal',
-    retryable: true,
-  },
   DATA_DIR_LOCKED: {
     status: 500,
     message: 'data folder {dir} is in use by another halflife process (pid {pid}); stop it or choose another --data',

@@ -3,7 +3,7 @@ import type { HistogramSnapshot } from '../core/index.js';
 import type { Ingestor } from '../ingest/index.js';
 import type { LogObserver, LogStats } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
-import type { EngineHost } from './engine-host.js';
+import type { EngineHost } from '../engine/index.js';
 import type { OverloadMonitor } from './overload.js';
 
 /** Every metric halflife exposes, by name (Prometheus conventions: `_total` counters, base units in the name). */

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultConfig } from '../config/index.js';
-import type { EngineHost } from './engine-host.js';
+import type { EngineHost } from '../engine/index.js';
 import { OverloadMonitor, REQUEST_OVERHEAD_BYTES } from './overload.js';
 
 function monitor(infos: () => { name: string; lag: number }[], queued = () => 0, over: Partial<ReturnType<typeof defaultConfig>['overload']> = {}) {

@@ -2,7 +2,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { OverloadConfig } from '../config/index.js';
 import { silentLogger, type Logger } from '../core/index.js';
 import type { ShedLevel } from '../ingest/index.js';
-import type { EngineHost } from './engine-host.js';
+import type { EngineHost } from '../engine/index.js';
 
 /**
  * A reading of the overload signals, as ratios to their bounds (1 = at the bound). Each measures work halflife

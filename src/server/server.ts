@@ -16,9 +16,8 @@ import { Metrics } from './metrics.js';
 import { AlertManager } from '../alerts/index.js';
 import { WebhookSender } from '../sinks/index.js';
 import { DataDirLock } from './data-lock.js';
-import { EngineHost } from './engine-host.js';
-import { ViewDefinitions } from '../engine/index.js';
-import type { CatalogSnapshot } from './engine-protocol.js';
+import { EngineHost, ViewDefinitions, type CatalogSnapshot } from '../engine/index.js';
+import { QUERY_EXTENSION, queryOn } from '../query/index.js';
 
 export interface HalflifeServerOptions {
   readonly config: HalflifeConfig;
@@ -152,6 +151,7 @@ export class HalflifeServer {
       checkpointIntervalMs: config.engine.checkpointIntervalMs,
       queryTimeoutMs: config.engine.queryTimeoutMs,
       workers: Math.min(config.engine.workers, config.log.partitions),
+      extensions: [QUERY_EXTENSION],
       logger: logger.child({ component: 'engine' }),
     });
     this.keys = new KeyStore(data, logger.child({ component: 'auth' }));
@@ -159,7 +159,7 @@ export class HalflifeServer {
       kv: this.#kv,
       importFile: join(data, 'alerts.json'),
       configRules: config.alerts.rules,
-      runSql: (sql) => this.engine.query(sql),
+      runSql: (sql) => queryOn(this.engine, sql),
       metricSamples: (name) => this.metrics.samples(name),
       constantLabels: ['environment', 'service', 'team', 'version'],
       webhooks: new WebhookSender(logger.child({ component: 'alerts' }), { allowedHosts: config.alerts.allowedWebhookHosts }),

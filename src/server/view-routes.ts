@@ -2,7 +2,8 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HalflifeError } from '../core/index.js';
 import { checkTableDepth, parseTableBody } from '../engine/index.js';
-import type { EngineHost } from './engine-host.js';
+import type { EngineHost } from '../engine/index.js';
+import { queryOn } from '../query/index.js';
 import { formatTimes, timeFormatParam, type TimeFormat } from './time-format.js';
 
 // `time` is the answer's time format (?time=iso), never a key filter.
@@ -77,7 +78,7 @@ export function registerViewRoutes(app: FastifyInstance, engine: EngineHost, max
   });
   app.post('/v1/query', async (request) => {
     const format = timeFormatParam(request.query as Record<string, unknown>);
-    const result = await engine.query(sqlOf(request.body));
+    const result = await queryOn(engine, sqlOf(request.body));
     return format === 'ms' ? result : { ...result, rows: formatTimes(result.rows, format) };
   });
 

@@ -6,11 +6,12 @@
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { HalflifeError, type Logger } from '../core/index.js';
-import { Engine, FileViewStore, Tables, type PartialGroup, type TableRow } from '../engine/index.js';
 import { RemoteLog } from '../log/index.js';
-import { queryView, runQuery } from '../query/index.js';
 import { schemaCatalog, type Catalog } from '../sql/index.js';
-import type { CatalogSnapshot, FromWorker, ToWorker, WorkerInit } from './engine-protocol.js';
+import { Engine } from './engine.js';
+import type { CatalogSnapshot, EngineApiImpl, EngineExtension, FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import { Tables } from './tables.js';
+import { FileViewStore } from './view-store.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -50,25 +51,23 @@ const engine = new Engine({
   checkpointIntervalMs: init.checkpointIntervalMs,
 });
 
-const methods: Record<string, (...args: never[]) => unknown> = {
-  checkView: (name: string, sql: string) => void engine.check(name, sql),
-  createView: (name: string, sql: string, replace: boolean) => engine.createView(name, sql, replace),
-  dropView: (name: string) => engine.dropView(name),
+const api: EngineApiImpl = {
+  checkView: (name, sql) => void engine.check(name, sql),
+  createView: (name, sql, replace) => engine.createView(name, sql, replace),
+  dropView: (name) => engine.dropView(name),
   names: () => engine.names(),
-  info: (name: string) => engine.info(name),
+  info: (name) => engine.info(name),
   infos: () => engine.names().map((n) => engine.info(n)),
-  rows: (name: string, q: Parameters<Engine['rows']>[1], foreign: PartialGroup[][] = []) => engine.rows(name, q, foreign),
-  partials: (name: string, q: Parameters<Engine['partials']>[1]) => engine.partials(name, q),
-  late: (name: string) => engine.late(name),
-  version: (name: string) => engine.version(name),
-  refreshMs: (name: string) => engine.plan(name).options.refreshMs,
-  query: (sql: string, foreign: PartialGroup[][] = []) => runQuery(engine, sql, foreign, { timeoutMs: init.queryTimeoutMs }),
-  queryView: (sql: string) => queryView(engine, sql),
-  putTable: (name: string, key: string, rows: TableRow[], replace: boolean) => tables.put(name, key, rows, replace),
-  dropTable: (name: string) => tables.drop(name),
+  rows: (name, q, foreign = []) => engine.rows(name, q, foreign),
+  partials: (name, q) => engine.partials(name, q),
+  late: (name) => engine.late(name),
+  version: (name) => engine.version(name),
+  refreshMs: (name) => engine.plan(name).options.refreshMs,
+  putTable: (name, key, rows, replace) => tables.put(name, key, rows, replace),
+  dropTable: (name) => tables.drop(name),
   tableNames: () => tables.names(),
-  tableInfo: (name: string) => tables.info(name),
-  tableRows: (name: string) => tables.rows(name),
+  tableInfo: (name) => tables.info(name),
+  tableRows: (name) => tables.rows(name),
   checkpoint: () => engine.checkpoint(),
   freshness: () => engine.freshness(),
   lags: () => engine.lags(),
@@ -78,12 +77,22 @@ const methods: Record<string, (...args: never[]) => unknown> = {
   },
 };
 
+/** Methods by name: the API, and `ext:<name>` for what the extensions add. */
+const methods = new Map<string, (...args: unknown[]) => unknown>(Object.entries(api) as [string, (...args: unknown[]) => unknown][]);
+for (const url of init.extensions) {
+  const { engineMethods } = (await import(url)) as { engineMethods: EngineExtension };
+  for (const [name, fn] of Object.entries(engineMethods(engine, init))) methods.set(`ext:${name}`, fn as (...args: unknown[]) => unknown);
+}
+
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'rpc': {
-      const fn = methods[m.method];
+      const fn = methods.get(m.method);
       Promise.resolve()
-        .then(() => (fn as (...a: unknown[]) => unknown)(...m.args))
+        .then(() => {
+          if (fn === undefined) throw new HalflifeError('INTERNAL', { reason: `the engine has no method ${m.method}` });
+          return fn(...m.args);
+        })
         .then(
           (result) => post({ type: 'rpc-result', id: m.id, result }),
           (err: unknown) => {

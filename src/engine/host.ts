@@ -1,12 +1,15 @@
 import type { Worker } from 'node:worker_threads';
 import { BucketHistogram, FRESHNESS_BUCKETS_S, HalflifeError, LifecycleState, startModuleWorker, type HistogramSnapshot, type Logger } from '../core/index.js';
-import type { LateEvent, PartialGroup, RowQuery, TableInfo, TableRow, ViewDefinitions, ViewInfo, ViewRow } from '../engine/index.js';
 import { LogPort, statsWire, watchLog, type Log } from '../log/index.js';
-import type { QueryResult } from '../query/index.js';
-import type { CatalogSnapshot, FromWorker, ToWorker, WorkerInit } from './engine-protocol.js';
+import type { PartialGroup, RowQuery, ViewInfo, ViewRow } from './engine.js';
 import './errors.js';
-// The codes the engine worker's queries throw (SQL_TIMEOUT), so that their answers carry the declared status.
-import '../query/index.js';
+import type { CatalogSnapshot, EngineApi, FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import type { TableInfo, TableRow } from './tables.js';
+import type { ViewDefinitions } from './view-definitions.js';
+import type { LateEvent } from './view-state.js';
+
+/** The answer of an API method, as the host receives it. */
+type Answer<K extends keyof EngineApi> = Promise<Awaited<ReturnType<EngineApi[K]>>>;
 
 export interface EngineHostOptions {
   readonly log: Log;
@@ -20,6 +23,8 @@ export interface EngineHostOptions {
   readonly queryTimeoutMs?: number;
   /** Engine worker threads; worker i consumes the partitions p with p % workers === i (default 1). */
   readonly workers?: number;
+  /** Modules that add methods to the workers (`WorkerInit.extensions`), called with `extension`. */
+  readonly extensions?: readonly string[];
 }
 
 /** One engine worker thread: spawning, restarts, RPC, and serving its log reads and offset commits. */
@@ -62,8 +67,9 @@ class WorkerLink {
       views: this.#o.definitions.list(),
       checkpointIntervalMs: this.#o.checkpointIntervalMs ?? 5000,
       queryTimeoutMs: this.#o.queryTimeoutMs ?? 10_000,
+      extensions: [...(this.#o.extensions ?? [])],
     };
-    const worker = startModuleWorker('engine-worker', import.meta.url, init);
+    const worker = startModuleWorker('worker', import.meta.url, init);
     this.#worker = worker;
     this.#ready = false;
     return new Promise<void>((resolve, reject) => {
@@ -127,11 +133,20 @@ class WorkerLink {
     }
   }
 
-  call<T>(method: string, ...args: unknown[]): Promise<T> {
+  call<K extends keyof EngineApi>(method: K, ...args: Parameters<EngineApi[K]>): Answer<K> {
+    return this.#rpc(method, args) as Answer<K>;
+  }
+
+  /** A method an extension added (`ext:<name>`). */
+  extension(name: string, args: unknown[]): Promise<unknown> {
+    return this.#rpc(`ext:${name}`, args);
+  }
+
+  #rpc(method: keyof EngineApi | `ext:${string}`, args: unknown[]): Promise<unknown> {
     if (this.#worker === undefined || !this.#ready) return Promise.reject(new HalflifeError('ENGINE_UNAVAILABLE', { reason: 'worker starting' }));
     const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
+    return new Promise<unknown>((resolve, reject) => {
+      this.#calls.set(id, { resolve, reject });
       this.send({ type: 'rpc', id, method, args });
     });
   }
@@ -217,15 +232,21 @@ export class EngineHost {
     return this.#links[0];
   }
 
-  #all<T>(method: string, ...args: unknown[]): Promise<T[]> {
+  #all<K extends keyof EngineApi>(method: K, ...args: Parameters<EngineApi[K]>): Promise<Awaited<ReturnType<EngineApi[K]>>[]> {
     this.#state.assertOpen();
-    return Promise.all(this.#links.map((l) => l.call<T>(method, ...args)));
+    return Promise.all(this.#links.map((l) => l.call(method, ...args)));
   }
 
-  /** The partial groups of a view from every worker but the first. */
-  #foreign(name: string, q: RowQuery): Promise<PartialGroup[][]> {
+  /** The partial groups of a view from every worker but the first (what the first merges with its own). */
+  foreign(name: string, q: RowQuery = {}): Promise<PartialGroup[][]> {
     const partialQuery: RowQuery = { keys: q.keys, fromMs: q.fromMs, toMs: q.toMs };
-    return Promise.all(this.#links.slice(1).map((l) => l.call<PartialGroup[]>('partials', name, partialQuery)));
+    return Promise.all(this.#links.slice(1).map((l) => l.call('partials', name, partialQuery)));
+  }
+
+  /** Calls a method an extension added, on the first worker (which merges what `foreign` gathers). */
+  extension(name: string, ...args: unknown[]): Promise<unknown> {
+    this.#state.assertOpen();
+    return this.#first.extension(name, args);
   }
 
   async createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
@@ -258,12 +279,12 @@ export class EngineHost {
 
   /** A view's figures summed over the workers (rows counts partial rows; offsets come from each partition's owner). */
   async info(name: string): Promise<ViewInfo> {
-    return this.#mergeInfo(await this.#all<ViewInfo>('info', name));
+    return this.#mergeInfo(await this.#all('info', name));
   }
 
   /** Every view's lag summed over the workers. */
   async lags(): Promise<{ name: string; lag: number }[]> {
-    const per = await this.#all<{ name: string; lag: number }[]>('lags');
+    const per = await this.#all('lags');
     const sums = new Map<string, number>();
     for (const list of per) for (const v of list) sums.set(v.name, (sums.get(v.name) ?? 0) + v.lag);
     return [...sums].map(([name, lag]) => ({ name, lag }));
@@ -271,11 +292,11 @@ export class EngineHost {
 
   /** Arrival-to-visible times (seconds) summed over the workers. */
   async freshness(): Promise<HistogramSnapshot> {
-    return BucketHistogram.merge(await this.#all<HistogramSnapshot>('freshness'), FRESHNESS_BUCKETS_S);
+    return BucketHistogram.merge(await this.#all('freshness'), FRESHNESS_BUCKETS_S);
   }
 
   async infos(): Promise<ViewInfo[]> {
-    const per = await this.#all<ViewInfo[]>('infos');
+    const per = await this.#all('infos');
     return per[0].map((v, i) => this.#mergeInfo(per.map((list) => list.find((x) => x.name === v.name) ?? list[i])));
   }
 
@@ -304,18 +325,18 @@ export class EngineHost {
   async rows(name: string, q: RowQuery = {}): Promise<ViewRow[]> {
     this.#state.assertOpen();
     if (this.#links.length === 1) return this.#first.call('rows', name, q);
-    return this.#first.call('rows', name, { ...q, sinceVersion: undefined }, await this.#foreign(name, q));
+    return this.#first.call('rows', name, { ...q, sinceVersion: undefined }, await this.foreign(name, q));
   }
 
   async late(name: string): Promise<{ count: number; recent: LateEvent[] }> {
-    const parts = await this.#all<{ count: number; recent: LateEvent[] }>('late', name);
+    const parts = await this.#all('late', name);
     const recent = parts.flatMap((p) => p.recent).sort((a, b) => a.received_at - b.received_at).slice(-1000);
     return { count: parts.reduce((a, p) => a + p.count, 0), recent };
   }
 
   /** Rises whenever any worker's state of the view changes. */
   async version(name: string): Promise<number> {
-    return (await this.#all<number>('version', name)).reduce((a, v) => a + v, 0);
+    return (await this.#all('version', name)).reduce((a, v) => a + v, 0);
   }
 
   refreshMs(name: string): Promise<number> {
@@ -323,16 +344,9 @@ export class EngineHost {
     return this.#first.call('refreshMs', name);
   }
 
-  async query(sql: string): Promise<QueryResult> {
-    this.#state.assertOpen();
-    if (this.#links.length === 1) return this.#first.call('query', sql);
-    const view = await this.#first.call<string>('queryView', sql);
-    return this.#first.call('query', sql, await this.#foreign(view, {}));
-  }
-
   async putTable(name: string, keyColumn: string, rows: TableRow[], replace: boolean): Promise<TableInfo> {
     // Every worker joins against its own copy; the first persists it.
-    const [first] = await this.#all<TableInfo>('putTable', name, keyColumn, rows, replace);
+    const [first] = await this.#all('putTable', name, keyColumn, rows, replace);
     return first;
   }
 

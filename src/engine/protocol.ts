@@ -1,0 +1,69 @@
+/** The engine's worker threads: what they are told at start, the typed API they serve, and the messages that carry it. */
+import type { HistogramSnapshot } from '../core/index.js';
+import type { LogReply, LogRequest, PartitionStatsWire } from '../log/index.js';
+import type { PartialGroup, RowQuery, ViewInfo, ViewRow } from './engine.js';
+import type { TableInfo, TableRow } from './tables.js';
+import type { LateEvent } from './view-state.js';
+
+/** The schemas the planner checks columns against, by stream. */
+export type CatalogSnapshot = Record<string, unknown>;
+
+export interface WorkerInit {
+  /** This worker's place among `workers`; it consumes the partitions p with p % workers === index. */
+  readonly index: number;
+  readonly workers: number;
+  readonly dataDir: string;
+  readonly partitions: number;
+  readonly stats: PartitionStatsWire[];
+  readonly catalog: CatalogSnapshot;
+  /** The view definitions (the host keeps them in the shared state). */
+  readonly views: { name: string; sql: string }[];
+  readonly checkpointIntervalMs: number;
+  readonly queryTimeoutMs: number;
+  /**
+   * Modules (URLs) whose `engineMethods(engine, init)` adds methods served next to the `EngineApi`: how rooms above
+   * the engine (ad-hoc SELECT in `query`) run code in its thread without the engine importing them.
+   */
+  readonly extensions: string[];
+}
+
+/** What an engine worker serves, method by method: the host calls it with `call(method, ...args)`, checked by type. */
+export interface EngineApi {
+  checkView(name: string, sql: string): void;
+  createView(name: string, sql: string, replace: boolean): ViewInfo;
+  dropView(name: string): void;
+  names(): string[];
+  info(name: string): ViewInfo;
+  infos(): ViewInfo[];
+  rows(name: string, q: RowQuery, foreign?: PartialGroup[][]): ViewRow[];
+  partials(name: string, q: RowQuery): PartialGroup[];
+  late(name: string): { count: number; recent: readonly LateEvent[] };
+  version(name: string): number;
+  refreshMs(name: string): number;
+  putTable(name: string, keyColumn: string, rows: TableRow[], replace: boolean): TableInfo;
+  dropTable(name: string): void;
+  tableNames(): string[];
+  tableInfo(name: string): TableInfo;
+  tableRows(name: string): TableRow[];
+  checkpoint(): void;
+  freshness(): HistogramSnapshot;
+  lags(): { name: string; lag: number }[];
+  close(): void;
+}
+
+/** The worker's implementation of the API: each method may answer at once or later. */
+export type EngineApiImpl = { [K in keyof EngineApi]: (...args: Parameters<EngineApi[K]>) => ReturnType<EngineApi[K]> | Promise<ReturnType<EngineApi[K]>> };
+
+/** What an extension module exports: methods run in the engine's thread, by name. */
+export type EngineExtension = (engine: import('./engine.js').Engine, init: WorkerInit) => Record<string, (...args: never[]) => unknown>;
+
+export type ToWorker =
+  | { type: 'rpc'; id: number; method: keyof EngineApi | `ext:${string}`; args: unknown[] }
+  | LogReply
+  | { type: 'catalog'; catalog: CatalogSnapshot };
+
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'rpc-result'; id: number; result?: unknown; error?: { code: string; message: string; details: Record<string, unknown> } }
+  | LogRequest
+  | { type: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; obj: Record<string, unknown>; msg: string | undefined };

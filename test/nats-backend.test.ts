@@ -121,6 +121,15 @@ describe('NATS JetStream backend', { skip: hasNatsServer ? false : 'nats-server 
     // Dropped on a: gone from b.
     assert.equal((await inject(a, 'DELETE', '/v1/views/n')).status, 204);
     await waitFor('the drop reaching the other process', async () => !(await names(b)).includes('n'));
+    // A static table of 2 MB put on b (more than one NATS message holds) joins on a.
+    const rows = Array.from({ length: 8000 }, (_, i) => ({ id: i === 0 ? 'x' : `a${i}`, author: `author ${i} ${'·'.repeat(120)}` }));
+    assert.equal((await inject(b, 'PUT', '/v1/tables/articles?key=id', rows)).status, 200);
+    await waitFor('the table reaching the other process', async () => (await inject(a, 'GET', '/v1/tables')).body.tables?.some((t: { name: string; rows: number }) => t.name === 'articles' && t.rows === 8000) === true);
+    const joined = 'CREATE VIEW by_author AS SELECT t.author, COUNT(*) AS n FROM page_view JOIN articles t ON article = t.id GROUP BY t.author';
+    assert.equal((await inject(a, 'PUT', '/v1/views/by_author', { sql: joined })).status, 201);
+    await waitFor('the joined view counting on the other process', async () => (await inject(b, 'GET', '/v1/views/by_author')).body.rows?.[0]?.n === 30);
+    assert.equal((await inject(a, 'DELETE', '/v1/tables/articles')).status, 204);
+    await waitFor('the table drop reaching the other process', async () => (await inject(b, 'GET', '/v1/tables/articles')).status === 404);
   });
 
   test('three replicas on a single server are refused at start with what to do', async () => {

@@ -5,6 +5,7 @@ import type { PartialGroup, RowQuery, ViewInfo, ViewRow } from './engine.js';
 import './errors.js';
 import type { CatalogSnapshot, EngineApi, FromWorker, ToWorker, WorkerInit } from './protocol.js';
 import type { TableInfo, TableRow } from './tables.js';
+import type { StoredTable, TableStore } from './table-store.js';
 import type { ViewDefinitions } from './view-definitions.js';
 import type { LateEvent } from './view-state.js';
 
@@ -17,8 +18,9 @@ export interface EngineHostOptions {
   readonly logger: Logger;
   /** The current schemas by stream, for planning views. */
   readonly catalog: () => CatalogSnapshot;
-  /** The view definitions, in the shared state (started by the host). */
+  /** The view definitions and static tables, in the shared state (started by the host). */
   readonly definitions: ViewDefinitions;
+  readonly tables: TableStore;
   readonly checkpointIntervalMs?: number;
   readonly queryTimeoutMs?: number;
   /** Engine worker threads; worker i consumes the partitions p with p % workers === i (default 1). */
@@ -45,10 +47,13 @@ class WorkerLink {
   /** Times this worker exited unasked and was started again. */
   restarts = 0;
 
-  constructor(options: EngineHostOptions, index: number, count: number) {
+  readonly #tables: () => StoredTable[];
+
+  constructor(options: EngineHostOptions, index: number, count: number, tables: () => StoredTable[]) {
     this.#o = options;
     this.#index = index;
     this.#count = count;
+    this.#tables = tables;
     this.#logPort = new LogPort(options.log, (m, transfer) => this.send(m, transfer));
   }
 
@@ -65,6 +70,7 @@ class WorkerLink {
       stats: statsWire(this.#o.log),
       catalog: this.#o.catalog(),
       views: this.#o.definitions.list(),
+      tables: this.#tables(),
       checkpointIntervalMs: this.#o.checkpointIntervalMs ?? 5000,
       queryTimeoutMs: this.#o.queryTimeoutMs ?? 10_000,
       extensions: [...(this.#o.extensions ?? [])],
@@ -177,11 +183,13 @@ export class EngineHost {
   readonly #state = new LifecycleState('engine');
   readonly #links: WorkerLink[];
   readonly #watch = new AbortController();
+  /** The static tables as stored (what a worker starting or restarting loads). */
+  readonly #tables = new Map<string, StoredTable>();
 
   constructor(options: EngineHostOptions) {
     this.#o = options;
     const n = Math.max(1, options.workers ?? 1);
-    this.#links = Array.from({ length: n }, (_, i) => new WorkerLink(options, i, n));
+    this.#links = Array.from({ length: n }, (_, i) => new WorkerLink(options, i, n, () => [...this.#tables.values()]));
   }
 
   /** Worker threads running the engine. */
@@ -216,6 +224,18 @@ export class EngineHost {
         (err: unknown) => this.#o.logger.error({ err, view: name }, 'a view defined elsewhere cannot run here'),
       );
     });
+    // A table put or dropped by another process: the same here.
+    for (const t of await this.#o.tables.start((name, table) => {
+      if (table === undefined) this.#tables.delete(name);
+      else this.#tables.set(name, table);
+      const work = table === undefined ? Promise.all(this.#links.map((l) => l.call('dropTable', name).catch(() => {}))) : Promise.all(this.#links.map((l) => l.call('putTable', name, table.keyColumn, table.rows, true)));
+      work.then(
+        () => this.#o.logger.info({ table: name }, table === undefined ? 'table dropped elsewhere: dropped here' : 'table put elsewhere: in force here'),
+        (err: unknown) => this.#o.logger.error({ err, table: name }, 'a table changed elsewhere could not be applied here'),
+      );
+    })) {
+      this.#tables.set(t.name, t);
+    }
     await Promise.all(this.#links.map((l) => l.spawn()));
     // The workers learn of new records as they are appended (they wait on them with `tail`).
     watchLog(
@@ -345,13 +365,21 @@ export class EngineHost {
   }
 
   async putTable(name: string, keyColumn: string, rows: TableRow[], replace: boolean): Promise<TableInfo> {
-    // Every worker joins against its own copy; the first persists it.
-    const [first] = await this.#all('putTable', name, keyColumn, rows, replace);
-    return first;
+    this.#state.assertOpen();
+    // The first worker checks the rows and merges them (PATCH upserts into what it holds); the whole table goes to the
+    // shared state, then to the other workers.
+    const info = await this.#first.call('putTable', name, keyColumn, rows, replace);
+    const full = await this.#first.call('tableRows', name);
+    await this.#o.tables.put(name, info.keyColumn, full);
+    this.#tables.set(name, { name, keyColumn: info.keyColumn, rows: full });
+    await Promise.all(this.#links.slice(1).map((l) => l.call('putTable', name, info.keyColumn, full, true)));
+    return info;
   }
 
   async dropTable(name: string): Promise<void> {
     await this.#all('dropTable', name);
+    this.#tables.delete(name);
+    await this.#o.tables.remove(name);
   }
 
   tableNames(): Promise<string[]> {
@@ -378,6 +406,7 @@ export class EngineHost {
     return this.#state.close(async () => {
       this.#watch.abort();
       await this.#o.definitions.close();
+      await this.#o.tables.close();
       await Promise.all(this.#links.map((l) => l.stop()));
     });
   }

@@ -14,3 +14,5 @@ export type { ViewDefinitionsOptions } from './view-definitions.js';
 export { EngineHost } from './host.js';
 export type { EngineHostOptions } from './host.js';
 export type { EngineApi, EngineExtension, WorkerInit, CatalogSnapshot } from './protocol.js';
+export { TableStore } from './table-store.js';
+export type { StoredTable, TableStoreOptions } from './table-store.js';

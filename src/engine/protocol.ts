@@ -16,8 +16,9 @@ export interface WorkerInit {
   readonly partitions: number;
   readonly stats: PartitionStatsWire[];
   readonly catalog: CatalogSnapshot;
-  /** The view definitions (the host keeps them in the shared state). */
+  /** The view definitions and static tables (the host keeps them in the shared state). */
   readonly views: { name: string; sql: string }[];
+  readonly tables: { name: string; keyColumn: string; rows: TableRow[] }[];
   readonly checkpointIntervalMs: number;
   readonly queryTimeoutMs: number;
   /**

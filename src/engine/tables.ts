@@ -1,6 +1,4 @@
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { HalflifeError, writeFileAtomic } from '../core/index.js';
+import { HalflifeError } from '../core/index.js';
 import { sketchKey } from '../sketch/index.js';
 import './errors.js';
 
@@ -18,28 +16,15 @@ const NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
 
 /**
  * Static tables for enrichment joins: rows by a key column, with lazily built indexes for lookups on other
- * columns. An update is seen by the views from the next event on. Persisted as `<dir>/<name>.json` when a folder
- * is given.
+ * columns. An update is seen by the views from the next event on. In memory: the engine host keeps them in the
+ * shared state (`TableStore`) and gives every engine its copy.
  */
 export class Tables {
-  readonly #dir: string | undefined;
-  readonly #persist: boolean;
   readonly #tables = new Map<string, { keyColumn: string; columns: string[]; rows: Map<string, TableRow>; indexes: Map<string, Map<string, TableRow[]>> }>();
 
-  /** `persist` false: load the folder at start but never write it (another engine owns the files). */
-  constructor(dir?: string, persist = true) {
-    this.#dir = dir;
-    this.#persist = persist;
-  }
-
-  async start(): Promise<void> {
-    if (this.#dir === undefined) return;
-    await mkdir(this.#dir, { recursive: true });
-    for (const f of await readdir(this.#dir)) {
-      if (!f.endsWith('.json')) continue;
-      const saved = JSON.parse(await readFile(join(this.#dir, f), 'utf8')) as { keyColumn: string; rows: TableRow[] };
-      this.#set(f.slice(0, -5), saved.keyColumn, saved.rows, true);
-    }
+  /** Tables as stored (already checked when they were put). */
+  load(tables: readonly { name: string; keyColumn: string; rows: readonly TableRow[] }[]): void {
+    for (const t of tables) this.#set(t.name, t.keyColumn, t.rows, true);
   }
 
   names(): string[] {
@@ -113,13 +98,11 @@ export class Tables {
     });
     const merged = replace || existing === undefined ? rows : [...existing.rows.values(), ...rows];
     this.#set(name, keyColumn, merged, false);
-    await this.#save(name);
     return this.info(name);
   }
 
   async drop(name: string): Promise<void> {
     if (!this.#tables.delete(name)) throw new HalflifeError('TABLE_NOT_FOUND', { name });
-    if (this.#dir !== undefined && this.#persist) await rm(join(this.#dir, `${name}.json`), { force: true });
   }
 
   #set(name: string, keyColumn: string, rows: readonly TableRow[], trusted: boolean): void {
@@ -139,12 +122,6 @@ export class Tables {
     this.#tables.set(name, { keyColumn, columns: [...columns], rows: map, indexes: new Map() });
   }
 
-  async #save(name: string): Promise<void> {
-    if (this.#dir === undefined || !this.#persist) return;
-    const t = this.#tables.get(name)!;
-    const path = join(this.#dir, `${name}.json`);
-    await writeFileAtomic(path, JSON.stringify({ keyColumn: t.keyColumn, rows: [...t.rows.values()] }));
-  }
 }
 
 /** A row's value in `column`: its own only, so a column named toString or constructor is a column like any other. */

@@ -33,9 +33,9 @@ const logger: Logger = {
 
 let catalogSnapshot: CatalogSnapshot = init.catalog;
 const log = new RemoteLog(init.partitions, init.stats, (m) => post(m));
-// With several engine workers, the first owns the table files; each keeps its own checkpoints (definitions are the host's).
-const first = init.index === 0;
-const tables = new Tables(join(init.dataDir, 'tables'), first);
+// Definitions and tables are the host's (in the shared state); each worker keeps its own checkpoints.
+const tables = new Tables();
+tables.load(init.tables);
 const owned = Array.from({ length: init.partitions }, (_, p) => p).filter((p) => p % init.workers === init.index);
 const catalog = (): Catalog => schemaCatalog(catalogSnapshot, tables);
 const engine = new Engine({
@@ -114,6 +114,5 @@ port.on('message', (m: ToWorker) => {
   }
 });
 
-await tables.start();
 await engine.start();
 post({ type: 'ready' });

@@ -16,7 +16,7 @@ import { Metrics } from './metrics.js';
 import { AlertManager } from '../alerts/index.js';
 import { WebhookSender } from '../sinks/index.js';
 import { DataDirLock } from './data-lock.js';
-import { EngineHost, ViewDefinitions, type CatalogSnapshot } from '../engine/index.js';
+import { EngineHost, TableStore, ViewDefinitions, type CatalogSnapshot } from '../engine/index.js';
 import { QUERY_EXTENSION, queryOn } from '../query/index.js';
 
 export interface HalflifeServerOptions {
@@ -148,6 +148,7 @@ export class HalflifeServer {
       dataDir: data,
       catalog: () => this.#catalog(),
       definitions: new ViewDefinitions({ kv: this.#kv, importDir: join(data, 'views'), logger: logger.child({ component: 'engine' }) }),
+      tables: new TableStore({ kv: this.#kv, importDir: join(data, 'tables'), logger: logger.child({ component: 'engine' }) }),
       checkpointIntervalMs: config.engine.checkpointIntervalMs,
       queryTimeoutMs: config.engine.queryTimeoutMs,
       workers: Math.min(config.engine.workers, config.log.partitions),

@@ -2,6 +2,8 @@ import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, inject, caughtUp, type TestServer } from './helpers/server.js';
 import { hasNatsServer, startNats, type NatsServer } from './helpers/nats.js';
+import { capture } from './helpers/io.js';
+import { main } from '../src/cli/main.js';
 
 /**
  * `log.backend: nats`: the event log, dead letters, the replay ledger, schemas, alert rules and consumer positions on
@@ -130,6 +132,47 @@ describe('NATS JetStream backend', { skip: hasNatsServer ? false : 'nats-server 
     await waitFor('the joined view counting on the other process', async () => (await inject(b, 'GET', '/v1/views/by_author')).body.rows?.[0]?.n === 30);
     assert.equal((await inject(a, 'DELETE', '/v1/tables/articles')).status, 204);
     await waitFor('the table drop reaching the other process', async () => (await inject(b, 'GET', '/v1/tables/articles')).status === 404);
+  });
+
+  test('API keys are shared: one created on a process or by the CLI works on the others; one revoked stops working there', async () => {
+    const a = await node('SHARED3');
+    const b = await node('SHARED3');
+    const status = async (t: TestServer, key?: string) =>
+      (await t.server.app.inject({ method: 'GET', url: '/v1/views', headers: key === undefined ? {} : { authorization: `Bearer ${key}` } })).statusCode;
+    assert.equal(await status(b), 200, 'no key yet: loopback answers');
+    const created = await inject(a, 'POST', '/v1/keys', { scopes: ['admin'], name: 'ops' });
+    assert.equal(created.status, 201);
+    const admin = created.body.key as string;
+    const t0 = Date.now();
+    while ((await status(b)) !== 401) {
+      assert.ok(Date.now() - t0 < 10_000, 'the other process did not start requiring keys');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(await status(b, admin), 200);
+    // The CLI, pointed at the cluster (no server URL), writes the shared state.
+    const io = capture();
+    const saved = { ...process.env };
+    Object.assign(process.env, { HALFLIFE_NATS: nats!.url, HALFLIFE_NATS_REPLICAS: '1', HALFLIFE_NATS_BUCKET_PREFIX: 'b_shared3', HALFLIFE_NATS_STREAM: 'SHARED3', HALFLIFE_NATS_SUBJECT_PREFIX: 'e_shared3' });
+    delete process.env.HALFLIFE_URL;
+    try {
+      assert.equal(await main(['keys', 'create', '--scope', 'read', '--data', a.dir], io), 0, io.stderr);
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+    const reader = io.stdout.trim().split('\n').at(-1)!;
+    const waitStatus = async (t: TestServer, key: string, want: number) => {
+      const t1 = Date.now();
+      while ((await status(t, key)) !== want) {
+        assert.ok(Date.now() - t1 < 10_000, `expected ${want} for the key`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await waitStatus(a, reader, 200);
+    await waitStatus(b, reader, 200);
+    const id = /^hl_([0-9a-f]{12})_/.exec(reader)![1];
+    assert.equal((await b.server.app.inject({ method: 'DELETE', url: `/v1/keys/${id}`, headers: { authorization: `Bearer ${admin}` } })).statusCode, 200);
+    await waitStatus(a, reader, 401);
   });
 
   test('three replicas on a single server are refused at start with what to do', async () => {

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { dlqList, dlqReplay, query, schemaAdd, schemaConfig, schemaList, schemaShow, streams, tail, viewCreate, viewDrop, viewList } from './commands/client-commands.js';
 import { init } from './commands/init.js';
 import { keysCreate, keysList, keysRevoke, type KeysTarget } from './commands/keys.js';
-import { loadConfig } from '../config/index.js';
+import { loadConfig, type HalflifeConfig } from '../config/index.js';
 import { send } from './commands/send.js';
 import { repair } from './commands/repair.js';
 import { serve } from './commands/serve.js';
@@ -162,6 +162,11 @@ async function bench(args: readonly string[], io: Io): Promise<number> {
 }
 
 /** Runs the CLI; returns the process exit code. */
+/** `keys` on the keys a server with this config uses: its data folder's, or the cluster's shared state on NATS. */
+function folderTarget(config: HalflifeConfig): KeysTarget {
+  return { kind: 'folder', dataDir: config.dataDir, nats: config.log.backend === 'nats' ? config.nats : undefined };
+}
+
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -327,7 +332,7 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
       const target: KeysTarget =
         values.url !== undefined || (values.data === undefined && process.env.HALFLIFE_URL !== undefined)
           ? { kind: 'server', client: client(values.url, values.key) }
-          : { kind: 'folder', dataDir: loadConfig({ file: values.config, flags: { dataDir: values.data } }).config.dataDir };
+          : folderTarget(loadConfig({ file: values.config, flags: { dataDir: values.data } }).config);
       if (sub === 'create' && positionals.length === 0) {
         if (values.scope === undefined) throw new UsageError('keys create needs --scope write, read or admin (several: --scope read,write)', 'keys');
         return keysCreate(target, values, io);

@@ -3,7 +3,7 @@ export type { HalflifeServerOptions } from './server.js';
 export { buildApp } from './app.js';
 export type { AppComponents } from './app.js';
 export { ServerErrors } from './errors.js';
-export { KeyStore, SCOPES } from './keys.js';
+export { KeyStore, SCOPES, withKeyStore } from './keys.js';
 export type { ApiKeyInfo, NewKey, Scope } from './keys.js';
 // For `halflife repair`, which works on a stopped server's data folder under the same lock.
 export { DataDirLock } from './data-lock.js';

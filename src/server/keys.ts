@@ -1,7 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HalflifeError, silentLogger, writeFileAtomic, type Logger } from '../core/index.js';
+import { HalflifeError, silentLogger, writeFileAtomic, type KvChange, type KvStore, type KvWatch, type Logger } from '../core/index.js';
+import type { NatsConfig } from '../config/index.js';
+import { NatsConnector, NatsKvStore } from '../log/index.js';
 import './errors.js';
 
 /** What a key may do: `write` ingests, `read` reads views, events, streams and dead letters, `admin` does everything. */
@@ -49,13 +51,19 @@ function sha256(secret: string): Buffer {
   return createHash('sha256').update(secret).digest();
 }
 
+/** Where keys live in a shared KvStore: `keys.<id>` each, and the flag that keys are required. */
+const KV_REQUIRED = 'auth.required';
+
 /**
- * API keys of a data folder, in `keys.json` beside the log: created and revoked by the CLI (on the folder, also
- * while a server runs) or through the API, and read by the server, which notices changes to the file within a
- * second. Only hashes are stored; a key is shown once, when it is created.
+ * API keys: created and revoked by the CLI or through the API; only hashes are stored, and a key is shown once,
+ * when it is created. Embedded, in `keys.json` in the data folder (the CLI edits it also while a server runs, which
+ * notices within a second). With a shared KvStore (the NATS backend), as `keys.<id>` entries there, watched, so a
+ * key created or revoked on one process is in force on every process within a second.
  */
 export class KeyStore {
   readonly #dir: string;
+  readonly #kv: KvStore | undefined;
+  #kvWatch: KvWatch | undefined;
   readonly #logger: Logger;
   #keys = new Map<string, StoredKey>();
   /** Set in keys.json once any key has existed: from then on requests need a key even if every key is revoked. */
@@ -64,17 +72,19 @@ export class KeyStore {
   #mtimeMs = -1;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(dataDir: string, logger: Logger = silentLogger) {
+  constructor(dataDir: string, logger: Logger = silentLogger, kv?: KvStore) {
     this.#dir = dataDir;
     this.#logger = logger;
+    this.#kv = kv;
   }
 
   get #path(): string {
     return join(this.#dir, FILE);
   }
 
-  /** Reads the key file (none: no keys). */
+  /** Reads the keys (no file: no keys). */
   async load(): Promise<void> {
+    if (this.#kv !== undefined) return this.#loadKv(this.#kv);
     let text: string;
     let mtimeMs: number;
     try {
@@ -99,8 +109,25 @@ export class KeyStore {
     this.#mtimeMs = mtimeMs;
   }
 
-  /** Re-reads the file whenever it changes (checked every `intervalMs`), until `close`. */
-  watch(intervalMs = 1000): void {
+  async #loadKv(kv: KvStore): Promise<void> {
+    const keys = new Map<string, StoredKey>();
+    for (const k of await kv.keys('keys')) {
+      const e = await kv.get(k);
+      if (e !== undefined) keys.set(k.slice('keys.'.length), JSON.parse(Buffer.from(e.value).toString('utf8')) as StoredKey);
+    }
+    this.#setKeys(keys);
+    this.#required = (await kv.get(KV_REQUIRED)) !== undefined || keys.size > 0;
+  }
+
+  /**
+   * Follows changes made by other processes until `close`: the shared store's watch, or the key file re-read
+   * whenever it changes (checked every `intervalMs`).
+   */
+  async watch(intervalMs = 1000): Promise<void> {
+    if (this.#kv !== undefined) {
+      this.#kvWatch = await this.#kv.watch('keys', (c) => this.#applyKv(c));
+      return;
+    }
     this.#timer = setInterval(() => {
       stat(this.#path)
         .then((s) => s.mtimeMs, () => 0)
@@ -115,8 +142,18 @@ export class KeyStore {
     this.#timer.unref();
   }
 
+  #applyKv(c: KvChange): void {
+    const id = c.key.slice('keys.'.length);
+    const keys = new Map(this.#keys);
+    if (c.value === undefined) keys.delete(id);
+    else keys.set(id, JSON.parse(Buffer.from(c.value).toString('utf8')) as StoredKey);
+    this.#setKeys(keys);
+    this.#required ||= keys.size > 0;
+  }
+
   close(): void {
     clearInterval(this.#timer);
+    void this.#kvWatch?.stop();
   }
 
   get size(): number {
@@ -213,8 +250,12 @@ export class KeyStore {
     return found;
   }
 
-  /** Read-modify-write of the key file under a lock file, so the CLI and a running server never lose each other's change. */
+  /**
+   * Read-modify-write: of the key file under a lock file, so the CLI and a running server never lose each other's
+   * change; in a shared store, of the entries that changed (each key is its own entry).
+   */
   async #update(change: (keys: Map<string, StoredKey>) => void): Promise<void> {
+    if (this.#kv !== undefined) return this.#updateKv(this.#kv, change);
     const lock = `${this.#path}.lock`;
     const fh = await acquire(lock);
     try {
@@ -232,6 +273,18 @@ export class KeyStore {
       await rm(lock, { force: true });
     }
   }
+
+  async #updateKv(kv: KvStore, change: (keys: Map<string, StoredKey>) => void): Promise<void> {
+    await this.#loadKv(kv);
+    const before = this.#keys;
+    const keys = new Map(before);
+    change(keys);
+    if (keys.size > 0) await kv.put(KV_REQUIRED, Buffer.from('true'));
+    for (const [id, k] of keys) if (before.get(id) !== k) await kv.put(`keys.${id}`, Buffer.from(JSON.stringify(k)));
+    for (const id of before.keys()) if (!keys.has(id)) await kv.delete(`keys.${id}`);
+    this.#setKeys(keys);
+    this.#required ||= keys.size > 0;
+  }
 }
 
 /** Takes a lock file, waiting up to 5 s; a lock older than 30 s was left by a crash and is taken over. */
@@ -247,5 +300,20 @@ async function acquire(path: string): Promise<Awaited<ReturnType<typeof open>>> 
       else if (Date.now() > deadline) throw new HalflifeError('KEYS_FILE_INVALID', { path, reason: 'the key file stayed locked for 5 s by another process' });
       else await new Promise((r) => setTimeout(r, 20));
     }
+  }
+}
+
+/**
+ * Runs `work` on the keys a server with this data folder and NATS settings uses (the folder's keys.json, or the
+ * cluster's shared state), and closes what it opened: what `halflife keys` works on without a server URL.
+ */
+export async function withKeyStore<T>(dataDir: string, nats: NatsConfig | undefined, work: (store: KeyStore) => Promise<T>): Promise<T> {
+  if (nats === undefined) return work(new KeyStore(dataDir));
+  const connector = new NatsConnector({ servers: nats.servers ?? '', name: 'halflife keys' });
+  await connector.start();
+  try {
+    return await work(new KeyStore(dataDir, undefined, new NatsKvStore(connector.connection, { bucket: `${nats.bucketPrefix}_state`, replicas: nats.replicas })));
+  } finally {
+    await connector.close();
   }
 }

@@ -155,7 +155,8 @@ export class HalflifeServer {
       extensions: [QUERY_EXTENSION],
       logger: logger.child({ component: 'engine' }),
     });
-    this.keys = new KeyStore(data, logger.child({ component: 'auth' }));
+    // Embedded, keys.json in the data folder (which the CLI edits beside a running server); on NATS, the shared state.
+    this.keys = new KeyStore(data, logger.child({ component: 'auth' }), nats === undefined ? undefined : this.#kv);
     this.alerts = new AlertManager({
       kv: this.#kv,
       importFile: join(data, 'alerts.json'),
@@ -211,7 +212,7 @@ export class HalflifeServer {
       this.overload.start();
       await this.alerts.start();
       await this.keys.load();
-      this.keys.watch();
+      await this.keys.watch();
       const { tlsCertFile, tlsKeyFile } = this.config.server;
       const tls = tlsCertFile !== null && tlsKeyFile !== null ? { cert: await readFile(tlsCertFile), key: await readFile(tlsKeyFile) } : undefined;
       this.#app = buildApp({

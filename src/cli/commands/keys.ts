@@ -1,9 +1,17 @@
 import type { HalflifeClient } from '../../../sdk/index.js';
-import { KeyStore, type ApiKeyInfo } from '../../server/index.js';
+import type { NatsConfig } from '../../config/index.js';
+import { withKeyStore, type ApiKeyInfo, type KeyStore } from '../../server/index.js';
 import { table, type Io } from '../output.js';
 
-/** Where `halflife keys` acts: a data folder directly (also while no server runs), or a running server. */
-export type KeysTarget = { kind: 'folder'; dataDir: string } | { kind: 'server'; client: HalflifeClient };
+/**
+ * Where `halflife keys` acts: the keys of a data folder directly (also while no server runs; with `log.backend:
+ * nats`, the keys in the cluster's shared state), or a running server.
+ */
+export type KeysTarget = { kind: 'folder'; dataDir: string; nats?: NatsConfig | undefined } | { kind: 'server'; client: HalflifeClient };
+
+function withStore<T>(target: Extract<KeysTarget, { kind: 'folder' }>, work: (store: KeyStore) => Promise<T>): Promise<T> {
+  return withKeyStore(target.dataDir, target.nats, work);
+}
 
 export interface KeyFlags {
   scope?: string | undefined;
@@ -33,8 +41,7 @@ export async function keysCreate(target: KeysTarget, flags: KeyFlags, io: Io): P
   let key: string;
   let info: ApiKeyInfo;
   if (target.kind === 'folder') {
-    const store = new KeyStore(target.dataDir);
-    ({ key, info } = await store.create(spec));
+    ({ key, info } = await withStore(target, (store) => store.create(spec)));
   } else {
     const created = await target.client.createKey(spec as Parameters<HalflifeClient['createKey']>[0]);
     ({ key, ...info } = created);
@@ -47,9 +54,10 @@ export async function keysCreate(target: KeysTarget, flags: KeyFlags, io: Io): P
 export async function keysList(target: KeysTarget, flags: KeyFlags, io: Io): Promise<number> {
   let keys: ApiKeyInfo[];
   if (target.kind === 'folder') {
-    const store = new KeyStore(target.dataDir);
-    await store.load();
-    keys = store.list();
+    keys = await withStore(target, async (store) => {
+      await store.load();
+      return store.list();
+    });
   } else keys = await target.client.listKeys();
   if (flags.json) io.out(JSON.stringify(keys, null, 2) + '\n');
   else if (keys.length === 0) io.out('no API keys: the server answers loopback only, unauthenticated (halflife keys create --scope admin)\n');
@@ -62,8 +70,7 @@ export async function keysList(target: KeysTarget, flags: KeyFlags, io: Io): Pro
 
 export async function keysRevoke(target: KeysTarget, id: string, io: Io): Promise<number> {
   if (target.kind === 'folder') {
-    const store = new KeyStore(target.dataDir);
-    if (!(await store.revoke(id))) {
+    if (!(await withStore(target, (store) => store.revoke(id)))) {
       io.err(`halflife: KEY_NOT_FOUND: no API key has id ${id}\n`);
       return 1;
     }

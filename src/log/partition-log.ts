@@ -477,17 +477,35 @@ export class PartitionLog {
       // Size the read for the records asked for (a few hundred bytes each), not for maxBytes: reading and
       // allocating megabytes to use a fraction of them was the largest cost of the engine's reads.
       const want = Math.min(maxBytes + this.#o.indexIntervalBytes, Math.max(64 * 1024, maxRecords * 384));
-      const offsets = new Float64Array(maxRecords);
-      const timestamps = new Float64Array(maxRecords);
-      const valueStarts = new Uint32Array(maxRecords);
-      const valueEnds = new Uint32Array(maxRecords);
-      const keyStarts = new Int32Array(maxRecords);
-      const keyEnds = new Int32Array(maxRecords);
+      // Columns sized for what is read, not for maxRecords: a batch crosses to the engine's thread by structured clone,
+      // which copies each column's whole buffer, and a steady stream is read in small batches.
+      let cap = Math.min(maxRecords, 256);
+      let offsets = new Float64Array(cap);
+      let timestamps = new Float64Array(cap);
+      let valueStarts = new Uint32Array(cap);
+      let valueEnds = new Uint32Array(cap);
+      let keyStarts = new Int32Array(cap);
+      let keyEnds = new Int32Array(cap);
+      const grow = () => {
+        cap = Math.min(maxRecords, cap * 2);
+        const more = <T extends Float64Array | Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
+          const b = make(cap);
+          b.set(a);
+          return b;
+        };
+        offsets = more(offsets, (k) => new Float64Array(k));
+        timestamps = more(timestamps, (k) => new Float64Array(k));
+        valueStarts = more(valueStarts, (k) => new Uint32Array(k));
+        valueEnds = more(valueEnds, (k) => new Uint32Array(k));
+        keyStarts = more(keyStarts, (k) => new Int32Array(k));
+        keyEnds = more(keyEnds, (k) => new Int32Array(k));
+      };
       let n = 0;
       let bytes = 0;
       for (;;) {
         const chunk = await readChunk(this.partition, seg, fh, pos, want, (f) => {
           if (f.offset < start) return;
+          if (n === cap) grow();
           offsets[n] = f.offset;
           timestamps[n] = f.timestampMs;
           valueStarts[n] = f.valueStart;
@@ -500,16 +518,17 @@ export class PartitionLog {
         });
         if (chunk === undefined) return empty;
         if (n > 0) {
+          const exact = <T extends Float64Array | Uint32Array | Int32Array>(a: T): T => (n === cap ? a : (a.slice(0, n) as T));
           return {
             partition: this.partition,
             count: n,
             buffer: chunk.view,
-            offsets: offsets.subarray(0, n),
-            timestamps: timestamps.subarray(0, n),
-            valueStarts: valueStarts.subarray(0, n),
-            valueEnds: valueEnds.subarray(0, n),
-            keyStarts: keyStarts.subarray(0, n),
-            keyEnds: keyEnds.subarray(0, n),
+            offsets: exact(offsets),
+            timestamps: exact(timestamps),
+            valueStarts: exact(valueStarts),
+            valueEnds: exact(valueEnds),
+            keyStarts: exact(keyStarts),
+            keyEnds: exact(keyEnds),
             next: offsets[n - 1] + 1,
           };
         }

@@ -95,30 +95,41 @@ export class LogPort {
  * end-to-end throughput), and a quiet one at once.
  */
 export function watchLog(log: LogReader, changed: () => void, signal: AbortSignal, minIntervalMs = 5): void {
-  let pending: Promise<void> | undefined;
+  // One tail per partition, re-armed only when the change is reported: however many appends a partition takes
+  // between two reports, watching it costs one wait (a group commit then finds no waiter to wake).
+  let ends = log.stats().partitions.map((p) => p.nextOffset as number);
+  const fired = new Set<number>();
+  let scheduled = false;
   let last = -Infinity;
-  const report = (): Promise<void> =>
-    (pending ??= new Promise<void>((resolve) => {
-      const run = () => {
-        pending = undefined;
-        last = performance.now();
-        if (!signal.aborted) changed();
-        resolve();
-      };
-      const wait = last + minIntervalMs - performance.now();
-      if (wait > 0) setTimeout(run, wait);
-      else setImmediate(run);
-    }));
-  for (let p = 0; p < log.partitionCount; p++) {
-    void (async () => {
-      let seen: number = log.stats().partitions[p].nextOffset;
-      while (!signal.aborted && (await log.tail(p, seen, signal))) {
-        // Read the end before reporting: the report's snapshot is taken later, so it holds at least this much.
-        seen = log.stats().partitions[p].nextOffset;
-        await report();
-      }
-    })().catch(() => {});
-  }
+  const arm = (p: number) => {
+    void log.tail(p, ends[p], signal).then(
+      (ready) => {
+        if (!ready) return;
+        fired.add(p);
+        schedule();
+      },
+      () => {},
+    );
+  };
+  const run = () => {
+    scheduled = false;
+    last = performance.now();
+    if (signal.aborted) return;
+    // The ends are read before reporting: what is appended after this resolves the re-armed tails at once.
+    ends = log.stats().partitions.map((p) => p.nextOffset);
+    const again = [...fired];
+    fired.clear();
+    changed();
+    for (const p of again) arm(p);
+  };
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
+    const wait = last + minIntervalMs - performance.now();
+    if (wait > 0) setTimeout(run, wait);
+    else setImmediate(run);
+  };
+  for (let p = 0; p < log.partitionCount; p++) arm(p);
 }
 
 /**

@@ -257,3 +257,33 @@ for (const b of backends) {
     });
   });
 }
+
+describe('JetStream log shared by two processes', { skip: hasNatsServer ? false : 'nats-server not installed' }, () => {
+  test('each is told the record ids the other appends (not its own), and reads the other\'s records', async () => {
+    const n = ++streamNo;
+    const [nc1, nc2] = await Promise.all([connect({ servers: nats!.url }), connect({ servers: nats!.url })]);
+    connections.push(nc1, nc2);
+    const one = await natsLog(nc1, n, 2);
+    const two = await natsLog(nc2, n, 2);
+    const seenByOne: string[] = [];
+    const seenByTwo: string[] = [];
+    one.watchIds!((ids) => seenByOne.push(...ids));
+    two.watchIds!((ids) => seenByTwo.push(...ids));
+    await one.append([{ key: 'k', timestampMs: 1, value: 'a', id: 'id-1' }, { key: 'k', timestampMs: 2, value: 'b' }, { key: 'k', timestampMs: 3, value: 'c', id: 'id-é' }]);
+    const p = one.partitionFor('k');
+    const t0 = Date.now();
+    while (seenByTwo.length < 2) {
+      assert.ok(Date.now() - t0 < 10_000, 'the other process was not told the ids');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(seenByTwo, ['id-1', 'id-é']);
+    assert.ok(await two.tail(p, two.stats().partitions[p].firstOffset));
+    assert.deepEqual((await readAll(two, p, 10)).map(text), ['a', 'b', 'c']);
+    await two.append([{ key: 'k', timestampMs: 4, value: 'd', id: 'id-2' }]);
+    while (seenByOne.length < 1) {
+      assert.ok(Date.now() - t0 < 10_000, 'the first process was not told the id');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(seenByOne, ['id-2'], 'a process is not told its own ids');
+  });
+});

@@ -113,6 +113,15 @@ describe('NATS JetStream backend', { skip: hasNatsServer ? false : 'nats-server 
     await inject(a, 'POST', '/v1/events', Array.from({ length: 30 }, (_, i) => ({ type: 'page_view', data: { article: 'x', user: `u${i}` } })));
     await inject(b, 'POST', '/v1/events', Array.from({ length: 12 }, (_, i) => ({ type: 'page_view', data: { article: 'y', user: `v${i}` } })));
     for (const t of [a, b]) await waitFor('both processes counting every event', async () => (await inject(t, 'GET', '/v1/views/n')).body.rows[0]?.n === 42);
+    // A retry sent to the other process is recognised there (the ids travel with the batch): stored once.
+    const withIds = Array.from({ length: 20 }, (_, i) => ({ type: 'page_view', id: `retry-${i}`, data: { article: 'z', user: `w${i}` } }));
+    assert.equal((await inject(a, 'POST', '/v1/events', withIds)).body.accepted, 20);
+    const stored = async (t: TestServer) => (await inject(t, 'GET', '/v1/streams')).body.records as number;
+    await waitFor('the other process seeing the batch', async () => (await stored(b)) >= 62);
+    const retried = await inject(b, 'POST', '/v1/events', withIds);
+    assert.deepEqual([retried.body.accepted, retried.body.duplicates], [0, 20]);
+    await waitFor('both processes counting each event once', async () => (await inject(b, 'GET', '/v1/views/n')).body.rows[0]?.n === 62);
+    assert.equal((await inject(a, 'GET', '/v1/views/n')).body.rows[0]?.n, 62);
     // Two processes creating the same name: one wins, the other is told the view exists.
     const race = await Promise.all([a, b].map((t) => inject(t, 'PUT', '/v1/views/m', { sql: 'CREATE VIEW m AS SELECT COUNT(*) AS c FROM page_view' })));
     assert.deepEqual(race.map((r) => r.status).sort(), [201, 409]);
@@ -120,6 +129,7 @@ describe('NATS JetStream backend', { skip: hasNatsServer ? false : 'nats-server 
     assert.equal((await inject(b, 'PUT', '/v1/views/n', { sql: 'CREATE OR REPLACE VIEW n AS SELECT article, COUNT(*) AS n FROM page_view GROUP BY article' })).status, 200);
     await waitFor('the replacement reaching the other process', async () => (await inject(a, 'GET', '/v1/views/n/definition')).body.sql?.includes('GROUP BY article') === true);
     await waitFor('the replaced view counting per article', async () => (await inject(a, 'GET', '/v1/views/n?article=y')).body.rows[0]?.n === 12);
+    await waitFor('the replaced view counting the retried events once', async () => (await inject(a, 'GET', '/v1/views/n?article=z')).body.rows[0]?.n === 20);
     // Dropped on a: gone from b.
     assert.equal((await inject(a, 'DELETE', '/v1/views/n')).status, 204);
     await waitFor('the drop reaching the other process', async () => !(await names(b)).includes('n'));

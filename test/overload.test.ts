@@ -234,9 +234,9 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
       }
       await new Promise((r) => setTimeout(r, 5));
     }
-    // What the clients managed to send while they tried 3x: each of the 600 connections waits for its answer, so a
-    // slow server also slows what it is offered.
-    const offeredRate = sentEvents / ((performance.now() - start) / 1000);
+    // What the clients offered while they tried 3x: what they sent, and what they had to hold back because all 600
+    // connections were waiting for answers (the server was not keeping up: that is offered load it did not take).
+    const offeredRate = (sentEvents + skipped * EVENTS_PER_REQUEST) / ((performance.now() - start) / 1000);
     await Promise.all(inflight);
     probing = false;
     await probeLoop;
@@ -251,7 +251,8 @@ test('at 3x capacity with mixed priorities: high is accepted (>= 99 %), low is s
 
     t.diagnostic(report);
     // Overloaded: offered well over what the server took meanwhile (its capacity under this load; the closed loop's
-    // estimate is the best of three seconds, which a busy machine may not give it again).
+    // estimate is the best of three seconds, which a busy machine may not give it again). Counting only what was
+    // sent made this depend on how much of the cores the test's own client got beside another test file.
     assert.ok(offeredRate >= 1.5 * acceptedRate, `offered well over what the server accepted: ${report}`);
     assert.ok(stats.hi.accepted >= 0.99 * stats.hi.sent, `high-priority acceptance >= 99 %: ${report}`);
     const shedShare = (t: string) => stats[t].shed / Math.max(1, stats[t].sent);

@@ -120,6 +120,7 @@ export class Ingestor {
   readonly #limits: IngestConfig;
   readonly #logger: Logger;
   readonly #dedup: DedupWindow;
+  #stopWatchingIds: (() => void) | undefined;
   readonly #state = new LifecycleState('ingest');
   #replaying: Promise<unknown> = Promise.resolve();
   /**
@@ -163,6 +164,10 @@ export class Ingestor {
     this.#state.assertOpen();
     const { dedupWindowMs, dedupMaxIds } = this.#limits;
     if (dedupWindowMs <= 0 || dedupMaxIds <= 0) return;
+    // A log shared with other processes (JetStream) tells of the ids they store: a retry sent here is recognised too.
+    this.#stopWatchingIds = this.#o.log.watchIds?.((ids, timestampMs) => {
+      for (const id of ids) this.#dedup.remember(id, timestampMs);
+    });
     const log = this.#o.log;
     const now = this.#o.clock.now();
     const perPartition = Math.ceil(dedupMaxIds / log.partitionCount);
@@ -392,8 +397,8 @@ export class Ingestor {
       // A hot key beyond its bucket goes to the overflow partition: its events are kept, its partition stays fair.
       if (key !== undefined && this.#hotBuckets !== undefined && !this.#hotBuckets.get(key, receivedAt).take(1, receivedAt)) {
         this.#diverted++;
-        records.push({ key, timestampMs: receivedAt, value: buf.subarray(start, ends[r]), partition: this.#o.hotKeys!.overflowPartition });
-      } else records.push({ key, timestampMs: receivedAt, value: buf.subarray(start, ends[r]) });
+        records.push({ key, timestampMs: receivedAt, value: buf.subarray(start, ends[r]), partition: this.#o.hotKeys!.overflowPartition, id });
+      } else records.push({ key, timestampMs: receivedAt, value: buf.subarray(start, ends[r]), id });
     }
     const appended = this.#o.log.append(records);
     for (const id of ids) this.#pendingIds.set(id, appended);
@@ -466,12 +471,12 @@ export class Ingestor {
     const result: ReplayResult = { replayed: 0, failed: 0, skipped: 0, refused: 0 };
     const store = this.#o.deadLetters;
     let w = new MsgpackWriter(64 * 1024);
-    let records: { key: string | undefined; timestampMs: number; start: number; end: number }[] = [];
+    let records: { key: string | undefined; timestampMs: number; start: number; end: number; id: string | undefined }[] = [];
     let letterIds: number[] = [];
     let skippedIds: number[] = [];
     const flush = async () => {
       const buf = w.buffer;
-      await this.#o.log.append(records.map((r) => ({ key: r.key, timestampMs: r.timestampMs, value: buf.subarray(r.start, r.end) })));
+      await this.#o.log.append(records.map((r) => ({ key: r.key, timestampMs: r.timestampMs, value: buf.subarray(r.start, r.end), id: r.id })));
       w = new MsgpackWriter(64 * 1024);
       await store.markReplayed([...letterIds, ...skippedIds]);
       result.replayed += letterIds.length;
@@ -520,7 +525,7 @@ export class Ingestor {
         skippedIds.push(letter.id);
         return true;
       }
-      records.push({ key: outcome.key, timestampMs: letter.received_at, start, end: w.pos });
+      records.push({ key: outcome.key, timestampMs: letter.received_at, start, end: w.pos, id: outcome.id });
       letterIds.push(letter.id);
       if (records.length >= REPLAY_CHUNK) await flush();
       return true;
@@ -542,6 +547,7 @@ export class Ingestor {
   /** Stops taking new requests and waits for in-flight ones to be durable. */
   close(): Promise<void> {
     return this.#state.close(async () => {
+      this.#stopWatchingIds?.();
       if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
     });
   }

@@ -18,6 +18,10 @@ const MAX_RECORDS_PER_MESSAGE = SHIFT - 1;
 const MAGIC = Buffer.from('HLB\x01', 'latin1');
 const HEADER_RECORDS = 'Halflife-Records';
 const HEADER_MAX_TS = 'Halflife-Max-Ts';
+/** The batch's record ids (base64 of a JSON array), for the other processes' dedup windows. */
+const HEADER_IDS = 'Halflife-Ids';
+/** Which process published the batch (its batch-id prefix): a process does not report its own ids to itself. */
+const HEADER_ORIGIN = 'Halflife-Origin';
 /** Messages per partition whose record counts are kept for an exact `lag`. */
 const RECENT_MESSAGES = 65_536;
 
@@ -97,6 +101,7 @@ export class JetStreamLog implements Log {
   #flushing: Promise<void> | undefined;
   #flushScheduled = false;
   #maxPayload = 1024 * 1024;
+  readonly #idListeners = new Set<(ids: readonly string[], timestampMs: number) => void>();
 
   constructor(options: JetStreamLogOptions) {
     if (!Number.isInteger(options.partitions) || options.partitions < 1) throw new RangeError(`partitions must be a positive integer (got ${options.partitions})`);
@@ -161,6 +166,16 @@ export class JetStreamLog implements Log {
       for await (const m of watcher) {
         const p = this.#partitionOf(m.subject);
         if (p < 0) continue;
+        const ids = m.headers?.get(HEADER_IDS);
+        if (ids && this.#idListeners.size > 0 && m.headers?.get(HEADER_ORIGIN) !== this.#batchPrefix) {
+          try {
+            const list = JSON.parse(Buffer.from(ids, 'base64').toString('utf8')) as string[];
+            const ts = Number(m.headers?.get(HEADER_MAX_TS) ?? Date.now());
+            for (const l of this.#idListeners) l(list, ts);
+          } catch (err) {
+            this.#logger.warn({ err, seq: m.seq }, 'a batch carried ids that could not be read');
+          }
+        }
         this.#advance(p, m.seq, Number(m.headers?.get(HEADER_RECORDS) || 1));
       }
     })().catch((err: unknown) => this.#logger.error({ err }, 'the JetStream log watcher stopped'));
@@ -224,6 +239,11 @@ export class JetStreamLog implements Log {
 
   partitionFor(key: string): PartitionId {
     return this.#partitioner.forKey(key);
+  }
+
+  watchIds(listener: (ids: readonly string[], timestampMs: number) => void): () => void {
+    this.#idListeners.add(listener);
+    return () => this.#idListeners.delete(listener);
   }
 
   /** Bytes of appends waiting for the next publish. */
@@ -300,10 +320,12 @@ export class JetStreamLog implements Log {
     body.writeUInt32LE(items.length, 4);
     let pos = 8;
     let maxTs = -Infinity;
+    const ids: string[] = [];
     for (const { req, index } of items) {
       const r = req.records[index];
       pos = writeRecord(body, pos, r);
       if (r.timestampMs > maxTs) maxTs = r.timestampMs;
+      if (r.id !== undefined) ids.push(r.id);
     }
     if (pos > this.#maxPayload) {
       for (const { req } of items) req.failed ??= new HalflifeError('LOG_WRITE_FAILED', { reason: `a record of ${pos} bytes exceeds the NATS server's max_payload (${this.#maxPayload})` });
@@ -312,12 +334,14 @@ export class JetStreamLog implements Log {
     const h = natsHeaders();
     h.set(HEADER_RECORDS, String(items.length));
     h.set(HEADER_MAX_TS, String(maxTs));
+    h.set(HEADER_ORIGIN, this.#batchPrefix);
+    if (ids.length > 0) h.set(HEADER_IDS, Buffer.from(JSON.stringify(ids)).toString('base64'));
     // Fixed before the first attempt: a retry after a lost ack is recognised by the server and stored once.
     const msgID = `${this.#batchPrefix}-${++this.#batchNo}`;
     let lastErr: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const ack = await this.#js.publish(`${this.#prefix}.${p}`, body, { msgID, headers: h, timeout: 10_000 });
+        const ack = await this.#js.publish(`${this.#prefix}.${p}`, body.subarray(0, pos), { msgID, headers: h, timeout: 10_000 });
         for (let i = 0; i < items.length; i++) items[i].req.acks[items[i].index] = { partition: partitionId(p), offset: toOffset(ack.seq * SHIFT + i) };
         this.#advance(p, ack.seq, items.length);
         return;
@@ -477,8 +501,9 @@ export class JetStreamLog implements Log {
   }
 }
 
+/** A record's bytes in a message, with its id's share of the ids header (base64 of JSON: × 4/3, quotes, comma). */
 function recordSize(r: AppendRecord): number {
-  return 16 + (r.key === undefined ? 0 : Buffer.byteLength(r.key)) + valueByteLength(r.value);
+  return 16 + (r.key === undefined ? 0 : Buffer.byteLength(r.key)) + valueByteLength(r.value) + (r.id === undefined ? 0 : Math.ceil(((Buffer.byteLength(JSON.stringify(r.id)) + 1) * 4) / 3) + 4);
 }
 
 function writeValue(buf: Buffer, pos: number, value: RecordValue): number {

@@ -10,6 +10,8 @@ export interface AppendRecord {
   readonly value: RecordValue;
   /** Explicit partition, bypassing the partitioner (used for overflow and dedicated partitions). */
   readonly partition?: number | undefined;
+  /** The record's idempotency id, if it has one: a log shared by several processes tells the others (`watchIds`). */
+  readonly id?: string | undefined;
 }
 
 /**
@@ -174,6 +176,11 @@ export interface LogWriter extends Lifecycle {
   /** The partition a key would be written to (pinned keys get their dedicated partition). */
   partitionFor(key: string): PartitionId;
   append(records: readonly AppendRecord[]): Promise<AppendAck[]>;
+  /**
+   * For logs shared by several processes (JetStream): calls `listener` with the ids of records other processes
+   * append, as they are stored, so each process's dedup window knows them. Returns the function that stops it.
+   */
+  watchIds?(listener: (ids: readonly string[], timestampMs: number) => void): () => void;
 }
 
 /**

@@ -15,6 +15,7 @@ import type {
   SchemaSummary,
   SchemaVersion,
   StreamStats,
+  ClusterStatus,
   ViewInfo,
   ViewRowsQuery,
   QueryResponse,
@@ -102,6 +103,10 @@ export class HalflifeClient {
 
   streams(): Promise<StreamStats> {
     return this.#request('GET', '/v1/streams');
+  }
+
+  clusterStatus(): Promise<ClusterStatus> {
+    return this.#request('GET', '/v1/cluster');
   }
 
   readEvents(query: EventsQuery = {}): Promise<EventsPage> {

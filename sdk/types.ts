@@ -77,6 +77,21 @@ export interface StreamStats {
   partitions: readonly PartitionStats[];
 }
 
+/** `GET /v1/cluster`: the processes, the log's partitions and (on NATS) the servers behind them, with warnings. */
+export interface ClusterStatus {
+  backend: 'files' | 'nats';
+  node: string;
+  nodes: readonly { id: string; host: string; pid: number; version: string; role: string; startedAt: string; heartbeatAgeMs: number }[];
+  nats?: {
+    servers: string;
+    serverVersion: string;
+    features: Record<string, boolean>;
+    stream: { name: string; replicas: number; messages: number; bytes: number; cluster: string | null; leader: string | null; peers: readonly { name: string; current: boolean; lagMessages: number; offline: boolean }[] };
+  };
+  partitions: readonly { partition: number; firstOffset: number; nextOffset: number; records: number; owner: string; lag: Record<string, number> }[];
+  warnings: readonly string[];
+}
+
 /** A stored event as read back from the log. */
 export interface StoredEvent {
   partition: number;

@@ -2,7 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { HalflifeApiError, HalflifeClient } from '../../sdk/index.js';
 import { HalflifeError, packageVersion } from '../core/index.js';
 import { readFile } from 'node:fs/promises';
-import { dlqList, dlqReplay, query, schemaAdd, schemaConfig, schemaList, schemaShow, streams, tail, viewCreate, viewDrop, viewList } from './commands/client-commands.js';
+import { clusterStatus, dlqList, dlqReplay, query, schemaAdd, schemaConfig, schemaList, schemaShow, streams, tail, viewCreate, viewDrop, viewList } from './commands/client-commands.js';
 import { init } from './commands/init.js';
 import { keysCreate, keysList, keysRevoke, type KeysTarget } from './commands/keys.js';
 import { loadConfig, type HalflifeConfig } from '../config/index.js';
@@ -48,6 +48,11 @@ halflife dlq replay [--type T] [--code C] [--since TIME]        re-validate and 
 `,
   streams: `halflife streams
   Records and bytes per partition.
+`,
+  cluster: `halflife cluster status [--json]
+  The processes sharing the log (host, pid, version, when last seen), the NATS servers and stream behind it (version,
+  replicas, leader, how far each copy is behind), each partition's records and every view's lag in it, and warnings
+  (fewer than 3 replicas, a server older than 2.10.23, a copy behind or offline, a process not seen lately).
 `,
   view: `halflife view create <NAME> (--sql "CREATE VIEW …" | -f FILE.sql) [--replace]
 halflife view list
@@ -310,6 +315,12 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
     case 'streams': {
       const { values } = parse('streams', { args, options: CLIENT_OPTIONS });
       return streams(client(values.url, values.key), values, io);
+    }
+    case 'cluster': {
+      const [sub, ...subArgs] = args;
+      const { values } = parse('cluster', { args: subArgs, options: CLIENT_OPTIONS });
+      if (sub !== 'status') throw new UsageError(sub === undefined ? 'cluster needs a subcommand: status' : `cluster ${sub}: unknown subcommand (status)`, 'cluster');
+      return clusterStatus(client(values.url, values.key), values, io);
     }
     case 'keys': {
       const [sub, ...subArgs] = args;

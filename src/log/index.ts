@@ -11,7 +11,7 @@ export type { RepairAction, RepairOptions } from './repair.js';
 export { RemoteLog, LogPort, watchLog, statsWire } from './remote-log.js';
 export type { WireBatch, PartitionStatsWire, LogRequest, LogReply } from './remote-log.js';
 export { JetStreamLog } from './jetstream-log.js';
-export type { JetStreamLogOptions } from './jetstream-log.js';
+export type { JetStreamLogOptions, JetStreamInfo } from './jetstream-log.js';
 export { KvOffsetStore } from './kv-offsets.js';
 export { NatsKvStore } from './nats-kv.js';
 export type { NatsKvOptions } from './nats-kv.js';

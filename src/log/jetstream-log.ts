@@ -47,6 +47,18 @@ export interface JetStreamLogOptions {
   readonly logger?: Logger;
 }
 
+export interface JetStreamInfo {
+  readonly name: string;
+  readonly replicas: number;
+  readonly messages: number;
+  readonly bytes: number;
+  /** The JetStream cluster's name and the server leading the stream (null on a server without a cluster). */
+  readonly cluster: string | null;
+  readonly leader: string | null;
+  /** The other copies: whether each is current, and how many messages it is behind. */
+  readonly peers: readonly { name: string; current: boolean; lagMessages: number; offline: boolean }[];
+}
+
 interface AppendRequest {
   readonly records: readonly AppendRecord[];
   readonly partitions: Int32Array;
@@ -239,6 +251,21 @@ export class JetStreamLog implements Log {
 
   partitionFor(key: string): PartitionId {
     return this.#partitioner.forKey(key);
+  }
+
+  /** The stream as the servers see it: copies, size, and which server leads it and how far each copy is behind. */
+  async streamInfo(): Promise<JetStreamInfo> {
+    const info = await this.#jsm.streams.info(this.#stream);
+    const c = info.cluster;
+    return {
+      name: this.#stream,
+      replicas: info.config.num_replicas,
+      messages: info.state.messages,
+      bytes: info.state.bytes,
+      cluster: c?.name ?? null,
+      leader: c?.leader ?? null,
+      peers: (c?.replicas ?? []).map((r) => ({ name: r.name, current: r.current, lagMessages: r.lag ?? 0, offline: r.offline === true })),
+    };
   }
 
   watchIds(listener: (ids: readonly string[], timestampMs: number) => void): () => void {

@@ -14,6 +14,7 @@ import type { OverloadMonitor } from './overload.js';
 import type { Metrics } from './metrics.js';
 import type { AlertManager } from '../alerts/index.js';
 import type { pino } from 'pino';
+import type { ClusterStatus } from './cluster-status.js';
 
 export interface AppComponents {
   readonly config: HalflifeConfig;
@@ -34,6 +35,8 @@ export interface AppComponents {
   closing(): boolean;
   /** /healthz's answer: `degraded` with reasons while a part works below its capacity (the server still answers). */
   health(): { status: 'ok' | 'degraded'; reasons?: string[] };
+  /** GET /v1/cluster: the processes, the log's partitions and the servers behind it, with warnings. */
+  cluster(): Promise<ClusterStatus>;
 }
 
 const PRIORITY_RANK = { low: 1, normal: 2, high: 3 } as const;
@@ -141,6 +144,7 @@ export function buildApp(c: AppComponents): FastifyInstance {
     const text = await c.metrics.text();
     return reply.type(c.metrics.contentType).send(text);
   });
+  app.get('/v1/cluster', async () => c.cluster());
   app.get('/v1/status', async () => ({
     overload: c.overload.status(),
     shedEvents: c.ingestor.shedCounts(),

@@ -9,3 +9,4 @@ export type { ApiKeyInfo, NewKey, Scope } from './keys.js';
 export { DataDirLock } from './data-lock.js';
 export { repairLog } from '../log/index.js';
 export type { RepairAction } from '../log/index.js';
+export type { ClusterStatus } from './cluster-status.js';

@@ -17,6 +17,8 @@ import { AlertManager } from '../alerts/index.js';
 import { WebhookSender } from '../sinks/index.js';
 import { DataDirLock } from './data-lock.js';
 import { EngineHost, TableStore, ViewDefinitions, type CatalogSnapshot } from '../engine/index.js';
+import { NodeRegistry } from '../cluster/index.js';
+import { clusterStatus } from './cluster-status.js';
 import { QUERY_EXTENSION, queryOn } from '../query/index.js';
 
 export interface HalflifeServerOptions {
@@ -44,6 +46,8 @@ export class HalflifeServer {
   readonly #kv: KvStore;
   /** The NATS connection when the log is on JetStream. */
   readonly #nats: NatsConnector | undefined;
+  /** This process in the state store's list of processes (`halflife cluster status`). */
+  readonly nodes: NodeRegistry;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
   readonly engine: EngineHost;
@@ -169,6 +173,7 @@ export class HalflifeServer {
       logger: logger.child({ component: 'alerts' }),
       intervalMs: config.alerts.evaluationIntervalMs,
     });
+    this.nodes = new NodeRegistry({ kv: this.#kv, version: packageVersion(), exclusive: nats === undefined, logger: logger.child({ component: 'cluster' }) });
     this.overload = new OverloadMonitor({ config: config.overload, queuedBytes: () => this.log.queuedBytes, engine: this.engine, logger: logger.child({ component: 'overload' }) });
   }
 
@@ -211,6 +216,7 @@ export class HalflifeServer {
       await this.engine.start();
       this.overload.start();
       await this.alerts.start();
+      await this.nodes.start();
       await this.keys.load();
       await this.keys.watch();
       const { tlsCertFile, tlsKeyFile } = this.config.server;
@@ -231,6 +237,15 @@ export class HalflifeServer {
         ready: () => this.#ready && !this.#closing,
         closing: () => this.#closing,
         health: () => this.#health(),
+        cluster: () =>
+          clusterStatus({
+            config: this.config,
+            log: this.log,
+            engine: this.engine,
+            nodes: this.nodes,
+            nats: this.#nats,
+            streamInfo: this.log instanceof JetStreamLog ? () => (this.log as JetStreamLog).streamInfo() : undefined,
+          }),
       });
       await this.#app.ready();
     } catch (err) {
@@ -312,6 +327,7 @@ export class HalflifeServer {
 
   async #closeComponents(): Promise<void> {
     this.keys.close();
+    await this.nodes.close();
     this.overload.close();
     await this.ingestor.close();
     await this.#ingestWorkers?.close();

@@ -62,6 +62,29 @@ export async function streams(client: HalflifeClient, flags: OutputFlags, io: Io
   return 0;
 }
 
+/** `halflife cluster status`: the processes, the servers and stream behind the log, partitions with lag, warnings. */
+export async function clusterStatus(client: HalflifeClient, flags: OutputFlags, io: Io): Promise<number> {
+  const s = await client.clusterStatus();
+  if (flags.json) {
+    io.out(JSON.stringify(s, null, 2) + '\n');
+    return 0;
+  }
+  io.out(`backend: ${s.backend === 'nats' ? 'NATS JetStream' : 'files (one process)'}\n`);
+  if (s.nats !== undefined) {
+    const st = s.nats.stream;
+    io.out(`servers: ${s.nats.servers} (nats-server ${s.nats.serverVersion}${st.cluster === null ? ', no cluster' : `, cluster ${st.cluster}`})\n`);
+    io.out(`stream ${st.name}: ${st.replicas} replica${st.replicas === 1 ? '' : 's'}, ${st.messages} messages, ${bytes(st.bytes)}${st.leader === null ? '' : `, leader ${st.leader}`}\n`);
+    for (const p of st.peers) io.out(`  replica ${p.name}: ${p.offline ? 'offline' : p.current ? 'current' : `${p.lagMessages} messages behind`}\n`);
+  }
+  io.out('\n');
+  io.out(table(s.nodes.map((n) => [n.id === s.node ? `${n.id} (this)` : n.id, n.host, n.pid, n.role, n.version, n.startedAt, `${(n.heartbeatAgeMs / 1000).toFixed(1)} s`]), ['NODE', 'HOST', 'PID', 'ROLE', 'VERSION', 'STARTED', 'SEEN']));
+  io.out('\n');
+  const views = [...new Set(s.partitions.flatMap((p) => Object.keys(p.lag)))].sort();
+  io.out(table(s.partitions.map((p) => [p.partition, p.records, p.owner, views.length === 0 ? '-' : views.map((v) => `${v} ${p.lag[v]}`).join(', ')]), ['PARTITION', 'RECORDS', 'OWNER', 'LAG (per view)']));
+  if (s.warnings.length > 0) io.out(`\nwarnings:\n${s.warnings.map((w) => `  - ${w}`).join('\n')}\n`);
+  return 0;
+}
+
 export interface DlqFlags extends OutputFlags {
   type?: string | undefined;
   code?: string | undefined;

@@ -1,0 +1,84 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { silentLogger, type KvStore, type Logger } from '../core/index.js';
+
+/** A halflife process as the others see it. */
+export interface NodeInfo {
+  readonly id: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly version: string;
+  /** What the process runs; every process runs ingest, views and queries today. */
+  readonly role: 'all';
+  readonly startedAt: string;
+}
+
+export interface NodeEntry extends NodeInfo {
+  /** When it last said it was alive (ms since the epoch), and how long ago that was. */
+  readonly heartbeatMs: number;
+  readonly heartbeatAgeMs: number;
+}
+
+export interface NodeRegistryOptions {
+  readonly kv: KvStore;
+  readonly version: string;
+  /** How often a process renews its entry (default 5 s). */
+  readonly heartbeatMs?: number;
+  readonly logger?: Logger;
+  readonly now?: () => number;
+  /** The store is this process's alone (a data folder under its lock): entries left by earlier runs are removed. */
+  readonly exclusive?: boolean;
+}
+
+/**
+ * The processes sharing a state store (`nodes.<id>` entries, renewed every few seconds and removed on a clean stop),
+ * for `halflife cluster status`. nats-server 2.9/2.10 keep no per-key TTL, so an entry of a process that died stays:
+ * its heartbeat's age tells.
+ */
+export class NodeRegistry {
+  readonly node: NodeInfo;
+  readonly #o: NodeRegistryOptions;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: NodeRegistryOptions) {
+    this.#o = options;
+    this.#logger = options.logger ?? silentLogger;
+    this.#now = options.now ?? Date.now;
+    this.node = { id: randomBytes(6).toString('hex'), host: hostname(), pid: process.pid, version: options.version, role: 'all', startedAt: new Date(this.#now()).toISOString() };
+  }
+
+  get heartbeatMs(): number {
+    return this.#o.heartbeatMs ?? 5000;
+  }
+
+  async start(): Promise<void> {
+    if (this.#o.exclusive === true) for (const key of await this.#o.kv.keys('nodes')) await this.#o.kv.delete(key);
+    await this.#beat();
+    this.#timer = setInterval(() => void this.#beat().catch((err: unknown) => this.#logger.warn({ err }, 'node heartbeat failed')), this.heartbeatMs);
+    this.#timer.unref();
+  }
+
+  #beat(): Promise<number> {
+    return this.#o.kv.put(`nodes.${this.node.id}`, Buffer.from(JSON.stringify({ ...this.node, heartbeatMs: this.#now() })));
+  }
+
+  /** Every process with an entry, this one first, then by start time. */
+  async list(): Promise<NodeEntry[]> {
+    const now = this.#now();
+    const out: NodeEntry[] = [];
+    for (const key of await this.#o.kv.keys('nodes')) {
+      const e = await this.#o.kv.get(key);
+      if (e === undefined) continue;
+      const n = JSON.parse(Buffer.from(e.value).toString('utf8')) as NodeInfo & { heartbeatMs: number };
+      out.push({ ...n, heartbeatAgeMs: Math.max(0, now - n.heartbeatMs) });
+    }
+    return out.sort((a, b) => (a.id === this.node.id ? -1 : b.id === this.node.id ? 1 : a.startedAt.localeCompare(b.startedAt)));
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#o.kv.delete(`nodes.${this.node.id}`).catch(() => {});
+  }
+}

@@ -1,0 +1,66 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, inject, caughtUp, type TestServer } from './helpers/server.js';
+import { hasNatsServer, startNats, type NatsServer } from './helpers/nats.js';
+import { capture } from './helpers/io.js';
+import { main } from '../src/cli/main.js';
+
+/** `GET /v1/cluster` and `halflife cluster status`: processes, the servers and stream behind the log, lag, warnings. */
+const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
+const servers: TestServer[] = [];
+after(async () => {
+  for (const s of servers) await s.cleanup().catch(() => {});
+  await nats?.stop();
+});
+
+test('embedded: one process, its partitions with each view\'s lag, no warnings; the CLI prints it', async () => {
+  const t = await startServer({ log: { partitions: 2 } });
+  servers.push(t);
+  await inject(t, 'PUT', '/v1/schemas/e', { type: 'object', properties: { a: { type: 'string' } } });
+  await inject(t, 'PUT', '/v1/views/n', { sql: 'CREATE VIEW n AS SELECT COUNT(*) AS c FROM e' });
+  await inject(t, 'POST', '/v1/events', [{ type: 'e', key: 'x', data: { a: '1' } }]);
+  await caughtUp(t, 'n');
+  const s = (await inject(t, 'GET', '/v1/cluster')).body;
+  assert.equal(s.backend, 'files');
+  assert.equal(s.nodes.length, 1);
+  assert.equal(s.nodes[0].id, s.node);
+  assert.equal(s.nodes[0].pid, process.pid);
+  assert.equal(s.nats, undefined);
+  assert.deepEqual(s.warnings, []);
+  assert.equal(s.partitions.length, 2);
+  assert.deepEqual(s.partitions.map((p: { lag: Record<string, number> }) => p.lag.n), [0, 0]);
+  assert.equal(s.partitions.reduce((a: number, p: { records: number }) => a + p.records, 0), 1);
+  const url = await t.server.listen();
+  const io = capture();
+  assert.equal(await main(['cluster', 'status', '--url', url], io), 0, io.stderr);
+  assert.match(io.stdout, /backend: files/);
+  assert.match(io.stdout, new RegExp(`${s.node} \\(this\\)`));
+  assert.match(io.stdout, /n 0/);
+  const bad = capture();
+  assert.equal(await main(['cluster', 'nodes', '--url', url], bad), 2);
+});
+
+test('on NATS: both processes listed, the stream\'s replicas and the server version, and the warnings they call for', { skip: hasNatsServer ? false : 'nats-server not installed' }, async () => {
+  const node = async () => {
+    const t = await startServer({ log: { backend: 'nats', partitions: 2 }, nats: { servers: nats!.url, stream: 'STATUS', subjectPrefix: 'status', replicas: 1, bucketPrefix: 'status' } });
+    servers.push(t);
+    return t;
+  };
+  const a = await node();
+  const b = await node();
+  const s = (await inject(a, 'GET', '/v1/cluster')).body;
+  assert.equal(s.backend, 'nats');
+  assert.deepEqual(s.nodes.map((n: { id: string }) => n.id).sort(), [a.server.nodes.node.id, b.server.nodes.node.id].sort());
+  assert.equal(s.nodes[0].id, a.server.nodes.node.id, 'this process first');
+  assert.equal(s.nats.stream.name, 'STATUS');
+  assert.equal(s.nats.stream.replicas, 1);
+  assert.match(s.nats.serverVersion, /^\d+\.\d+\.\d+/);
+  assert.ok(s.warnings.some((w: string) => /1 replica: .*3 across zones/.test(w)), JSON.stringify(s.warnings));
+  const old = !s.nats.features.crashSafeStreams;
+  assert.equal(s.warnings.some((w: string) => /older than 2\.10\.23/.test(w)), old, 'the version warning follows the server');
+  assert.equal(s.partitions[0].owner, 'every node');
+  // A process that stops cleanly leaves the list.
+  await b.cleanup();
+  servers.splice(servers.indexOf(b), 1);
+  assert.deepEqual((await inject(a, 'GET', '/v1/cluster')).body.nodes.map((n: { id: string }) => n.id), [a.server.nodes.node.id]);
+});

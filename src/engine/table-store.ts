@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HalflifeError, kvName, kvToken, silentLogger, type KvChange, type KvStore, type KvWatch, type Logger } from '../core/index.js';
@@ -15,6 +16,8 @@ export interface StoredTable {
 interface Meta {
   keyColumn: string;
   version: number;
+  /** Names this version's chunks (random: two processes putting one table at once never share chunk keys). */
+  data: string;
   chunks: number;
 }
 
@@ -28,7 +31,7 @@ export interface TableStoreOptions {
 /**
  * Static tables in the shared KvStore, watched: a table put or dropped on one process is in force on every process
  * sharing the store. A table is `tables.<name>.meta` (key column, version, chunk count) and its rows as JSON in
- * chunks `tables.<name>.d<version>.<i>`, written before the meta that names them, so a reader never sees a version
+ * chunks `tables.<name>.d<data>.<i>` (`data` random per write), written before the meta that names them, so a reader never sees a version
  * half written; the chunks of the version before are removed after.
  */
 export class TableStore {
@@ -92,7 +95,7 @@ export class TableStore {
     if (m === undefined) return undefined;
     const parts: Buffer[] = [];
     for (let i = 0; i < m.meta.chunks; i++) {
-      const e = await this.#o.kv.get(`${prefix(name)}.d${m.meta.version}.${i}`);
+      const e = await this.#o.kv.get(`${prefix(name)}.d${m.meta.data}.${i}`);
       if (e === undefined) throw new HalflifeError('INVALID_TABLE', { name, reason: `chunk ${i} of version ${m.meta.version} is missing from the state store` });
       parts.push(Buffer.from(e.value));
     }
@@ -126,16 +129,17 @@ export class TableStore {
     for (let attempt = 0; ; attempt++) {
       const current = await this.#meta(name);
       const version = (current?.meta.version ?? 0) + 1;
+      const data = randomBytes(6).toString('hex');
       const chunks = Math.max(1, Math.ceil(bytes.length / CHUNK_BYTES));
-      for (let i = 0; i < chunks; i++) await kv.put(`${prefix(name)}.d${version}.${i}`, bytes.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
-      const meta = Buffer.from(JSON.stringify({ keyColumn, version, chunks } satisfies Meta));
+      for (let i = 0; i < chunks; i++) await kv.put(`${prefix(name)}.d${data}.${i}`, bytes.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
+      const meta = Buffer.from(JSON.stringify({ keyColumn, version, data, chunks } satisfies Meta));
       this.#versions.set(name, version);
       try {
         if (current === undefined) await kv.create(`${prefix(name)}.meta`, meta);
         else await kv.update(`${prefix(name)}.meta`, meta, current.revision);
       } catch (err) {
         // Another process wrote the table in between: write again above its version.
-        for (let i = 0; i < chunks; i++) await kv.delete(`${prefix(name)}.d${version}.${i}`);
+        for (let i = 0; i < chunks; i++) await kv.delete(`${prefix(name)}.d${data}.${i}`);
         if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT') || attempt >= 10) throw err;
         continue;
       }
@@ -153,7 +157,7 @@ export class TableStore {
   }
 
   async #removeChunks(name: string, meta: Meta): Promise<void> {
-    for (let i = 0; i < meta.chunks; i++) await this.#o.kv.delete(`${prefix(name)}.d${meta.version}.${i}`);
+    for (let i = 0; i < meta.chunks; i++) await this.#o.kv.delete(`${prefix(name)}.d${meta.data}.${i}`);
   }
 
   async close(): Promise<void> {

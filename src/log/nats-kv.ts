@@ -7,6 +7,11 @@ export interface NatsKvOptions {
   readonly bucket: string;
   /** Copies of the bucket across the cluster's servers (default 1; 3 for a cluster that survives losing a server). */
   readonly replicas?: number;
+  /**
+   * Entries not written for this long are removed by the server (the bucket's max age; a per-key TTL needs
+   * nats-server 2.11). For leases: one not renewed expires.
+   */
+  readonly ttlMs?: number;
 }
 
 /**
@@ -36,7 +41,7 @@ export class NatsKvStore implements KvStore {
   }
 
   #kv(): Promise<KV> {
-    this.#bucket ??= new Kvm(this.#connection()).create(this.#options.bucket, { history: 1, replicas: this.#options.replicas ?? 1 }).catch((err: unknown) => {
+    this.#bucket ??= new Kvm(this.#connection()).create(this.#options.bucket, { history: 1, replicas: this.#options.replicas ?? 1, ...(this.#options.ttlMs === undefined ? {} : { ttl: this.#options.ttlMs }) }).catch((err: unknown) => {
       this.#bucket = undefined;
       throw err;
     });

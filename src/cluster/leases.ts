@@ -1,0 +1,80 @@
+import { HalflifeError, type KvStore } from '../core/index.js';
+import './errors.js';
+
+/** A partition's lease as held by this process: the revision is its fencing token. */
+export interface Lease {
+  readonly partition: number;
+  readonly owner: string;
+  /** Rises with every acquisition and renewal: writes carry it, and a write with an older one is refused. */
+  readonly token: number;
+}
+
+export interface LeaseInfo {
+  readonly partition: number;
+  readonly owner: string;
+  readonly token: number;
+  /** When it was acquired or last renewed (the owner's clock). */
+  readonly renewedAtMs: number;
+}
+
+/**
+ * Partition leases in a KvStore whose entries expire when not rewritten (a JetStream KV bucket with a max age equal
+ * to the lease length: per-key TTLs need nats-server 2.11). Acquire is create (only when nobody holds it), renew is
+ * compare-and-set on the revision: an owner that paused past its lease cannot renew, and the new owner's token is
+ * higher than every token the old one had.
+ */
+export class LeaseManager {
+  readonly #kv: KvStore;
+  readonly #owner: string;
+  readonly #now: () => number;
+
+  constructor(kv: KvStore, owner: string, now: () => number = Date.now) {
+    this.#kv = kv;
+    this.#owner = owner;
+    this.#now = now;
+  }
+
+  #value(): Uint8Array {
+    return Buffer.from(JSON.stringify({ owner: this.#owner, renewedAtMs: this.#now() }));
+  }
+
+  /** Takes the lease if nobody holds it (LEASE_HELD otherwise). */
+  async acquire(partition: number): Promise<Lease> {
+    try {
+      const token = await this.#kv.create(keyOf(partition), this.#value());
+      return { partition, owner: this.#owner, token };
+    } catch (err) {
+      if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT')) throw err;
+      const held = await this.get(partition);
+      throw new HalflifeError('LEASE_HELD', { partition, owner: held?.owner ?? 'another process' });
+    }
+  }
+
+  /** Renews a lease this process holds; LEASE_LOST when it expired or another process took it meanwhile. */
+  async renew(lease: Lease): Promise<Lease> {
+    try {
+      const token = await this.#kv.update(keyOf(lease.partition), this.#value(), lease.token);
+      return { ...lease, token };
+    } catch (err) {
+      if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT')) throw err;
+      throw new HalflifeError('LEASE_LOST', { partition: lease.partition, reason: 'it expired or was taken by another process' });
+    }
+  }
+
+  /** Gives a lease up (only if it is still this one). */
+  async release(lease: Lease): Promise<void> {
+    const e = await this.#kv.get(keyOf(lease.partition));
+    if (e !== undefined && e.revision === lease.token) await this.#kv.delete(keyOf(lease.partition));
+  }
+
+  async get(partition: number): Promise<LeaseInfo | undefined> {
+    const e = await this.#kv.get(keyOf(partition));
+    if (e === undefined) return undefined;
+    const v = JSON.parse(Buffer.from(e.value).toString('utf8')) as { owner: string; renewedAtMs: number };
+    return { partition, owner: v.owner, token: e.revision, renewedAtMs: v.renewedAtMs };
+  }
+}
+
+function keyOf(partition: number): string {
+  return `lease.p${partition}`;
+}

@@ -43,8 +43,10 @@ export class FencedStore {
         if (current === undefined) await this.#kv.create(`${prefix(key)}.meta`, meta);
         else await this.#kv.update(`${prefix(key)}.meta`, meta, current.revision);
       } catch (err) {
+        // Only a conflict says the meta does not name these chunks; after any other failure (a lost ack) it may.
+        if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT')) throw err;
         for (let i = 0; i < chunks; i++) await this.#kv.delete(`${prefix(key)}.d${data}.${i}`);
-        if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT') || attempt >= 10) throw err;
+        if (attempt >= 10) throw err;
         continue; // someone wrote meanwhile: judge their token
       }
       if (current !== undefined) for (let i = 0; i < current.meta.chunks; i++) await this.#kv.delete(`${prefix(key)}.d${current.meta.data}.${i}`);
@@ -54,15 +56,20 @@ export class FencedStore {
 
   /** The value and the token it was written under. */
   async read(key: string): Promise<{ token: number; bytes: Buffer } | undefined> {
-    const m = await this.#meta(key);
-    if (m === undefined) return undefined;
-    const parts: Buffer[] = [];
-    for (let i = 0; i < m.meta.chunks; i++) {
-      const e = await this.#kv.get(`${prefix(key)}.d${m.meta.data}.${i}`);
-      if (e === undefined) return this.read(key); // replaced while read: read the new version
-      parts.push(Buffer.from(e.value));
+    for (let attempt = 0; ; attempt++) {
+      const m = await this.#meta(key);
+      if (m === undefined) return undefined;
+      const parts: Buffer[] = [];
+      for (let i = 0; i < m.meta.chunks; i++) {
+        const e = await this.#kv.get(`${prefix(key)}.d${m.meta.data}.${i}`);
+        if (e === undefined) break;
+        parts.push(Buffer.from(e.value));
+      }
+      if (parts.length === m.meta.chunks) return { token: m.meta.token, bytes: Buffer.concat(parts) };
+      // Replaced while read: read the new version; the same meta again means a chunk is gone for good.
+      const again = await this.#meta(key);
+      if (again?.revision === m.revision || attempt >= 10) throw new HalflifeError('INTERNAL', { reason: `the value of ${key} misses a chunk` });
     }
-    return { token: m.meta.token, bytes: Buffer.concat(parts) };
   }
 }
 

@@ -179,7 +179,14 @@ export class FileKvStore implements KvStore {
   }
 
   #notify(change: KvChange): void {
-    for (const w of this.#watchers) if (kvKeyBelow(change.key, w.prefix)) w.onChange(change);
+    for (const w of this.#watchers) {
+      if (!kvKeyBelow(change.key, w.prefix)) continue;
+      try {
+        w.onChange(change);
+      } catch {
+        // A watcher's failure is its own (it logs what it cannot read): the write stands and the others are told.
+      }
+    }
   }
 
   get(key: string): Promise<KvEntry | undefined> {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { deserialize } from 'node:v8';
 import { decodeCheckpoint, encodeCheckpoint, isEncodedCheckpoint } from './checkpoint-codec.js';
 import {
@@ -50,7 +51,7 @@ export interface EngineOptions {
    */
   readonly idleTickMs?: number;
   /**
-   * Unless it is behind (its last read filled a batch), the engine reads at most this often (default 20 ms): woken
+   * Unless it is behind (its last read stopped at its limits), the engine reads at most this often (default 20 ms): woken
    * by new records sooner after its last read of some, it waits out the rest, so a steady stream is read in batches
    * instead of a small read per append (each read and apply step has a fixed cost, which reading every few
    * milliseconds paid in throughput and query latency). After a quiet spell it reads at once.
@@ -154,6 +155,8 @@ export class Engine {
   #wake: (() => void) | undefined;
 
   readonly #owned: ReadonlySet<number> | undefined;
+  /** Whether the last step stopped short of what the log held when it began (then the next one starts at once). */
+  #behind = false;
 
   constructor(options: EngineOptions) {
     this.#o = options;
@@ -502,6 +505,8 @@ export class Engine {
       if (pending === undefined) continue;
       const batch = await pending;
       read += batch.count;
+      // Nothing there (removed by retention, a repaired gap, a purged stream): the log says where records go on.
+      if (batch.count === 0) for (const v of views) if (v.offsets[p] < batch.next) v.offsets[p] = batch.next;
       // Apply in slices of a few milliseconds and let queries in between: a deep backlog would hold them.
       for (let i = 0; i < batch.count; i += APPLY_SLICE) {
         const end = Math.min(batch.count, i + APPLY_SLICE);
@@ -511,7 +516,14 @@ export class Engine {
       }
     }
     const caughtUp = read === 0;
-    for (const v of views) v.state.advance(now, caughtUp || this.#atEnd(v, stats));
+    let behind = false;
+    for (const v of views) {
+      const atEnd = this.#atEnd(v, stats);
+      if (!atEnd) behind = true;
+      v.state.advance(now, caughtUp || atEnd);
+    }
+    // A read cut short by its limits (records or bytes) left records that were there when the step began.
+    this.#behind = behind && read > 0;
     return read;
   }
 
@@ -658,9 +670,9 @@ export class Engine {
   async #loop(): Promise<void> {
     const tick = this.#o.idleTickMs ?? 100;
     const interval = this.#o.batchIntervalMs ?? 20;
-    const full = this.#o.batchRecords ?? 2000;
     let failures = 0;
     let readAt = -Infinity;
+    let woken = false;
     while (!this.#stopping) {
       let read = 0;
       const at = performance.now();
@@ -672,9 +684,12 @@ export class Engine {
         if (failures++ === 0 || failures % 60 === 0) this.#logger.error({ err, failures }, 'engine step failed');
       }
       if (this.#stopping) break;
-      if (read > 0) readAt = at;
-      if (read >= full && failures === 0) {
-        // Behind (a full batch): go on at once, yielding so queries are served.
+      // A wake by the log that found nothing to read (records it reports but cannot serve yet: a replica behind, a
+      // purge) counts as a read: the next one waits the interval instead of spinning.
+      if (read > 0 || woken) readAt = at;
+      woken = false;
+      if (this.#behind && failures === 0) {
+        // Behind (a read stopped at its limits): go on at once, yielding so queries are served.
         await new Promise((resolve) => setImmediate(resolve));
         continue;
       }
@@ -682,10 +697,23 @@ export class Engine {
         // Caught up: wait for records on any partition a view reads (or a new view, or the time to move windows on).
         const wait = failures > 0 ? Math.min(5000, 100 * 2 ** Math.min(failures, 6)) : tick;
         const stop = new AbortController();
+        // One listener per partition waited on: more than ten is expected, not a leak.
+        setMaxListeners(0, stop.signal);
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
           this.#timer = setTimeout(resolve, wait);
-          if (failures === 0) for (const [p, from] of this.#positions()) void this.#o.log.tail(p, from, stop.signal).then((ready) => ready && resolve(), () => {});
+          if (failures === 0) {
+            for (const [p, from] of this.#positions()) {
+              void this.#o.log.tail(p, from, stop.signal).then(
+                (ready) => {
+                  if (!ready) return;
+                  woken = true;
+                  resolve();
+                },
+                () => {},
+              );
+            }
+          }
         });
         stop.abort();
         clearTimeout(this.#timer);

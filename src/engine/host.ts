@@ -43,7 +43,7 @@ class WorkerLink {
   #next = 1;
   readonly #calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   closing = false;
-  readonly #logPort: LogPort;
+  #logPort: LogPort | undefined;
   /** Times this worker exited unasked and was started again. */
   restarts = 0;
 
@@ -54,7 +54,6 @@ class WorkerLink {
     this.#index = index;
     this.#count = count;
     this.#tables = tables;
-    this.#logPort = new LogPort(options.log, (m, transfer) => this.send(m, transfer));
   }
 
   get running(): boolean {
@@ -77,6 +76,8 @@ class WorkerLink {
     };
     const worker = startModuleWorker('worker', import.meta.url, init);
     this.#worker = worker;
+    // Replies go to this thread only: a read finishing after it died must not reach its successor (their ids restart).
+    this.#logPort = new LogPort(this.#o.log, (m, transfer) => worker.postMessage(m, transfer));
     this.#ready = false;
     return new Promise<void>((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {
@@ -129,7 +130,7 @@ class WorkerLink {
       }
       case 'log-read':
       case 'log-commit':
-        this.#logPort.handle(m);
+        this.#logPort?.handle(m);
         break;
       case 'log':
         this.#o.logger[m.level]({ ...m.obj, worker: this.#index }, m.msg);
@@ -236,8 +237,8 @@ export class EngineHost {
     })) {
       this.#tables.set(t.name, t);
     }
-    await Promise.all(this.#links.map((l) => l.spawn()));
-    // The workers learn of new records as they are appended (they wait on them with `tail`).
+    // The workers learn of new records as they are appended (they wait on them with `tail`): watched before they
+    // start, so nothing appended while they load their views goes unreported.
     watchLog(
       this.#o.log,
       () => {
@@ -246,6 +247,7 @@ export class EngineHost {
       },
       this.#watch.signal,
     );
+    await Promise.all(this.#links.map((l) => l.spawn()));
   }
 
   get #first(): WorkerLink {

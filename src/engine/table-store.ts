@@ -133,14 +133,22 @@ export class TableStore {
       const chunks = Math.max(1, Math.ceil(bytes.length / CHUNK_BYTES));
       for (let i = 0; i < chunks; i++) await kv.put(`${prefix(name)}.d${data}.${i}`, bytes.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
       const meta = Buffer.from(JSON.stringify({ keyColumn, version, data, chunks } satisfies Meta));
+      // Known before the write: its own change comes back through the watch, maybe before the write returns.
+      const known = this.#versions.get(name);
       this.#versions.set(name, version);
       try {
         if (current === undefined) await kv.create(`${prefix(name)}.meta`, meta);
         else await kv.update(`${prefix(name)}.meta`, meta, current.revision);
       } catch (err) {
+        if (this.#versions.get(name) === version) {
+          if (known === undefined) this.#versions.delete(name);
+          else this.#versions.set(name, known);
+        }
+        // Only a conflict says the meta does not name these chunks; after any other failure (a lost ack) it may.
+        if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT')) throw err;
         // Another process wrote the table in between: write again above its version.
         for (let i = 0; i < chunks; i++) await kv.delete(`${prefix(name)}.d${data}.${i}`);
-        if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT') || attempt >= 10) throw err;
+        if (attempt >= 10) throw err;
         continue;
       }
       if (current !== undefined) await this.#removeChunks(name, current.meta);

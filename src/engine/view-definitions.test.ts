@@ -46,3 +46,20 @@ test('view definitions: an earlier views folder is imported once; changes made b
     await cleanup();
   }
 });
+
+test('view definitions: a process that loses a create race to the same SQL still runs the view (its echo was taken for its own)', async () => {
+  const kv = new FileKvStore();
+  const one = new ViewDefinitions({ kv });
+  const two = new ViewDefinitions({ kv });
+  const seenByTwo: [string, string | undefined][] = [];
+  await one.start(() => {});
+  await two.start((name, sql) => seenByTwo.push([name, sql]));
+  // Both create the same view at once (a deploy script run against two nodes).
+  const results = await Promise.allSettled([one.create('v', 'CREATE VIEW v AS SELECT 1'), two.create('v', 'CREATE VIEW v AS SELECT 1')]);
+  assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+  const loser = results[0].status === 'rejected' ? one : two;
+  assert.equal(loser.has('v'), true, 'the loser knows the view');
+  if (loser === two) assert.deepEqual(seenByTwo, [['v', 'CREATE VIEW v AS SELECT 1']], 'and runs it');
+  await one.close();
+  await two.close();
+});

@@ -22,6 +22,7 @@ export class ViewDefinitions {
   readonly #logger: Logger;
   readonly #defs = new Map<string, string>();
   #watch: KvWatch | undefined;
+  #changed: ((name: string, sql: string | undefined) => void) | undefined;
 
   constructor(options: ViewDefinitionsOptions) {
     this.#o = options;
@@ -38,6 +39,7 @@ export class ViewDefinitions {
     // Watch first, then read: nothing written in between is missed. What arrives before `start` returns is in
     // `list()` (which the engine starts from), so it is not reported.
     let started = false;
+    this.#changed = changed;
     this.#watch = await kv.watch('views', (c) => this.#apply(c, started ? changed : () => {}));
     for (const key of await kv.keys('views')) {
       const e = await kv.get(key);
@@ -93,10 +95,25 @@ export class ViewDefinitions {
     try {
       await this.#o.kv.create(keyOf(name), Buffer.from(sql));
     } catch (err) {
-      if (before === undefined) this.#defs.delete(name);
-      else this.#defs.set(name, before);
-      if (err instanceof HalflifeError && err.code === 'KV_CONFLICT') throw new HalflifeError('VIEW_EXISTS', { name });
-      throw err;
+      if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT')) {
+        if (this.#defs.get(name) === sql) {
+          if (before === undefined) this.#defs.delete(name);
+          else this.#defs.set(name, before);
+        }
+        throw err;
+      }
+      // Another process created it first. Its change may have come through the watch already: if it changed the map,
+      // it is running here; if it looked like ours (the same SQL), it was taken for our own echo and must run now.
+      if (this.#defs.get(name) === sql) {
+        const e = await this.#o.kv.get(keyOf(name));
+        const theirs = e === undefined ? undefined : Buffer.from(e.value).toString('utf8');
+        if (theirs === undefined) this.#defs.delete(name);
+        else {
+          this.#defs.set(name, theirs);
+          if (theirs !== before) this.#changed?.(name, theirs);
+        }
+      }
+      throw new HalflifeError('VIEW_EXISTS', { name });
     }
   }
 

@@ -165,32 +165,8 @@ export class JetStreamLog implements Log {
     // Watch from the stream's current end, then learn each partition's extent: a message stored in between is
     // seen by both, which only moves an end to where it already is.
     const last = (await this.#jsm.streams.info(this.#stream)).state.last_seq;
-    const consumer = await this.#js.consumers.get(this.#stream, {
-      filter_subjects: `${this.#prefix}.*`,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: last + 1,
-      headers_only: true,
-    });
-    this.#watcher = await consumer.consume({ max_messages: 1000 });
+    await this.#watchFrom(last + 1);
     await this.#refresh(true);
-    const watcher = this.#watcher;
-    this.#watching = (async () => {
-      for await (const m of watcher) {
-        const p = this.#partitionOf(m.subject);
-        if (p < 0) continue;
-        const ids = m.headers?.get(HEADER_IDS);
-        if (ids && this.#idListeners.size > 0 && m.headers?.get(HEADER_ORIGIN) !== this.#batchPrefix) {
-          try {
-            const list = JSON.parse(Buffer.from(ids, 'base64').toString('utf8')) as string[];
-            const ts = Number(m.headers?.get(HEADER_MAX_TS) ?? Date.now());
-            for (const l of this.#idListeners) l(list, ts);
-          } catch (err) {
-            this.#logger.warn({ err, seq: m.seq }, 'a batch carried ids that could not be read');
-          }
-        }
-        this.#advance(p, m.seq, Number(m.headers?.get(HEADER_RECORDS) || 1));
-      }
-    })().catch((err: unknown) => this.#logger.error({ err }, 'the JetStream log watcher stopped'));
     // Retention removes old messages on the server: learn the first positions again now and then (stats only).
     this.#refreshTimer = setInterval(() => void this.#refresh(false).catch(() => {}), 10_000);
     this.#refreshTimer.unref();
@@ -204,6 +180,49 @@ export class JetStreamLog implements Log {
       const hint = /insufficient resources|replicas/i.test(message) ? ` (${this.#o.replicas ?? 1} replicas need as many servers in the cluster: set nats.replicas to 1 for a single server)` : '';
       throw new HalflifeError('NATS_SETUP_FAILED', { what, reason: `${message}${hint}` }, { cause: err });
     }
+  }
+
+  /** Follows every message stored from `seq` on (headers only); started again from where it was if it ever stops. */
+  async #watchFrom(seq: number): Promise<void> {
+    let next = seq;
+    const consumer = await this.#js.consumers.get(this.#stream, {
+      filter_subjects: `${this.#prefix}.*`,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: next,
+      headers_only: true,
+    });
+    const watcher = await consumer.consume({ max_messages: 1000 });
+    this.#watcher = watcher;
+    this.#watching = (async () => {
+      for await (const m of watcher) {
+        next = m.seq + 1;
+        this.#seen(m.subject, m.seq, m.headers);
+      }
+    })()
+      .catch((err: unknown) => this.#logger.error({ err }, 'the JetStream log watcher failed'))
+      .then(async () => {
+        if (this.#state.closed) return;
+        this.#logger.warn({ from: next }, 'the JetStream log watcher stopped; starting it again');
+        await new Promise((r) => setTimeout(r, 1000));
+        if (!this.#state.closed) await this.#watchFrom(next).catch((err: unknown) => this.#logger.error({ err }, 'the JetStream log watcher could not start again'));
+      });
+  }
+
+  /** A message of the log is stored (told by the watcher): its ids for the other processes' dedup, its records readable. */
+  #seen(subject: string, seq: number, headers: { get(k: string): string } | undefined): void {
+    const p = this.#partitionOf(subject);
+    if (p < 0) return;
+    const ids = headers?.get(HEADER_IDS);
+    if (ids && this.#idListeners.size > 0 && headers?.get(HEADER_ORIGIN) !== this.#batchPrefix) {
+      try {
+        const list = JSON.parse(Buffer.from(ids, 'base64').toString('utf8')) as string[];
+        const ts = Number(headers?.get(HEADER_MAX_TS) || Date.now());
+        for (const l of this.#idListeners) l(list, ts);
+      } catch (err) {
+        this.#logger.warn({ err, seq }, 'a batch carried ids that could not be read');
+      }
+    }
+    this.#advance(p, seq, Number(headers?.get(HEADER_RECORDS) || 1));
   }
 
   #partitionOf(subject: string): number {
@@ -242,7 +261,12 @@ export class JetStreamLog implements Log {
       const first = messages === 0 ? null : await this.#jsm.direct.getMessage(this.#stream, { seq: 1, next_by_subj: subject });
       if (initial) {
         const last = messages === 0 ? null : await this.#jsm.direct.getMessage(this.#stream, { last_by_subj: subject });
-        if (last !== null) this.#advance(p, last.seq, messages * Number(last.header?.get(HEADER_RECORDS) || 1));
+        if (last !== null) {
+          // Records before the newest message are estimated (messages × its count); its own are known.
+          const inLast = Number(last.header?.get(HEADER_RECORDS) || 1);
+          this.#records[p] += (messages - 1) * inLast;
+          this.#advance(p, last.seq, inLast);
+        }
       }
       this.#first[p] = first === null ? this.#end[p] : first.seq * SHIFT;
       this.#bytes[p] = Math.round((info.state.bytes * messages) / totalMessages);
@@ -313,35 +337,46 @@ export class JetStreamLog implements Log {
     const group = this.#queue;
     this.#queue = [];
     this.#queuedBytes = 0;
-    const perPartition: { req: AppendRequest; index: number }[][] = Array.from({ length: this.partitionCount }, () => []);
-    for (const req of group) for (let i = 0; i < req.records.length; i++) perPartition[req.partitions[i]].push({ req, index: i });
-    const publishes: Promise<void>[] = [];
-    // Room for the headers and the protocol line within the server's max_payload.
-    const limit = Math.max(64 * 1024, this.#maxPayload - 4096);
-    perPartition.forEach((items, p) => {
-      let start = 0;
-      while (start < items.length) {
-        let bytes = MAGIC.length + 4;
-        let end = start;
-        while (end < items.length && end - start < MAX_RECORDS_PER_MESSAGE) {
-          const r = items[end].req.records[items[end].index];
-          const size = recordSize(r);
-          if (end > start && bytes + size > limit) break;
-          bytes += size;
-          end++;
-        }
-        publishes.push(this.#publish(p, items.slice(start, end), bytes));
-        start = end;
-      }
-    });
-    await Promise.all(publishes);
+    try {
+      const perPartition: { req: AppendRequest; index: number }[][] = Array.from({ length: this.partitionCount }, () => []);
+      for (const req of group) for (let i = 0; i < req.records.length; i++) perPartition[req.partitions[i]].push({ req, index: i });
+      // Room for the headers and the protocol line within the server's max_payload.
+      const limit = Math.max(64 * 1024, this.#maxPayload - 4096);
+      // Partitions are published side by side; a partition's messages one after another, so a retried message is
+      // never stored after a later one (per-key order), and once one fails the rest of that partition is not sent.
+      await Promise.all(
+        perPartition.map(async (items, p) => {
+          let start = 0;
+          while (start < items.length) {
+            let bytes = MAGIC.length + 4;
+            let end = start;
+            while (end < items.length && end - start < MAX_RECORDS_PER_MESSAGE) {
+              const size = recordSize(items[end].req.records[items[end].index]);
+              if (end > start && bytes + size > limit) break;
+              bytes += size;
+              end++;
+            }
+            if (!(await this.#publish(p, items.slice(start, end), bytes))) {
+              const failure = items[start].req.failed!;
+              for (const { req } of items.slice(end)) req.failed ??= failure;
+              return;
+            }
+            start = end;
+          }
+        }),
+      );
+    } catch (err) {
+      const failure = new HalflifeError('LOG_WRITE_FAILED', { reason: (err as Error).message }, { cause: err });
+      for (const req of group) req.failed ??= failure;
+    }
     for (const req of group) {
       if (req.failed !== undefined) req.reject(req.failed);
       else req.resolve(req.acks);
     }
   }
 
-  async #publish(p: number, items: { req: AppendRequest; index: number }[], bytes: number): Promise<void> {
+  /** Publishes one message; false (the items marked failed) when JetStream did not take it. */
+  async #publish(p: number, items: { req: AppendRequest; index: number }[], bytes: number): Promise<boolean> {
     const body = Buffer.allocUnsafe(bytes);
     MAGIC.copy(body, 0);
     body.writeUInt32LE(items.length, 4);
@@ -356,7 +391,7 @@ export class JetStreamLog implements Log {
     }
     if (pos > this.#maxPayload) {
       for (const { req } of items) req.failed ??= new HalflifeError('LOG_WRITE_FAILED', { reason: `a record of ${pos} bytes exceeds the NATS server's max_payload (${this.#maxPayload})` });
-      return;
+      return false;
     }
     const h = natsHeaders();
     h.set(HEADER_RECORDS, String(items.length));
@@ -371,14 +406,17 @@ export class JetStreamLog implements Log {
         const ack = await this.#js.publish(`${this.#prefix}.${p}`, body.subarray(0, pos), { msgID, headers: h, timeout: 10_000 });
         for (let i = 0; i < items.length; i++) items[i].req.acks[items[i].index] = { partition: partitionId(p), offset: toOffset(ack.seq * SHIFT + i) };
         this.#advance(p, ack.seq, items.length);
-        return;
+        return true;
       } catch (err) {
         lastErr = err;
         this.#logger.warn({ err, partition: p, attempt }, 'JetStream publish failed; retrying with the same batch id');
+        // A leader election answers "no responders" at once: give it time.
+        if (attempt < 2) await new Promise((r) => setTimeout(r, 250 * 4 ** attempt));
       }
     }
     const failure = new HalflifeError('LOG_WRITE_FAILED', { reason: `JetStream did not acknowledge the batch: ${(lastErr as Error).message}` }, { cause: lastErr });
     for (const { req } of items) req.failed ??= failure;
+    return false;
   }
 
   async read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {

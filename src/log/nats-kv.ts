@@ -96,8 +96,14 @@ export class NatsKvStore implements KvStore {
     if (prefix !== '') checkKvKey(prefix);
     const iter = await (await this.#kv()).watch({ key: prefix === '' ? '>' : `${prefix}.>`, include: KvWatchInclude.UpdatesOnly });
     const done = (async () => {
-      for await (const e of iter) onChange({ key: e.key, value: e.operation === 'PUT' ? e.value : undefined, revision: e.revision });
-    })();
+      for await (const e of iter) {
+        try {
+          onChange({ key: e.key, value: e.operation === 'PUT' ? e.value : undefined, revision: e.revision });
+        } catch {
+          // A watcher's failure is its own (it logs what it cannot read); the watch goes on.
+        }
+      }
+    })().catch(() => {});
     return {
       stop: async () => {
         iter.stop();

@@ -69,7 +69,9 @@ export class KeyStore {
   /** Set in keys.json once any key has existed: from then on requests need a key even if every key is revoked. */
   #required = false;
   #origins = new Set<string>();
-  #mtimeMs = -1;
+  /** What the key file was when last read: its inode and mtime (every write renames a new file into place, so the
+   * inode changes even when two writes fall in one tick of the file system's clock). */
+  #version = '';
   #timer: NodeJS.Timeout | undefined;
 
   constructor(dataDir: string, logger: Logger = silentLogger, kv?: KvStore) {
@@ -86,15 +88,15 @@ export class KeyStore {
   async load(): Promise<void> {
     if (this.#kv !== undefined) return this.#loadKv(this.#kv);
     let text: string;
-    let mtimeMs: number;
+    let version: string;
     try {
-      mtimeMs = (await stat(this.#path)).mtimeMs;
+      version = fileVersion(await stat(this.#path));
       text = await readFile(this.#path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       this.#setKeys(new Map());
       this.#required = false;
-      this.#mtimeMs = 0;
+      this.#version = 'none';
       return;
     }
     let parsed: { keys?: StoredKey[]; required?: boolean };
@@ -106,17 +108,33 @@ export class KeyStore {
     this.#setKeys(new Map((parsed.keys ?? []).map((k) => [k.id, k])));
     // A file written before the flag existed required keys whenever it held one.
     this.#required = parsed.required === true || this.#keys.size > 0;
-    this.#mtimeMs = mtimeMs;
+    this.#version = version;
   }
 
-  async #loadKv(kv: KvStore): Promise<void> {
+  /** The keys as the store holds them now. */
+  async #readKv(kv: KvStore): Promise<Map<string, StoredKey>> {
     const keys = new Map<string, StoredKey>();
     for (const k of await kv.keys('keys')) {
       const e = await kv.get(k);
       if (e !== undefined) keys.set(k.slice('keys.'.length), JSON.parse(Buffer.from(e.value).toString('utf8')) as StoredKey);
     }
-    this.#setKeys(keys);
-    this.#required = (await kv.get(KV_REQUIRED)) !== undefined || keys.size > 0;
+    return keys;
+  }
+
+  async #loadKv(kv: KvStore): Promise<void> {
+    // Watched first (changes made while the keys are read are applied after them, in order), so none is missed.
+    if (this.#kvWatch === undefined) {
+      const buffered: KvChange[] = [];
+      let loading = true;
+      this.#kvWatch = await kv.watch('keys', (c) => (loading ? buffered.push(c) : this.#applyKv(c)));
+      this.#setKeys(await this.#readKv(kv));
+      this.#required = (await kv.get(KV_REQUIRED)) !== undefined || this.#keys.size > 0;
+      loading = false;
+      for (const c of buffered) this.#applyKv(c);
+      return;
+    }
+    this.#setKeys(await this.#readKv(kv));
+    this.#required = (await kv.get(KV_REQUIRED)) !== undefined || this.#keys.size > 0;
   }
 
   /**
@@ -125,14 +143,14 @@ export class KeyStore {
    */
   async watch(intervalMs = 1000): Promise<void> {
     if (this.#kv !== undefined) {
-      this.#kvWatch = await this.#kv.watch('keys', (c) => this.#applyKv(c));
+      if (this.#kvWatch === undefined) await this.#loadKv(this.#kv);
       return;
     }
     this.#timer = setInterval(() => {
       stat(this.#path)
-        .then((s) => s.mtimeMs, () => 0)
-        .then(async (mtimeMs) => {
-          if (mtimeMs === this.#mtimeMs) return;
+        .then((s) => fileVersion(s), () => 'none')
+        .then(async (version) => {
+          if (version === this.#version) return;
           const before = this.#keys.size;
           await this.load();
           this.#logger.info({ keys: this.#keys.size, before }, 'API keys reloaded');
@@ -145,8 +163,13 @@ export class KeyStore {
   #applyKv(c: KvChange): void {
     const id = c.key.slice('keys.'.length);
     const keys = new Map(this.#keys);
-    if (c.value === undefined) keys.delete(id);
-    else keys.set(id, JSON.parse(Buffer.from(c.value).toString('utf8')) as StoredKey);
+    try {
+      if (c.value === undefined) keys.delete(id);
+      else keys.set(id, JSON.parse(Buffer.from(c.value).toString('utf8')) as StoredKey);
+    } catch (err) {
+      this.#logger.error({ err, key: c.key }, 'an API key in the shared state could not be read; it is not accepted');
+      keys.delete(id);
+    }
     this.#setKeys(keys);
     this.#required ||= keys.size > 0;
   }
@@ -267,7 +290,7 @@ export class KeyStore {
       // In force only once on disk: a failed write changes nothing.
       this.#setKeys(keys);
       this.#required ||= keys.size > 0;
-      this.#mtimeMs = (await stat(this.#path)).mtimeMs;
+      this.#version = fileVersion(await stat(this.#path));
     } finally {
       await fh.close();
       await rm(lock, { force: true });
@@ -275,16 +298,30 @@ export class KeyStore {
   }
 
   async #updateKv(kv: KvStore, change: (keys: Map<string, StoredKey>) => void): Promise<void> {
-    await this.#loadKv(kv);
-    const before = this.#keys;
+    // Judged on the store as it is now; only the entries that change are written, and only they change here (a
+    // change another process made meanwhile, applied by the watch, is kept).
+    const before = await this.#readKv(kv);
     const keys = new Map(before);
     change(keys);
     if (keys.size > 0) await kv.put(KV_REQUIRED, Buffer.from('true'));
-    for (const [id, k] of keys) if (before.get(id) !== k) await kv.put(`keys.${id}`, Buffer.from(JSON.stringify(k)));
-    for (const id of before.keys()) if (!keys.has(id)) await kv.delete(`keys.${id}`);
-    this.#setKeys(keys);
+    const live = new Map(this.#keys);
+    for (const [id, k] of keys) {
+      if (before.get(id) === k) continue;
+      await kv.put(`keys.${id}`, Buffer.from(JSON.stringify(k)));
+      live.set(id, k);
+    }
+    for (const id of before.keys()) {
+      if (keys.has(id)) continue;
+      await kv.delete(`keys.${id}`);
+      live.delete(id);
+    }
+    this.#setKeys(live);
     this.#required ||= keys.size > 0;
   }
+}
+
+function fileVersion(s: { ino: number; mtimeMs: number; size: number }): string {
+  return `${s.ino}:${s.mtimeMs}:${s.size}`;
 }
 
 /** Takes a lock file, waiting up to 5 s; a lock older than 30 s was left by a crash and is taken over. */

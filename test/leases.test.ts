@@ -81,10 +81,16 @@ describe('leases on NATS JetStream', { skip: hasNatsServer ? false : 'nats-serve
     await assert.rejects(a.renew(leaseA), { code: 'LEASE_LOST' });
     await assert.rejects(storeA.write('checkpoint.v.p0', leaseA.token, Buffer.from('a2')), { code: 'FENCED_WRITE' });
     assert.deepEqual(await storeA.read('checkpoint.v.p0'), { token: leaseB!.token, bytes: Buffer.from('b1') });
-    // Release: only the holder's own lease is removed.
+    // Release: only the holder's own lease is given up (a stale one changes nothing), and a released one is taken at
+    // once, with a higher token again.
     await a.release(leaseA);
     assert.equal((await a.get(0))?.owner, 'worker-b');
     await b.release(leaseB!);
     assert.equal(await a.get(0), undefined);
+    const again = await a.acquire(0);
+    assert.ok(again.token > leaseB!.token);
+    await assert.rejects(b.acquire(0), { code: 'LEASE_HELD' });
+    await b.release(leaseB!);
+    assert.equal((await b.get(0))?.owner, 'worker-a', 'a release with an old token does not free the new owner\'s lease');
   });
 });

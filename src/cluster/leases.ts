@@ -38,16 +38,26 @@ export class LeaseManager {
     return Buffer.from(JSON.stringify({ owner: this.#owner, renewedAtMs: this.#now() }));
   }
 
-  /** Takes the lease if nobody holds it (LEASE_HELD otherwise). */
+  /** Takes the lease if nobody holds it: never taken, expired, or released (LEASE_HELD otherwise). */
   async acquire(partition: number): Promise<Lease> {
     try {
       const token = await this.#kv.create(keyOf(partition), this.#value());
       return { partition, owner: this.#owner, token };
     } catch (err) {
       if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT')) throw err;
-      const held = await this.get(partition);
-      throw new HalflifeError('LEASE_HELD', { partition, owner: held?.owner ?? 'another process' });
     }
+    // Released leases stay as a marker (a release is a compare-and-set, see `release`): taken over the same way.
+    const e = await this.#kv.get(keyOf(partition));
+    if (e !== undefined && (JSON.parse(Buffer.from(e.value).toString('utf8')) as { released?: boolean }).released === true) {
+      try {
+        const token = await this.#kv.update(keyOf(partition), this.#value(), e.revision);
+        return { partition, owner: this.#owner, token };
+      } catch (err) {
+        if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT')) throw err;
+      }
+    }
+    const held = await this.get(partition);
+    throw new HalflifeError('LEASE_HELD', { partition, owner: held?.owner ?? 'another process' });
   }
 
   /** Renews a lease this process holds; LEASE_LOST when it expired or another process took it meanwhile. */
@@ -61,16 +71,24 @@ export class LeaseManager {
     }
   }
 
-  /** Gives a lease up (only if it is still this one). */
+  /**
+   * Gives a lease up, only if it is still this one: a compare-and-set to a released marker (a delete could remove a
+   * successor's lease taken after this one expired).
+   */
   async release(lease: Lease): Promise<void> {
-    const e = await this.#kv.get(keyOf(lease.partition));
-    if (e !== undefined && e.revision === lease.token) await this.#kv.delete(keyOf(lease.partition));
+    try {
+      await this.#kv.update(keyOf(lease.partition), Buffer.from(JSON.stringify({ owner: this.#owner, released: true, renewedAtMs: this.#now() })), lease.token);
+    } catch (err) {
+      if (!(err instanceof HalflifeError && err.code === 'KV_CONFLICT')) throw err;
+    }
   }
 
+  /** Who holds the partition now (undefined: nobody, or released). */
   async get(partition: number): Promise<LeaseInfo | undefined> {
     const e = await this.#kv.get(keyOf(partition));
     if (e === undefined) return undefined;
-    const v = JSON.parse(Buffer.from(e.value).toString('utf8')) as { owner: string; renewedAtMs: number };
+    const v = JSON.parse(Buffer.from(e.value).toString('utf8')) as { owner: string; renewedAtMs: number; released?: boolean };
+    if (v.released === true) return undefined;
     return { partition, owner: v.owner, token: e.revision, renewedAtMs: v.renewedAtMs };
   }
 }

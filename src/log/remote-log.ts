@@ -34,10 +34,22 @@ export type LogRequest =
   | { type: 'log-read'; id: number; partition: number; from: number; maxRecords: number; maxBytes: number }
   | { type: 'log-commit'; id: number; consumer: string; offsets: Record<number, number> };
 
+/** An error as it crosses threads: its code (a HalflifeError's, else INTERNAL) travels with it. */
+export interface WireError {
+  readonly code: string;
+  readonly message: string;
+  readonly details: Record<string, unknown>;
+}
+
+function wireError(err: unknown): WireError {
+  if (err instanceof HalflifeError) return { code: err.code, message: err.message, details: (err.details ?? {}) as Record<string, unknown> };
+  return { code: 'INTERNAL', message: (err as Error)?.message ?? String(err), details: { reason: (err as Error)?.message ?? String(err) } };
+}
+
 /** From the log's thread to the reading thread. */
 export type LogReply =
-  | { type: 'log-read-result'; id: number; batch?: WireBatch; next: number; error?: string }
-  | { type: 'log-commit-result'; id: number; error?: string }
+  | { type: 'log-read-result'; id: number; batch?: WireBatch; next: number; error?: WireError }
+  | { type: 'log-commit-result'; id: number; error?: WireError }
   | { type: 'log-stats'; stats: PartitionStatsWire[] };
 
 export function statsWire(log: LogReader): PartitionStatsWire[] {
@@ -77,12 +89,12 @@ export class LogPort {
           };
           this.#send({ type: 'log-read-result', id: m.id, batch: wire, next: batch.next }, [data]);
         },
-        (err: unknown) => this.#send({ type: 'log-read-result', id: m.id, next: m.from, error: (err as Error).message }),
+        (err: unknown) => this.#send({ type: 'log-read-result', id: m.id, next: m.from, error: wireError(err) }),
       );
     } else {
       this.#log.commitOffsets(m.consumer, m.offsets).then(
         () => this.#send({ type: 'log-commit-result', id: m.id }),
-        (err: unknown) => this.#send({ type: 'log-commit-result', id: m.id, error: (err as Error).message }),
+        (err: unknown) => this.#send({ type: 'log-commit-result', id: m.id, error: wireError(err) }),
       );
     }
   }
@@ -161,7 +173,7 @@ export class RemoteLog implements Log {
     const w = this.#waiting.get(m.id);
     this.#waiting.delete(m.id);
     if (w === undefined) return;
-    if (m.error !== undefined) w.reject(new Error(m.error));
+    if (m.error !== undefined) w.reject(new HalflifeError(m.error.code, m.error.details, { message: m.error.message }));
     else w.resolve(m);
   }
 

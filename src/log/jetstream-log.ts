@@ -3,7 +3,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { HalflifeError, LifecycleState, offset as toOffset, partitionId, silentLogger, type Logger, type Offset, type PartitionId } from '../core/index.js';
-import { lagOf, valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type OffsetStore, type PartitionStats, type ReadOptions, type RecordBatch, type RecordValue } from './log.js';
+import { batchToRecords, lagOf, valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type OffsetStore, type PartitionStats, type ReadOptions, type RecordBatch, type RecordValue } from './log.js';
+import { GroupCommit } from './group-commit.js';
 import { Partitioner } from './partitioner.js';
 import { TailWaiters } from './tail.js';
 
@@ -108,10 +109,8 @@ export class JetStreamLog implements Log {
   readonly #recent: { seqs: number[]; before: number[] }[];
   readonly #batchPrefix = randomBytes(8).toString('hex');
   #batchNo = 0;
-  #queue: AppendRequest[] = [];
+  readonly #groups = new GroupCommit<AppendRequest>((group) => this.#flush(group));
   #queuedBytes = 0;
-  #flushing: Promise<void> | undefined;
-  #flushScheduled = false;
   #maxPayload = 1024 * 1024;
   readonly #idListeners = new Set<(ids: readonly string[], timestampMs: number) => void>();
 
@@ -315,27 +314,11 @@ export class JetStreamLog implements Log {
       this.#queuedBytes += valueByteLength(r.value);
     }
     return new Promise<AppendAck[]>((resolve, reject) => {
-      this.#queue.push({ records, partitions, acks: new Array<AppendAck>(records.length), failed: undefined, resolve, reject });
-      this.#scheduleFlush();
+      this.#groups.add({ records, partitions, acks: new Array<AppendAck>(records.length), failed: undefined, resolve, reject });
     });
   }
 
-  #scheduleFlush(): void {
-    if (this.#flushing !== undefined || this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    // Appends made in the same event-loop turn share messages.
-    setImmediate(() => {
-      this.#flushScheduled = false;
-      this.#flushing = this.#flush().finally(() => {
-        this.#flushing = undefined;
-        if (this.#queue.length > 0) this.#scheduleFlush();
-      });
-    });
-  }
-
-  async #flush(): Promise<void> {
-    const group = this.#queue;
-    this.#queue = [];
+  async #flush(group: AppendRequest[]): Promise<void> {
     this.#queuedBytes = 0;
     try {
       const perPartition: { req: AppendRequest; index: number }[][] = Array.from({ length: this.partitionCount }, () => []);
@@ -420,16 +403,7 @@ export class JetStreamLog implements Log {
   }
 
   async read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {
-    const b = await this.readBatch(partition, from, options);
-    const p = partitionId(partition);
-    return Array.from({ length: b.count }, (_, i) => ({
-      partition: p,
-      offset: toOffset(b.offsets[i]),
-      next: toOffset(i + 1 < b.count ? b.offsets[i + 1] : b.next),
-      timestampMs: b.timestamps[i],
-      key: b.keyStarts[i] < 0 ? undefined : b.buffer.toString('utf8', b.keyStarts[i], b.keyEnds[i]),
-      value: b.buffer.subarray(b.valueStarts[i], b.valueEnds[i]),
-    }));
+    return batchToRecords(await this.readBatch(partition, from, options));
   }
 
   async readBatch(partition: number, from: number, options: ReadOptions = {}): Promise<RecordBatch> {
@@ -555,10 +529,7 @@ export class JetStreamLog implements Log {
   close(): Promise<void> {
     return this.#state.close(async () => {
       clearInterval(this.#refreshTimer);
-      while (this.#flushing !== undefined || this.#flushScheduled || this.#queue.length > 0) {
-        if (this.#flushing !== undefined) await this.#flushing;
-        else await new Promise((r) => setImmediate(r));
-      }
+      await this.#groups.drain();
       this.#tails.close();
       await this.#watcher?.close();
       await this.#watching;

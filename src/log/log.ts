@@ -118,6 +118,18 @@ export function positionAfter(batch: RecordBatch, i: number): number {
   return i + 1 < batch.count ? batch.offsets[i + 1] : batch.next;
 }
 
+/** A batch's records one by one (for readers that want objects; each `next` is where the one after begins). */
+export function batchToRecords(b: RecordBatch): LogRecord[] {
+  return Array.from({ length: b.count }, (_, i) => ({
+    partition: b.partition,
+    offset: b.offsets[i] as Offset,
+    next: (i + 1 < b.count ? b.offsets[i + 1] : b.next) as Offset,
+    timestampMs: b.timestamps[i],
+    key: batchKey(b, i),
+    value: b.buffer.subarray(b.valueStarts[i], b.valueEnds[i]),
+  }));
+}
+
 /** The key of record `i` of a batch (decoded on demand: most consumers never need it). */
 export function batchKey(batch: RecordBatch, i: number): string | undefined {
   const s = batch.keyStarts[i];

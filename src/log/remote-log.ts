@@ -4,21 +4,15 @@
  * cross in one transferred buffer (no re-serialisation).
  */
 import { HalflifeError, offset as toOffset, partitionId, type Offset, type PartitionId } from '../core/index.js';
-import { batchKey, lagOf, type AppendAck, type Log, type LogReader, type LogRecord, type LogStats, type OffsetStore, type PartitionStats, type ReadOptions, type RecordBatch } from './log.js';
+import { batchToRecords, lagOf, type AppendAck, type Log, type LogReader, type LogRecord, type LogStats, type OffsetStore, type PartitionStats, type ReadOptions, type RecordBatch } from './log.js';
 import { TailWaiters } from './tail.js';
 
 /** A log batch as it crosses threads: the columns, and the bytes in a transferred ArrayBuffer. */
-export interface WireBatch {
+export type WireBatch = Pick<RecordBatch, 'offsets' | 'timestamps' | 'valueStarts' | 'valueEnds' | 'keyStarts' | 'keyEnds'> & {
   readonly buffer: ArrayBuffer;
   readonly byteOffset: number;
   readonly byteLength: number;
-  readonly offsets: Float64Array;
-  readonly timestamps: Float64Array;
-  readonly valueStarts: Uint32Array;
-  readonly valueEnds: Uint32Array;
-  readonly keyStarts: Int32Array;
-  readonly keyEnds: Int32Array;
-}
+};
 
 /** Plain per-partition stats as they cross threads. */
 export interface PartitionStatsWire {
@@ -223,16 +217,7 @@ export class RemoteLog implements Log {
   }
 
   async read(partition: number, from: number, options: ReadOptions = {}): Promise<LogRecord[]> {
-    const b = await this.readBatch(partition, from, options);
-    const p = partitionId(partition);
-    return Array.from({ length: b.count }, (_, i) => ({
-      partition: p,
-      offset: toOffset(b.offsets[i]),
-      next: toOffset(i + 1 < b.count ? b.offsets[i + 1] : b.next),
-      timestampMs: b.timestamps[i],
-      key: batchKey(b, i),
-      value: b.buffer.subarray(b.valueStarts[i], b.valueEnds[i]),
-    }));
+    return batchToRecords(await this.readBatch(partition, from, options));
   }
 
   async offsetForTime(): Promise<Offset> {

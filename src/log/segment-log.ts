@@ -15,6 +15,7 @@ import {
 } from '../core/index.js';
 import { checkConsumerName, lagOf, valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type ReadOptions, type RecordBatch } from './log.js';
 import { PartitionLog } from './partition-log.js';
+import { GroupCommit } from './group-commit.js';
 import { Partitioner } from './partitioner.js';
 import { TailWaiters } from './tail.js';
 import { BATCH_HEADER_BYTES, beginBatch, endBatch, keyByteLength, MAX_BATCH_BYTES, MAX_KEY_BYTES, RECORD_HEADER_BYTES, writeRecord } from './segment-format.js';
@@ -87,11 +88,9 @@ export class SegmentLog implements Log {
   readonly #partitioner: Partitioner;
   readonly #state = new LifecycleState('log');
   #parts: PartitionLog[] = [];
-  #queue: AppendRequest[] = [];
-  /** Value bytes of the appends in `#queue` (an overload signal). */
+  readonly #groups = new GroupCommit<AppendRequest>((group) => this.#flush(group));
+  /** Value bytes of the appends waiting for the next group commit (an overload signal). */
   #queuedBytes = 0;
-  #flushing: Promise<void> | undefined;
-  #flushScheduled = false;
   #fsyncTimer: NodeJS.Timeout | undefined;
   #retentionTimer: NodeJS.Timeout | undefined;
   #syncing: Promise<void> | undefined;
@@ -210,28 +209,12 @@ export class SegmentLog implements Log {
       }
     }
     return new Promise<AppendAck[]>((resolve, reject) => {
-      this.#queue.push({ records, partitions, bytes, acks: new Array(records.length), failed: undefined, resolve, reject });
       this.#queuedBytes += bytes;
-      this.#scheduleFlush();
+      this.#groups.add({ records, partitions, bytes, acks: new Array(records.length), failed: undefined, resolve, reject });
     });
   }
 
-  #scheduleFlush(): void {
-    if (this.#flushing !== undefined || this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    // setImmediate lets requests parsed in the same event-loop turn join this group.
-    setImmediate(() => {
-      this.#flushScheduled = false;
-      this.#flushing = this.#flush().finally(() => {
-        this.#flushing = undefined;
-        if (this.#queue.length > 0) this.#scheduleFlush();
-      });
-    });
-  }
-
-  async #flush(): Promise<void> {
-    const group = this.#queue;
-    this.#queue = [];
+  async #flush(group: AppendRequest[]): Promise<void> {
     if (this.#observer !== undefined) {
       let records = 0;
       for (const req of group) records += req.records.length;
@@ -433,10 +416,7 @@ export class SegmentLog implements Log {
       clearInterval(this.#fsyncTimer);
       clearInterval(this.#retentionTimer);
       this.#tails.close();
-      while (this.#flushing !== undefined || this.#flushScheduled || this.#queue.length > 0) {
-        if (this.#flushing !== undefined) await this.#flushing;
-        else await new Promise((r) => setImmediate(r));
-      }
+      await this.#groups.drain();
       await this.#syncing;
       for (const p of this.#parts) await p.close();
     });

@@ -57,7 +57,7 @@ export const LogErrors = defineErrors({
   },
   INVALID_CONSUMER_NAME: {
     status: 400,
-    message: 'consumer name {name} is not valid: use 1-128 letters, digits, ".", "_" or "-"',
+    message: 'consumer name {name} is not valid: use 1-200 letters, digits, ".", "_" or "-"',
     domain: 'user',
     retryable: false,
   },

@@ -232,9 +232,9 @@ export interface OffsetStore {
  */
 export interface Log extends LogWriter, LogReader, OffsetStore {}
 
-const CONSUMER_RE = /^[A-Za-z0-9_.-]{1,128}$/;
+const CONSUMER_RE = /^[A-Za-z0-9_.-]{1,200}$/;
 
-/** Refuses a consumer name outside 1-128 letters, digits, ".", "_" or "-" (INVALID_CONSUMER_NAME). */
+/** Refuses a consumer name outside 1-200 letters, digits, ".", "_" or "-" (INVALID_CONSUMER_NAME). */
 export function checkConsumerName(consumer: string): string {
   if (typeof consumer !== 'string' || !CONSUMER_RE.test(consumer)) throw new HalflifeError('INVALID_CONSUMER_NAME', { name: JSON.stringify(consumer) });
   return consumer;

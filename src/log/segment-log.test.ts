@@ -157,11 +157,14 @@ test('consumers keep committed offsets by name across restarts', async () => {
     await log.commitOffsets('engine', { 0: 5, 1: 7 });
     await log.commitOffsets('engine', { 1: 9 });
     await log.commitOffsets('archive', { 0: 1 });
+    // Two engine workers committing their partitions of one view at once: both land.
+    await Promise.all([log.commitOffsets('pair', { 0: 3 }), log.commitOffsets('pair', { 1: 4 })]);
     await log.close();
     const again = new SegmentLog({ dir, partitions: 2, fsync: 'always' });
     await again.start();
     assert.deepEqual(await again.committedOffsets('engine'), { 0: 5, 1: 9 });
     assert.deepEqual(await again.committedOffsets('archive'), { 0: 1 });
+    assert.deepEqual(await again.committedOffsets('pair'), { 0: 3, 1: 4 });
     assert.deepEqual(await again.committedOffsets('nobody'), {});
     await assert.rejects(again.commitOffsets('../evil', { 0: 1 }), { code: 'INVALID_CONSUMER_NAME' });
     await again.close();

@@ -386,16 +386,31 @@ export class SegmentLog implements Log {
     return removed;
   }
 
+  /**
+   * Merges `offsets` into the consumer's positions. Commits of one consumer run one after another: engine workers
+   * commit different partitions of one view, and two read-modify-writes at once would undo one another (and share
+   * the temporary file).
+   */
   async commitOffsets(consumer: string, offsets: Readonly<Record<number, number>>): Promise<void> {
     this.#state.assertOpen();
+    for (const p of Object.keys(offsets)) this.#checkPartition(Number(p));
     const path = this.#consumerPath(consumer);
-    const current = await this.committedOffsets(consumer);
-    for (const [p, o] of Object.entries(offsets)) {
-      this.#checkPartition(Number(p));
-      current[Number(p)] = toOffset(o);
-    }
-    await writeFileAtomic(path, JSON.stringify(current) + '\n', { durable: this.#o.fsync !== 'never' });
+    const write = async () => {
+      const current = await this.committedOffsets(consumer);
+      for (const [p, o] of Object.entries(offsets)) current[Number(p)] = toOffset(o);
+      await writeFileAtomic(path, JSON.stringify(current) + '\n', { durable: this.#o.fsync !== 'never' });
+    };
+    const next = (this.#commits.get(consumer) ?? Promise.resolve()).then(write);
+    const settled = next.catch(() => {});
+    this.#commits.set(consumer, settled);
+    void settled.then(() => {
+      if (this.#commits.get(consumer) === settled) this.#commits.delete(consumer);
+    });
+    await next;
   }
+
+  /** The last commit of each consumer in progress (see `commitOffsets`). */
+  readonly #commits = new Map<string, Promise<void>>();
 
   async committedOffsets(consumer: string): Promise<Record<number, Offset>> {
     try {

@@ -3,13 +3,13 @@
  * spread over 1-4 partitions, fed in chunks (one event at a time up to all at once), read in batches of 1 to 2,000
  * records per partition, sometimes across a checkpoint + crash + restore.
  *
- * The oracle is the watermark as docs/sql.md ("Time, watermarks and late events") states it, replayed over each
- * partition's records in order (so how the engine interleaves its reads of partitions cannot matter):
+ * The oracle is the watermark as docs/sql.md ("Time, watermarks and late events") states it, replayed over the
+ * records in the order the engine reads them (each step: partition 0's next batch, then partition 1's, …):
  *   - each partition's max time so far, where an event's time counts no further than its arrival (received_at);
- *     the partition's watermark is its max minus max_lateness, never moving back, and it follows every event;
- *   - an event is late when every window holding it has closed in its partition, a window closing when the
- *     partition's watermark reaches its end (end <= watermark); for sessions when its time is behind the
- *     partition's watermark (time < watermark).
+ *     the watermark is the slowest partition's max minus max_lateness, never moving back, and it follows every event;
+ *   - a partition that has records not read yet, and none read, holds it back (it does not move);
+ *   - an event is late when every window holding it has closed, a window closing when the watermark reaches its
+ *     end (end <= watermark); for sessions when its time is behind the watermark (time < watermark).
  * Then:
  *   1. the engine's late table is exactly the events the model calls late (by partition and offset), and its count;
  *   2. DuckDB over exactly the other events (each counted in the windows that were still open when it came)
@@ -69,8 +69,7 @@ function windowsOf(w: Win, t: number): [number, number][] {
 interface ModelState {
   offsets: number[];
   maxTime: number[];
-  /** Per partition. */
-  watermark: number[];
+  watermark: number;
   late: Set<number>;
   /** Event id -> the watermark right after it was applied (its windows ending at or before it were closed). */
   applied: Map<number, number>;
@@ -84,7 +83,7 @@ class Model {
 
   constructor(readonly c: LateCase) {
     this.log = Array.from({ length: c.partitions }, () => []);
-    this.s = { offsets: new Array<number>(c.partitions).fill(0), maxTime: new Array<number>(c.partitions).fill(-Infinity), watermark: new Array<number>(c.partitions).fill(-Infinity), late: new Set(), applied: new Map() };
+    this.s = { offsets: new Array<number>(c.partitions).fill(0), maxTime: new Array<number>(c.partitions).fill(-Infinity), watermark: -Infinity, late: new Set(), applied: new Map() };
   }
 
   append(events: readonly PlacedEvent[]): void {
@@ -99,20 +98,25 @@ class Model {
       for (let p = 0; p < this.log.length; p++) {
         const batch = this.log[p].slice(s.offsets[p], s.offsets[p] + this.c.batchRecords);
         s.offsets[p] += batch.length;
-        for (const e of batch) this.#apply(e, p);
+        for (const e of batch) this.#apply(e, p, unread);
       }
     }
   }
 
-  #apply(e: PlacedEvent, p: number): void {
+  #apply(e: PlacedEvent, p: number, unread: boolean[]): void {
     const s = this.s;
     const t = timeOf(e, this.c.time);
     const clock = Math.min(t, e.received_at);
     if (clock > s.maxTime[p]) {
       s.maxTime[p] = clock;
-      s.watermark[p] = Math.max(s.watermark[p], clock - this.c.latenessMs);
+      const heldBack = s.maxTime.some((m, q) => m === -Infinity && unread[q]);
+      if (!heldBack) {
+        const slowest = Math.min(...s.maxTime.filter((m) => m !== -Infinity));
+        const next = slowest - this.c.latenessMs;
+        s.watermark = Math.max(s.watermark, next);
+      }
     }
-    const wm = s.watermark[p];
+    const wm = s.watermark;
     const w = this.c.window;
     const late = w.kind === 'session' ? t < wm : windowsOf(w, t).every(([, end]) => end <= wm);
     const id = e.data.n!;

@@ -144,107 +144,32 @@ test('a checkpoint whose saved position is past the log end fails loudly and the
   await second.close();
 });
 
-/** Events on both partitions: keys k0..k49 alternate between them, so every group is in both. */
-async function feedBoth(log: MemoryLog, n: number, t0: number, stepMs: number) {
-  await log.append(
-    Array.from({ length: n }, (_, i) => {
-      const t = t0 + i * stepMs;
-      return { timestampMs: t, partition: i % 2, value: encodeEventRecord({ receivedAt: t, schemaVersion: 1, type: 'e', data: { k: `k${i % 50}`, u: `u${i}` } }) };
-    }),
-  );
-}
-
-const sorted = (rows: Record<string, unknown>[]) => rows.map((r) => JSON.stringify(r)).sort();
-
-const SPLIT_SQL = "CREATE VIEW v WITH (max_lateness = '0s') AS SELECT k, COUNT(*) AS n, APPROX_COUNT_DISTINCT(u) AS users FROM e GROUP BY k, TUMBLE(received_at, INTERVAL '1' SECOND)";
-
-test('a view is checkpointed per partition in the versioned codec, and its partitions move between engines with their state: no rebuild when the number of engines changes', async () => {
-  const { decodeCheckpoint, isEncodedCheckpoint } = await import('./checkpoint-codec.js');
-  const log = new MemoryLog(3);
-  const store = new MemoryViewStore();
-  const straight = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
-  const one = new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0) });
-  for (const e of [straight, one]) {
-    await e.start(false);
-    await e.createView('v', SPLIT_SQL);
-  }
-  const read = async (engines: Engine[]) => {
-    for (const e of engines) while ((await e.step()) > 0);
-    const [first, ...rest] = engines;
-    return first.rows('v', { limit: 100_000, order: 'window_start' }, rest.map((e) => e.partials('v')));
-  };
-  await feedBoth(log, 3_000, 0, 5);
-  await read([one]);
-  await one.close();
-  for (const p of [0, 1, 2]) {
-    const bytes = (await store.loadCheckpoint('v', p))!;
-    assert.ok(isEncodedCheckpoint(bytes), `partition ${p}: a checkpoint in the codec`);
-    assert.equal((decodeCheckpoint(bytes) as { partition: number }).partition, p);
-  }
-  // One engine, then two (partitions {0, 2} and {1}), then three, then one again: each restores only the partitions
-  // it owns, applies no record twice, and together they answer what one engine that never stopped answers.
-  for (const split of [[[0, 2], [1]], [[0], [1], [2]], [[0, 1, 2]]]) {
-    const engines = split.map((owned) => new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0), ownedPartitions: owned }));
-    for (const e of engines) await e.start(false);
-    for (const e of engines) assert.equal(e.info('v').lag, 0, `${JSON.stringify(split)}: restored at the end of the log, not rebuilt`);
-    await feedBoth(log, 1_000, 20_000 + split.length * 10_000, 5);
-    const rows = await read(engines);
-    assert.deepEqual(sorted(rows), sorted(await read([straight])), `${JSON.stringify(split)}: the same rows as one engine`);
-    assert.equal(engines.reduce((n, e) => n + e.info('v').appliedRecords, 0), 1_000, 'only the new records were applied');
-    for (const e of engines) await e.close();
-  }
-  await straight.close();
-});
-
-test('a checkpoint of the format before per-partition state (one per engine, in the codec or v8) carries its state over instead of rebuilding', async () => {
+test('checkpoints are written in the versioned codec, and a checkpoint of the earlier v8 format is still restored', async () => {
   const { serialize } = await import('node:v8');
-  const { encodeCheckpoint } = await import('./checkpoint-codec.js');
-  const { planView } = await import('../sql/index.js');
-  const { ViewState } = await import('./view-state.js');
-  const { decodeEventRecord } = await import('../core/index.js');
+  const { decodeCheckpoint, isEncodedCheckpoint } = await import('./checkpoint-codec.js');
   const log = new MemoryLog(2);
-  await feedBoth(log, 2_000, 0, 5);
-  // What halflife before per-partition state saved: one state over both partitions, with both offsets.
-  const plan = planView(SPLIT_SQL, catalog(), 'v');
-  const combined = new ViewState(plan, 2);
-  const offsets = [0, 0];
-  // As the engine did: both partitions had records to read, so neither ran the watermark ahead of the other.
-  combined.setPending(0, true);
-  combined.setPending(1, true);
-  for (const p of [0, 1]) {
-    for (const rec of await log.read(p, 0, { maxRecords: 10_000 })) {
-      const ev = decodeEventRecord(rec.value);
-      const row = { type: ev.type, data: ev.data, key: undefined, received_at: ev.received_at, event_time: ev.received_at, partition: p, offset: rec.offset, joined: [] };
-      combined.apply(row, plan.keys.map((k) => k.eval(row)), 0);
-      offsets[p] = rec.next;
-    }
-  }
-  const legacy = { format: 1, sql: plan.sql, offsets, startOffsets: [0, 0], owned: null, state: combined.save() };
-  const straight = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
-  await straight.start(false);
-  await straight.createView('v', SPLIT_SQL);
-  for (const bytes of [encodeCheckpoint(legacy), serialize(legacy)]) {
-    const store = new MemoryViewStore();
-    let dropped = false;
-    Object.assign(store, {
-      loadLegacyCheckpoints: async () => (dropped ? [] : [bytes]),
-      dropLegacyCheckpoints: async () => void (dropped = true),
-    });
-    await store.saveDefinition('v', SPLIT_SQL);
+  const store = new MemoryViewStore();
+  const sql = "CREATE VIEW v WITH (max_lateness = '0s') AS SELECT k, COUNT(*) AS n, APPROX_COUNT_DISTINCT(u) AS users FROM e GROUP BY k, TUMBLE(received_at, INTERVAL '1' SECOND)";
+  const engine = new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0) });
+  await engine.start(false);
+  await engine.createView('v', sql);
+  await feed(log, 2_000, 0, 5);
+  while ((await engine.step()) > 0);
+  const rows = engine.rows('v', { limit: 100_000, order: 'window_start' });
+  await engine.close();
+  const bytes = (await store.loadCheckpoint('v'))!;
+  assert.ok(isEncodedCheckpoint(bytes));
+  for (const written of [bytes, serialize(decodeCheckpoint(bytes))]) {
+    await store.saveCheckpoint('v', written);
     const logger = new RecordingLogger();
-    // Now split over two engines: partition 0's engine takes the combined state, partition 1's goes on from its offset.
-    const engines = [[0], [1]].map((owned) => new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0), logger, ownedPartitions: owned }));
-    for (const e of engines) await e.start(false);
+    const again = new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0), logger });
+    await again.start(false);
+    // Restored, not rebuilt (a checkpoint that cannot be read is logged, and the view rebuilt from the log).
     assert.deepEqual(logger.lines.filter((l) => l.level === 'error'), []);
-    for (const e of engines) assert.equal(e.info('v').lag, 0, 'carried over, not rebuilt');
-    while ((await straight.step()) > 0);
-    const rows = engines[0].rows('v', { limit: 100_000, order: 'window_start' }, [engines[1].partials('v')]);
-    assert.deepEqual(sorted(rows), sorted(straight.rows('v', { limit: 100_000, order: 'window_start' })));
-    for (const e of engines) await e.close();
-    assert.ok(dropped, 'the old checkpoint is dropped once the partitions have their own');
-    assert.ok((await store.loadCheckpoint('v', 0)) !== undefined && (await store.loadCheckpoint('v', 1)) !== undefined);
+    assert.deepEqual(again.rows('v', { limit: 100_000, order: 'window_start' }), rows);
+    await again.close();
+    assert.ok(isEncodedCheckpoint((await store.loadCheckpoint('v'))!), 'the final checkpoint is in the codec again');
   }
-  await straight.close();
 });
 
 test('a running engine applies records as they are appended: it waits on the log (tail), not on a timer', async () => {

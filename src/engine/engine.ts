@@ -23,43 +23,17 @@ import { batchKey, positionAfter, type Log, type RecordBatch } from '../log/inde
 import { compareForOrder, planView, toText, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
 import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
-import { groupId } from './group-table.js';
 import type { Tables } from './tables.js';
 import type { ViewStore } from './view-store.js';
-import { ViewState, type Group, type LateEvent, type SavedViewState, type VersionCounter } from './view-state.js';
+import { ViewState, type Group, type LateEvent, type SavedViewState } from './view-state.js';
 
 const VIEW_NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
 /** The plan source of `FROM events`: every event type. */
 const ALL_STREAMS = '*';
-/** 1: one checkpoint per engine over the partitions it owned (read to carry over); 2: one per view and partition. */
-const LEGACY_CHECKPOINT_FORMAT = 1;
-const CHECKPOINT_FORMAT = 2;
+const CHECKPOINT_FORMAT = 1;
 const NO_JOINS: (Record<string, unknown> | undefined)[] = [];
 /** Records applied between two chances for queries to run. */
 const APPLY_SLICE = 400;
-/** Late events kept per view for /late (each partition's state keeps as many). */
-const LATE_RECENT = 1000;
-
-/** One partition's part of a view, as saved (format 2). */
-interface PartitionCheckpoint {
-  format: number;
-  sql: string;
-  partition: number;
-  /** Where the partition's records go on (the first not yet in `state`). */
-  offset: number;
-  /** Where the view started in the partition (for progress). */
-  start: number;
-  state: SavedViewState;
-}
-
-/** A checkpoint of the format before per-partition state: one engine's state over the partitions it owned. */
-interface LegacyCheckpoint {
-  /** Ascending; the first takes the state. */
-  partitions: number[];
-  offsets: number[];
-  startOffsets: number[];
-  state: SavedViewState;
-}
 
 export interface EngineOptions {
   readonly log: Log;
@@ -86,8 +60,7 @@ export interface EngineOptions {
   /** Records read per partition per step (default 2,000). */
   readonly batchRecords?: number;
   /**
-   * The partitions this engine consumes (default: all). A view's state is kept per partition (and checkpointed so),
-   * so any engine can take a partition over from its checkpoint. Several engines over disjoint partitions each hold
+   * The partitions this engine consumes (default: all). Several engines over disjoint partitions each keep
    * partial aggregates of every view; `partials` and the `foreign` argument of `rows`/`snapshot` merge them at read
    * time, so a key whose events are spread over partitions is aggregated in parallel.
    */
@@ -144,14 +117,7 @@ export interface ViewInfo {
 
 interface Runtime {
   plan: ViewPlan;
-  /** The view's state per owned partition (undefined for the others). */
-  states: (ViewState | undefined)[];
-  /** The change counter the states share. */
-  versions: VersionCounter;
-  /** Per partition, what the last checkpoint held (`changes` of the state and the offset): unchanged ones are not written again. */
-  saved: ({ changes: number; offset: number } | undefined)[];
-  /** Whether checkpoints of the format before per-partition state were read (deleted once all partitions have their own). */
-  legacy: boolean;
+  state: ViewState;
   /** Next offset to apply, per partition. */
   offsets: number[];
   /** Where the view started, per partition (for progress). */
@@ -160,9 +126,8 @@ interface Runtime {
   applied: number;
   lastCheckpointMs: number | null;
   lastCheckpointDurationMs: number | null;
-  /** State size and row count as of the last checkpoint (computing them walks every row). */
+  /** State size as of the last checkpoint (computing it walks every row). */
   memoryBytes: number | undefined;
-  rowCount: number | undefined;
   evictedRows: number;
   keyBuffer: Value[];
   /** Events the view could not evaluate (skipped). */
@@ -220,129 +185,51 @@ export class Engine {
     }
   }
 
-  /** The partitions this engine consumes, ascending. */
-  #ownedList(): number[] {
-    return Array.from({ length: this.#o.log.partitionCount }, (_, p) => p).filter((p) => this.#owns(p));
-  }
-
-  /**
-   * A view with each owned partition's state restored from its checkpoint (or carried over from a checkpoint of
-   * the format before per-partition state), or started afresh where there is none (or it cannot be used).
-   */
   async #restore(plan: ViewPlan): Promise<Runtime> {
-    const r = this.#blank(plan);
-    const stats = this.#o.log.stats().partitions;
-    let legacy: LegacyCheckpoint[] | undefined;
-    for (const p of this.#ownedList()) {
-      let restored = false;
-      const bytes = await this.#o.store.loadCheckpoint(plan.name, p);
-      if (bytes !== undefined) {
-        try {
-          const cp = decodeCheckpoint(bytes) as PartitionCheckpoint;
-          if (cp.format === CHECKPOINT_FORMAT && cp.sql === plan.sql && cp.partition === p) restored = this.#restorePart(r, p, cp.state, cp.offset, cp.start, stats);
-        } catch (err) {
-          this.#logger.error({ err, view: plan.name, partition: p }, new HalflifeError('CHECKPOINT_CORRUPT', { name: plan.name, reason: `partition ${p}: ${(err as Error).message}` }).message);
-        }
-      } else {
-        legacy ??= await this.#legacy(plan, stats);
-        const cp = legacy.find((c) => c.partitions.includes(p));
-        if (cp !== undefined) {
-          // The combined state goes to the set's first partition; the others go on from their offsets with the watermark.
-          const first = cp.partitions[0] === p;
-          const st = cp.state;
-          const state: SavedViewState = first
-            ? { ...st, maxTime: [st.maxTime[p]] }
-            : { groups: [], panes: [], frozenThrough: st.frozenThrough, maxTime: [st.maxTime[p]], watermark: st.watermark, evictedThrough: st.evictedThrough, lateCount: 0, late: [] };
-          restored = this.#restorePart(r, p, state, cp.offsets[p], cp.startOffsets[p], stats);
-          r.legacy = true;
-          // Not yet in a checkpoint of its own: the next checkpoint writes it.
-          r.saved[p] = undefined;
-        }
-      }
-      if (!restored) this.#freshPart(r, p, stats);
-    }
-    return r;
-  }
-
-  /** Puts one partition's saved state in place; false when its position is past what the log holds. */
-  #restorePart(r: Runtime, p: number, state: SavedViewState, offset: number, start: number, stats: ReturnType<Log['stats']>['partitions']): boolean {
-    // A position past the log's end means records this state counted are gone from the log (a tail lost to a power
-    // loss under fsync interval/never, files removed): resuming would skip the offsets written next. Fail loudly
-    // and rebuild the partition's state from what the log holds.
-    if (offset > stats[p].nextOffset) {
-      const err = new HalflifeError('LOG_POSITION_PAST_END', { consumer: `view ${r.plan.name}`, partition: p, position: offset, end: stats[p].nextOffset });
-      this.#logger.error({ err, code: err.code, view: r.plan.name, partition: p }, `${err.message}; partition ${p} of view ${r.plan.name} is rebuilt from the log`);
-      return false;
-    }
-    r.states[p] = ViewState.restore(r.plan, 1, state, this.#clock.now(), r.versions);
-    r.offsets[p] = offset;
-    r.startOffsets[p] = start;
-    r.saved[p] = { changes: 0, offset };
-    return true;
-  }
-
-  /**
-   * Checkpoints of the format before per-partition state that still match the view, with the partitions each
-   * covered (the first of which takes the combined state). One whose partitions are not all usable is dropped
-   * whole: its state cannot be split.
-   */
-  async #legacy(plan: ViewPlan, stats: ReturnType<Log['stats']>['partitions']): Promise<LegacyCheckpoint[]> {
-    const out: LegacyCheckpoint[] = [];
+    const saved = await this.#o.store.loadCheckpoint(plan.name);
     const n = this.#o.log.partitionCount;
-    for (const bytes of (await this.#o.store.loadLegacyCheckpoints?.(plan.name)) ?? []) {
+    if (saved !== undefined) {
       try {
-        // Checkpoints of halflife before the codec were v8.serialize output.
-        const cp = (isEncodedCheckpoint(bytes) ? decodeCheckpoint(bytes) : deserialize(bytes)) as { format: number; sql: string; offsets: number[]; startOffsets: number[]; owned: number[] | null; state: SavedViewState };
-        if (cp.format !== LEGACY_CHECKPOINT_FORMAT || cp.sql !== plan.sql || cp.offsets.length !== n) continue;
-        const partitions = cp.owned === null ? Array.from({ length: n }, (_, p) => p) : [...cp.owned].sort((a, b) => a - b);
-        const past = partitions.find((p) => cp.offsets[p] > stats[p].nextOffset);
-        if (past !== undefined) {
-          const err = new HalflifeError('LOG_POSITION_PAST_END', { consumer: `view ${plan.name}`, partition: past, position: cp.offsets[past], end: stats[past].nextOffset });
-          this.#logger.error({ err, code: err.code, view: plan.name, partition: past }, `${err.message}; view ${plan.name} is rebuilt from the log`);
-          continue;
+        // Checkpoints of halflife before the codec were v8.serialize output: read once, written anew in the codec.
+        const cp = (isEncodedCheckpoint(saved) ? decodeCheckpoint(saved) : deserialize(saved)) as { format: number; sql: string; offsets: number[]; startOffsets: number[]; owned: number[] | null; state: SavedViewState };
+        // A checkpoint made for other partitions (the worker count changed) cannot be restored: rebuild.
+        const owned = this.#owned === undefined ? null : [...this.#owned].sort((a, b) => a - b);
+        if (cp.format === CHECKPOINT_FORMAT && cp.sql === plan.sql && cp.offsets.length === n && JSON.stringify(cp.owned ?? null) === JSON.stringify(owned)) {
+          // A position past the log's end means records this state counted are gone from the log (a tail lost to a
+          // power loss under fsync interval/never, files removed): resuming would skip the offsets written next.
+          // Fail loudly and rebuild the view from what the log holds.
+          const stats = this.#o.log.stats().partitions;
+          const past = cp.offsets.findIndex((o, p) => this.#owns(p) && o > stats[p].nextOffset);
+          if (past >= 0) {
+            const err = new HalflifeError('LOG_POSITION_PAST_END', { consumer: `view ${plan.name}`, partition: past, position: cp.offsets[past], end: stats[past].nextOffset });
+            this.#logger.error({ err, code: err.code, view: plan.name, partition: past }, `${err.message}; view ${plan.name} is rebuilt from the log`);
+            return this.#fresh(plan);
+          }
+          return {
+            plan,
+            state: ViewState.restore(plan, n, cp.state, this.#clock.now()),
+            offsets: cp.offsets,
+            startOffsets: cp.startOffsets,
+            applied: 0,
+            lastCheckpointMs: null,
+            lastCheckpointDurationMs: null,
+            memoryBytes: undefined,
+            evictedRows: 0,
+            keyBuffer: new Array<Value>(plan.keys.length),
+            evalErrors: 0,
+          };
         }
-        out.push({ partitions, offsets: cp.offsets, startOffsets: cp.startOffsets, state: cp.state });
       } catch (err) {
         this.#logger.error({ err, view: plan.name }, new HalflifeError('CHECKPOINT_CORRUPT', { name: plan.name, reason: (err as Error).message }).message);
       }
     }
-    return out;
-  }
-
-  #blank(plan: ViewPlan): Runtime {
-    const n = this.#o.log.partitionCount;
-    return {
-      plan,
-      states: new Array<ViewState | undefined>(n).fill(undefined),
-      versions: { value: 0 },
-      saved: new Array<undefined>(n).fill(undefined),
-      legacy: false,
-      offsets: new Array<number>(n).fill(0),
-      startOffsets: new Array<number>(n).fill(0),
-      applied: 0,
-      lastCheckpointMs: null,
-      lastCheckpointDurationMs: null,
-      memoryBytes: undefined,
-      rowCount: undefined,
-      evictedRows: 0,
-      keyBuffer: new Array<Value>(plan.keys.length),
-      evalErrors: 0,
-    };
-  }
-
-  #freshPart(r: Runtime, p: number, stats: ReturnType<Log['stats']>['partitions']): void {
-    const at = (r.plan.options.start === 'latest' ? stats[p].nextOffset : stats[p].firstOffset) as number;
-    r.states[p] = new ViewState(r.plan, 1, r.versions);
-    r.offsets[p] = at;
-    r.startOffsets[p] = at;
-    r.saved[p] = undefined;
+    return this.#fresh(plan);
   }
 
   #fresh(plan: ViewPlan): Runtime {
-    const r = this.#blank(plan);
     const stats = this.#o.log.stats().partitions;
-    for (const p of this.#ownedList()) this.#freshPart(r, p, stats);
-    return r;
+    const offsets = stats.map((p) => (plan.options.start === 'latest' ? p.nextOffset : p.firstOffset) as number);
+    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], applied: 0, lastCheckpointMs: null, lastCheckpointDurationMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length), evalErrors: 0 };
   }
 
   /** Plans a view without creating it: the errors `createView` would give for the name and the SQL. */
@@ -358,17 +245,11 @@ export class Engine {
   async createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
     const plan = this.check(name, sql);
     if (this.#views.has(name) && !replace && !/^\s*create\s+or\s+replace/i.test(sql)) throw new HalflifeError('VIEW_EXISTS', { name });
-    await this.#o.store.remove(name, this.#ownedList());
+    await this.#o.store.remove(name);
     await this.#o.store.saveDefinition(name, sql);
-    const r = this.#fresh(plan);
-    // The fields decoded per type change with the views: forgotten in the same turn the view joins, so no step applies
-    // it with the old list.
-    this.#views.set(name, r);
+    this.#views.set(name, this.#fresh(plan));
     this.#wantedByType.clear();
     this.#keyNeeded = undefined;
-    // Where each partition starts is kept at once: a view that starts at the log's end must not, after a crash before
-    // its first checkpoint, start again at a later end (and miss what came in between).
-    await this.#checkpointView(name, r);
     this.#wake?.();
     this.#logger.info({ view: name, source: plan.source }, 'view created');
     return this.info(name);
@@ -379,7 +260,7 @@ export class Engine {
     if (!this.#views.delete(name)) throw new HalflifeError('VIEW_NOT_FOUND', { name });
     this.#wantedByType.clear();
     this.#keyNeeded = undefined;
-    await this.#o.store.remove(name, this.#ownedList());
+    await this.#o.store.remove(name);
     this.#logger.info({ view: name }, 'view dropped');
   }
 
@@ -417,14 +298,6 @@ export class Engine {
       lag += log.lag(p, r.offsets[p]);
       total += log.lag(p, r.startOffsets[p]);
     }
-    const states = this.#states(r);
-    const partial = states.reduce((n, s) => n + s.groupCount, 0);
-    // Walking a big state per request would be costly: above 100k rows, the figures of the last checkpoint.
-    const rows = partial > 100_000 ? (r.rowCount ??= this.#rowCount(r)) : this.#rowCount(r);
-    // The slowest active partition's watermark (idle ones follow it); all idle: the newest.
-    const marks = states.filter((s) => Number.isFinite(s.watermark));
-    const active = marks.filter((s) => !s.idle);
-    const watermark = active.length > 0 ? Math.min(...active.map((s) => s.watermark)) : marks.length > 0 ? Math.max(...marks.map((s) => s.watermark)) : -Infinity;
     return {
       name,
       sql: r.plan.sql,
@@ -432,12 +305,13 @@ export class Engine {
       window: r.plan.window,
       time: r.plan.time,
       columns: ['window_start', 'window_end', ...r.plan.outputs.map((o) => o.name)],
-      rows,
-      memoryBytes: rows > 100_000 ? (r.memoryBytes ??= this.#memoryBytes(r)) : this.#memoryBytes(r),
+      rows: r.state.groupCount,
+      // Walking a big state per request would be costly: above 100k rows, the figure of the last checkpoint.
+      memoryBytes: r.state.groupCount > 100_000 ? (r.memoryBytes ??= r.state.memoryBytes()) : r.state.memoryBytes(),
       lag,
       progress: total === 0 ? 1 : (total - lag) / total,
-      watermark: Number.isFinite(watermark) ? watermark : null,
-      lateEvents: states.reduce((n, s) => n + s.lateCount, 0),
+      watermark: Number.isFinite(r.state.watermark) ? r.state.watermark : null,
+      lateEvents: r.state.lateCount,
       lastCheckpointMs: r.lastCheckpointMs,
       lastCheckpointDurationMs: r.lastCheckpointDurationMs,
       appliedRecords: r.applied,
@@ -448,38 +322,12 @@ export class Engine {
   }
 
   late(name: string): { count: number; recent: readonly LateEvent[] } {
-    const states = this.#states(this.#runtime(name));
-    if (states.length === 1) return { count: states[0].lateCount, recent: states[0].late };
-    const recent = states.flatMap((s) => s.late).sort((a, b) => a.received_at - b.received_at).slice(-LATE_RECENT);
-    return { count: states.reduce((n, s) => n + s.lateCount, 0), recent };
+    const s = this.#runtime(name).state;
+    return { count: s.lateCount, recent: s.late };
   }
 
   version(name: string): number {
-    return this.#runtime(name).versions.value;
-  }
-
-  #memoryBytes(r: Runtime): number {
-    let b = 0;
-    for (const s of r.states) if (s !== undefined) b += s.memoryBytes();
-    return b;
-  }
-
-  /** Rows of the view (a group held by several partitions' states counts once). */
-  #rowCount(r: Runtime): number {
-    const states = this.#states(r);
-    if (states.length === 1) return states[0].groupCount;
-    if (r.plan.window.kind === 'session') return this.#gather(r, {}).length;
-    const seen = new Map<number | null, Set<unknown>>();
-    for (const s of states) {
-      for (const g of s.groups()) {
-        let ids = seen.get(g.windowStart);
-        if (ids === undefined) seen.set(g.windowStart, (ids = new Set()));
-        ids.add(groupId(g.keys));
-      }
-    }
-    let n = 0;
-    for (const ids of seen.values()) n += ids.size;
-    return n;
+    return this.#runtime(name).state.version;
   }
 
   /** Groups of a view matching a query's key filters, time range and version (not yet `latest`). */
@@ -508,103 +356,61 @@ export class Engine {
     });
   }
 
-  /** The states of the view's owned partitions. */
-  #states(r: Runtime): ViewState[] {
-    return r.states.filter((s): s is ViewState => s !== undefined);
-  }
-
-  /** How far every owned partition's state has passed: a window ending at or before it is final here. */
-  #floor(r: Runtime): number {
-    let min = Infinity;
-    for (const s of r.states) if (s !== undefined && s.floor < min) min = s.floor;
-    return min;
-  }
-
-  /**
-   * The view's groups matching `q`, its partitions' states merged with each other and with partial groups from
-   * other engines (`foreign`, see `partials`). A group held by one state only is returned as it is; one held by
-   * several is merged into fresh accumulators (the live state is untouched). A row is final only when every state
-   * that holds it closed it and every owned partition's state has passed its end (one that has not could still add
-   * to it). With `sinceVersion`, the rows of which any part changed since.
-   */
-  #gather(r: Runtime, q: RowQuery, foreign: readonly (readonly PartialGroup[])[] = []): Group[] {
-    const { plan } = r;
-    const states = this.#states(r);
-    if (states.length === 1 && foreign.every((f) => f.length === 0)) return this.#select(plan, states[0], q);
-    const lists: Group[][] = states.map((s) => this.#select(plan, s, { ...q, sinceVersion: undefined }));
+  /** Local groups merged with partial groups from other engines (fresh accumulators: live state is untouched). */
+  #merged(plan: ViewPlan, local: Group[], foreign: readonly (readonly PartialGroup[])[]): Group[] {
+    if (foreign.every((f) => f.length === 0)) return local;
+    const byId = new Map<string, Group>();
+    const add = (keys: Value[], start: number | null, end: number | null, closed: boolean, version: number, accs: Accumulator[]) => {
+      const id = `${start}|${JSON.stringify(keys)}`;
+      let g = byId.get(id);
+      if (g === undefined) {
+        g = { keys, windowStart: start, windowEnd: end, closed, version, accs: plan.aggs.map(createAccumulator) };
+        byId.set(id, g);
+      }
+      for (let i = 0; i < accs.length; i++) g.accs[i].merge(accs[i]);
+      g.closed &&= closed;
+      if (version > g.version) g.version = version;
+      if (end !== null && (g.windowEnd === null || end > g.windowEnd)) g.windowEnd = end;
+    };
+    if (plan.window.kind === 'session') return this.#mergedSessions(plan, local, foreign);
+    for (const g of local) add(g.keys, g.windowStart, g.windowEnd, g.closed, g.version, g.accs);
     for (const list of foreign) {
-      lists.push(list.map(([keys, start, end, closed, version, saved]) => ({ keys, windowStart: start, windowEnd: end, closed, version, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, saved[i])) })));
-    }
-    const floor = this.#floor(r);
-    const out = plan.window.kind === 'session' ? this.#mergeSessions(plan, lists, floor) : this.#mergeWindows(plan, lists, floor);
-    return q.sinceVersion === undefined ? out : out.filter((g) => g.version > q.sinceVersion!);
-  }
-
-  #mergeWindows(plan: ViewPlan, lists: readonly Group[][], floor: number): Group[] {
-    const byWindow = new Map<number | null, Map<unknown, Group[]>>();
-    for (const list of lists) {
-      for (const g of list) {
-        let m = byWindow.get(g.windowStart);
-        if (m === undefined) byWindow.set(g.windowStart, (m = new Map()));
-        const id = groupId(g.keys);
-        const same = m.get(id);
-        if (same === undefined) m.set(id, [g]);
-        else same.push(g);
+      for (const [keys, start, end, closed, version, states] of list) {
+        add(keys, start, end, closed, version, plan.aggs.map((spec, i) => restoreAccumulator(spec, states[i])));
       }
     }
-    const out: Group[] = [];
-    for (const m of byWindow.values()) for (const same of m.values()) out.push(this.#fold(plan, same, floor));
-    return out;
+    return [...byId.values()];
   }
 
-  /** One row from its parts (see `#gather`). */
-  #fold(plan: ViewPlan, parts: readonly Group[], floor: number): Group {
-    if (parts.length === 1) {
-      const g = parts[0];
-      const closed = g.closed && g.windowEnd !== null && g.windowEnd <= floor;
-      return closed === g.closed ? g : { ...g, closed };
-    }
-    const accs = plan.aggs.map(createAccumulator);
-    let closed = true;
-    let version = 0;
-    let start = parts[0].windowStart;
-    let end = parts[0].windowEnd;
-    for (const g of parts) {
-      for (let i = 0; i < accs.length; i++) accs[i].merge(g.accs[i]);
-      closed &&= g.closed;
-      if (g.version > version) version = g.version;
-      if (g.windowStart !== null && start !== null && g.windowStart < start) start = g.windowStart;
-      if (g.windowEnd !== null && end !== null && g.windowEnd > end) end = g.windowEnd;
-    }
-    return { keys: parts[0].keys, windowStart: start, windowEnd: end, closed: closed && end !== null && end <= floor, version, accs };
-  }
-
-  /** Sessions of one key held by different states or engines merge where they overlap, as they would in one state. */
-  #mergeSessions(plan: ViewPlan, lists: readonly Group[][], floor: number): Group[] {
-    const byKey = new Map<unknown, Group[]>();
-    for (const list of lists) {
-      for (const g of list) {
-        const id = groupId(g.keys);
-        const same = byKey.get(id);
-        if (same === undefined) byKey.set(id, [g]);
-        else same.push(g);
+  /** Sessions of one key seen by different engines merge where they overlap, as they would in one engine. */
+  #mergedSessions(plan: ViewPlan, local: Group[], foreign: readonly (readonly PartialGroup[])[]): Group[] {
+    const all: Group[] = [...local];
+    for (const list of foreign) {
+      for (const [keys, start, end, closed, version, states] of list) {
+        all.push({ keys, windowStart: start, windowEnd: end, closed, version, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, states[i])) });
       }
+    }
+    const byKey = new Map<string, Group[]>();
+    for (const g of all) {
+      const k = JSON.stringify(g.keys);
+      byKey.set(k, [...(byKey.get(k) ?? []), g]);
     }
     const out: Group[] = [];
     for (const list of byKey.values()) {
       list.sort((a, b) => a.windowStart! - b.windowStart!);
-      let run: Group[] = [];
-      let runEnd = -Infinity;
+      let cur: Group | undefined;
       for (const g of list) {
-        if (run.length > 0 && g.windowStart! >= runEnd) {
-          out.push(this.#fold(plan, run, floor));
-          run = [];
-          runEnd = -Infinity;
+        if (cur !== undefined && g.windowStart! < cur.windowEnd!) {
+          for (let i = 0; i < cur.accs.length; i++) cur.accs[i].merge(g.accs[i]);
+          cur.windowEnd = Math.max(cur.windowEnd!, g.windowEnd!);
+          cur.closed &&= g.closed;
+          cur.version = Math.max(cur.version, g.version);
+          continue;
         }
-        run.push(g);
-        runEnd = Math.max(runEnd, g.windowEnd!);
+        cur = { keys: g.keys, windowStart: g.windowStart, windowEnd: g.windowEnd, closed: g.closed, version: g.version, accs: plan.aggs.map(createAccumulator) };
+        for (let i = 0; i < cur.accs.length; i++) cur.accs[i].merge(g.accs[i]);
+        out.push(cur);
       }
-      if (run.length > 0) out.push(this.#fold(plan, run, floor));
     }
     return out;
   }
@@ -614,9 +420,8 @@ export class Engine {
    * (see `partials`); they are merged in before the outputs are computed.
    */
   rows(name: string, q: RowQuery = {}, foreign: readonly (readonly PartialGroup[])[] = []): ViewRow[] {
-    const r = this.#runtime(name);
-    const plan = r.plan;
-    let groups = this.#gather(r, q, foreign);
+    const { plan, state } = this.#runtime(name);
+    let groups = this.#merged(plan, this.#select(plan, state, q), foreign);
     if (q.latest) {
       const newest = new Map<string, Group>();
       for (const g of groups) {
@@ -650,10 +455,9 @@ export class Engine {
 
   /** The rows of a view that pass its HAVING, with the partial states behind each aggregate column. */
   snapshot(name: string, foreign: readonly (readonly PartialGroup[])[] = []): { values: ViewRow; states: Record<string, Accumulator> }[] {
-    const r = this.#runtime(name);
-    const plan = r.plan;
+    const { plan, state } = this.#runtime(name);
     const out: { values: ViewRow; states: Record<string, Accumulator> }[] = [];
-    for (const g of this.#gather(r, {}, foreign)) {
+    for (const g of this.#merged(plan, [...state.groups()], foreign)) {
       const aggs = g.accs.map((a) => a.result());
       if (plan.having !== undefined && plan.having(g.keys, aggs, g.windowStart, g.windowEnd) !== true) continue;
       const values: ViewRow = { window_start: g.windowStart, window_end: g.windowEnd };
@@ -688,7 +492,7 @@ export class Engine {
     const stats = log.stats().partitions;
     const now = this.#clock.now();
     let read = 0;
-    for (const v of views) for (let p = 0; p < stats.length; p++) v.states[p]?.setPending(p, v.offsets[p] < stats[p].nextOffset);
+    for (const v of views) for (let p = 0; p < stats.length; p++) v.state.setPending(p, this.#owns(p) && v.offsets[p] < stats[p].nextOffset);
     // Read every partition's next batch at once (the reads overlap in the I/O threads), then apply them.
     const reads = stats.map((s, p) => {
       if (!this.#owns(p)) return undefined;
@@ -716,17 +520,7 @@ export class Engine {
     for (const v of views) {
       const atEnd = this.#atEnd(v, stats);
       if (!atEnd) behind = true;
-      for (const s of v.states) s?.advance(now, caughtUp || atEnd);
-      // Idle partitions' states follow the others (see `raiseWatermark`); when all are idle, the most advanced, as one
-      // state over all partitions would.
-      let floor = Infinity;
-      let newest = -Infinity;
-      for (const s of v.states) {
-        if (s === undefined) continue;
-        if (!s.idle) floor = Math.min(floor, s.floor);
-        else newest = Math.max(newest, s.watermark);
-      }
-      if (newest !== -Infinity) for (const s of v.states) if (s !== undefined && s.idle) s.raiseWatermark(floor === Infinity ? newest : floor);
+      v.state.advance(now, caughtUp || atEnd);
     }
     // A read cut short by its limits (records or bytes) left records that were there when the step began.
     this.#behind = behind && read > 0;
@@ -743,7 +537,8 @@ export class Engine {
 
   /** This engine's partial groups of a view that match `q` (keys, time range, version), for merging elsewhere. */
   partials(name: string, q: RowQuery = {}): PartialGroup[] {
-    return this.#gather(this.#runtime(name), q).map((g) => [g.keys, g.windowStart, g.windowEnd, g.closed, g.version, g.accs.map((a) => a.save())]);
+    const { plan, state } = this.#runtime(name);
+    return this.#select(plan, state, q).map((g) => [g.keys, g.windowStart, g.windowEnd, g.closed, g.version, g.accs.map((a) => a.save())]);
   }
 
   #apply(batch: RecordBatch, p: number, views: Runtime[], now: number, from: number, to: number): void {
@@ -755,7 +550,6 @@ export class Engine {
       let row: EventRow | null | undefined;
       for (const v of views) {
         if (v.offsets[p] > offset) continue;
-        const state = v.states[p]!;
         v.offsets[p] = after;
         v.applied++;
         const plan = v.plan;
@@ -770,7 +564,7 @@ export class Engine {
         }
         if (row === null) continue;
         try {
-          this.#applyTo(v, state, row, now);
+          this.#applyTo(v, row, now);
         } catch (err) {
           // One strange event must not stall the view for ever: count it, log the first, go on.
           if (v.evalErrors++ === 0) this.#logger.error({ err, view: plan.name, partition: p, offset }, `view ${plan.name} could not evaluate an event; skipping it`);
@@ -784,21 +578,21 @@ export class Engine {
    * several table rows yields one row per match, as in SQL (the event counts once per match); an inner join with
    * no match drops the event, a left join keeps it with the table's columns NULL.
    */
-  #applyTo(v: Runtime, state: ViewState, row: EventRow, now: number): void {
+  #applyTo(v: Runtime, row: EventRow, now: number): void {
     const plan = v.plan;
     if (plan.joins.length === 0) {
       row.joined = NO_JOINS;
-      this.#applyJoined(v, state, row, now);
+      this.#applyJoined(v, row, now);
       return;
     }
     row.joined = new Array(plan.joins.length);
-    this.#join(v, state, row, 0, now);
+    this.#join(v, row, 0, now);
   }
 
-  #join(v: Runtime, state: ViewState, row: EventRow, i: number, now: number): void {
+  #join(v: Runtime, row: EventRow, i: number, now: number): void {
     const plan = v.plan;
     if (i === plan.joins.length) {
-      this.#applyJoined(v, state, row, now);
+      this.#applyJoined(v, row, now);
       return;
     }
     const j = plan.joins[i];
@@ -806,22 +600,22 @@ export class Engine {
     if (matches.length === 0) {
       if (j.kind === 'inner') return;
       row.joined[i] = undefined;
-      this.#join(v, state, row, i + 1, now);
+      this.#join(v, row, i + 1, now);
       return;
     }
     for (const m of matches) {
       row.joined[i] = m;
-      this.#join(v, state, row, i + 1, now);
+      this.#join(v, row, i + 1, now);
     }
   }
 
-  #applyJoined(v: Runtime, state: ViewState, row: EventRow, now: number): void {
+  #applyJoined(v: Runtime, row: EventRow, now: number): void {
     const plan = v.plan;
     if (plan.filter !== undefined && plan.filter(row) !== true) return;
     // One reused key array per view: the state copies it only when it creates a group.
     const keys = v.keyBuffer;
     for (let i = 0; i < keys.length; i++) keys[i] = plan.keys[i].eval(row);
-    state.apply(row, keys, now);
+    v.state.apply(row, keys, now);
   }
 
   /**
@@ -950,69 +744,27 @@ export class Engine {
     return out;
   }
 
-  /**
-   * Saves every view's state per owned partition with the partition's offset (one atomic write each; a partition
-   * whose state and offset did not change since its last checkpoint is not written again) and records the offsets in
-   * the log.
-   */
-  checkpoint(): Promise<void> {
-    return this.#exclusive(async () => {
-      for (const [name, v] of this.#views) await this.#saveView(name, v);
-    });
-  }
-
-  /** Checkpoints run one at a time (the timer's, a new view's, the last one on close). */
-  #exclusive(work: () => Promise<void>): Promise<void> {
-    const next = this.#checkpointing.then(work);
-    this.#checkpointing = next.catch(() => {});
-    return next;
-  }
-
-  #checkpointing: Promise<void> = Promise.resolve();
-
-  #checkpointView(name: string, v: Runtime): Promise<void> {
-    return this.#exclusive(() => this.#saveView(name, v));
-  }
-
-  async #saveView(name: string, v: Runtime): Promise<void> {
-    // Dropped or replaced since: its files are the new view's now.
-    if (this.#views.get(name) !== v) return;
-    const t0 = performance.now();
-    const states = this.#states(v);
-    // The budget is enforced here, where the whole state is walked anyway: each partition's state gives up closed
-    // rows in proportion to its size.
-    let size = this.#memoryBytes(v);
-    const budget = v.plan.options.memoryBudgetBytes;
-    if (size > budget) {
-      let removed = 0;
-      for (const s of states) {
-        const own = s.memoryBytes();
-        removed += s.evictClosed(own, (own * budget * 0.9) / size);
+  /** Saves every view's state with its offsets (atomically per view) and records the offsets in the log. */
+  async checkpoint(): Promise<void> {
+    for (const [name, v] of this.#views) {
+      const t0 = performance.now();
+      // The budget is enforced here, where the whole state is walked anyway.
+      let size = v.state.memoryBytes();
+      const budget = v.plan.options.memoryBudgetBytes;
+      if (size > budget) {
+        const removed = v.state.evictClosed(size, budget * 0.9);
+        v.evictedRows += removed;
+        size = v.state.memoryBytes();
+        this.#logger.warn({ view: name, removed, bytes: size, budget }, size > budget ? `view ${name} is over its memory budget with open windows alone` : `view ${name} evicted ${removed} closed rows to stay within its memory budget`);
       }
-      v.evictedRows += removed;
-      size = this.#memoryBytes(v);
-      this.#logger.warn({ view: name, removed, bytes: size, budget }, size > budget ? `view ${name} is over its memory budget with open windows alone` : `view ${name} evicted ${removed} closed rows to stay within its memory budget`);
+      v.memoryBytes = size;
+      const owned = this.#owned === undefined ? null : [...this.#owned].sort((a, b) => a - b);
+      const bytes = encodeCheckpoint({ format: CHECKPOINT_FORMAT, sql: v.plan.sql, offsets: [...v.offsets], startOffsets: v.startOffsets, owned, state: v.state.save() });
+      await this.#o.store.saveCheckpoint(name, bytes);
+      v.lastCheckpointMs = this.#clock.now();
+      v.lastCheckpointDurationMs = performance.now() - t0;
+      await this.#o.log.commitOffsets(`view.${name}`, Object.fromEntries(v.offsets.map((o, p) => [p, o])));
     }
-    v.memoryBytes = size;
-    v.rowCount = undefined;
-    const owned = this.#ownedList();
-    for (const p of owned) {
-      const state = v.states[p]!;
-      const last = v.saved[p];
-      if (last !== undefined && last.changes === state.changes && last.offset === v.offsets[p]) continue;
-      const cp: PartitionCheckpoint = { format: CHECKPOINT_FORMAT, sql: v.plan.sql, partition: p, offset: v.offsets[p], start: v.startOffsets[p], state: state.save() };
-      const changes = state.changes;
-      if (this.#views.get(name) !== v) return;
-      await this.#o.store.saveCheckpoint(name, p, encodeCheckpoint(cp));
-      v.saved[p] = { changes, offset: cp.offset };
-    }
-    if (v.legacy) {
-      await this.#o.store.dropLegacyCheckpoints?.(name, this.#o.log.partitionCount);
-      v.legacy = false;
-    }
-    v.lastCheckpointMs = this.#clock.now();
-    v.lastCheckpointDurationMs = performance.now() - t0;
-    await this.#o.log.commitOffsets(`view.${name}`, Object.fromEntries(owned.map((p) => [p, v.offsets[p]])));
   }
 
   /** Stops consuming and writes a final checkpoint. */

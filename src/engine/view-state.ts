@@ -69,20 +69,12 @@ export class ViewState {
   #watermark = -Infinity;
   /** The end of the newest closed window dropped for the memory budget: corrections before it cannot be applied. */
   #evictedThrough = -Infinity;
-  /** The view's change counter: shared by the states of one view's partitions, so versions order across them. */
-  readonly #versions: VersionCounter;
-  /** Changes made by this state (what tells whether it needs a new checkpoint). */
-  #changes = 0;
+  #version = 0;
   lateCount = 0;
   readonly late: LateEvent[] = [];
 
-  /**
-   * `partitions` is the number of partitions whose events this state takes. With 1, it is one partition's state
-   * (the engine keeps one per view and partition) and takes that partition's events whatever their number.
-   */
-  constructor(plan: ViewPlan, partitions: number, versions: VersionCounter = { value: 0 }) {
+  constructor(plan: ViewPlan, partitions: number) {
     this.plan = plan;
-    this.#versions = versions;
     this.#maxTime = new Array<number>(partitions).fill(-Infinity);
     this.#lastActiveMs = new Array<number>(partitions).fill(-Infinity);
     this.#idle = new Array<boolean>(partitions).fill(false);
@@ -96,56 +88,7 @@ export class ViewState {
   }
 
   get version(): number {
-    return this.#versions.value;
-  }
-
-  /** Rises with every change of this state (not of the other partitions' states sharing its version counter). */
-  get changes(): number {
-    return this.#changes;
-  }
-
-  #bump(): number {
-    this.#changes++;
-    return ++this.#versions.value;
-  }
-
-  /** Where a partition's events are kept (a one-partition state keeps any partition's in its single slot). */
-  #slot(partition: number): number {
-    return this.#maxTime.length === 1 ? 0 : partition;
-  }
-
-  /**
-   * How far this state lets the windows of a view spread over several states close: its watermark; -Infinity
-   * while it has records to come and has seen none; +Infinity when it holds nothing back (never had records and
-   * none are pending, or idle).
-   */
-  get floor(): number {
-    let min = Infinity;
-    for (let i = 0; i < this.#maxTime.length; i++) {
-      if (this.#maxTime[i] === -Infinity) {
-        if (this.#pending[i]) return -Infinity;
-        continue;
-      }
-      if (!this.#idle[i]) min = Math.min(min, this.#watermark);
-    }
-    return min;
-  }
-
-  /** Whether every partition of this state is idle (quiet past the idle timeout). */
-  get idle(): boolean {
-    return this.#maxTime.every((m, i) => m !== -Infinity && this.#idle[i]);
-  }
-
-  /**
-   * Moves the watermark up to `watermark` (never down) and closes what it passed: an idle partition's state follows
-   * the other partitions of its view, so an event arriving after a quiet spell is judged late as it would be in one
-   * state over all partitions (and a row another state already reported final does not change).
-   */
-  raiseWatermark(watermark: number): void {
-    if (!(watermark > this.#watermark) || !Number.isFinite(watermark)) return;
-    this.#watermark = watermark;
-    if (this.plan.window.kind === 'hop') this.#freeze();
-    this.#close();
+    return this.#version;
   }
 
   /** Every group (row) of the view; open HOP windows are merged from their panes here. */
@@ -235,7 +178,7 @@ export class ViewState {
     for (const start of this.#openWindowStarts()) {
       if (start > through) break;
       const groups = this.#derive(start);
-      const version = this.#bump();
+      const version = ++this.#version;
       if (groups.size > 0) {
         const frozen = new GroupTable(this.plan.aggs, start, start + w.sizeMs, this.plan.keys.length);
         for (const [key, g] of groups) frozen.absorb(key, g.keys, g.accs, version);
@@ -250,7 +193,7 @@ export class ViewState {
 
   /** Tells the state which partitions still have unread records (the engine calls this before each step). */
   setPending(partition: number, pending: boolean): void {
-    this.#pending[this.#slot(partition)] = pending;
+    this.#pending[partition] = pending;
   }
 
   /** The slowest partition that counts, or -Infinity while an unseen partition has records to come. */
@@ -274,7 +217,7 @@ export class ViewState {
   apply(row: EventRow, keys: Value[], nowMs: number): boolean {
     const plan = this.plan;
     const t = row[plan.time];
-    const p = this.#slot(row.partition);
+    const p = row.partition;
     this.#lastActiveMs[p] = nowMs;
     this.#idle[p] = false;
     // A partition's clock never runs ahead of when its events arrived: an event time ahead of the server's clock
@@ -296,7 +239,7 @@ export class ViewState {
       }
     }
     const w = plan.window;
-    const version = this.#bump();
+    const version = ++this.#version;
     const key = groupId(keys);
     switch (w.kind) {
       case 'none':
@@ -431,7 +374,7 @@ export class ViewState {
    * windows behind the watermark and drops closed windows older than the retention.
    */
   advance(nowMs: number, caughtUp: boolean): void {
-    const { maxLatenessMs, idleTimeoutMs } = this.plan.options;
+    const { maxLatenessMs, idleTimeoutMs, retentionMs } = this.plan.options;
     let max = -Infinity;
     for (let p = 0; p < this.#maxTime.length; p++) {
       const m = this.#maxTime[p];
@@ -444,16 +387,11 @@ export class ViewState {
     const candidate = min !== Infinity ? min - maxLatenessMs : this.plan.time === 'received_at' && caughtUp ? nowMs - maxLatenessMs : max - maxLatenessMs;
     if (candidate > this.#watermark) this.#watermark = candidate;
     if (this.plan.window.kind === 'hop') this.#freeze();
-    this.#close();
-  }
-
-  /** Closes the windows behind the watermark and drops closed ones older than the retention. */
-  #close(): void {
     const watermark = this.#watermark;
-    const horizon = watermark - this.plan.options.retentionMs;
+    const horizon = watermark - retentionMs;
     for (const [id, b] of this.#buckets) {
       if (b.end === null) continue;
-      if (!b.closed && b.end <= watermark) b.close(this.#bump());
+      if (!b.closed && b.end <= watermark) b.close(++this.#version);
       if (b.closed && b.end <= horizon) this.#buckets.delete(id);
     }
     for (const [key, list] of this.#sessions) {
@@ -461,7 +399,7 @@ export class ViewState {
         const g = list[i];
         if (!g.closed && g.windowEnd! <= watermark) {
           g.closed = true;
-          g.version = this.#bump();
+          g.version = ++this.#version;
         }
         if (g.closed && g.windowEnd! <= horizon) list.splice(i--, 1);
       }
@@ -526,8 +464,8 @@ export class ViewState {
     };
   }
 
-  static restore(plan: ViewPlan, partitions: number, saved: SavedViewState, nowMs: number, versions?: VersionCounter): ViewState {
-    const s = new ViewState(plan, partitions, versions);
+  static restore(plan: ViewPlan, partitions: number, saved: SavedViewState, nowMs: number): ViewState {
+    const s = new ViewState(plan, partitions);
     for (const [keys, start, end, , accs] of saved.panes) {
       let b = s.#panes.get(start!);
       if (b === undefined) {
@@ -566,11 +504,6 @@ export class ViewState {
     for (const l of saved.late) s.late.push(l.reason === undefined ? { ...l, reason: 'window_closed' } : l);
     return s;
   }
-}
-
-/** A view's change counter, shared by the states of its partitions. */
-export interface VersionCounter {
-  value: number;
 }
 
 type SavedGroup = [Value[], number | null, number | null, boolean, unknown[]];

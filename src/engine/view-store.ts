@@ -1,122 +1,75 @@
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { writeFileAtomic } from '../core/index.js';
 import { join } from 'node:path';
 
-/**
- * Where view definitions and checkpoints live. A view has one checkpoint per partition (its state for that
- * partition's events and the position it goes on from), so a partition's state moves with the partition.
- * `FileViewStore` is the embedded default.
- */
+/** Where view definitions and checkpoints live. `FileViewStore` is the embedded default. */
 export interface ViewStore {
   list(): Promise<{ name: string; sql: string }[]>;
   saveDefinition(name: string, sql: string): Promise<void>;
-  /** Removes the view's checkpoints of these partitions (and the legacy ones). */
-  remove(name: string, partitions: readonly number[]): Promise<void>;
-  loadCheckpoint(name: string, partition: number): Promise<Uint8Array | undefined>;
+  remove(name: string): Promise<void>;
+  loadCheckpoint(name: string): Promise<Uint8Array | undefined>;
   /** Atomic: after a crash the previous or the new checkpoint is there, never a mix. */
-  saveCheckpoint(name: string, partition: number, bytes: Uint8Array): Promise<void>;
-  /**
-   * Checkpoints written before state was kept per partition (one per engine, over the partitions it owned), read
-   * once so their state carries over instead of being rebuilt from the log.
-   */
-  loadLegacyCheckpoints?(name: string): Promise<Uint8Array[]>;
-  /** Deletes the legacy checkpoints once every one of `partitions` partitions has a checkpoint of its own. */
-  dropLegacyCheckpoints?(name: string, partitions: number): Promise<void>;
+  saveCheckpoint(name: string, bytes: Uint8Array): Promise<void>;
 }
 
 export class MemoryViewStore implements ViewStore {
   readonly #defs = new Map<string, string>();
-  readonly #checkpoints = new Map<string, Map<number, Uint8Array>>();
+  readonly #checkpoints = new Map<string, Uint8Array>();
   async list() {
     return [...this.#defs].map(([name, sql]) => ({ name, sql }));
   }
   async saveDefinition(name: string, sql: string) {
     this.#defs.set(name, sql);
   }
-  async remove(name: string, partitions: readonly number[]) {
+  async remove(name: string) {
     this.#defs.delete(name);
-    for (const p of partitions) this.#checkpoints.get(name)?.delete(p);
+    this.#checkpoints.delete(name);
   }
-  async loadCheckpoint(name: string, partition: number) {
-    return this.#checkpoints.get(name)?.get(partition);
+  async loadCheckpoint(name: string) {
+    return this.#checkpoints.get(name);
   }
-  async saveCheckpoint(name: string, partition: number, bytes: Uint8Array) {
-    let m = this.#checkpoints.get(name);
-    if (m === undefined) this.#checkpoints.set(name, (m = new Map()));
-    m.set(partition, Uint8Array.from(bytes));
+  async saveCheckpoint(name: string, bytes: Uint8Array) {
+    this.#checkpoints.set(name, Uint8Array.from(bytes));
   }
 }
 
 export interface FileViewStoreOptions {
+  /** Name of this engine's checkpoint file in each view folder (several engines: one each). Default checkpoint.bin. */
+  readonly checkpointFile?: string;
   /** The view definitions to start with: they live in the shared state (`ViewDefinitions`), not here. */
   readonly definitions?: readonly { name: string; sql: string }[];
 }
 
-/** `checkpoint.bin` (one engine) and `checkpoint-<i>-of-<n>.bin` (engine i of n): before state per partition. */
-const LEGACY_RE = /^checkpoint(-\d+-of-\d+)?\.bin$/;
-
 /**
- * Checkpoints in `<dir>/<view>/p<partition>.bin` (written to a temp file, synced, renamed: `writeFileAtomic`).
- * Definitions are the host's (`ViewDefinitions`, in the shared state): this store hands the engine the ones it was
- * given and keeps none.
+ * Checkpoints in `<dir>/<view>/<checkpointFile>` (written to a temp file, synced, renamed). Definitions are the
+ * host's (`ViewDefinitions`, in the shared state): this store hands the engine the ones it was given and keeps none.
  */
 export class FileViewStore implements ViewStore {
   readonly #dir: string;
+  readonly #checkpoint: string;
   readonly #definitions: readonly { name: string; sql: string }[];
   constructor(dir: string, options: FileViewStoreOptions = {}) {
     this.#dir = dir;
+    this.#checkpoint = options.checkpointFile ?? 'checkpoint.bin';
     this.#definitions = options.definitions ?? [];
   }
   async list() {
     return [...this.#definitions];
   }
   async saveDefinition() {}
-  async remove(name: string, partitions: readonly number[]) {
-    for (const p of partitions) await rm(join(this.#dir, name, `p${p}.bin`), { force: true });
-    for (const f of await this.#legacy(name)) await rm(join(this.#dir, name, f), { force: true });
+  async remove(name: string) {
+    await rm(join(this.#dir, name, this.#checkpoint), { force: true });
   }
-  loadCheckpoint(name: string, partition: number) {
-    return readIfThere(join(this.#dir, name, `p${partition}.bin`));
-  }
-  async saveCheckpoint(name: string, partition: number, bytes: Uint8Array) {
-    await mkdir(join(this.#dir, name), { recursive: true });
-    await writeFileAtomic(join(this.#dir, name, `p${partition}.bin`), bytes);
-  }
-  async loadLegacyCheckpoints(name: string) {
-    const out: Uint8Array[] = [];
-    for (const f of await this.#legacy(name)) {
-      const bytes = await readIfThere(join(this.#dir, name, f));
-      if (bytes !== undefined) out.push(bytes);
-    }
-    return out;
-  }
-  async dropLegacyCheckpoints(name: string, partitions: number) {
-    const files = await this.#legacy(name);
-    if (files.length === 0) return;
-    for (let p = 0; p < partitions; p++) {
-      const there = await stat(join(this.#dir, name, `p${p}.bin`)).then(
-        () => true,
-        () => false,
-      );
-      if (!there) return;
-    }
-    for (const f of files) await rm(join(this.#dir, name, f), { force: true });
-  }
-  async #legacy(name: string): Promise<string[]> {
+  async loadCheckpoint(name: string) {
     try {
-      return (await readdir(join(this.#dir, name))).filter((f) => LEGACY_RE.test(f)).sort();
+      return await readFile(join(this.#dir, name, this.#checkpoint));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
   }
-}
-
-async function readIfThere(path: string): Promise<Uint8Array | undefined> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+  async saveCheckpoint(name: string, bytes: Uint8Array) {
+    await mkdir(join(this.#dir, name), { recursive: true });
+    await writeFileAtomic(join(this.#dir, name, this.#checkpoint), bytes);
   }
 }

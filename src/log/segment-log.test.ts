@@ -159,6 +159,8 @@ test('consumers keep committed offsets by name across restarts', async () => {
     await log.commitOffsets('archive', { 0: 1 });
     // Two engine workers committing their partitions of one view at once: both land.
     await Promise.all([log.commitOffsets('pair', { 0: 3 }), log.commitOffsets('pair', { 1: 4 })]);
+    // A view's consumer is 'view.<name>', and view names go up to 128 characters.
+    await log.commitOffsets(`view.${'v'.repeat(128)}`, { 0: 1 });
     await log.close();
     const again = new SegmentLog({ dir, partitions: 2, fsync: 'always' });
     await again.start();

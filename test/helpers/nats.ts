@@ -52,3 +52,87 @@ export async function startNats(): Promise<NatsServer> {
     },
   };
 }
+
+export interface NatsCluster {
+  readonly nodes: NatsServer[];
+  /** Every node's client URL, comma-separated (what `nats.servers` takes). */
+  readonly servers: string;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A JetStream cluster of `n` nats-servers of its own (loopback, free ports, storage in temporary folders), ready once
+ * every node listens and the cluster has a JetStream metadata leader; killed when the test ends. A node's `stop()`
+ * kills it with SIGKILL, as a crash would.
+ */
+export async function startNatsCluster(n = 3): Promise<NatsCluster> {
+  const { writeFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const clientPorts: number[] = [];
+  const routePorts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    clientPorts.push(await freePort());
+    routePorts.push(await freePort());
+  }
+  const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(', ');
+  let leaderSeen: () => void = () => {};
+  const leader = new Promise<void>((resolve) => (leaderSeen = resolve));
+  const nodes = await Promise.all(
+    clientPorts.map(async (port, i): Promise<NatsServer> => {
+      const { dir, cleanup } = await tempDir('halflife-natsc-');
+      const conf = join(dir, 'nats.conf');
+      await writeFile(conf, `server_name: n${i}\nlisten: 127.0.0.1:${port}\njetstream { store_dir: "${join(dir, 'js')}" }\ncluster { name: halflife_test, listen: 127.0.0.1:${routePorts[i]}, routes: [${routes}] }\n`);
+      const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const exited = supervise(child);
+      const output: string[] = [];
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`nats-server n${i} did not start within 30 s:\n${output.join('\n')}`));
+        }, 30_000);
+        void exited.then(({ code, signal }) => reject(new Error(`nats-server n${i} exited (${code ?? signal}):\n${output.join('\n')}`)));
+        for (const stream of [child.stdout!, child.stderr!]) {
+          createInterface({ input: stream }).on('line', (line) => {
+            output.push(line);
+            if (/JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/.test(line)) leaderSeen();
+            if (/Server is ready/.test(line)) {
+              clearTimeout(timer);
+              resolve();
+            }
+          });
+        }
+      });
+      return {
+        url: `nats://127.0.0.1:${port}`,
+        pid: child.pid!,
+        async stop() {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+          await exited;
+          await cleanup();
+        },
+      };
+    }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([leader, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('the NATS cluster elected no JetStream metadata leader within 60 s')), 60_000)))]);
+  clearTimeout(timer);
+  return {
+    nodes,
+    servers: nodes.map((x) => x.url).join(','),
+    async stop() {
+      for (const x of nodes) await x.stop();
+    },
+  };
+}

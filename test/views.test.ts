@@ -249,3 +249,55 @@ test('shutdown ends live streams instead of waiting for them', async () => {
     await t.cleanup();
   }
 });
+
+test('changing the number of engine workers rebuilds no view: partitions move with the positions their state was counted to', async () => {
+  let t = await startServer({ engine: { workers: 1 } as never });
+  const dir = t.dir;
+  const expected = new Map<string, { n: number; users: Set<string> }>();
+  let sent = 0;
+  const send = async (count: number) => {
+    const events = Array.from({ length: count }, (_, i) => {
+      const n = sent + i;
+      return { type: 'page_view', key: `u${n % 37}`, data: { article_id: `a${n % 5}`, user_id: `u${n % 37}` } };
+    });
+    sent += count;
+    for (const e of events) {
+      const x = expected.get(e.data.article_id) ?? { n: 0, users: new Set<string>() };
+      x.n++;
+      x.users.add(e.data.user_id);
+      expected.set(e.data.article_id, x);
+    }
+    assert.equal((await inject(t, 'POST', '/v1/events', events)).body.accepted, count);
+    await caughtUp(t, 'per_article');
+  };
+  const check = async (label: string) => {
+    const rows = (await inject(t, 'GET', '/v1/views/per_article?order=article_id')).body.rows as { article_id: string; n: number; users: number }[];
+    assert.deepEqual(
+      rows.map((r) => [r.article_id, r.n, r.users]),
+      [...expected].sort(([a], [b]) => a.localeCompare(b)).map(([a, x]) => [a, x.n, x.users.size]),
+      label,
+    );
+  };
+  try {
+    await inject(t, 'PUT', '/v1/schemas/page_view', pageView);
+    await inject(t, 'PUT', '/v1/views/per_article', { sql: 'CREATE VIEW per_article AS SELECT article_id, COUNT(*) AS n, APPROX_COUNT_DISTINCT(user_id) AS users FROM page_view GROUP BY article_id' });
+    await send(400);
+    await check('one worker');
+    for (const workers of [2, 3, 1, 2]) {
+      await t.server.close();
+      t = await startServer({ engine: { workers } as never }, dir);
+      const info = (await inject(t, 'GET', '/v1/views/per_article')).body;
+      assert.ok(info !== undefined);
+      const state = await t.server.engine.info('per_article');
+      assert.equal(state.lag, 0, `${workers} workers: restored at the log's end`);
+      assert.equal(state.appliedRecords, 0, `${workers} workers: nothing applied again`);
+      await check(`${workers} workers, after the restart`);
+      await send(150);
+      await check(`${workers} workers, after more events`);
+    }
+  } finally {
+    await t.cleanup();
+    const { rm } = await import('node:fs/promises');
+    await rm(dir, { recursive: true, force: true });
+  }
+});

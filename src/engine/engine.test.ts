@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { encodeEventRecord, ManualClock } from '../core/index.js';
 import { MemoryLog } from '../log/index.js';
 import { schemaCatalog, type Catalog } from '../sql/index.js';
@@ -144,32 +145,197 @@ test('a checkpoint whose saved position is past the log end fails loudly and the
   await second.close();
 });
 
-test('checkpoints are written in the versioned codec, and a checkpoint of the earlier v8 format is still restored', async () => {
-  const { serialize } = await import('node:v8');
+/** Events on both partitions: keys k0..k49 alternate between them, so every group is in both. */
+async function feedBoth(log: MemoryLog, n: number, t0: number, stepMs: number) {
+  await log.append(
+    Array.from({ length: n }, (_, i) => {
+      const t = t0 + i * stepMs;
+      return { timestampMs: t, partition: i % 2, value: encodeEventRecord({ receivedAt: t, schemaVersion: 1, type: 'e', data: { k: `k${i % 50}`, u: `u${i}` } }) };
+    }),
+  );
+}
+
+const sorted = (rows: Record<string, unknown>[]) => rows.map((r) => JSON.stringify(r)).sort();
+
+const SPLIT_SQL = "CREATE VIEW v WITH (max_lateness = '0s') AS SELECT k, COUNT(*) AS n, APPROX_COUNT_DISTINCT(u) AS users FROM e GROUP BY k, TUMBLE(received_at, INTERVAL '1' SECOND)";
+
+test('a view is checkpointed in units in the versioned codec, and its partitions move between engines: no rebuild when the number of engines changes, one state while one engine owns all', async () => {
   const { decodeCheckpoint, isEncodedCheckpoint } = await import('./checkpoint-codec.js');
-  const log = new MemoryLog(2);
+  const log = new MemoryLog(3);
   const store = new MemoryViewStore();
-  const sql = "CREATE VIEW v WITH (max_lateness = '0s') AS SELECT k, COUNT(*) AS n, APPROX_COUNT_DISTINCT(u) AS users FROM e GROUP BY k, TUMBLE(received_at, INTERVAL '1' SECOND)";
-  const engine = new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0) });
-  await engine.start(false);
-  await engine.createView('v', sql);
-  await feed(log, 2_000, 0, 5);
-  while ((await engine.step()) > 0);
-  const rows = engine.rows('v', { limit: 100_000, order: 'window_start' });
-  await engine.close();
-  const bytes = (await store.loadCheckpoint('v'))!;
-  assert.ok(isEncodedCheckpoint(bytes));
-  for (const written of [bytes, serialize(decodeCheckpoint(bytes))]) {
-    await store.saveCheckpoint('v', written);
-    const logger = new RecordingLogger();
-    const again = new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0), logger });
-    await again.start(false);
-    // Restored, not rebuilt (a checkpoint that cannot be read is logged, and the view rebuilt from the log).
-    assert.deepEqual(logger.lines.filter((l) => l.level === 'error'), []);
-    assert.deepEqual(again.rows('v', { limit: 100_000, order: 'window_start' }), rows);
-    await again.close();
-    assert.ok(isEncodedCheckpoint((await store.loadCheckpoint('v'))!), 'the final checkpoint is in the codec again');
+  const straight = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
+  const one = new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0) });
+  for (const e of [straight, one]) {
+    await e.start(false);
+    await e.createView('v', SPLIT_SQL);
   }
+  const read = async (engines: Engine[]) => {
+    for (const e of engines) while ((await e.step()) > 0);
+    const [first, ...rest] = engines;
+    return first.rows('v', { limit: 100_000, order: 'window_start' }, rest.map((e) => e.partials('v')));
+  };
+  await feedBoth(log, 3_000, 0, 5);
+  await read([one]);
+  await one.close();
+  // One engine over all partitions: one unit, anchored at partition 0, applying all three.
+  const bytes = (await store.loadCheckpoint('v', 0))!;
+  assert.ok(isEncodedCheckpoint(bytes), 'a checkpoint in the codec');
+  assert.deepEqual(Object.keys((decodeCheckpoint(bytes) as { live: Record<string, number> }).live), ['0', '1', '2']);
+  assert.equal(await store.loadCheckpoint('v', 1), undefined);
+  // One engine, then two (partitions {0, 2} and {1}), then three, then one again, then partitions moved back and
+  // forth: each restores only the partitions it owns, applies no record twice, and together they answer what one
+  // engine that never stopped answers.
+  let t = 20_000;
+  for (const split of [[[0, 2], [1]], [[0], [1], [2]], [[0, 1, 2]], [[1], [0, 2]], [[2, 1], [0]], [[0, 1, 2]]]) {
+    const engines = split.map((owned) => new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0), ownedPartitions: owned }));
+    for (const e of engines) await e.start(false);
+    for (const e of engines) assert.equal(e.info('v').lag, 0, `${JSON.stringify(split)}: restored at the end of the log, not rebuilt`);
+    await feedBoth(log, 1_000, t, 5);
+    t += 10_000;
+    const rows = await read(engines);
+    assert.deepEqual(sorted(rows), sorted(await read([straight])), `${JSON.stringify(split)}: the same rows as one engine`);
+    assert.equal(engines.reduce((n, e) => n + e.info('v').appliedRecords, 0), 1_000, 'only the new records were applied');
+    for (const e of engines) await e.close();
+  }
+  await straight.close();
+});
+
+const SPLITS = [[[0, 1, 2]], [[0], [1, 2]], [[1], [0, 2]], [[2], [0, 1]], [[0], [1], [2]], [[2, 0], [1]]];
+
+test('property: any sequence of engine splits, each ending in a close, a crash, or a crash after some engines checkpointed, answers what one engine that never stopped answers', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.record({ split: fc.constantFrom(...SPLITS), events: fc.integer({ min: 0, max: 200 }), end: fc.constantFrom('close', 'crash', 'some-checkpointed') }), { minLength: 1, maxLength: 6 }),
+      async (steps) => {
+        const log = new MemoryLog(3);
+        const store = new MemoryViewStore();
+        const straight = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
+        const first = new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0) });
+        for (const e of [straight, first]) {
+          await e.start(false);
+          await e.createView('v', SPLIT_SQL);
+        }
+        await first.close();
+        let t = 0;
+        for (const [i, step] of steps.entries()) {
+          const engines = step.split.map((owned) => new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0), ownedPartitions: owned }));
+          for (const e of engines) await e.start(false);
+          await feedBoth(log, step.events, t, 7);
+          t += step.events * 7 + 1;
+          for (const e of [straight, ...engines]) while ((await e.step()) > 0);
+          const [head, ...rest] = engines;
+          const got = head.rows('v', { limit: 100_000 }, rest.map((e) => e.partials('v')));
+          assert.deepEqual(sorted(got), sorted(straight.rows('v', { limit: 100_000 })), `step ${i} ${JSON.stringify(step.split)}`);
+          if (step.end === 'close') for (const e of engines) await e.close();
+          // A crash: engines abandoned without their last checkpoint (the next ones replay from the checkpoints).
+          else if (step.end === 'some-checkpointed') await engines[engines.length - 1].checkpoint();
+        }
+        await straight.close();
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test('reads of a view held in several units merge closed windows once and see every later change to them: a correction, a new row, retention', async () => {
+  const sql = "CREATE VIEW v WITH (max_lateness = '0s', retention = '3s') AS SELECT k, COUNT(*) AS n, APPROX_COUNT_DISTINCT(u) AS users FROM e GROUP BY k, TUMBLE(received_at, INTERVAL '1' SECOND)";
+  // The same events on 3 partitions and on 1: the rows must agree after every step.
+  const wide = new MemoryLog(3);
+  const narrow = new MemoryLog(1);
+  // The view began on three engines, one partition each: the engine that now owns all three holds three units.
+  const wideStore = new MemoryViewStore();
+  for (const owned of [[0], [1], [2]]) {
+    const e = new Engine({ log: wide, store: wideStore, tables: new Tables(), catalog, clock: new ManualClock(0), ownedPartitions: owned });
+    await e.start(false);
+    if (owned[0] === 0) await e.createView('v', sql);
+    await e.close();
+  }
+  const engines = [new Engine({ log: wide, store: wideStore, tables: new Tables(), catalog, clock: new ManualClock(0) }), new Engine({ log: narrow, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) })];
+  await engines[0].start(false);
+  await engines[1].start(false);
+  await engines[1].createView('v', sql);
+  const append = async (events: { t: number; k: string; u: string; p: number; replayOf?: number }[]) => {
+    const rec = (x: (typeof events)[number]) => encodeEventRecord({ receivedAt: x.t, schemaVersion: 1, type: 'e', data: { k: x.k, u: x.u }, replayOf: x.replayOf });
+    await wide.append(events.map((x) => ({ timestampMs: x.t, partition: x.p, value: rec(x) })));
+    await narrow.append(events.map((x) => ({ timestampMs: x.t, partition: 0, value: rec(x) })));
+  };
+  const check = async (what: string) => {
+    for (const e of engines) while ((await e.step()) > 0);
+    const [a, b] = engines.map((e) => sorted(e.rows('v', { limit: 100_000 })));
+    assert.deepEqual(a, b, what);
+    // Twice: the second read comes from the cache.
+    assert.deepEqual(sorted(engines[0].rows('v', { limit: 100_000 })), b, `${what} (cached)`);
+    return b.length;
+  };
+  // Every partition gets events of every window (so every partition passes each window's end).
+  const burst = (t0: number, n: number, tag: string) => Array.from({ length: n }, (_, i) => ({ t: t0 + i, k: `k${i % 4}`, u: `${tag}${i}`, p: i % 3 }));
+  await append(burst(0, 30, 'a'));
+  await append(burst(1000, 30, 'b'));
+  await append(burst(2000, 30, 'c'));
+  assert.ok((await check('windows 0 and 1 closed in all partitions')) > 0);
+  // A dead-letter replay corrects closed window 0, on one partition only.
+  await append([{ t: 10, k: 'k1', u: 'late-fix', p: 2, replayOf: 1 }]);
+  await check('after a correction of a closed window');
+  // A new key in a closed window, by a correction: a row the cache did not have.
+  await append([{ t: 20, k: 'k9', u: 'new', p: 1, replayOf: 2 }]);
+  await check('after a correction adding a row to a closed window');
+  // Time moves on: windows past the retention go from every partition, and from the reads.
+  await append(burst(6000, 30, 'd'));
+  await append(burst(7000, 30, 'e'));
+  await check('after windows passed the retention');
+  assert.ok(engines[0].rows('v', { limit: 100_000 }).every((r) => (r.window_start as number) >= 3000), 'expired windows are gone');
+  for (const e of engines) await e.close();
+});
+
+test('a checkpoint of the format before units (one per engine, in the codec or v8) carries its state over instead of rebuilding', async () => {
+  const { serialize } = await import('node:v8');
+  const { encodeCheckpoint } = await import('./checkpoint-codec.js');
+  const { planView } = await import('../sql/index.js');
+  const { ViewState } = await import('./view-state.js');
+  const { decodeEventRecord } = await import('../core/index.js');
+  const log = new MemoryLog(2);
+  await feedBoth(log, 2_000, 0, 5);
+  // What halflife before units saved: one state over both partitions, with both offsets.
+  const plan = planView(SPLIT_SQL, catalog(), 'v');
+  const combined = new ViewState(plan, 2);
+  const offsets = [0, 0];
+  // As the engine did: both partitions had records to read, so neither ran the watermark ahead of the other.
+  combined.setPending(0, true);
+  combined.setPending(1, true);
+  for (const p of [0, 1]) {
+    for (const rec of await log.read(p, 0, { maxRecords: 10_000 })) {
+      const ev = decodeEventRecord(rec.value);
+      const row = { type: ev.type, data: ev.data, key: undefined, received_at: ev.received_at, event_time: ev.received_at, partition: p, offset: rec.offset, joined: [] };
+      combined.apply(row, plan.keys.map((k) => k.eval(row)), 0);
+      offsets[p] = rec.next;
+    }
+  }
+  const legacy = { format: 1, sql: plan.sql, offsets, startOffsets: [0, 0], owned: null, state: combined.save() };
+  const straight = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
+  await straight.start(false);
+  await straight.createView('v', SPLIT_SQL);
+  for (const bytes of [encodeCheckpoint(legacy), serialize(legacy)]) {
+    const store = new MemoryViewStore();
+    let dropped = false;
+    Object.assign(store, {
+      loadLegacyCheckpoints: async () => (dropped ? [] : [{ file: 'checkpoint.bin', bytes }]),
+      dropLegacyCheckpoint: async (_name: string, file: string) => void (dropped = file === 'checkpoint.bin'),
+    });
+    await store.saveDefinition('v', SPLIT_SQL);
+    const logger = new RecordingLogger();
+    // Now split over two engines: partition 0's engine takes the combined state, partition 1's goes on from its offset.
+    const engines = [[0], [1]].map((owned) => new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0), logger, ownedPartitions: owned }));
+    for (const e of engines) await e.start(false);
+    assert.deepEqual(logger.lines.filter((l) => l.level === 'error'), []);
+    for (const e of engines) assert.equal(e.info('v').lag, 0, 'carried over, not rebuilt');
+    while ((await straight.step()) > 0);
+    const rows = engines[0].rows('v', { limit: 100_000, order: 'window_start' }, [engines[1].partials('v')]);
+    assert.deepEqual(sorted(rows), sorted(straight.rows('v', { limit: 100_000, order: 'window_start' })));
+    for (const e of engines) await e.close();
+    assert.ok(dropped, 'the old checkpoint is dropped once saved as a unit');
+    assert.ok((await store.loadCheckpoint('v', 0)) !== undefined && (await store.loadCheckpoint('v', 1)) !== undefined);
+  }
+  await straight.close();
 });
 
 test('a running engine applies records as they are appended: it waits on the log (tail), not on a timer', async () => {
@@ -190,4 +356,31 @@ test('a running engine applies records as they are appended: it waits on the log
   }
   assert.equal(engine.info('n').lag, 0);
   await engine.close();
+});
+
+test('a step whose reads of several partitions fail rejects once: no read is left failing unhandled (that stopped the engine thread)', async () => {
+  class FailingLog extends MemoryLog {
+    failing = false;
+    override readBatch(...args: Parameters<MemoryLog['readBatch']>): ReturnType<MemoryLog['readBatch']> {
+      if (!this.failing) return super.readBatch(...args);
+      return new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 5));
+    }
+  }
+  const log = new FailingLog(3);
+  await feedBoth(log, 30, 0, 1);
+  await log.append([{ timestampMs: 0, partition: 2, value: encodeEventRecord({ receivedAt: 0, schemaVersion: 1, type: 'e', data: { k: 'k', u: 'u' } }) }]);
+  log.failing = true;
+  const engine = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
+  await engine.start(false);
+  await engine.createView('n', 'CREATE VIEW n AS SELECT COUNT(*) AS n FROM e');
+  const unhandled: unknown[] = [];
+  const onUnhandled = (err: unknown) => unhandled.push(err);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await assert.rejects(engine.step(), /timeout/);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
 });

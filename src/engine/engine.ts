@@ -23,17 +23,66 @@ import { batchKey, positionAfter, type Log, type RecordBatch } from '../log/inde
 import { compareForOrder, planView, toText, type Catalog, type EventRow, type Value, type ViewPlan } from '../sql/index.js';
 import './errors.js';
 import { createAccumulator, restoreAccumulator, type Accumulator } from './accumulators.js';
+import { groupId, type GroupTable } from './group-table.js';
 import type { Tables } from './tables.js';
 import type { ViewStore } from './view-store.js';
-import { ViewState, type Group, type LateEvent, type SavedViewState } from './view-state.js';
+import { ViewState, type Group, type LateEvent, type SavedViewState, type VersionCounter } from './view-state.js';
 
 const VIEW_NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
 /** The plan source of `FROM events`: every event type. */
 const ALL_STREAMS = '*';
-const CHECKPOINT_FORMAT = 1;
+/** 1: one checkpoint per engine over the partitions it owned (read to carry over); 2: one per view and partition. */
+const LEGACY_CHECKPOINT_FORMAT = 1;
+const CHECKPOINT_FORMAT = 2;
 const NO_JOINS: (Record<string, unknown> | undefined)[] = [];
 /** Records applied between two chances for queries to run. */
 const APPLY_SLICE = 400;
+/** Late events kept per view for /late (each unit's state keeps as many). */
+const LATE_RECENT = 1000;
+
+/**
+ * A unit of a view's state as saved (format 2), under its anchor partition: the state of the partitions an engine
+ * applied together; per partition it goes on applying, the position it goes on from (`live`) and where the view
+ * started in it (`start`); per partition that moved to another unit, the position its records here end at (`moved`:
+ * where the next unit goes on, even if that unit was never saved).
+ */
+interface UnitCheckpoint {
+  format: number;
+  sql: string;
+  anchor: number;
+  live: Record<string, number>;
+  start: Record<string, number>;
+  moved: Record<string, number>;
+  state: SavedViewState;
+}
+
+/** A unit as found in the store (format 2, or a checkpoint of the format before units: `legacyFile`). */
+interface FoundUnit {
+  anchor: number;
+  live: Map<number, number>;
+  start: Map<number, number>;
+  moved: Map<number, number>;
+  state: SavedViewState;
+  legacyFile?: string;
+}
+
+/**
+ * Part of a view's state in an engine: one ViewState over the partitions it applies (`live`, owned by this engine),
+ * which also holds what it counted of partitions that moved to other engines since (their records go on there, in a
+ * unit of their own: a partition moves without its past, which stays where it was counted and is merged in reads).
+ * An engine that owns all partitions has one unit: the state as fast and as small as one state can be.
+ */
+interface Unit {
+  readonly anchor: number;
+  readonly state: ViewState;
+  readonly live: Set<number>;
+  /** Partitions that moved on to other units, and the position their records here end at. */
+  readonly moved: Map<number, number>;
+  /** What its last checkpoint held (state changes, live positions): an unchanged unit is not written again. */
+  saved: { changes: number; positions: string } | undefined;
+  /** The checkpoint file of the format before units it came from, deleted once it is saved as a unit. */
+  legacyFile: string | undefined;
+}
 
 export interface EngineOptions {
   readonly log: Log;
@@ -60,9 +109,10 @@ export interface EngineOptions {
   /** Records read per partition per step (default 2,000). */
   readonly batchRecords?: number;
   /**
-   * The partitions this engine consumes (default: all). Several engines over disjoint partitions each keep
-   * partial aggregates of every view; `partials` and the `foreign` argument of `rows`/`snapshot` merge them at read
-   * time, so a key whose events are spread over partitions is aggregated in parallel.
+   * The partitions this engine consumes (default: all). A view's state is kept in units (see `Unit`), so an engine
+   * takes over any partition from the checkpoints, whatever owned it before. Several engines over disjoint partitions
+   * each hold partial aggregates of every view; `partials` and the `foreign` argument of `rows`/`snapshot` merge them
+   * at read time, so a key whose events are spread over partitions is aggregated in parallel.
    */
   readonly ownedPartitions?: readonly number[];
 }
@@ -117,7 +167,11 @@ export interface ViewInfo {
 
 interface Runtime {
   plan: ViewPlan;
-  state: ViewState;
+  units: Unit[];
+  /** Per partition, the unit that applies it (undefined for partitions of other engines). */
+  unitOf: (Unit | undefined)[];
+  /** The change counter the units' states share. */
+  versions: VersionCounter;
   /** Next offset to apply, per partition. */
   offsets: number[];
   /** Where the view started, per partition (for progress). */
@@ -126,8 +180,11 @@ interface Runtime {
   applied: number;
   lastCheckpointMs: number | null;
   lastCheckpointDurationMs: number | null;
-  /** State size as of the last checkpoint (computing it walks every row). */
+  /** Closed windows' rows merged over the units, by window start (see `#closedMerged`). */
+  closedCache: Map<number, { tables: GroupTable[]; changes: number[]; groups: Group[] }>;
+  /** State size and row count as of the last checkpoint (computing them walks every row). */
   memoryBytes: number | undefined;
+  rowCount: number | undefined;
   evictedRows: number;
   keyBuffer: Value[];
   /** Events the view could not evaluate (skipped). */
@@ -135,9 +192,9 @@ interface Runtime {
 }
 
 /**
- * Runs the streaming views over the log. Each view has its own offsets, saved atomically with its state in one
- * checkpoint; after a crash the view restores the checkpoint and replays from its offsets, so every event counts
- * exactly once. Views at the same position share one read and one decode of each record.
+ * Runs the streaming views over the log. Each view has its own offsets, saved atomically with the state that counted
+ * them (a unit's checkpoint); after a crash the view restores its units and replays from their offsets, so every
+ * event counts exactly once. Views at the same position share one read and one decode of each record.
  */
 export class Engine {
   readonly #o: EngineOptions;
@@ -185,51 +242,160 @@ export class Engine {
     }
   }
 
+  /** The partitions this engine consumes, ascending. */
+  #ownedList(): number[] {
+    return Array.from({ length: this.#o.log.partitionCount }, (_, p) => p).filter((p) => this.#owns(p));
+  }
+
+  /**
+   * A view restored from the units of its checkpoints: this engine takes the units anchored at partitions it owns
+   * (with all they counted), goes on with each owned partition from the position recorded where it was last applied,
+   * and starts a unit for owned partitions no unit of its own applies (one, over all of them).
+   */
   async #restore(plan: ViewPlan): Promise<Runtime> {
-    const saved = await this.#o.store.loadCheckpoint(plan.name);
     const n = this.#o.log.partitionCount;
-    if (saved !== undefined) {
-      try {
-        // Checkpoints of halflife before the codec were v8.serialize output: read once, written anew in the codec.
-        const cp = (isEncodedCheckpoint(saved) ? decodeCheckpoint(saved) : deserialize(saved)) as { format: number; sql: string; offsets: number[]; startOffsets: number[]; owned: number[] | null; state: SavedViewState };
-        // A checkpoint made for other partitions (the worker count changed) cannot be restored: rebuild.
-        const owned = this.#owned === undefined ? null : [...this.#owned].sort((a, b) => a - b);
-        if (cp.format === CHECKPOINT_FORMAT && cp.sql === plan.sql && cp.offsets.length === n && JSON.stringify(cp.owned ?? null) === JSON.stringify(owned)) {
-          // A position past the log's end means records this state counted are gone from the log (a tail lost to a
-          // power loss under fsync interval/never, files removed): resuming would skip the offsets written next.
-          // Fail loudly and rebuild the view from what the log holds.
-          const stats = this.#o.log.stats().partitions;
-          const past = cp.offsets.findIndex((o, p) => this.#owns(p) && o > stats[p].nextOffset);
-          if (past >= 0) {
-            const err = new HalflifeError('LOG_POSITION_PAST_END', { consumer: `view ${plan.name}`, partition: past, position: cp.offsets[past], end: stats[past].nextOffset });
-            this.#logger.error({ err, code: err.code, view: plan.name, partition: past }, `${err.message}; view ${plan.name} is rebuilt from the log`);
-            return this.#fresh(plan);
-          }
-          return {
-            plan,
-            state: ViewState.restore(plan, n, cp.state, this.#clock.now()),
-            offsets: cp.offsets,
-            startOffsets: cp.startOffsets,
-            applied: 0,
-            lastCheckpointMs: null,
-            lastCheckpointDurationMs: null,
-            memoryBytes: undefined,
-            evictedRows: 0,
-            keyBuffer: new Array<Value>(plan.keys.length),
-            evalErrors: 0,
-          };
+    const stats = this.#o.log.stats().partitions;
+    const found = await this.#found(plan);
+    // A position past the log's end means records a state counted are gone from the log (a tail lost to a power loss
+    // under fsync interval/never, files removed): resuming would skip the offsets written next, and a unit cannot be
+    // taken apart. Fail loudly and rebuild the view from what the log holds.
+    for (const u of found) {
+      for (const [p, at] of u.live) {
+        if (at <= stats[p].nextOffset) continue;
+        const err = new HalflifeError('LOG_POSITION_PAST_END', { consumer: `view ${plan.name}`, partition: p, position: at, end: stats[p].nextOffset });
+        this.#logger.error({ err, code: err.code, view: plan.name, partition: p }, `${err.message}; view ${plan.name} is rebuilt from the log`);
+        await this.#o.store.remove(plan.name, Array.from({ length: n }, (_, q) => q));
+        return this.#fresh(plan);
+      }
+    }
+    // Where each partition goes on: the highest position any unit recorded for it, live or moved on (a unit that
+    // took a partition over went on from the position of the one before, so each record is in exactly one unit). It
+    // is live in a unit that recorded it live there (its own anchor's first, then the lowest anchor); if none did
+    // (the unit it moved to was never saved), a new one goes on from there.
+    const position = new Map<number, number>();
+    for (const u of found) for (const m of [u.live, u.moved]) for (const [p, at] of m) position.set(p, Math.max(position.get(p) ?? -Infinity, at));
+    const winner = new Map<number, FoundUnit>();
+    for (const u of found) {
+      for (const [p, at] of u.live) {
+        if (at !== position.get(p)) continue;
+        const w = winner.get(p);
+        if (w === undefined || (w.anchor !== p && (u.anchor === p || u.anchor < w.anchor))) winner.set(p, u);
+      }
+    }
+    const r = this.#blank(plan);
+    const now = this.#clock.now();
+    for (const f of found) {
+      if (!this.#owns(f.anchor)) continue;
+      const unit: Unit = { anchor: f.anchor, state: ViewState.restore(plan, n, f.state, now, r.versions), live: new Set(), moved: new Map(f.moved), saved: undefined, legacyFile: f.legacyFile };
+      let asSaved = f.legacyFile === undefined;
+      for (const [p, at] of f.live) {
+        if (this.#owns(p) && winner.get(p) === f) unit.live.add(p);
+        else {
+          // Applied elsewhere now: what this unit counted of it stays, its time no longer holds the watermark.
+          unit.state.retire(p);
+          unit.moved.set(p, at);
+          asSaved = false;
         }
+      }
+      r.units.push(unit);
+      if (asSaved) unit.saved = { changes: unit.state.changes, positions: JSON.stringify([[...f.live].sort((a, b) => a[0] - b[0]), [...unit.moved]]) };
+    }
+    const orphans: number[] = [];
+    for (const p of this.#ownedList()) {
+      const w = winner.get(p);
+      const at = position.get(p) ?? ((plan.options.start === 'latest' ? stats[p].nextOffset : stats[p].firstOffset) as number);
+      r.offsets[p] = at;
+      r.startOffsets[p] = w?.start.get(p) ?? found.find((u) => u.start.has(p))?.start.get(p) ?? at;
+      const unit = r.units.find((u) => u.live.has(p)) ?? r.units.find((u) => u.anchor === p);
+      if (unit === undefined) {
+        orphans.push(p);
+        continue;
+      }
+      if (!unit.live.has(p)) {
+        unit.live.add(p);
+        unit.moved.delete(p);
+        unit.saved = undefined;
+      }
+      r.unitOf[p] = unit;
+    }
+    if (orphans.length > 0) this.#addUnit(r, orphans);
+    return r;
+  }
+
+  /** A new, empty unit over `partitions` (anchored at the first). */
+  #addUnit(r: Runtime, partitions: readonly number[]): void {
+    const unit: Unit = { anchor: Math.min(...partitions), state: new ViewState(r.plan, this.#o.log.partitionCount, r.versions), live: new Set(partitions), moved: new Map(), saved: undefined, legacyFile: undefined };
+    r.units.push(unit);
+    for (const p of partitions) r.unitOf[p] = unit;
+  }
+
+  /**
+   * The view's units in the store that match its SQL: one per anchor partition, and for anchors without one, the
+   * checkpoints of the format before units (one per engine over the partitions it owned: a unit anchored at the
+   * lowest, codec or v8.serialize).
+   */
+  async #found(plan: ViewPlan): Promise<FoundUnit[]> {
+    const n = this.#o.log.partitionCount;
+    const out: FoundUnit[] = [];
+    const anchored = new Set<number>();
+    for (let p = 0; p < n; p++) {
+      const bytes = await this.#o.store.loadCheckpoint(plan.name, p);
+      if (bytes === undefined) continue;
+      anchored.add(p);
+      try {
+        const cp = decodeCheckpoint(bytes) as UnitCheckpoint;
+        if (cp.format !== CHECKPOINT_FORMAT || cp.sql !== plan.sql || cp.anchor !== p) continue;
+        const live = new Map(Object.entries(cp.live).map(([q, at]) => [Number(q), at] as const));
+        const start = new Map(Object.entries(cp.start).map(([q, at]) => [Number(q), at] as const));
+        const moved = new Map(Object.entries(cp.moved).map(([q, at]) => [Number(q), at] as const));
+        if ([...live.keys(), ...moved.keys()].some((q) => !Number.isInteger(q) || q < 0 || q >= n)) continue;
+        out.push({ anchor: p, live, start, moved, state: cp.state });
+      } catch (err) {
+        this.#logger.error({ err, view: plan.name, partition: p }, new HalflifeError('CHECKPOINT_CORRUPT', { name: plan.name, reason: `the unit of partition ${p}: ${(err as Error).message}` }).message);
+      }
+    }
+    for (const { file, bytes } of (await this.#o.store.loadLegacyCheckpoints?.(plan.name)) ?? []) {
+      try {
+        const cp = (isEncodedCheckpoint(bytes) ? decodeCheckpoint(bytes) : deserialize(bytes)) as { format: number; sql: string; offsets: number[]; startOffsets: number[]; owned: number[] | null; state: SavedViewState };
+        if (cp.format !== LEGACY_CHECKPOINT_FORMAT || cp.sql !== plan.sql || cp.offsets.length !== n) continue;
+        const partitions = cp.owned === null ? Array.from({ length: n }, (_, p) => p) : [...cp.owned].sort((a, b) => a - b);
+        if (partitions.length === 0 || anchored.has(partitions[0])) continue;
+        out.push({ anchor: partitions[0], live: new Map(partitions.map((p) => [p, cp.offsets[p]])), start: new Map(partitions.map((p) => [p, cp.startOffsets[p]])), moved: new Map(), state: cp.state, legacyFile: file });
       } catch (err) {
         this.#logger.error({ err, view: plan.name }, new HalflifeError('CHECKPOINT_CORRUPT', { name: plan.name, reason: (err as Error).message }).message);
       }
     }
-    return this.#fresh(plan);
+    return out;
+  }
+
+  #blank(plan: ViewPlan): Runtime {
+    const n = this.#o.log.partitionCount;
+    return {
+      plan,
+      units: [],
+      unitOf: new Array<Unit | undefined>(n).fill(undefined),
+      versions: { value: 0 },
+      offsets: new Array<number>(n).fill(0),
+      startOffsets: new Array<number>(n).fill(0),
+      applied: 0,
+      lastCheckpointMs: null,
+      lastCheckpointDurationMs: null,
+      closedCache: new Map(),
+      memoryBytes: undefined,
+      rowCount: undefined,
+      evictedRows: 0,
+      keyBuffer: new Array<Value>(plan.keys.length),
+      evalErrors: 0,
+    };
   }
 
   #fresh(plan: ViewPlan): Runtime {
+    const r = this.#blank(plan);
     const stats = this.#o.log.stats().partitions;
-    const offsets = stats.map((p) => (plan.options.start === 'latest' ? p.nextOffset : p.firstOffset) as number);
-    return { plan, state: new ViewState(plan, stats.length), offsets, startOffsets: [...offsets], applied: 0, lastCheckpointMs: null, lastCheckpointDurationMs: null, memoryBytes: undefined, evictedRows: 0, keyBuffer: new Array<Value>(plan.keys.length), evalErrors: 0 };
+    const owned = this.#ownedList();
+    for (const p of owned) r.offsets[p] = r.startOffsets[p] = (plan.options.start === 'latest' ? stats[p].nextOffset : stats[p].firstOffset) as number;
+    if (owned.length > 0) this.#addUnit(r, owned);
+    return r;
   }
 
   /** Plans a view without creating it: the errors `createView` would give for the name and the SQL. */
@@ -245,11 +411,17 @@ export class Engine {
   async createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
     const plan = this.check(name, sql);
     if (this.#views.has(name) && !replace && !/^\s*create\s+or\s+replace/i.test(sql)) throw new HalflifeError('VIEW_EXISTS', { name });
-    await this.#o.store.remove(name);
+    await this.#o.store.remove(name, this.#ownedList());
     await this.#o.store.saveDefinition(name, sql);
-    this.#views.set(name, this.#fresh(plan));
+    const r = this.#fresh(plan);
+    // The fields decoded per type change with the views: forgotten in the same turn the view joins, so no step applies
+    // it with the old list.
+    this.#views.set(name, r);
     this.#wantedByType.clear();
     this.#keyNeeded = undefined;
+    // Where each partition starts is kept at once: a view that starts at the log's end must not, after a crash before
+    // its first checkpoint, start again at a later end (and miss what came in between).
+    await this.#checkpointView(name, r);
     this.#wake?.();
     this.#logger.info({ view: name, source: plan.source }, 'view created');
     return this.info(name);
@@ -260,7 +432,7 @@ export class Engine {
     if (!this.#views.delete(name)) throw new HalflifeError('VIEW_NOT_FOUND', { name });
     this.#wantedByType.clear();
     this.#keyNeeded = undefined;
-    await this.#o.store.remove(name);
+    await this.#o.store.remove(name, this.#ownedList());
     this.#logger.info({ view: name }, 'view dropped');
   }
 
@@ -298,6 +470,14 @@ export class Engine {
       lag += log.lag(p, r.offsets[p]);
       total += log.lag(p, r.startOffsets[p]);
     }
+    const states = this.#states(r);
+    // Counting rows derives open HOP windows: once. Several units: above 100k rows, the count of the last checkpoint.
+    const partial = states.reduce((n, s) => n + s.groupCount, 0);
+    const rows = states.length === 1 ? partial : partial > 100_000 ? (r.rowCount ??= this.#rowCount(r)) : this.#rowCount(r);
+    // The slowest active partition's watermark (idle ones follow it); all idle: the newest.
+    const marks = states.filter((s) => Number.isFinite(s.watermark));
+    const active = marks.filter((s) => !s.idle);
+    const watermark = active.length > 0 ? Math.min(...active.map((s) => s.watermark)) : marks.length > 0 ? Math.max(...marks.map((s) => s.watermark)) : -Infinity;
     return {
       name,
       sql: r.plan.sql,
@@ -305,13 +485,12 @@ export class Engine {
       window: r.plan.window,
       time: r.plan.time,
       columns: ['window_start', 'window_end', ...r.plan.outputs.map((o) => o.name)],
-      rows: r.state.groupCount,
-      // Walking a big state per request would be costly: above 100k rows, the figure of the last checkpoint.
-      memoryBytes: r.state.groupCount > 100_000 ? (r.memoryBytes ??= r.state.memoryBytes()) : r.state.memoryBytes(),
+      rows,
+      memoryBytes: rows > 100_000 ? (r.memoryBytes ??= this.#memoryBytes(r)) : this.#memoryBytes(r),
       lag,
       progress: total === 0 ? 1 : (total - lag) / total,
-      watermark: Number.isFinite(r.state.watermark) ? r.state.watermark : null,
-      lateEvents: r.state.lateCount,
+      watermark: Number.isFinite(watermark) ? watermark : null,
+      lateEvents: states.reduce((n, s) => n + s.lateCount, 0),
       lastCheckpointMs: r.lastCheckpointMs,
       lastCheckpointDurationMs: r.lastCheckpointDurationMs,
       appliedRecords: r.applied,
@@ -322,16 +501,42 @@ export class Engine {
   }
 
   late(name: string): { count: number; recent: readonly LateEvent[] } {
-    const s = this.#runtime(name).state;
-    return { count: s.lateCount, recent: s.late };
+    const states = this.#states(this.#runtime(name));
+    if (states.length === 1) return { count: states[0].lateCount, recent: states[0].late };
+    const recent = states.flatMap((s) => s.late).sort((a, b) => a.received_at - b.received_at).slice(-LATE_RECENT);
+    return { count: states.reduce((n, s) => n + s.lateCount, 0), recent };
   }
 
   version(name: string): number {
-    return this.#runtime(name).state.version;
+    return this.#runtime(name).versions.value;
+  }
+
+  #memoryBytes(r: Runtime): number {
+    let b = 0;
+    for (const u of r.units) b += u.state.memoryBytes();
+    return b;
+  }
+
+  /** Rows of the view (a group held by several partitions' states counts once). */
+  #rowCount(r: Runtime): number {
+    const states = this.#states(r);
+    if (states.length === 1) return states[0].groupCount;
+    if (r.plan.window.kind === 'session') return this.#gather(r, {}).length;
+    const seen = new Map<number | null, Set<unknown>>();
+    for (const s of states) {
+      for (const g of s.groups()) {
+        let ids = seen.get(g.windowStart);
+        if (ids === undefined) seen.set(g.windowStart, (ids = new Set()));
+        ids.add(groupId(g.keys));
+      }
+    }
+    let n = 0;
+    for (const ids of seen.values()) n += ids.size;
+    return n;
   }
 
   /** Groups of a view matching a query's key filters, time range and version (not yet `latest`). */
-  #select(plan: ViewPlan, state: ViewState, q: RowQuery): Group[] {
+  #select(plan: ViewPlan, state: ViewState, q: RowQuery, skip?: ReadonlySet<number>): Group[] {
     const keyIndex = new Map(plan.keys.map((k, i) => [k.name, i]));
     const filters = Object.entries(q.keys ?? {}).map(([col, v]) => {
       const i = keyIndex.get(col);
@@ -347,7 +552,7 @@ export class Engine {
       if (v === 'true' || v === 'false') candidates.push(v === 'true');
       if (v === 'null') candidates.push(null);
       source = state.groupsOf(candidates);
-    } else source = state.groups();
+    } else source = state.groups(skip);
     return [...source].filter((g) => {
       if (q.sinceVersion !== undefined && g.version <= q.sinceVersion) return false;
       if (q.fromMs !== undefined && (g.windowStart ?? 0) < q.fromMs) return false;
@@ -356,61 +561,138 @@ export class Engine {
     });
   }
 
-  /** Local groups merged with partial groups from other engines (fresh accumulators: live state is untouched). */
-  #merged(plan: ViewPlan, local: Group[], foreign: readonly (readonly PartialGroup[])[]): Group[] {
-    if (foreign.every((f) => f.length === 0)) return local;
-    const byId = new Map<string, Group>();
-    const add = (keys: Value[], start: number | null, end: number | null, closed: boolean, version: number, accs: Accumulator[]) => {
-      const id = `${start}|${JSON.stringify(keys)}`;
-      let g = byId.get(id);
-      if (g === undefined) {
-        g = { keys, windowStart: start, windowEnd: end, closed, version, accs: plan.aggs.map(createAccumulator) };
-        byId.set(id, g);
-      }
-      for (let i = 0; i < accs.length; i++) g.accs[i].merge(accs[i]);
-      g.closed &&= closed;
-      if (version > g.version) g.version = version;
-      if (end !== null && (g.windowEnd === null || end > g.windowEnd)) g.windowEnd = end;
-    };
-    if (plan.window.kind === 'session') return this.#mergedSessions(plan, local, foreign);
-    for (const g of local) add(g.keys, g.windowStart, g.windowEnd, g.closed, g.version, g.accs);
-    for (const list of foreign) {
-      for (const [keys, start, end, closed, version, states] of list) {
-        add(keys, start, end, closed, version, plan.aggs.map((spec, i) => restoreAccumulator(spec, states[i])));
-      }
-    }
-    return [...byId.values()];
+  /** The states of the view's units. */
+  #states(r: Runtime): ViewState[] {
+    return r.units.map((u) => u.state);
   }
 
-  /** Sessions of one key seen by different engines merge where they overlap, as they would in one engine. */
-  #mergedSessions(plan: ViewPlan, local: Group[], foreign: readonly (readonly PartialGroup[])[]): Group[] {
-    const all: Group[] = [...local];
+  /** How far every unit has passed: a window ending at or before it is final here. */
+  #floor(r: Runtime): number {
+    let min = Infinity;
+    for (const u of r.units) if (u.state.floor < min) min = u.state.floor;
+    return min;
+  }
+
+  /**
+   * The view's groups matching `q`, its partitions' states merged with each other and with partial groups from
+   * other engines (`foreign`, see `partials`). A group held by one state only is returned as it is; one held by
+   * several is merged into fresh accumulators (the live state is untouched). A row is final only when every state
+   * that holds it closed it and every owned partition's state has passed its end (one that has not could still add
+   * to it). With `sinceVersion`, the rows of which any part changed since.
+   */
+  #gather(r: Runtime, q: RowQuery, foreign: readonly (readonly PartialGroup[])[] = []): Group[] {
+    const { plan } = r;
+    const states = this.#states(r);
+    if (states.length === 1 && foreign.every((f) => f.length === 0)) return this.#select(plan, states[0], q);
+    const floor = this.#floor(r);
+    // A scan's closed windows come merged from the cache; the rest is merged per read.
+    const scan = Object.keys(q.keys ?? {}).length === 0 && foreign.every((f) => f.length === 0) && plan.window.kind !== 'session';
+    const closed = scan ? this.#closedMerged(r, q, floor) : undefined;
+    const lists: Group[][] = states.map((s) => this.#select(plan, s, { ...q, sinceVersion: undefined }, closed?.skip));
     for (const list of foreign) {
-      for (const [keys, start, end, closed, version, states] of list) {
-        all.push({ keys, windowStart: start, windowEnd: end, closed, version, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, states[i])) });
+      lists.push(list.map(([keys, start, end, closed, version, saved]) => ({ keys, windowStart: start, windowEnd: end, closed, version, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, saved[i])) })));
+    }
+    let out = plan.window.kind === 'session' ? this.#mergeSessions(plan, lists, floor) : this.#mergeWindows(plan, lists, floor);
+    if (closed !== undefined && closed.groups.length > 0) out = out.concat(closed.groups);
+    return q.sinceVersion === undefined ? out : out.filter((g) => g.version > q.sinceVersion!);
+  }
+
+  /**
+   * The rows of the windows closed in every partition's state that has them (and passed by all), merged once and
+   * kept until a part of them changes (a correction) or goes (retention, the memory budget): reads of a view spread
+   * over partitions then merge only its open windows. `skip` names the windows answered so (or outside `q`'s time range).
+   */
+  #closedMerged(r: Runtime, q: RowQuery, floor: number): { groups: Group[]; skip: Set<number> } {
+    const byStart = new Map<number, GroupTable[]>();
+    for (const s of this.#states(r)) {
+      for (const t of s.closedWindows()) {
+        const same = byStart.get(t.start!);
+        if (same === undefined) byStart.set(t.start!, [t]);
+        else same.push(t);
       }
     }
-    const byKey = new Map<string, Group[]>();
-    for (const g of all) {
-      const k = JSON.stringify(g.keys);
-      byKey.set(k, [...(byKey.get(k) ?? []), g]);
+    for (const start of r.closedCache.keys()) if (!byStart.has(start)) r.closedCache.delete(start);
+    const groups: Group[] = [];
+    const skip = new Set<number>();
+    for (const [start, tables] of byStart) {
+      if (tables[0].end! > floor || r.units.some((u) => u.state.isOpen(start))) continue;
+      skip.add(start);
+      if ((q.fromMs !== undefined && start < q.fromMs) || (q.toMs !== undefined && start >= q.toMs)) continue;
+      let hit = r.closedCache.get(start);
+      if (hit === undefined || hit.tables.length !== tables.length || hit.tables.some((t, i) => t !== tables[i] || hit!.changes[i] !== t.changes)) {
+        hit = { tables, changes: tables.map((t) => t.changes), groups: this.#mergeWindows(r.plan, tables.map((t) => [...t.values()]), floor) };
+        r.closedCache.set(start, hit);
+      }
+      for (const g of hit.groups) groups.push(g);
+    }
+    return { groups, skip };
+  }
+
+  #mergeWindows(plan: ViewPlan, lists: readonly Group[][], floor: number): Group[] {
+    const byWindow = new Map<number | null, Map<unknown, Group[]>>();
+    for (const list of lists) {
+      for (const g of list) {
+        let m = byWindow.get(g.windowStart);
+        if (m === undefined) byWindow.set(g.windowStart, (m = new Map()));
+        const id = groupId(g.keys);
+        const same = m.get(id);
+        if (same === undefined) m.set(id, [g]);
+        else same.push(g);
+      }
+    }
+    const out: Group[] = [];
+    for (const m of byWindow.values()) for (const same of m.values()) out.push(this.#fold(plan, same, floor));
+    return out;
+  }
+
+  /** One row from its parts (see `#gather`). */
+  #fold(plan: ViewPlan, parts: readonly Group[], floor: number): Group {
+    if (parts.length === 1) {
+      const g = parts[0];
+      const closed = g.closed && g.windowEnd !== null && g.windowEnd <= floor;
+      return closed === g.closed ? g : { ...g, closed };
+    }
+    const accs = plan.aggs.map(createAccumulator);
+    let closed = true;
+    let version = 0;
+    let start = parts[0].windowStart;
+    let end = parts[0].windowEnd;
+    for (const g of parts) {
+      for (let i = 0; i < accs.length; i++) accs[i].merge(g.accs[i]);
+      closed &&= g.closed;
+      if (g.version > version) version = g.version;
+      if (g.windowStart !== null && start !== null && g.windowStart < start) start = g.windowStart;
+      if (g.windowEnd !== null && end !== null && g.windowEnd > end) end = g.windowEnd;
+    }
+    return { keys: parts[0].keys, windowStart: start, windowEnd: end, closed: closed && end !== null && end <= floor, version, accs };
+  }
+
+  /** Sessions of one key held by different states or engines merge where they overlap, as they would in one state. */
+  #mergeSessions(plan: ViewPlan, lists: readonly Group[][], floor: number): Group[] {
+    const byKey = new Map<unknown, Group[]>();
+    for (const list of lists) {
+      for (const g of list) {
+        const id = groupId(g.keys);
+        const same = byKey.get(id);
+        if (same === undefined) byKey.set(id, [g]);
+        else same.push(g);
+      }
     }
     const out: Group[] = [];
     for (const list of byKey.values()) {
       list.sort((a, b) => a.windowStart! - b.windowStart!);
-      let cur: Group | undefined;
+      let run: Group[] = [];
+      let runEnd = -Infinity;
       for (const g of list) {
-        if (cur !== undefined && g.windowStart! < cur.windowEnd!) {
-          for (let i = 0; i < cur.accs.length; i++) cur.accs[i].merge(g.accs[i]);
-          cur.windowEnd = Math.max(cur.windowEnd!, g.windowEnd!);
-          cur.closed &&= g.closed;
-          cur.version = Math.max(cur.version, g.version);
-          continue;
+        if (run.length > 0 && g.windowStart! >= runEnd) {
+          out.push(this.#fold(plan, run, floor));
+          run = [];
+          runEnd = -Infinity;
         }
-        cur = { keys: g.keys, windowStart: g.windowStart, windowEnd: g.windowEnd, closed: g.closed, version: g.version, accs: plan.aggs.map(createAccumulator) };
-        for (let i = 0; i < cur.accs.length; i++) cur.accs[i].merge(g.accs[i]);
-        out.push(cur);
+        run.push(g);
+        runEnd = Math.max(runEnd, g.windowEnd!);
       }
+      if (run.length > 0) out.push(this.#fold(plan, run, floor));
     }
     return out;
   }
@@ -420,8 +702,9 @@ export class Engine {
    * (see `partials`); they are merged in before the outputs are computed.
    */
   rows(name: string, q: RowQuery = {}, foreign: readonly (readonly PartialGroup[])[] = []): ViewRow[] {
-    const { plan, state } = this.#runtime(name);
-    let groups = this.#merged(plan, this.#select(plan, state, q), foreign);
+    const r = this.#runtime(name);
+    const plan = r.plan;
+    let groups = this.#gather(r, q, foreign);
     if (q.latest) {
       const newest = new Map<string, Group>();
       for (const g of groups) {
@@ -455,9 +738,10 @@ export class Engine {
 
   /** The rows of a view that pass its HAVING, with the partial states behind each aggregate column. */
   snapshot(name: string, foreign: readonly (readonly PartialGroup[])[] = []): { values: ViewRow; states: Record<string, Accumulator> }[] {
-    const { plan, state } = this.#runtime(name);
+    const r = this.#runtime(name);
+    const plan = r.plan;
     const out: { values: ViewRow; states: Record<string, Accumulator> }[] = [];
-    for (const g of this.#merged(plan, [...state.groups()], foreign)) {
+    for (const g of this.#gather(r, {}, foreign)) {
       const aggs = g.accs.map((a) => a.result());
       if (plan.having !== undefined && plan.having(g.keys, aggs, g.windowStart, g.windowEnd) !== true) continue;
       const values: ViewRow = { window_start: g.windowStart, window_end: g.windowEnd };
@@ -492,7 +776,7 @@ export class Engine {
     const stats = log.stats().partitions;
     const now = this.#clock.now();
     let read = 0;
-    for (const v of views) for (let p = 0; p < stats.length; p++) v.state.setPending(p, this.#owns(p) && v.offsets[p] < stats[p].nextOffset);
+    for (const v of views) for (let p = 0; p < stats.length; p++) v.unitOf[p]?.state.setPending(p, v.offsets[p] < stats[p].nextOffset);
     // Read every partition's next batch at once (the reads overlap in the I/O threads), then apply them.
     const reads = stats.map((s, p) => {
       if (!this.#owns(p)) return undefined;
@@ -500,6 +784,8 @@ export class Engine {
       for (const v of views) if (v.offsets[p] < from) from = v.offsets[p];
       return from >= s.nextOffset ? undefined : log.readBatch(p, from, { maxRecords: max, maxBytes: 8 * 1024 * 1024 });
     });
+    // One failed read ends the step; the others, still under way, must not fail unhandled (that stops the thread).
+    for (const r of reads) r?.catch(() => {});
     for (let p = 0; p < reads.length; p++) {
       const pending = reads[p];
       if (pending === undefined) continue;
@@ -520,7 +806,19 @@ export class Engine {
     for (const v of views) {
       const atEnd = this.#atEnd(v, stats);
       if (!atEnd) behind = true;
-      v.state.advance(now, caughtUp || atEnd);
+      for (const u of v.units) u.state.advance(now, caughtUp || atEnd);
+      if (v.units.length > 1) {
+        // Units that apply nothing (all their partitions moved on) or only idle partitions follow the others (see
+        // `raiseWatermark`); when none is active, the most advanced, as one state over all partitions would.
+        let floor = Infinity;
+        let newest = -Infinity;
+        for (const u of v.units) {
+          if (u.live.size > 0 && !u.state.idle) floor = Math.min(floor, u.state.floor);
+          else if (Number.isFinite(u.state.watermark)) newest = Math.max(newest, u.state.watermark);
+        }
+        const to = floor === Infinity ? newest : floor;
+        for (const u of v.units) if (u.live.size === 0 || u.state.idle) u.state.raiseWatermark(to);
+      }
     }
     // A read cut short by its limits (records or bytes) left records that were there when the step began.
     this.#behind = behind && read > 0;
@@ -537,8 +835,7 @@ export class Engine {
 
   /** This engine's partial groups of a view that match `q` (keys, time range, version), for merging elsewhere. */
   partials(name: string, q: RowQuery = {}): PartialGroup[] {
-    const { plan, state } = this.#runtime(name);
-    return this.#select(plan, state, q).map((g) => [g.keys, g.windowStart, g.windowEnd, g.closed, g.version, g.accs.map((a) => a.save())]);
+    return this.#gather(this.#runtime(name), q).map((g) => [g.keys, g.windowStart, g.windowEnd, g.closed, g.version, g.accs.map((a) => a.save())]);
   }
 
   #apply(batch: RecordBatch, p: number, views: Runtime[], now: number, from: number, to: number): void {
@@ -550,6 +847,7 @@ export class Engine {
       let row: EventRow | null | undefined;
       for (const v of views) {
         if (v.offsets[p] > offset) continue;
+        const state = v.unitOf[p]!.state;
         v.offsets[p] = after;
         v.applied++;
         const plan = v.plan;
@@ -564,7 +862,7 @@ export class Engine {
         }
         if (row === null) continue;
         try {
-          this.#applyTo(v, row, now);
+          this.#applyTo(v, state, row, now);
         } catch (err) {
           // One strange event must not stall the view for ever: count it, log the first, go on.
           if (v.evalErrors++ === 0) this.#logger.error({ err, view: plan.name, partition: p, offset }, `view ${plan.name} could not evaluate an event; skipping it`);
@@ -578,21 +876,21 @@ export class Engine {
    * several table rows yields one row per match, as in SQL (the event counts once per match); an inner join with
    * no match drops the event, a left join keeps it with the table's columns NULL.
    */
-  #applyTo(v: Runtime, row: EventRow, now: number): void {
+  #applyTo(v: Runtime, state: ViewState, row: EventRow, now: number): void {
     const plan = v.plan;
     if (plan.joins.length === 0) {
       row.joined = NO_JOINS;
-      this.#applyJoined(v, row, now);
+      this.#applyJoined(v, state, row, now);
       return;
     }
     row.joined = new Array(plan.joins.length);
-    this.#join(v, row, 0, now);
+    this.#join(v, state, row, 0, now);
   }
 
-  #join(v: Runtime, row: EventRow, i: number, now: number): void {
+  #join(v: Runtime, state: ViewState, row: EventRow, i: number, now: number): void {
     const plan = v.plan;
     if (i === plan.joins.length) {
-      this.#applyJoined(v, row, now);
+      this.#applyJoined(v, state, row, now);
       return;
     }
     const j = plan.joins[i];
@@ -600,22 +898,22 @@ export class Engine {
     if (matches.length === 0) {
       if (j.kind === 'inner') return;
       row.joined[i] = undefined;
-      this.#join(v, row, i + 1, now);
+      this.#join(v, state, row, i + 1, now);
       return;
     }
     for (const m of matches) {
       row.joined[i] = m;
-      this.#join(v, row, i + 1, now);
+      this.#join(v, state, row, i + 1, now);
     }
   }
 
-  #applyJoined(v: Runtime, row: EventRow, now: number): void {
+  #applyJoined(v: Runtime, state: ViewState, row: EventRow, now: number): void {
     const plan = v.plan;
     if (plan.filter !== undefined && plan.filter(row) !== true) return;
     // One reused key array per view: the state copies it only when it creates a group.
     const keys = v.keyBuffer;
     for (let i = 0; i < keys.length; i++) keys[i] = plan.keys[i].eval(row);
-    v.state.apply(row, keys, now);
+    state.apply(row, keys, now);
   }
 
   /**
@@ -744,27 +1042,76 @@ export class Engine {
     return out;
   }
 
-  /** Saves every view's state with its offsets (atomically per view) and records the offsets in the log. */
-  async checkpoint(): Promise<void> {
-    for (const [name, v] of this.#views) {
-      const t0 = performance.now();
-      // The budget is enforced here, where the whole state is walked anyway.
-      let size = v.state.memoryBytes();
-      const budget = v.plan.options.memoryBudgetBytes;
-      if (size > budget) {
-        const removed = v.state.evictClosed(size, budget * 0.9);
-        v.evictedRows += removed;
-        size = v.state.memoryBytes();
-        this.#logger.warn({ view: name, removed, bytes: size, budget }, size > budget ? `view ${name} is over its memory budget with open windows alone` : `view ${name} evicted ${removed} closed rows to stay within its memory budget`);
+  /**
+   * Saves every view's state per owned partition with the partition's offset (one atomic write each; a partition
+   * whose state and offset did not change since its last checkpoint is not written again) and records the offsets in
+   * the log.
+   */
+  checkpoint(): Promise<void> {
+    return this.#exclusive(async () => {
+      for (const [name, v] of this.#views) await this.#saveView(name, v);
+    });
+  }
+
+  /** Checkpoints run one at a time (the timer's, a new view's, the last one on close). */
+  #exclusive(work: () => Promise<void>): Promise<void> {
+    const next = this.#checkpointing.then(work);
+    this.#checkpointing = next.catch(() => {});
+    return next;
+  }
+
+  #checkpointing: Promise<void> = Promise.resolve();
+
+  #checkpointView(name: string, v: Runtime): Promise<void> {
+    return this.#exclusive(() => this.#saveView(name, v));
+  }
+
+  async #saveView(name: string, v: Runtime): Promise<void> {
+    // Dropped or replaced since: its files are the new view's now.
+    if (this.#views.get(name) !== v) return;
+    const t0 = performance.now();
+    const states = this.#states(v);
+    // The budget is enforced here, where the whole state is walked anyway: each partition's state gives up closed
+    // rows in proportion to its size.
+    let size = this.#memoryBytes(v);
+    const budget = v.plan.options.memoryBudgetBytes;
+    if (size > budget) {
+      let removed = 0;
+      for (const s of states) {
+        const own = s.memoryBytes();
+        removed += s.evictClosed(own, (own * budget * 0.9) / size);
       }
-      v.memoryBytes = size;
-      const owned = this.#owned === undefined ? null : [...this.#owned].sort((a, b) => a - b);
-      const bytes = encodeCheckpoint({ format: CHECKPOINT_FORMAT, sql: v.plan.sql, offsets: [...v.offsets], startOffsets: v.startOffsets, owned, state: v.state.save() });
-      await this.#o.store.saveCheckpoint(name, bytes);
-      v.lastCheckpointMs = this.#clock.now();
-      v.lastCheckpointDurationMs = performance.now() - t0;
-      await this.#o.log.commitOffsets(`view.${name}`, Object.fromEntries(v.offsets.map((o, p) => [p, o])));
+      v.evictedRows += removed;
+      size = this.#memoryBytes(v);
+      this.#logger.warn({ view: name, removed, bytes: size, budget }, size > budget ? `view ${name} is over its memory budget with open windows alone` : `view ${name} evicted ${removed} closed rows to stay within its memory budget`);
     }
+    v.memoryBytes = size;
+    v.rowCount = undefined;
+    for (const u of v.units) {
+      const live = [...u.live].sort((a, b) => a - b);
+      const positions = JSON.stringify([live.map((p) => [p, v.offsets[p]]), [...u.moved]]);
+      if (u.saved !== undefined && u.saved.changes === u.state.changes && u.saved.positions === positions) continue;
+      const cp: UnitCheckpoint = {
+        format: CHECKPOINT_FORMAT,
+        sql: v.plan.sql,
+        anchor: u.anchor,
+        live: Object.fromEntries(live.map((p) => [p, v.offsets[p]])),
+        start: Object.fromEntries(live.map((p) => [p, v.startOffsets[p]])),
+        moved: Object.fromEntries(u.moved),
+        state: u.state.save(),
+      };
+      const changes = u.state.changes;
+      if (this.#views.get(name) !== v) return;
+      await this.#o.store.saveCheckpoint(name, u.anchor, encodeCheckpoint(cp));
+      u.saved = { changes, positions };
+      if (u.legacyFile !== undefined) {
+        await this.#o.store.dropLegacyCheckpoint?.(name, u.legacyFile);
+        u.legacyFile = undefined;
+      }
+    }
+    v.lastCheckpointMs = this.#clock.now();
+    v.lastCheckpointDurationMs = performance.now() - t0;
+    await this.#o.log.commitOffsets(`view.${name}`, Object.fromEntries(this.#ownedList().map((p) => [p, v.offsets[p]])));
   }
 
   /** Stops consuming and writes a final checkpoint. */

@@ -246,6 +246,8 @@ export class GroupTable {
   readonly start: number | null;
   readonly end: number | null;
   closed = false;
+  /** Rises with every change (what tells a reader's cache of the window that it is stale). */
+  changes = 0;
   readonly #specs: readonly AggSpec[];
   readonly #index = new RowIndex();
   /** Per row: the key value itself when the view has one key column (no array per row), else the key array. */
@@ -289,6 +291,7 @@ export class GroupTable {
   add(key: unknown, keys: readonly Value[], row: EventRow, version: number): void {
     const r = this.#row(key, keys);
     this.#versions.set(r, version);
+    this.changes++;
     const specs = this.#specs;
     for (let i = 0; i < specs.length; i++) {
       const arg = specs[i].arg;
@@ -299,6 +302,7 @@ export class GroupTable {
   /** Merges partial aggregates into the row of `key` (freezing merged windows, restoring checkpoints). */
   absorb(key: unknown, keys: readonly Value[], accs: readonly Accumulator[], version: number): void {
     const r = this.#row(key, keys);
+    this.changes++;
     if (version > this.#versions.get(r)) this.#versions.set(r, version);
     for (let i = 0; i < accs.length; i++) this.#cols[i].absorb(r, accs[i]);
   }
@@ -330,6 +334,7 @@ export class GroupTable {
   /** Marks the window final; every row's version becomes `version` (the live stream sends them once more). */
   close(version: number): void {
     this.closed = true;
+    this.changes++;
     for (let r = 0; r < this.#keys.length; r++) this.#versions.set(r, version);
   }
 

@@ -69,12 +69,17 @@ export class ViewState {
   #watermark = -Infinity;
   /** The end of the newest closed window dropped for the memory budget: corrections before it cannot be applied. */
   #evictedThrough = -Infinity;
-  #version = 0;
+  /** The view's change counter: shared by the states of one view's partitions, so versions order across them. */
+  readonly #versions: VersionCounter;
+  /** Changes made by this state (what tells whether it needs a new checkpoint). */
+  #changes = 0;
   lateCount = 0;
   readonly late: LateEvent[] = [];
 
-  constructor(plan: ViewPlan, partitions: number) {
+  /** `partitions`: how many the log has (the state takes events of any of them). */
+  constructor(plan: ViewPlan, partitions: number, versions: VersionCounter = { value: 0 }) {
     this.plan = plan;
+    this.#versions = versions;
     this.#maxTime = new Array<number>(partitions).fill(-Infinity);
     this.#lastActiveMs = new Array<number>(partitions).fill(-Infinity);
     this.#idle = new Array<boolean>(partitions).fill(false);
@@ -88,14 +93,91 @@ export class ViewState {
   }
 
   get version(): number {
-    return this.#version;
+    return this.#versions.value;
   }
 
-  /** Every group (row) of the view; open HOP windows are merged from their panes here. */
-  *groups(): IterableIterator<Group> {
-    for (const b of this.#buckets.values()) yield* b.values();
+  /** Rises with every change of this state (not of the other partitions' states sharing its version counter). */
+  get changes(): number {
+    return this.#changes;
+  }
+
+  #bump(): number {
+    this.#changes++;
+    return ++this.#versions.value;
+  }
+
+  /**
+   * How far this state lets the windows of a view spread over several states close: its watermark; -Infinity
+   * while a partition has records to come and none seen; +Infinity when it holds nothing back (no partition with
+   * records, or all idle).
+   */
+  get floor(): number {
+    let min = Infinity;
+    for (let i = 0; i < this.#maxTime.length; i++) {
+      if (this.#maxTime[i] === -Infinity) {
+        if (this.#pending[i]) return -Infinity;
+        continue;
+      }
+      if (!this.#idle[i]) min = Math.min(min, this.#watermark);
+    }
+    return min;
+  }
+
+  /** Whether every partition this state has records of is idle (quiet past the idle timeout), and there is one. */
+  get idle(): boolean {
+    let any = false;
+    for (let i = 0; i < this.#maxTime.length; i++) {
+      if (this.#maxTime[i] === -Infinity) continue;
+      if (!this.#idle[i]) return false;
+      any = true;
+    }
+    return any;
+  }
+
+  /**
+   * Stops counting a partition in the watermark: its records go on in another state (it moved to another engine
+   * worker). What this state counted of it stays.
+   */
+  retire(partition: number): void {
+    this.#maxTime[partition] = -Infinity;
+    this.#pending[partition] = false;
+    this.#idle[partition] = false;
+  }
+
+  /**
+   * Moves the watermark up to `watermark` (never down) and closes what it passed: an idle partition's state follows
+   * the other partitions of its view, so an event arriving after a quiet spell is judged late as it would be in one
+   * state over all partitions (and a row another state already reported final does not change).
+   */
+  raiseWatermark(watermark: number): void {
+    if (!(watermark > this.#watermark) || !Number.isFinite(watermark)) return;
+    this.#watermark = watermark;
+    if (this.plan.window.kind === 'hop') this.#freeze();
+    this.#close();
+  }
+
+  /** Every group (row) of the view but those of the windows starting in `skip`; open HOP windows are merged from their panes here. */
+  *groups(skip?: ReadonlySet<number>): IterableIterator<Group> {
+    for (const b of this.#buckets.values()) if (skip === undefined || b.start === null || !skip.has(b.start)) yield* b.values();
     for (const list of this.#sessions.values()) yield* list;
     if (this.plan.window.kind === 'hop') for (const start of this.#openWindowStarts()) yield* this.#derive(start).values();
+  }
+
+  /** The closed windows (TUMBLE, and HOP windows once frozen): their rows change only by corrections. */
+  *closedWindows(): IterableIterator<GroupTable> {
+    for (const b of this.#buckets.values()) if (b.closed && b.start !== null) yield b;
+  }
+
+  /** Whether the window starting at `start` is open here and holds rows (a HOP window not frozen with panes in it). */
+  isOpen(start: number): boolean {
+    const w = this.plan.window;
+    if (w.kind === 'hop') {
+      if (start <= this.#frozenThrough) return false;
+      for (let p = start; p < start + w.sizeMs; p += this.#paneMs) if (this.#panes.has(p)) return true;
+      return false;
+    }
+    const b = this.#buckets.get(start);
+    return b !== undefined && !b.closed;
   }
 
   get groupCount(): number {
@@ -178,7 +260,7 @@ export class ViewState {
     for (const start of this.#openWindowStarts()) {
       if (start > through) break;
       const groups = this.#derive(start);
-      const version = ++this.#version;
+      const version = this.#bump();
       if (groups.size > 0) {
         const frozen = new GroupTable(this.plan.aggs, start, start + w.sizeMs, this.plan.keys.length);
         for (const [key, g] of groups) frozen.absorb(key, g.keys, g.accs, version);
@@ -239,7 +321,7 @@ export class ViewState {
       }
     }
     const w = plan.window;
-    const version = ++this.#version;
+    const version = this.#bump();
     const key = groupId(keys);
     switch (w.kind) {
       case 'none':
@@ -374,7 +456,7 @@ export class ViewState {
    * windows behind the watermark and drops closed windows older than the retention.
    */
   advance(nowMs: number, caughtUp: boolean): void {
-    const { maxLatenessMs, idleTimeoutMs, retentionMs } = this.plan.options;
+    const { maxLatenessMs, idleTimeoutMs } = this.plan.options;
     let max = -Infinity;
     for (let p = 0; p < this.#maxTime.length; p++) {
       const m = this.#maxTime[p];
@@ -387,11 +469,16 @@ export class ViewState {
     const candidate = min !== Infinity ? min - maxLatenessMs : this.plan.time === 'received_at' && caughtUp ? nowMs - maxLatenessMs : max - maxLatenessMs;
     if (candidate > this.#watermark) this.#watermark = candidate;
     if (this.plan.window.kind === 'hop') this.#freeze();
+    this.#close();
+  }
+
+  /** Closes the windows behind the watermark and drops closed ones older than the retention. */
+  #close(): void {
     const watermark = this.#watermark;
-    const horizon = watermark - retentionMs;
+    const horizon = watermark - this.plan.options.retentionMs;
     for (const [id, b] of this.#buckets) {
       if (b.end === null) continue;
-      if (!b.closed && b.end <= watermark) b.close(++this.#version);
+      if (!b.closed && b.end <= watermark) b.close(this.#bump());
       if (b.closed && b.end <= horizon) this.#buckets.delete(id);
     }
     for (const [key, list] of this.#sessions) {
@@ -399,7 +486,7 @@ export class ViewState {
         const g = list[i];
         if (!g.closed && g.windowEnd! <= watermark) {
           g.closed = true;
-          g.version = ++this.#version;
+          g.version = this.#bump();
         }
         if (g.closed && g.windowEnd! <= horizon) list.splice(i--, 1);
       }
@@ -464,8 +551,8 @@ export class ViewState {
     };
   }
 
-  static restore(plan: ViewPlan, partitions: number, saved: SavedViewState, nowMs: number): ViewState {
-    const s = new ViewState(plan, partitions);
+  static restore(plan: ViewPlan, partitions: number, saved: SavedViewState, nowMs: number, versions?: VersionCounter): ViewState {
+    const s = new ViewState(plan, partitions, versions);
     for (const [keys, start, end, , accs] of saved.panes) {
       let b = s.#panes.get(start!);
       if (b === undefined) {
@@ -504,6 +591,11 @@ export class ViewState {
     for (const l of saved.late) s.late.push(l.reason === undefined ? { ...l, reason: 'window_closed' } : l);
     return s;
   }
+}
+
+/** A view's change counter, shared by the states of its partitions. */
+export interface VersionCounter {
+  value: number;
 }
 
 type SavedGroup = [Value[], number | null, number | null, boolean, unknown[]];

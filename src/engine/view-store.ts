@@ -1,75 +1,113 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { writeFileAtomic } from '../core/index.js';
 import { join } from 'node:path';
 
-/** Where view definitions and checkpoints live. `FileViewStore` is the embedded default. */
+/**
+ * Where view definitions and checkpoints live. A view's state is saved in units, each under its anchor partition
+ * (see the engine): one checkpoint per partition number at most. `FileViewStore` is the embedded default.
+ */
 export interface ViewStore {
   list(): Promise<{ name: string; sql: string }[]>;
   saveDefinition(name: string, sql: string): Promise<void>;
-  remove(name: string): Promise<void>;
-  loadCheckpoint(name: string): Promise<Uint8Array | undefined>;
+  /** Removes the view's checkpoints anchored at these partitions (and the legacy ones). */
+  remove(name: string, partitions: readonly number[]): Promise<void>;
+  loadCheckpoint(name: string, partition: number): Promise<Uint8Array | undefined>;
   /** Atomic: after a crash the previous or the new checkpoint is there, never a mix. */
-  saveCheckpoint(name: string, bytes: Uint8Array): Promise<void>;
+  saveCheckpoint(name: string, partition: number, bytes: Uint8Array): Promise<void>;
+  /**
+   * Checkpoints of the format before units (one per engine, over the partitions it owned), read so their state
+   * carries over instead of being rebuilt from the log.
+   */
+  loadLegacyCheckpoints?(name: string): Promise<{ file: string; bytes: Uint8Array }[]>;
+  /** Deletes one (once its state is saved as a unit). */
+  dropLegacyCheckpoint?(name: string, file: string): Promise<void>;
 }
 
 export class MemoryViewStore implements ViewStore {
   readonly #defs = new Map<string, string>();
-  readonly #checkpoints = new Map<string, Uint8Array>();
+  readonly #checkpoints = new Map<string, Map<number, Uint8Array>>();
   async list() {
     return [...this.#defs].map(([name, sql]) => ({ name, sql }));
   }
   async saveDefinition(name: string, sql: string) {
     this.#defs.set(name, sql);
   }
-  async remove(name: string) {
+  async remove(name: string, partitions: readonly number[]) {
     this.#defs.delete(name);
-    this.#checkpoints.delete(name);
+    for (const p of partitions) this.#checkpoints.get(name)?.delete(p);
   }
-  async loadCheckpoint(name: string) {
-    return this.#checkpoints.get(name);
+  async loadCheckpoint(name: string, partition: number) {
+    return this.#checkpoints.get(name)?.get(partition);
   }
-  async saveCheckpoint(name: string, bytes: Uint8Array) {
-    this.#checkpoints.set(name, Uint8Array.from(bytes));
+  async saveCheckpoint(name: string, partition: number, bytes: Uint8Array) {
+    let m = this.#checkpoints.get(name);
+    if (m === undefined) this.#checkpoints.set(name, (m = new Map()));
+    m.set(partition, Uint8Array.from(bytes));
   }
 }
 
 export interface FileViewStoreOptions {
-  /** Name of this engine's checkpoint file in each view folder (several engines: one each). Default checkpoint.bin. */
-  readonly checkpointFile?: string;
   /** The view definitions to start with: they live in the shared state (`ViewDefinitions`), not here. */
   readonly definitions?: readonly { name: string; sql: string }[];
 }
 
+/** `checkpoint.bin` (one engine) and `checkpoint-<i>-of-<n>.bin` (engine i of n): before state per partition. */
+const LEGACY_RE = /^checkpoint(-\d+-of-\d+)?\.bin$/;
+
 /**
- * Checkpoints in `<dir>/<view>/<checkpointFile>` (written to a temp file, synced, renamed). Definitions are the
- * host's (`ViewDefinitions`, in the shared state): this store hands the engine the ones it was given and keeps none.
+ * Checkpoints in `<dir>/<view>/p<anchor>.bin` (written to a temp file, synced, renamed: `writeFileAtomic`).
+ * Definitions are the host's (`ViewDefinitions`, in the shared state): this store hands the engine the ones it was
+ * given and keeps none.
  */
 export class FileViewStore implements ViewStore {
   readonly #dir: string;
-  readonly #checkpoint: string;
   readonly #definitions: readonly { name: string; sql: string }[];
   constructor(dir: string, options: FileViewStoreOptions = {}) {
     this.#dir = dir;
-    this.#checkpoint = options.checkpointFile ?? 'checkpoint.bin';
     this.#definitions = options.definitions ?? [];
   }
   async list() {
     return [...this.#definitions];
   }
   async saveDefinition() {}
-  async remove(name: string) {
-    await rm(join(this.#dir, name, this.#checkpoint), { force: true });
+  async remove(name: string, partitions: readonly number[]) {
+    for (const p of partitions) await rm(join(this.#dir, name, `p${p}.bin`), { force: true });
+    for (const f of await this.#legacy(name)) await rm(join(this.#dir, name, f), { force: true });
   }
-  async loadCheckpoint(name: string) {
+  loadCheckpoint(name: string, partition: number) {
+    return readIfThere(join(this.#dir, name, `p${partition}.bin`));
+  }
+  async saveCheckpoint(name: string, partition: number, bytes: Uint8Array) {
+    await mkdir(join(this.#dir, name), { recursive: true });
+    await writeFileAtomic(join(this.#dir, name, `p${partition}.bin`), bytes);
+  }
+  async loadLegacyCheckpoints(name: string) {
+    const out: { file: string; bytes: Uint8Array }[] = [];
+    for (const file of await this.#legacy(name)) {
+      const bytes = await readIfThere(join(this.#dir, name, file));
+      if (bytes !== undefined) out.push({ file, bytes });
+    }
+    return out;
+  }
+  async dropLegacyCheckpoint(name: string, file: string) {
+    if (!LEGACY_RE.test(file)) return;
+    await rm(join(this.#dir, name, file), { force: true });
+  }
+  async #legacy(name: string): Promise<string[]> {
     try {
-      return await readFile(join(this.#dir, name, this.#checkpoint));
+      return (await readdir(join(this.#dir, name))).filter((f) => LEGACY_RE.test(f)).sort();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
   }
-  async saveCheckpoint(name: string, bytes: Uint8Array) {
-    await mkdir(join(this.#dir, name), { recursive: true });
-    await writeFileAtomic(join(this.#dir, name, this.#checkpoint), bytes);
+}
+
+async function readIfThere(path: string): Promise<Uint8Array | undefined> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }

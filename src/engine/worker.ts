@@ -33,17 +33,15 @@ const logger: Logger = {
 
 let catalogSnapshot: CatalogSnapshot = init.catalog;
 const log = new RemoteLog(init.partitions, init.stats, (m) => post(m));
-// Definitions and tables are the host's (in the shared state); each worker keeps its own checkpoints.
+// Definitions and tables are the host's (in the shared state); checkpoints are per view and partition in the data dir.
 const tables = new Tables();
 tables.load(init.tables);
 const owned = Array.from({ length: init.partitions }, (_, p) => p).filter((p) => p % init.workers === init.index);
 const catalog = (): Catalog => schemaCatalog(catalogSnapshot, tables);
 const engine = new Engine({
   log,
-  store: new FileViewStore(join(init.dataDir, 'views'), {
-    definitions: init.views,
-    checkpointFile: init.workers === 1 ? 'checkpoint.bin' : `checkpoint-${init.index}-of-${init.workers}.bin`,
-  }),
+  // Checkpoints are per view and partition: a worker takes over any partition's state, whatever the worker count.
+  store: new FileViewStore(join(init.dataDir, 'views'), { definitions: init.views }),
   ownedPartitions: init.workers === 1 ? undefined : owned,
   tables,
   catalog,

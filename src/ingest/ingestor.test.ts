@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FileKvStore, decodeEventRecord, HalflifeError, ManualClock } from '../core/index.js';
 import { defaultConfig } from '../config/index.js';
-import { MemoryLog, type AppendAck, type AppendRecord } from '../log/index.js';
+import { MemoryLog, withStoredBeforeFailure, type AppendAck, type AppendRecord } from '../log/index.js';
 import { SchemaRegistry } from '../schema/index.js';
 import { DeadLetterStore } from './dead-letters.js';
 import { Ingestor, type IngestorOptions, type RequestPolicy, type Shedding } from './ingestor.js';
@@ -11,7 +11,15 @@ import { tempDir } from '../../test/helpers/tmp.js';
 /** A log whose appends can be made to fail after a delay, like a disk filling up mid-request. */
 class FlakyLog extends MemoryLog {
   failNext = false;
+  /** Fails the next append after storing its even-numbered records (as JetStream may, publishing per partition). */
+  failNextPartly = false;
   override async append(records: readonly AppendRecord[]): Promise<AppendAck[]> {
+    if (this.failNextPartly) {
+      this.failNextPartly = false;
+      const stored = records.flatMap((_r, i) => (i % 2 === 0 ? [i] : []));
+      await super.append(stored.map((i) => records[i]));
+      throw withStoredBeforeFailure(new HalflifeError('LOG_WRITE_FAILED', { reason: 'no responders' }), stored);
+    }
     if (this.failNext) {
       this.failNext = false;
       await new Promise((r) => setTimeout(r, 30));
@@ -47,6 +55,21 @@ test('a repeat of an id whose first append fails is not acknowledged; the retry 
     const retry = await s.send([ev]);
     assert.deepEqual([retry.accepted, retry.duplicates], [1, 0]);
     assert.equal(s.log.stats().records, 1);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a request the log stored only in part fails, and its retry stores the rest once: what was stored is a duplicate', async () => {
+  const s = await setup({ unknownTypes: 'accept' });
+  try {
+    const events = Array.from({ length: 6 }, (_, i) => ({ type: 'x', id: `part-${i}`, data: { n: i } }));
+    s.log.failNextPartly = true;
+    await assert.rejects(s.send(events), { code: 'LOG_WRITE_FAILED' });
+    assert.equal(s.log.stats().records, 3);
+    const retry = await s.send(events);
+    assert.deepEqual([retry.accepted, retry.duplicates], [3, 3]);
+    assert.equal(s.log.stats().records, 6, 'each event stored once');
   } finally {
     await s.close();
   }

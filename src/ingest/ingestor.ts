@@ -9,7 +9,7 @@ import {
   type Clock,
   type Logger,
 } from '../core/index.js';
-import type { AppendRecord, Log } from '../log/index.js';
+import { storedBeforeFailure, type AppendRecord, type Log } from '../log/index.js';
 import type { SchemaRegistry } from '../schema/index.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterStore } from './dead-letters.js';
 import { DedupWindow } from './dedup.js';
@@ -405,8 +405,10 @@ export class Ingestor {
     try {
       await Promise.all([appended, this.#o.deadLetters.add(letters)]);
     } catch (err) {
-      // Nothing of this request is acknowledged: let the client's retry through the dedup window.
-      this.#dedup.forget(ids);
+      // Nothing of this request is acknowledged: let the client's retry through the dedup window, but for events the
+      // log stored nonetheless (a retry of those is a duplicate).
+      const stored = storedBeforeFailure(err);
+      this.#dedup.forget(stored.size === 0 ? ids : records.flatMap((r, i) => (r.id !== undefined && !stored.has(i) ? [r.id] : [])));
       throw err;
     } finally {
       for (const id of ids) if (this.#pendingIds.get(id) === appended) this.#pendingIds.delete(id);

@@ -1,5 +1,5 @@
 export type { Log, LogWriter, LogReader, OffsetStore, AppendRecord, AppendAck, LogRecord, LogStats, PartitionStats, ReadOptions, RecordValue, RecordEncoder, RecordBatch } from './log.js';
-export { valueByteLength, valueBytes, recordsToBatch, batchKey, positionAfter, lagOf, batchToRecords } from './log.js';
+export { valueByteLength, valueBytes, recordsToBatch, batchKey, positionAfter, lagOf, batchToRecords, storedBeforeFailure, withStoredBeforeFailure } from './log.js';
 export { TailWaiters } from './tail.js';
 export { SegmentLog } from './segment-log.js';
 export type { SegmentLogOptions, FsyncPolicy, LogObserver } from './segment-log.js';

@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { HalflifeError, LifecycleState, offset as toOffset, partitionId, silentLogger, type Logger, type Offset, type PartitionId } from '../core/index.js';
-import { batchToRecords, lagOf, valueByteLength, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type OffsetStore, type PartitionStats, type ReadOptions, type RecordBatch, type RecordValue } from './log.js';
+import { batchToRecords, lagOf, valueByteLength, withStoredBeforeFailure, type AppendAck, type AppendRecord, type Log, type LogRecord, type LogStats, type OffsetStore, type PartitionStats, type ReadOptions, type RecordBatch, type RecordValue } from './log.js';
 import { GroupCommit } from './group-commit.js';
 import { Partitioner } from './partitioner.js';
 import { TailWaiters } from './tail.js';
@@ -353,8 +353,18 @@ export class JetStreamLog implements Log {
       for (const req of group) req.failed ??= failure;
     }
     for (const req of group) {
-      if (req.failed !== undefined) req.reject(req.failed);
-      else req.resolve(req.acks);
+      if (req.failed === undefined) {
+        req.resolve(req.acks);
+        continue;
+      }
+      // Other partitions' messages of the request may be stored: say which records, so they are not sent twice.
+      const stored: number[] = [];
+      for (let i = 0; i < req.acks.length; i++) if (req.acks[i] !== undefined) stored.push(i);
+      if (stored.length === 0) req.reject(req.failed);
+      else {
+        const f = req.failed;
+        req.reject(withStoredBeforeFailure(new HalflifeError(f.code, f.details, { message: f.message, cause: f.cause }), stored));
+      }
     }
   }
 

@@ -136,6 +136,19 @@ export function batchKey(batch: RecordBatch, i: number): string | undefined {
   return s < 0 ? undefined : readUtf8(batch.buffer, s, batch.keyEnds[i]);
 }
 
+const STORED = Symbol('stored');
+
+/** Marks `err`, the failure of an append, with the indexes of the records it stored nonetheless. */
+export function withStoredBeforeFailure<E extends Error>(err: E, stored: readonly number[]): E {
+  (err as E & { [STORED]?: ReadonlySet<number> })[STORED] = new Set(stored);
+  return err;
+}
+
+/** The indexes of the records a failed append stored nonetheless (empty: none, or the backend cannot tell). */
+export function storedBeforeFailure(err: unknown): ReadonlySet<number> {
+  return (err instanceof Error ? (err as Error & { [STORED]?: ReadonlySet<number> })[STORED] : undefined) ?? new Set();
+}
+
 export interface AppendAck {
   readonly partition: PartitionId;
   readonly offset: Offset;
@@ -187,6 +200,11 @@ export interface LogWriter extends Lifecycle {
   readonly partitionCount: number;
   /** The partition a key would be written to (pinned keys get their dedicated partition). */
   partitionFor(key: string): PartitionId;
+  /**
+   * Stores the records; resolves once all are durable (as the backend defines it). A rejection means not all were: a
+   * backend that may have stored some of them anyway (JetStream publishes each partition's message on its own) says
+   * which with `storedBeforeFailure`.
+   */
   append(records: readonly AppendRecord[]): Promise<AppendAck[]>;
   /**
    * For logs shared by several processes (JetStream): calls `listener` with the ids of records other processes

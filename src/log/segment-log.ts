@@ -393,11 +393,16 @@ export class SegmentLog implements Log {
    */
   async commitOffsets(consumer: string, offsets: Readonly<Record<number, number>>): Promise<void> {
     this.#state.assertOpen();
-    for (const p of Object.keys(offsets)) this.#checkPartition(Number(p));
+    // Checked and copied now: the write may run later.
+    const given: [number, Offset][] = [];
+    for (const [p, o] of Object.entries(offsets)) {
+      this.#checkPartition(Number(p));
+      given.push([Number(p), toOffset(o)]);
+    }
     const path = this.#consumerPath(consumer);
     const write = async () => {
       const current = await this.committedOffsets(consumer);
-      for (const [p, o] of Object.entries(offsets)) current[Number(p)] = toOffset(o);
+      for (const [p, o] of given) current[p] = o;
       await writeFileAtomic(path, JSON.stringify(current) + '\n', { durable: this.#o.fsync !== 'never' });
     };
     const next = (this.#commits.get(consumer) ?? Promise.resolve()).then(write);
@@ -431,6 +436,7 @@ export class SegmentLog implements Log {
       clearInterval(this.#fsyncTimer);
       clearInterval(this.#retentionTimer);
       this.#tails.close();
+      await Promise.all(this.#commits.values());
       await this.#groups.drain();
       await this.#syncing;
       for (const p of this.#parts) await p.close();

@@ -55,84 +55,102 @@ export async function startNats(): Promise<NatsServer> {
 
 export interface NatsCluster {
   readonly nodes: NatsServer[];
+  readonly names: string[];
   /** Every node's client URL, comma-separated (what `nats.servers` takes). */
   readonly servers: string;
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** `n` distinct free ports: every probe socket stays open until all are chosen. */
+async function freePorts(n: number): Promise<number[]> {
   const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<import('node:net').Server>((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }
 
 /**
  * A JetStream cluster of `n` nats-servers of its own (loopback, free ports, storage in temporary folders), ready once
- * every node listens and the cluster has a JetStream metadata leader; killed when the test ends. A node's `stop()`
- * kills it with SIGKILL, as a crash would.
+ * every node listens and knows the cluster's JetStream metadata leader; killed when the test ends (and when it fails
+ * to start). A node's `stop()` kills it with SIGKILL, as a crash would. `names[i]` is node i's server name (what
+ * stream info calls the leader).
  */
 export async function startNatsCluster(n = 3): Promise<NatsCluster> {
   const { writeFile } = await import('node:fs/promises');
   const { join } = await import('node:path');
-  const clientPorts: number[] = [];
-  const routePorts: number[] = [];
-  for (let i = 0; i < n; i++) {
-    clientPorts.push(await freePort());
-    routePorts.push(await freePort());
-  }
+  const ports = await freePorts(2 * n);
+  const clientPorts = ports.slice(0, n);
+  const routePorts = ports.slice(n);
   const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(', ');
-  let leaderSeen: () => void = () => {};
-  const leader = new Promise<void>((resolve) => (leaderSeen = resolve));
-  const nodes = await Promise.all(
-    clientPorts.map(async (port, i): Promise<NatsServer> => {
+  const started = await Promise.allSettled(
+    clientPorts.map(async (port, i): Promise<NatsServer & { leaderKnown: Promise<void> }> => {
       const { dir, cleanup } = await tempDir('halflife-natsc-');
       const conf = join(dir, 'nats.conf');
       await writeFile(conf, `server_name: n${i}\nlisten: 127.0.0.1:${port}\njetstream { store_dir: "${join(dir, 'js')}" }\ncluster { name: halflife_test, listen: 127.0.0.1:${routePorts[i]}, routes: [${routes}] }\n`);
       const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
       const exited = supervise(child);
       const output: string[] = [];
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          reject(new Error(`nats-server n${i} did not start within 30 s:\n${output.join('\n')}`));
-        }, 30_000);
-        void exited.then(({ code, signal }) => reject(new Error(`nats-server n${i} exited (${code ?? signal}):\n${output.join('\n')}`)));
-        for (const stream of [child.stdout!, child.stderr!]) {
-          createInterface({ input: stream }).on('line', (line) => {
-            output.push(line);
-            if (/JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/.test(line)) leaderSeen();
-            if (/Server is ready/.test(line)) {
-              clearTimeout(timer);
-              resolve();
-            }
-          });
-        }
-      });
-      return {
-        url: `nats://127.0.0.1:${port}`,
-        pid: child.pid!,
-        async stop() {
-          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-          await exited;
-          await cleanup();
-        },
+      let leaderSeen: () => void = () => {};
+      const leaderKnown = new Promise<void>((resolve) => (leaderSeen = resolve));
+      const stop = async () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await exited;
+        await cleanup();
       };
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`nats-server n${i} did not start within 30 s:\n${output.join('\n')}`)), 30_000);
+          void exited.then(({ code, signal }) => {
+            clearTimeout(timer);
+            reject(new Error(`nats-server n${i} exited (${code ?? signal}):\n${output.join('\n')}`));
+          });
+          for (const stream of [child.stdout!, child.stderr!]) {
+            createInterface({ input: stream }).on('line', (line) => {
+              output.push(line);
+              if (/metadata leader/.test(line)) leaderSeen();
+              if (/Server is ready/.test(line)) {
+                clearTimeout(timer);
+                resolve();
+              }
+            });
+          }
+        });
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+      return { url: `nats://127.0.0.1:${port}`, pid: child.pid!, stop, leaderKnown };
     }),
   );
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const stopAll = async () => {
+    for (const x of nodes) await x.stop();
+  };
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) {
+    await stopAll();
+    throw failed.reason;
+  }
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([leader, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('the NATS cluster elected no JetStream metadata leader within 60 s')), 60_000)))]);
-  clearTimeout(timer);
+  try {
+    await Promise.race([Promise.all(nodes.map((x) => x.leaderKnown)), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('the NATS cluster elected no JetStream metadata leader within 60 s')), 60_000)))]);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     nodes,
+    names: nodes.map((_x, i) => `n${i}`),
     servers: nodes.map((x) => x.url).join(','),
-    async stop() {
-      for (const x of nodes) await x.stop();
-    },
+    stop: stopAll,
   };
 }

@@ -332,6 +332,23 @@ function resolvePointer(root: unknown, ref: string): unknown {
   return node;
 }
 
+/** Schemas nest no deeper than this (real ones rarely pass 20); deeper ones would overflow the checks' recursion. */
+export const MAX_SCHEMA_DEPTH = 100;
+
+/** How deep `schema` nests objects and arrays, counted without recursion; stops counting past `limit`. */
+export function schemaDepth(schema: unknown, limit = MAX_SCHEMA_DEPTH): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[schema, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > deepest) deepest = depth;
+    if (deepest > limit) return deepest;
+    for (const x of Object.values(v)) stack.push([x, depth + 1]);
+  }
+  return deepest;
+}
+
 /** Keywords whose subschemas apply to the same place in the event as the schema holding them. */
 const IN_PLACE = ['allOf', 'anyOf', 'oneOf', 'not', 'if', 'then', 'else', 'dependentSchemas'] as const;
 

@@ -245,3 +245,25 @@ test('two registries sharing one store (two nodes): versions registered on one a
   await a.close();
   await b.close();
 });
+
+test('a schema nested deeper than any real one is refused, not a stack overflow: as arrays, as subschemas, as a root that is no schema', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const reg = new SchemaRegistry({ kv: new FileKvStore(dir), defaultCompatibility: 'backward' });
+    await reg.start();
+    let nots: unknown = { type: 'string' };
+    for (let i = 0; i < 5000; i++) nots = { not: nots };
+    let arrays: unknown = [];
+    for (let i = 0; i < 5000; i++) arrays = [arrays];
+    await assert.rejects(reg.register('deep', nots), (err: HalflifeError) => err.code === 'SCHEMA_INVALID' && /more than 100 levels deep/.test(err.message));
+    await assert.rejects(reg.register('deep', { type: 'object', default: arrays }), (err: HalflifeError) => err.code === 'SCHEMA_INVALID' && /more than 100 levels deep/.test(err.message));
+    await assert.rejects(reg.register('deep', arrays), { code: 'SCHEMA_INVALID', message: /must be a JSON object or a boolean/ });
+    // 100 levels are fine.
+    let ok: unknown = { type: 'string' };
+    for (let i = 0; i < 49; i++) ok = { not: ok };
+    assert.equal((await reg.register('deep', ok)).created, true);
+    await reg.close();
+  } finally {
+    await cleanup();
+  }
+});

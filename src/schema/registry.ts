@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Compatibility } from '../config/index.js';
 import { HalflifeError, kvName, kvToken, LifecycleState, silentLogger, SystemClock, type Clock, type KvChange, type KvStore, type KvWatch, type Logger } from '../core/index.js';
 import { backwardIncompatibilities, deepEqual } from './compatibility.js';
-import { findRefLoop, SchemaCompiler, type CompiledSchema, type ValidationLimits } from './compiler.js';
+import { findRefLoop, MAX_SCHEMA_DEPTH, schemaDepth, SchemaCompiler, type CompiledSchema, type ValidationLimits } from './compiler.js';
 import './errors.js';
 
 const TYPE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
@@ -257,6 +257,13 @@ export class SchemaRegistry {
 
   async #register(type: string, schema: unknown): Promise<RegisterResult> {
     if (!TYPE_RE.test(type)) throw new HalflifeError('INVALID_TYPE_NAME', { type: JSON.stringify(type) });
+    if (typeof schema !== 'boolean' && (schema === null || typeof schema !== 'object' || Array.isArray(schema))) {
+      throw new HalflifeError('SCHEMA_INVALID', { type, reason: 'a schema must be a JSON object or a boolean' });
+    }
+    // Checked before anything walks the schema recursively (comparing, loop finding, compiling).
+    if (schemaDepth(schema) > MAX_SCHEMA_DEPTH) {
+      throw new HalflifeError('SCHEMA_INVALID', { type, reason: `it nests objects and arrays more than ${MAX_SCHEMA_DEPTH} levels deep` });
+    }
     const entry = this.#types.get(type);
     const previous = entry?.versions[entry.versions.length - 1];
     if (previous !== undefined && deepEqual(previous.schema, schema)) {

@@ -98,9 +98,9 @@ export function viewMemory(keys: number, windows: number, users = 3): { bytes: n
  * Freshness: with the three views running and a background load at `rate` events/s, sends marker events and
  * measures the time from sending to seeing them in a view (p50/p99, ms).
  */
-export async function freshness(rate: number, samples: number): Promise<{ p50Ms: number; p99Ms: number; queryP50Ms: number; queryP99Ms: number }> {
+export async function freshness(rate: number, samples: number, env: Record<string, string> = {}): Promise<{ p50Ms: number; p99Ms: number; queryP50Ms: number; queryP99Ms: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'halflife-bench-fresh-'));
-  const server = await spawnServer(dir, { HALFLIFE_LOG_LEVEL: 'warn' }, [], { shedding: 'defaults' });
+  const server = await spawnServer(dir, { HALFLIFE_LOG_LEVEL: 'warn', ...env }, [], { shedding: 'defaults' });
   const client = new HalflifeClient({ url: server.url });
   try {
     for (const [type, schema] of Object.entries(WORKLOAD_SCHEMAS)) await client.registerSchema(type, schema);

@@ -46,10 +46,10 @@ export async function startBare(): Promise<Target> {
 }
 
 /** A halflife server with the workload's schemas registered (and the three benchmark views with `views`). */
-export async function startHalflife(fsync: string, nodeArgs: string[], views = false): Promise<Target> {
+export async function startHalflife(fsync: string, nodeArgs: string[], views = false, env: Record<string, string> = {}): Promise<Target> {
   const { dir, cleanup } = await tempDir('halflife-bench-');
   // The production settings, shedding included: the benchmark measures what a user runs.
-  const server = await spawnServer(dir, { HALFLIFE_LOG_FSYNC: fsync, HALFLIFE_LOG_LEVEL: 'warn' }, nodeArgs, { shedding: 'defaults' });
+  const server = await spawnServer(dir, { HALFLIFE_LOG_FSYNC: fsync, HALFLIFE_LOG_LEVEL: 'warn', ...env }, nodeArgs, { shedding: 'defaults' });
   const put = async (path: string, body: unknown) => {
     const res = await fetch(`${server.url}${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);

@@ -4,7 +4,9 @@
  *   npm run bench -- [--quick] [--events N] [--seconds N] [--runs N] [--concurrency N]
  *                    [--scenario a,b,...] [--json] [--profile DIR] [--generate N]
  *
- * Scenarios: ceiling, ingest, ingest-always, e2e, backfill, latency, memory, redis, nats, postgres, duckdb.
+ * Scenarios: ceiling, ingest, ingest-always, e2e, backfill, latency, memory, redis, nats, postgres, duckdb; and, only when
+ * asked for, cluster (the log on NATS JetStream: one server R1 and a 3-node cluster R3 next to the embedded log;
+ * needs nats-server).
  * --generate N prints N workload events as NDJSON (input for `halflife send`) and exits.
  */
 import { execSync } from 'node:child_process';
@@ -50,8 +52,9 @@ const START_MS = 1_790_000_000_000;
 const PER_EVENT_MS = 0.05;
 
 const ALL = ['ceiling', 'ingest', 'ingest-always', 'e2e', 'backfill', 'latency', 'memory', 'redis', 'nats', 'postgres', 'duckdb'];
+const KNOWN = [...ALL, 'cluster'];
 const chosen = args.scenario ? args.scenario.split(',') : ALL;
-for (const s of chosen) if (!ALL.includes(s)) throw new Error(`unknown scenario ${s}; known: ${ALL.join(', ')}`);
+for (const s of chosen) if (!KNOWN.includes(s)) throw new Error(`unknown scenario ${s}; known: ${KNOWN.join(', ')}`);
 const want = (s: string) => chosen.includes(s);
 const log = (s: string) => {
   if (!args.json) process.stderr.write(`${s}\n`);
@@ -126,6 +129,44 @@ if (want('latency')) {
   log(`latency at ${rate} events/s: freshness p99 ${f.p99Ms.toFixed(0)} ms, query p99 ${f.queryP99Ms.toFixed(1)} ms`);
 }
 
+// (g) Cluster: the log on NATS JetStream (one server, R1; three servers, R3) next to the embedded log, in the same run:
+// ingest over HTTP with the three views running, then freshness at half that rate. The NATS servers share the cores.
+if (want('cluster')) {
+  const { startNats, startNatsCluster } = await import('../test/helpers/nats.js');
+  const setups: { name: string; label: string; env: (run: number) => Record<string, string>; stop: () => Promise<void> }[] = [];
+  setups.push({ name: 'embedded', label: 'embedded log (fsync=interval)', env: () => ({}), stop: async () => {} });
+  const single = await startNats();
+  const three = await startNatsCluster(3);
+  const onNats = (servers: string, replicas: number) => (run: number) => ({ HALFLIFE_NATS: servers, HALFLIFE_NATS_REPLICAS: String(replicas), HALFLIFE_NATS_STREAM: `BENCH${run}`, HALFLIFE_NATS_SUBJECT_PREFIX: `bench${run}`, HALFLIFE_NATS_BUCKET_PREFIX: `bench${run}` });
+  setups.push({ name: 'r1', label: 'JetStream, 1 server, R1', env: onNats(single.url, 1), stop: () => single.stop() });
+  setups.push({ name: 'r3', label: 'JetStream, 3-node cluster, R3', env: onNats(three.servers, 3), stop: () => three.stop() });
+  const cluster: Record<string, { label: string; eventsPerS: number; freshP50Ms: number; freshP99Ms: number }> = {};
+  try {
+    const rates = new Map<string, number[]>();
+    for (let r = 0; r < runs; r++) {
+      for (const s of setups) {
+        const target = await startHalflife('interval', serverNodeArgs, true, s.env(r));
+        try {
+          const load = await drive(target, bodies, BATCH, seconds, concurrency);
+          rates.set(s.name, [...(rates.get(s.name) ?? []), load.eventsPerS]);
+          log(`run ${r + 1}/${runs} cluster ${s.name}: ingest ${Math.round(load.eventsPerS)} events/s`);
+        } finally {
+          await target.stop();
+        }
+      }
+    }
+    for (const s of setups) {
+      const rate = median(rates.get(s.name)!);
+      const f = await freshness(Math.round(rate / 2), quick ? 20 : 100, s.env(runs));
+      cluster[s.name] = { label: s.label, eventsPerS: rate, freshP50Ms: f.p50Ms, freshP99Ms: f.p99Ms };
+      log(`cluster ${s.name}: freshness at ${Math.round(rate / 2)} events/s p50 ${f.p50Ms.toFixed(0)} ms, p99 ${f.p99Ms.toFixed(0)} ms`);
+    }
+  } finally {
+    for (const s of setups) await s.stop();
+  }
+  results.cluster = cluster;
+}
+
 // (f) Memory: APPROX_COUNT_DISTINCT per key, many keys.
 if (want('memory')) {
   const keys = quick ? 100_000 : 1_000_000;
@@ -185,5 +226,14 @@ if (args.json) {
   if (e2e?.rssBytes !== undefined) lines.push(`| (f) server RSS at steady state under (b) | ${(e2e.rssBytes / 2 ** 20).toFixed(0)} MiB | | | |`);
   const mem = results.memory as { keys: number; usedBytes: number; bytesPerKey: number } | undefined;
   if (mem) lines.push(`| (f) APPROX_COUNT_DISTINCT state, ${n(mem.keys)} keys × ≤ 10 distinct values | ${(mem.usedBytes / 2 ** 20).toFixed(0)} MiB (${mem.bytesPerKey.toFixed(0)} B/key) | | | < 100 MB per 1M keys${check(mem.usedBytes / mem.keys * 1e6 < 100e6)} |`);
+  const cl = results.cluster as Record<string, { label: string; eventsPerS: number; freshP50Ms: number; freshP99Ms: number }> | undefined;
+  if (cl) {
+    const base = cl.embedded?.eventsPerS;
+    for (const c of Object.values(cl)) {
+      const nats = c !== cl.embedded;
+      lines.push(`| (g) ${c.label}: ingest with 3 views, events/s | ${n(c.eventsPerS)} | embedded ${base ? n(base) : '–'} | ${ratio(c.eventsPerS, base)} | ${nats ? `≥ 0.50× embedded${check(base === undefined ? undefined : c.eventsPerS >= 0.5 * base)}` : ''} |`);
+      lines.push(`| (g) ${c.label}: freshness at half that rate, p50 / p99 ms | ${c.freshP50Ms.toFixed(0)} / ${c.freshP99Ms.toFixed(0)} | | | ${nats ? `p99 ≤ 1,500 ms${check(c.freshP99Ms <= 1500)}` : ''} |`);
+    }
+  }
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '../core/index.js';
 import { join } from 'node:path';
 
@@ -83,7 +83,7 @@ export class FileViewStore implements ViewStore {
   }
   async loadLegacyCheckpoints(name: string) {
     const out: { file: string; bytes: Uint8Array }[] = [];
-    for (const file of await this.#legacy(name)) {
+    for (const file of await this.#current(name)) {
       const bytes = await readIfThere(join(this.#dir, name, file));
       if (bytes !== undefined) out.push({ file, bytes });
     }
@@ -91,7 +91,9 @@ export class FileViewStore implements ViewStore {
   }
   async dropLegacyCheckpoint(name: string, file: string) {
     if (!LEGACY_RE.test(file)) return;
-    await rm(join(this.#dir, name, file), { force: true });
+    // The sets of earlier worker counts were never going to be read: they go with the first of the current set.
+    const current = new Set(await this.#current(name));
+    for (const f of await this.#legacy(name)) if (f === file || !current.has(f)) await rm(join(this.#dir, name, f), { force: true });
   }
   async #legacy(name: string): Promise<string[]> {
     try {
@@ -100,6 +102,25 @@ export class FileViewStore implements ViewStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
+  }
+
+  /**
+   * The legacy files of the worker count last in use. Earlier versions left the files of a previous worker count
+   * behind when it changed (and rebuilt): their states overlap the current ones, so only the newest set counts.
+   */
+  async #current(name: string): Promise<string[]> {
+    const sets = new Map<string, { files: string[]; newest: number }>();
+    for (const f of await this.#legacy(name)) {
+      const of = /-of-(\d+)\.bin$/.exec(f)?.[1] ?? '1';
+      const mtime = await stat(join(this.#dir, name, f)).then((s) => s.mtimeMs, () => -Infinity);
+      const set = sets.get(of) ?? { files: [], newest: -Infinity };
+      set.files.push(f);
+      set.newest = Math.max(set.newest, mtime);
+      sets.set(of, set);
+    }
+    let best: { files: string[]; newest: number } | undefined;
+    for (const set of sets.values()) if (best === undefined || set.newest > best.newest) best = set;
+    return best?.files ?? [];
   }
 }
 

@@ -411,17 +411,20 @@ export class Engine {
   async createView(name: string, sql: string, replace = false): Promise<ViewInfo> {
     const plan = this.check(name, sql);
     if (this.#views.has(name) && !replace && !/^\s*create\s+or\s+replace/i.test(sql)) throw new HalflifeError('VIEW_EXISTS', { name });
-    await this.#o.store.remove(name, this.#ownedList());
-    await this.#o.store.saveDefinition(name, sql);
     const r = this.#fresh(plan);
     // The fields decoded per type change with the views: forgotten in the same turn the view joins, so no step applies
-    // it with the old list.
+    // it with the old list. A checkpoint of the view it replaces stops before its next write (see `#saveView`).
     this.#views.set(name, r);
     this.#wantedByType.clear();
     this.#keyNeeded = undefined;
-    // Where each partition starts is kept at once: a view that starts at the log's end must not, after a crash before
-    // its first checkpoint, start again at a later end (and miss what came in between).
-    await this.#checkpointView(name, r);
+    // After any checkpoint under way (its last write must not land after the remove): the old files go, and where each
+    // partition starts is kept at once (a view that starts at the log's end must not, after a crash before its first
+    // checkpoint, start again at a later end and miss what came in between).
+    await this.#exclusive(async () => {
+      await this.#o.store.remove(name, this.#ownedList());
+      await this.#o.store.saveDefinition(name, sql);
+      await this.#saveView(name, r);
+    });
     this.#wake?.();
     this.#logger.info({ view: name, source: plan.source }, 'view created');
     return this.info(name);
@@ -432,7 +435,8 @@ export class Engine {
     if (!this.#views.delete(name)) throw new HalflifeError('VIEW_NOT_FOUND', { name });
     this.#wantedByType.clear();
     this.#keyNeeded = undefined;
-    await this.#o.store.remove(name, this.#ownedList());
+    // After any checkpoint under way, whose last write would otherwise land after the remove.
+    await this.#exclusive(() => this.#o.store.remove(name, this.#ownedList()));
     this.#logger.info({ view: name }, 'view dropped');
   }
 
@@ -1061,10 +1065,6 @@ export class Engine {
   }
 
   #checkpointing: Promise<void> = Promise.resolve();
-
-  #checkpointView(name: string, v: Runtime): Promise<void> {
-    return this.#exclusive(() => this.#saveView(name, v));
-  }
 
   async #saveView(name: string, v: Runtime): Promise<void> {
     // Dropped or replaced since: its files are the new view's now.

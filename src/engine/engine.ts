@@ -37,6 +37,8 @@ const CHECKPOINT_FORMAT = 2;
 const NO_JOINS: (Record<string, unknown> | undefined)[] = [];
 /** Records applied between two chances for queries to run. */
 const APPLY_SLICE = 400;
+/** Floor rises remembered per view with several units (see `Runtime.floorMarks`): minutes of steps. */
+const MAX_FLOOR_MARKS = 10_000;
 /** Late events kept per view for /late (each unit's state keeps as many). */
 const LATE_RECENT = 1000;
 
@@ -78,8 +80,8 @@ interface Unit {
   readonly live: Set<number>;
   /** Partitions that moved on to other units, and the position their records here end at. */
   readonly moved: Map<number, number>;
-  /** What its last checkpoint held (state changes, live positions): an unchanged unit is not written again. */
-  saved: { changes: number; positions: string } | undefined;
+  /** What its last checkpoint held (the state's fingerprint, positions): an unchanged unit is not written again. */
+  saved: { fingerprint: string; positions: string } | undefined;
   /** The checkpoint file of the format before units it came from, deleted once it is saved as a unit. */
   legacyFile: string | undefined;
 }
@@ -180,6 +182,11 @@ interface Runtime {
   applied: number;
   lastCheckpointMs: number | null;
   lastCheckpointDurationMs: number | null;
+  /**
+   * When the view's floor (see `#floor`) rose, and the version it took then, ascending (several units): the version
+   * of a row that became final then.
+   */
+  floorMarks: [floor: number, version: number][];
   /** Closed windows' rows merged over the units, by window start (see `#closedMerged`). */
   closedCache: Map<number, { tables: GroupTable[]; changes: number[]; groups: Group[] }>;
   /** State size and row count as of the last checkpoint (computing them walks every row). */
@@ -254,20 +261,9 @@ export class Engine {
    */
   async #restore(plan: ViewPlan): Promise<Runtime> {
     const n = this.#o.log.partitionCount;
-    const stats = this.#o.log.stats().partitions;
     const found = await this.#found(plan);
-    // A position past the log's end means records a state counted are gone from the log (a tail lost to a power loss
-    // under fsync interval/never, files removed): resuming would skip the offsets written next, and a unit cannot be
-    // taken apart. Fail loudly and rebuild the view from what the log holds.
-    for (const u of found) {
-      for (const [p, at] of u.live) {
-        if (at <= stats[p].nextOffset) continue;
-        const err = new HalflifeError('LOG_POSITION_PAST_END', { consumer: `view ${plan.name}`, partition: p, position: at, end: stats[p].nextOffset });
-        this.#logger.error({ err, code: err.code, view: plan.name, partition: p }, `${err.message}; view ${plan.name} is rebuilt from the log`);
-        await this.#o.store.remove(plan.name, Array.from({ length: n }, (_, q) => q));
-        return this.#fresh(plan);
-      }
-    }
+    // Read after the (slow) load: the positions are checked against the log's end as of now.
+    const stats = this.#o.log.stats().partitions;
     // Where each partition goes on: the highest position any unit recorded for it, live or moved on (a unit that
     // took a partition over went on from the position of the one before, so each record is in exactly one unit). It
     // is live in a unit that recorded it live there (its own anchor's first, then the lowest anchor); if none did
@@ -298,14 +294,22 @@ export class Engine {
         }
       }
       r.units.push(unit);
-      if (asSaved) unit.saved = { changes: unit.state.changes, positions: JSON.stringify([[...f.live].sort((a, b) => a[0] - b[0]), [...unit.moved]]) };
+      if (asSaved) unit.saved = { fingerprint: unit.state.fingerprint, positions: JSON.stringify([[...f.live].sort((a, b) => a[0] - b[0]), [...unit.moved]]) };
     }
     const orphans: number[] = [];
     for (const p of this.#ownedList()) {
       const w = winner.get(p);
-      const at = position.get(p) ?? ((plan.options.start === 'latest' ? stats[p].nextOffset : stats[p].firstOffset) as number);
+      let at = position.get(p) ?? ((plan.options.start === 'latest' ? stats[p].nextOffset : stats[p].firstOffset) as number);
+      if (at > stats[p].nextOffset) {
+        // Past the log's end: records the view counted are gone from the log (a tail lost to a power loss under fsync
+        // interval/never, files removed). Going on from there would skip the records written next at those offsets:
+        // the view goes on from the end (what it counted stays counted) and says so.
+        const err = new HalflifeError('LOG_POSITION_PAST_END', { consumer: `view ${plan.name}`, partition: p, position: at, end: stats[p].nextOffset });
+        this.#logger.error({ err, code: err.code, view: plan.name, partition: p }, `${err.message}; view ${plan.name} goes on from the end`);
+        at = stats[p].nextOffset;
+      }
       r.offsets[p] = at;
-      r.startOffsets[p] = w?.start.get(p) ?? found.find((u) => u.start.has(p))?.start.get(p) ?? at;
+      r.startOffsets[p] = Math.min(at, w?.start.get(p) ?? found.find((u) => u.start.has(p))?.start.get(p) ?? at);
       const unit = r.units.find((u) => u.live.has(p)) ?? r.units.find((u) => u.anchor === p);
       if (unit === undefined) {
         orphans.push(p);
@@ -380,6 +384,7 @@ export class Engine {
       applied: 0,
       lastCheckpointMs: null,
       lastCheckpointDurationMs: null,
+      floorMarks: [],
       closedCache: new Map(),
       memoryBytes: undefined,
       rowCount: undefined,
@@ -596,7 +601,7 @@ export class Engine {
     for (const list of foreign) {
       lists.push(list.map(([keys, start, end, closed, version, saved]) => ({ keys, windowStart: start, windowEnd: end, closed, version, accs: plan.aggs.map((spec, i) => restoreAccumulator(spec, saved[i])) })));
     }
-    let out = plan.window.kind === 'session' ? this.#mergeSessions(plan, lists, floor) : this.#mergeWindows(plan, lists, floor);
+    let out = plan.window.kind === 'session' ? this.#mergeSessions(r, lists, floor) : this.#mergeWindows(r, lists, floor);
     if (closed !== undefined && closed.groups.length > 0) out = out.concat(closed.groups);
     return q.sinceVersion === undefined ? out : out.filter((g) => g.version > q.sinceVersion!);
   }
@@ -624,7 +629,7 @@ export class Engine {
       if ((q.fromMs !== undefined && start < q.fromMs) || (q.toMs !== undefined && start >= q.toMs)) continue;
       let hit = r.closedCache.get(start);
       if (hit === undefined || hit.tables.length !== tables.length || hit.tables.some((t, i) => t !== tables[i] || hit!.changes[i] !== t.changes)) {
-        hit = { tables, changes: tables.map((t) => t.changes), groups: this.#mergeWindows(r.plan, tables.map((t) => [...t.values()]), floor) };
+        hit = { tables, changes: tables.map((t) => t.changes), groups: this.#mergeWindows(r, tables.map((t) => [...t.values()]), floor) };
         r.closedCache.set(start, hit);
       }
       for (const g of hit.groups) groups.push(g);
@@ -632,7 +637,7 @@ export class Engine {
     return { groups, skip };
   }
 
-  #mergeWindows(plan: ViewPlan, lists: readonly Group[][], floor: number): Group[] {
+  #mergeWindows(r: Runtime, lists: readonly Group[][], floor: number): Group[] {
     const byWindow = new Map<number | null, Map<unknown, Group[]>>();
     for (const list of lists) {
       for (const g of list) {
@@ -645,18 +650,19 @@ export class Engine {
       }
     }
     const out: Group[] = [];
-    for (const m of byWindow.values()) for (const same of m.values()) out.push(this.#fold(plan, same, floor));
+    for (const m of byWindow.values()) for (const same of m.values()) out.push(this.#fold(r, same, floor));
     return out;
   }
 
   /** One row from its parts (see `#gather`). */
-  #fold(plan: ViewPlan, parts: readonly Group[], floor: number): Group {
+  #fold(r: Runtime, parts: readonly Group[], floor: number): Group {
     if (parts.length === 1) {
       const g = parts[0];
       const closed = g.closed && g.windowEnd !== null && g.windowEnd <= floor;
-      return closed === g.closed ? g : { ...g, closed };
+      if (closed !== g.closed) return { ...g, closed };
+      return closed ? { ...g, version: Math.max(g.version, this.#finalVersion(r, g.windowEnd!)) } : g;
     }
-    const accs = plan.aggs.map(createAccumulator);
+    const accs = r.plan.aggs.map(createAccumulator);
     let closed = true;
     let version = 0;
     let start = parts[0].windowStart;
@@ -668,11 +674,29 @@ export class Engine {
       if (g.windowStart !== null && start !== null && g.windowStart < start) start = g.windowStart;
       if (g.windowEnd !== null && end !== null && g.windowEnd > end) end = g.windowEnd;
     }
-    return { keys: parts[0].keys, windowStart: start, windowEnd: end, closed: closed && end !== null && end <= floor, version, accs };
+    closed &&= end !== null && end <= floor;
+    return { keys: parts[0].keys, windowStart: start, windowEnd: end, closed, version: closed ? Math.max(version, this.#finalVersion(r, end!)) : version, accs };
+  }
+
+  /**
+   * The version at which the view's floor passed `end` (a row ending there became final then, though none of its
+   * parts changed): read with `sinceVersion`, the row is new once more, now final. Passed since the last step: the
+   * current version.
+   */
+  #finalVersion(r: Runtime, end: number): number {
+    const marks = r.floorMarks;
+    let lo = 0;
+    let hi = marks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (marks[mid][0] >= end) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo < marks.length ? marks[lo][1] : r.versions.value;
   }
 
   /** Sessions of one key held by different states or engines merge where they overlap, as they would in one state. */
-  #mergeSessions(plan: ViewPlan, lists: readonly Group[][], floor: number): Group[] {
+  #mergeSessions(r: Runtime, lists: readonly Group[][], floor: number): Group[] {
     const byKey = new Map<unknown, Group[]>();
     for (const list of lists) {
       for (const g of list) {
@@ -689,14 +713,14 @@ export class Engine {
       let runEnd = -Infinity;
       for (const g of list) {
         if (run.length > 0 && g.windowStart! >= runEnd) {
-          out.push(this.#fold(plan, run, floor));
+          out.push(this.#fold(r, run, floor));
           run = [];
           runEnd = -Infinity;
         }
         run.push(g);
         runEnd = Math.max(runEnd, g.windowEnd!);
       }
-      if (run.length > 0) out.push(this.#fold(plan, run, floor));
+      if (run.length > 0) out.push(this.#fold(r, run, floor));
     }
     return out;
   }
@@ -810,18 +834,37 @@ export class Engine {
     for (const v of views) {
       const atEnd = this.#atEnd(v, stats);
       if (!atEnd) behind = true;
-      for (const u of v.units) u.state.advance(now, caughtUp || atEnd);
-      if (v.units.length > 1) {
-        // Units that apply nothing (all their partitions moved on) or only idle partitions follow the others (see
-        // `raiseWatermark`); when none is active, the most advanced, as one state over all partitions would.
-        let floor = Infinity;
-        let newest = -Infinity;
-        for (const u of v.units) {
-          if (u.live.size > 0 && !u.state.idle) floor = Math.min(floor, u.state.floor);
-          else if (Number.isFinite(u.state.watermark)) newest = Math.max(newest, u.state.watermark);
-        }
-        const to = floor === Infinity ? newest : floor;
-        for (const u of v.units) if (u.live.size === 0 || u.state.idle) u.state.raiseWatermark(to);
+      if (v.units.length === 1) {
+        v.units[0].state.advance(now, caughtUp || atEnd);
+        continue;
+      }
+      // Several units: a window is dropped for the retention once every unit passed it (else a merged row would be
+      // read with some of its parts gone).
+      let cap = Infinity;
+      for (const u of v.units) cap = Math.min(cap, u.state.watermark);
+      for (const u of v.units) {
+        u.state.retentionCap = cap;
+        u.state.advance(now, caughtUp || atEnd);
+      }
+      // Units that apply nothing (all their partitions moved on) or hold nothing back (only idle partitions, or none
+      // with records yet and none to come) follow the others (see `raiseWatermark`); when none is active, the most
+      // advanced, as one state over all partitions would.
+      let floor = Infinity;
+      let newest = -Infinity;
+      for (const u of v.units) {
+        const f = u.state.floor;
+        if (u.live.size > 0 && f !== Infinity) floor = Math.min(floor, f);
+        else if (Number.isFinite(u.state.watermark)) newest = Math.max(newest, u.state.watermark);
+      }
+      const to = floor === Infinity ? newest : floor;
+      for (const u of v.units) if (u.live.size === 0 || u.state.floor === Infinity) u.state.raiseWatermark(to);
+      // A row becomes final when the last unit passes its end, which changes none of its parts: the view's version
+      // moves on, and rows made final by it read as changed at that version (see `#finalVersion`).
+      const passed = this.#floor(v);
+      const marks = v.floorMarks;
+      if (passed > (marks.length === 0 ? -Infinity : marks[marks.length - 1][0])) {
+        marks.push([passed, ++v.versions.value]);
+        if (marks.length > MAX_FLOOR_MARKS) marks.splice(0, marks.length - MAX_FLOOR_MARKS);
       }
     }
     // A read cut short by its limits (records or bytes) left records that were there when the step began.
@@ -1071,15 +1114,23 @@ export class Engine {
     if (this.#views.get(name) !== v) return;
     const t0 = performance.now();
     const states = this.#states(v);
-    // The budget is enforced here, where the whole state is walked anyway: each partition's state gives up closed
-    // rows in proportion to its size.
+    // The budget is enforced here, where the whole state is walked anyway: closed windows go, oldest first. With
+    // several units a window goes from all at once (a merged row is never read with some of its parts gone).
     let size = this.#memoryBytes(v);
     const budget = v.plan.options.memoryBudgetBytes;
     if (size > budget) {
       let removed = 0;
-      for (const s of states) {
-        const own = s.memoryBytes();
-        removed += s.evictClosed(own, (own * budget * 0.9) / size);
+      if (states.length === 1) removed = states[0].evictClosed(size, budget * 0.9);
+      else {
+        const extents = states.flatMap((s) => s.closedExtents()).sort((a, b) => a.end - b.end);
+        let bytes = size;
+        let through = -Infinity;
+        for (const c of extents) {
+          if (bytes <= budget * 0.9) break;
+          bytes -= c.bytes;
+          through = c.end;
+        }
+        for (const s of states) removed += s.evictThrough(through);
       }
       v.evictedRows += removed;
       size = this.#memoryBytes(v);
@@ -1090,7 +1141,7 @@ export class Engine {
     for (const u of v.units) {
       const live = [...u.live].sort((a, b) => a - b);
       const positions = JSON.stringify([live.map((p) => [p, v.offsets[p]]), [...u.moved]]);
-      if (u.saved !== undefined && u.saved.changes === u.state.changes && u.saved.positions === positions) continue;
+      if (u.saved !== undefined && u.saved.fingerprint === u.state.fingerprint && u.saved.positions === positions) continue;
       const cp: UnitCheckpoint = {
         format: CHECKPOINT_FORMAT,
         sql: v.plan.sql,
@@ -1100,10 +1151,10 @@ export class Engine {
         moved: Object.fromEntries(u.moved),
         state: u.state.save(),
       };
-      const changes = u.state.changes;
+      const fingerprint = u.state.fingerprint;
       if (this.#views.get(name) !== v) return;
       await this.#o.store.saveCheckpoint(name, u.anchor, encodeCheckpoint(cp));
-      u.saved = { changes, positions };
+      u.saved = { fingerprint, positions };
       if (u.legacyFile !== undefined) {
         await this.#o.store.dropLegacyCheckpoint?.(name, u.legacyFile);
         u.legacyFile = undefined;

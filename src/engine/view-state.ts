@@ -73,6 +73,14 @@ export class ViewState {
   readonly #versions: VersionCounter;
   /** Changes made by this state (what tells whether it needs a new checkpoint). */
   #changes = 0;
+  /** Rows dropped (retention, the memory budget): changes too, but not ones a reader is told of. */
+  #dropped = 0;
+  /**
+   * Closed windows are dropped for the retention only behind this watermark too: a view whose state is in several
+   * units (see the engine) keeps a window in every unit until the slowest passed its retention, so no merged row is
+   * read with some of its parts gone. Infinity (the default): this state's own watermark alone decides.
+   */
+  retentionCap = Infinity;
   lateCount = 0;
   readonly late: LateEvent[] = [];
 
@@ -99,6 +107,19 @@ export class ViewState {
   /** Rises with every change of this state (not of the other partitions' states sharing its version counter). */
   get changes(): number {
     return this.#changes;
+  }
+
+  /**
+   * Everything a checkpoint holds that can change without a new record applied (the watermark moving on, rows
+   * dropped, late events): two equal fingerprints mean an equal checkpoint.
+   */
+  get fingerprint(): string {
+    return `${this.#changes}/${this.#dropped}/${this.#watermark}/${this.lateCount}/${this.#frozenThrough}`;
+  }
+
+  /** Whether no partition has records here yet. */
+  get unseen(): boolean {
+    return this.#maxTime.every((m) => m === -Infinity);
   }
 
   #bump(): number {
@@ -475,11 +496,14 @@ export class ViewState {
   /** Closes the windows behind the watermark and drops closed ones older than the retention. */
   #close(): void {
     const watermark = this.#watermark;
-    const horizon = watermark - this.plan.options.retentionMs;
+    const horizon = Math.min(watermark, this.retentionCap) - this.plan.options.retentionMs;
     for (const [id, b] of this.#buckets) {
       if (b.end === null) continue;
       if (!b.closed && b.end <= watermark) b.close(this.#bump());
-      if (b.closed && b.end <= horizon) this.#buckets.delete(id);
+      if (b.closed && b.end <= horizon) {
+        this.#buckets.delete(id);
+        this.#dropped++;
+      }
     }
     for (const [key, list] of this.#sessions) {
       for (let i = 0; i < list.length; i++) {
@@ -488,7 +512,10 @@ export class ViewState {
           g.closed = true;
           g.version = this.#bump();
         }
-        if (g.closed && g.windowEnd! <= horizon) list.splice(i--, 1);
+        if (g.closed && g.windowEnd! <= horizon) {
+          list.splice(i--, 1);
+          this.#dropped++;
+        }
       }
       if (list.length === 0) this.#sessions.delete(key);
     }
@@ -499,28 +526,49 @@ export class ViewState {
    * never dropped (that would lose counts). Returns how many rows went.
    */
   evictClosed(currentBytes: number, targetBytes: number): number {
-    const closed = [...this.#buckets.entries()].filter(([, b]) => b.closed).sort((a, b) => (a[1].end ?? 0) - (b[1].end ?? 0));
     let bytes = currentBytes;
-    let removed = 0;
-    for (const [id, b] of closed) {
+    let through = -Infinity;
+    for (const c of this.closedExtents()) {
       if (bytes <= targetBytes) break;
-      bytes -= b.bytes();
+      bytes -= c.bytes;
+      through = c.end;
+    }
+    return this.evictThrough(through);
+  }
+
+  /** The closed windows (and closed sessions), oldest end first, with their estimated size. */
+  closedExtents(): { end: number; bytes: number }[] {
+    const out: { end: number; bytes: number }[] = [];
+    for (const b of this.#buckets.values()) if (b.closed && b.end !== null) out.push({ end: b.end, bytes: b.bytes() });
+    for (const list of this.#sessions.values()) {
+      for (const g of list) if (g.closed) out.push({ end: g.windowEnd!, bytes: g.accs.reduce((n, a) => n + a.bytes(), 0) });
+    }
+    return out.sort((a, b) => a.end - b.end);
+  }
+
+  /**
+   * Drops every closed window (and closed session) ending at or before `through`: corrections before it cannot be
+   * applied any more. Returns how many rows went.
+   */
+  evictThrough(through: number): number {
+    if (through === -Infinity) return 0;
+    let removed = 0;
+    for (const [id, b] of this.#buckets) {
+      if (!b.closed || b.end === null || b.end > through) continue;
       removed += b.size;
       this.#buckets.delete(id);
-      if (b.end !== null && b.end > this.#evictedThrough) this.#evictedThrough = b.end;
     }
     for (const [key, list] of this.#sessions) {
-      if (bytes <= targetBytes) break;
-      for (let i = 0; i < list.length && bytes > targetBytes; i++) {
+      for (let i = 0; i < list.length; i++) {
         const g = list[i];
-        if (!g.closed) continue;
-        for (const a of g.accs) bytes -= a.bytes();
+        if (!g.closed || g.windowEnd! > through) continue;
         list.splice(i--, 1);
         removed++;
-        if (g.windowEnd! > this.#evictedThrough) this.#evictedThrough = g.windowEnd!;
       }
       if (list.length === 0) this.#sessions.delete(key);
     }
+    if (removed > 0) this.#dropped++;
+    if (through > this.#evictedThrough) this.#evictedThrough = through;
     return removed;
   }
 

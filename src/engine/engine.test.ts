@@ -546,3 +546,76 @@ test('replacing or dropping a view while a slow checkpoint of it is under way: i
     await again.close();
   }
 });
+
+test('property: partitions handed between two running engines (own), cleanly or taken from one that kept applying, answer what one engine that never stopped answers', async () => {
+  /** The store as one engine sees it: a unit is written only while that engine holds every partition it applies (leases). */
+  class LeasedStore extends MemoryViewStore {
+    constructor(
+      readonly inner: MemoryViewStore,
+      readonly leases: number[],
+      readonly me: number,
+    ) {
+      super();
+    }
+    override list() {
+      return this.inner.list();
+    }
+    override saveDefinition(name: string, sql: string) {
+      return this.inner.saveDefinition(name, sql);
+    }
+    override remove(name: string, partitions: readonly number[]) {
+      return this.inner.remove(name, partitions);
+    }
+    override loadCheckpoint(name: string, partition: number) {
+      return this.inner.loadCheckpoint(name, partition);
+    }
+    override async saveCheckpoint(name: string, partition: number, bytes: Uint8Array, live: readonly number[] = [partition]) {
+      for (const p of [partition, ...live]) assert.equal(this.leases[p], this.me, `engine ${this.me} wrote the unit of partition ${partition} (live ${live}) without the lease of ${p}`);
+      return this.inner.saveCheckpoint(name, partition, bytes);
+    }
+  }
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.record({ owners: fc.array(fc.constantFrom(0, 1), { minLength: 3, maxLength: 3 }), events: fc.integer({ min: 0, max: 150 }), taken: fc.boolean(), checkpoint: fc.boolean() }), { minLength: 1, maxLength: 6 }),
+      async (steps) => {
+        const log = new MemoryLog(3);
+        const inner = new MemoryViewStore();
+        const leases = [0, 0, 0];
+        const straight = new Engine({ log, store: new MemoryViewStore(), tables: new Tables(), catalog, clock: new ManualClock(0) });
+        const engines = [0, 1].map((i) => new Engine({ log, store: new LeasedStore(inner, leases, i), tables: new Tables(), catalog, clock: new ManualClock(0), ownedPartitions: i === 0 ? [0, 1, 2] : [] }));
+        await straight.start(false);
+        await straight.createView('v', SPLIT_SQL);
+        for (const e of engines) await e.start(false);
+        await engines[0].createView('v', SPLIT_SQL);
+        await engines[1].createView('v', SPLIT_SQL, true);
+        let t = 0;
+        for (const [i, step] of steps.entries()) {
+          const next = [0, 1].map((e) => [0, 1, 2].filter((p) => step.owners[p] === e));
+          const losing = (e: number) => engines[e].owned().some((p) => !next[e].includes(p));
+          const gaining = (e: number) => next[e].some((p) => !engines[e].owned().includes(p));
+          if (step.taken) {
+            // The leases moved: the new owners take their partitions from the last checkpoints while the old ones
+            // still apply them; then the old ones learn they lost them and drop what they applied since.
+            for (let p = 0; p < 3; p++) leases[p] = step.owners[p];
+            for (const e of [0, 1]) if (gaining(e) && !losing(e)) await engines[e].own(next[e], true);
+            for (const e of [0, 1]) if (losing(e)) await engines[e].own(engines[e].owned().filter((p) => next[e].includes(p)), false);
+            for (const e of [0, 1]) if (gaining(e)) await engines[e].own(next[e], true);
+          } else {
+            // A handover: the old owners checkpoint and release, then the new ones take over.
+            for (const e of [0, 1]) if (losing(e)) await engines[e].own(engines[e].owned().filter((p) => next[e].includes(p)), true);
+            for (let p = 0; p < 3; p++) leases[p] = step.owners[p];
+            for (const e of [0, 1]) if (gaining(e)) await engines[e].own(next[e], true);
+          }
+          await feedBoth(log, step.events, t, 7);
+          t += step.events * 7 + 1;
+          for (const e of [straight, ...engines]) while ((await e.step()) > 0);
+          const got = engines[0].rows('v', { limit: 100_000 }, [engines[1].partials('v')]);
+          assert.deepEqual(sorted(got), sorted(straight.rows('v', { limit: 100_000 })), `step ${i} ${JSON.stringify(step)}`);
+          if (step.checkpoint) for (const e of engines) await e.checkpoint();
+        }
+        for (const e of [straight, ...engines]) await e.close();
+      },
+    ),
+    { numRuns: 100 },
+  );
+});

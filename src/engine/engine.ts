@@ -218,7 +218,7 @@ export class Engine {
   #stopping = false;
   #wake: (() => void) | undefined;
 
-  readonly #owned: ReadonlySet<number> | undefined;
+  #owned: ReadonlySet<number> | undefined;
   /** Whether the last step stopped short of what the log held when it began (then the next one starts at once). */
   #behind = false;
 
@@ -796,7 +796,50 @@ export class Engine {
   }
 
   /** Applies every record available now; returns how many records were read. */
-  async step(): Promise<number> {
+  step(): Promise<number> {
+    const run = this.#turn.then(() => this.#step());
+    this.#turn = run.then(
+      () => {},
+      () => {},
+    );
+    return run;
+  }
+
+  /** Steps run one at a time, and a change of the partitions owned waits for the one under way (see `own`). */
+  #turn: Promise<void> = Promise.resolve();
+
+  /**
+   * Changes the partitions this engine consumes while it runs (undefined: all). `clean`: it still holds the ones it
+   * gives up (a handover): every view is checkpointed first, so their next owner goes on where this one stopped. Not
+   * clean (they were taken from it: a lease lost), nothing is written, since what it applied since its last checkpoint
+   * may be applied by the new owner too. Either way each view is then restored from its checkpoints for the new
+   * partitions (see `#restore`): its units of partitions it keeps carry on, those of partitions it gave up are left
+   * to their next owner, and partitions it takes over go on from where their last owner's checkpoint left them.
+   */
+  own(partitions: readonly number[] | undefined, clean: boolean): Promise<void> {
+    this.#state.assertOpen();
+    return this.#exclusive(async () => {
+      const turn = this.#turn.then(async () => {
+        if (clean) for (const [name, v] of this.#views) await this.#saveView(name, v);
+        this.#owned = partitions === undefined ? undefined : new Set(partitions);
+        for (const [name, v] of [...this.#views]) {
+          const r = await this.#restore(v.plan);
+          if (this.#views.get(name) === v) this.#views.set(name, r);
+        }
+      });
+      this.#turn = turn.catch(() => {});
+      await turn;
+      this.#wake?.();
+      this.#logger.info({ partitions: partitions ?? 'all', clean }, 'engine partitions changed');
+    });
+  }
+
+  /** The partitions this engine consumes, ascending. */
+  owned(): number[] {
+    return this.#ownedList();
+  }
+
+  async #step(): Promise<number> {
     const views = [...this.#views.values()];
     if (views.length === 0) return 0;
     const log = this.#o.log;
@@ -1153,7 +1196,7 @@ export class Engine {
       };
       const fingerprint = u.state.fingerprint;
       if (this.#views.get(name) !== v) return;
-      await this.#o.store.saveCheckpoint(name, u.anchor, encodeCheckpoint(cp));
+      await this.#o.store.saveCheckpoint(name, u.anchor, encodeCheckpoint(cp), live);
       u.saved = { fingerprint, positions };
       if (u.legacyFile !== undefined) {
         await this.#o.store.dropLegacyCheckpoint?.(name, u.legacyFile);

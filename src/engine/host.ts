@@ -3,7 +3,8 @@ import { BucketHistogram, FRESHNESS_BUCKETS_S, HalflifeError, LifecycleState, st
 import { LogPort, statsWire, watchLog, type Log } from '../log/index.js';
 import type { PartialGroup, RowQuery, ViewInfo, ViewRow } from './engine.js';
 import './errors.js';
-import type { CatalogSnapshot, EngineApi, FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import type { CatalogSnapshot, EngineApi, FromWorker, ToWorker, WireError, WorkerInit } from './protocol.js';
+import type { CheckpointStore } from './view-store.js';
 import type { TableInfo, TableRow } from './tables.js';
 import type { StoredTable, TableStore } from './table-store.js';
 import type { ViewDefinitions } from './view-definitions.js';
@@ -27,6 +28,13 @@ export interface EngineHostOptions {
   readonly workers?: number;
   /** Modules that add methods to the workers (`WorkerInit.extensions`), called with `extension`. */
   readonly extensions?: readonly string[];
+  /**
+   * The partitions this process consumes at start (default: all). A cluster starts with none and is given its share
+   * by its leases (`setPartitions`).
+   */
+  readonly partitions?: readonly number[];
+  /** Where checkpoints go when they must outlive this machine (default: `<dataDir>/views`). */
+  readonly checkpoints?: CheckpointStore;
 }
 
 /** One engine worker thread: spawning, restarts, RPC, and serving its log reads and offset commits. */
@@ -48,12 +56,15 @@ class WorkerLink {
   restarts = 0;
 
   readonly #tables: () => StoredTable[];
+  /** The partitions it consumes (null: p % workers === index, all of the process's). */
+  share: number[] | null;
 
-  constructor(options: EngineHostOptions, index: number, count: number, tables: () => StoredTable[]) {
+  constructor(options: EngineHostOptions, index: number, count: number, tables: () => StoredTable[], share: number[] | null) {
     this.#o = options;
     this.#index = index;
     this.#count = count;
     this.#tables = tables;
+    this.share = share;
   }
 
   get running(): boolean {
@@ -64,6 +75,8 @@ class WorkerLink {
     const init: WorkerInit = {
       index: this.#index,
       workers: this.#count,
+      owned: this.share,
+      hostCheckpoints: this.#o.checkpoints !== undefined,
       dataDir: this.#o.dataDir,
       partitions: this.#o.log.partitionCount,
       stats: statsWire(this.#o.log),
@@ -83,6 +96,15 @@ class WorkerLink {
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'ready') {
           if (this.#worker === worker) this.#ready = true;
+          // Its partitions changed while it loaded (it could not be told): it runs the new ones, dropping what it
+          // applied meanwhile (some may have gone to another process).
+          if (init.owned !== this.share && this.#worker === worker) {
+            this.call('own', this.share ?? Array.from({ length: this.#o.log.partitionCount }, (_, p) => p).filter((p) => p % this.#count === this.#index), false).then(resolve, (err: unknown) => {
+              this.#o.logger.error({ err, worker: this.#index }, 'engine worker could not take its partitions');
+              resolve();
+            });
+            return;
+          }
           resolve();
         } else this.#onMessage(m);
       });
@@ -135,9 +157,34 @@ class WorkerLink {
       case 'log':
         this.#o.logger[m.level]({ ...m.obj, worker: this.#index }, m.msg);
         break;
+      case 'store':
+        this.#store(m);
+        break;
       case 'ready':
         break;
     }
+  }
+
+  /** A checkpoint read or write of the worker, done by the host's `checkpoints` store; the answer goes to this thread only. */
+  #store(m: Extract<FromWorker, { type: 'store' }>): void {
+    const worker = this.#worker;
+    const store = this.#o.checkpoints;
+    const work =
+      store === undefined
+        ? Promise.reject(new HalflifeError('INTERNAL', { reason: 'no checkpoint store in the host' }))
+        : m.op === 'load'
+          ? store.load(m.name, m.partitions[0])
+          : m.op === 'save'
+            ? store.save(m.name, m.partitions[0], m.bytes!, m.live ?? m.partitions).then(() => undefined)
+            : store.remove(m.name, m.partitions).then(() => undefined);
+    work.then(
+      (bytes) => worker?.postMessage({ type: 'store-result', id: m.id, bytes } satisfies ToWorker),
+      (err: unknown) => {
+        const e = err instanceof HalflifeError ? err : new HalflifeError('INTERNAL', { reason: (err as Error).message });
+        const error: WireError = { code: e.code, message: e.message, details: (e.details ?? {}) as Record<string, unknown> };
+        worker?.postMessage({ type: 'store-result', id: m.id, error } satisfies ToWorker);
+      },
+    );
   }
 
   call<K extends keyof EngineApi>(method: K, ...args: Parameters<EngineApi[K]>): Answer<K> {
@@ -187,10 +234,48 @@ export class EngineHost {
   /** The static tables as stored (what a worker starting or restarting loads). */
   readonly #tables = new Map<string, StoredTable>();
 
+  /** The partitions this process consumes (undefined: all). */
+  #partitions: readonly number[] | undefined;
+
   constructor(options: EngineHostOptions) {
     this.#o = options;
     const n = Math.max(1, options.workers ?? 1);
-    this.#links = Array.from({ length: n }, (_, i) => new WorkerLink(options, i, n, () => [...this.#tables.values()]));
+    this.#partitions = options.partitions === undefined ? undefined : [...options.partitions].sort((a, b) => a - b);
+    this.#links = [];
+    for (let i = 0; i < n; i++) this.#links.push(new WorkerLink(options, i, n, () => [...this.#tables.values()], null));
+    for (const [i, l] of this.#links.entries()) l.share = this.#shareOf(i, this.#partitions);
+  }
+
+  /** Worker i's partitions: those p with p % workers === i (stable, so a partition never moves between threads). */
+  #shareOf(i: number, partitions: readonly number[] | undefined): number[] | null {
+    return partitions === undefined ? null : partitions.filter((p) => p % this.#links.length === i);
+  }
+
+  /** The partitions this process consumes, ascending (all when it was given none to keep). */
+  get partitions(): number[] {
+    return this.#partitions === undefined ? Array.from({ length: this.#o.log.partitionCount }, (_, p) => p) : [...this.#partitions];
+  }
+
+  /**
+   * Changes the partitions this process consumes (see `Engine.own`). `clean`: a handover, every worker giving some
+   * up checkpoints first; not clean: some were taken from it (a lease lost), and what it applied of them since the
+   * last checkpoint is dropped. Resolves once every worker runs its new share.
+   */
+  async setPartitions(partitions: readonly number[], clean: boolean): Promise<void> {
+    this.#state.assertOpen();
+    const next = [...new Set(partitions)].sort((a, b) => a - b);
+    this.#partitions = next;
+    await Promise.all(
+      this.#links.map(async (l, i) => {
+        const share = this.#shareOf(i, next)!;
+        const before = l.share ?? Array.from({ length: this.#o.log.partitionCount }, (_, p) => p).filter((p) => p % this.#links.length === i);
+        l.share = share;
+        if (share.length === before.length && share.every((p, j) => p === before[j])) return;
+        // A worker starting (or restarting) takes the new share once it is ready (see `spawn`).
+        if (!l.running) return;
+        await l.call('own', share, clean);
+      }),
+    );
   }
 
   /** Worker threads running the engine. */

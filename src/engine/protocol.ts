@@ -12,6 +12,10 @@ export interface WorkerInit {
   /** This worker's place among `workers`; it consumes the partitions p with p % workers === index. */
   readonly index: number;
   readonly workers: number;
+  /** The partitions it consumes, when the process owns only some (a cluster); null: p % workers === index. */
+  readonly owned: number[] | null;
+  /** Checkpoints go to the host (`CheckpointStore`, shared by the cluster's processes), not to the data folder. */
+  readonly hostCheckpoints: boolean;
   readonly dataDir: string;
   readonly partitions: number;
   readonly stats: PartitionStatsWire[];
@@ -47,6 +51,8 @@ export interface EngineApi {
   tableInfo(name: string): TableInfo;
   tableRows(name: string): TableRow[];
   checkpoint(): void;
+  /** Changes the partitions it consumes (see `Engine.own`). */
+  own(partitions: number[], clean: boolean): void;
   freshness(): HistogramSnapshot;
   lags(): { name: string; lag: number }[];
   close(): void;
@@ -61,10 +67,19 @@ export type EngineExtension = (engine: import('./engine.js').Engine, init: Worke
 export type ToWorker =
   | { type: 'rpc'; id: number; method: keyof EngineApi | `ext:${string}`; args: unknown[] }
   | LogReply
-  | { type: 'catalog'; catalog: CatalogSnapshot };
+  | { type: 'catalog'; catalog: CatalogSnapshot }
+  | { type: 'store-result'; id: number; bytes?: Uint8Array; error?: WireError };
+
+/** An error as it crosses between threads. */
+export interface WireError {
+  code: string;
+  message: string;
+  details: Record<string, unknown>;
+}
 
 export type FromWorker =
   | { type: 'ready' }
-  | { type: 'rpc-result'; id: number; result?: unknown; error?: { code: string; message: string; details: Record<string, unknown> } }
+  | { type: 'rpc-result'; id: number; result?: unknown; error?: WireError }
   | LogRequest
+  | { type: 'store'; id: number; op: 'load' | 'save' | 'remove'; name: string; partitions: number[]; bytes?: Uint8Array; live?: number[] }
   | { type: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; obj: Record<string, unknown>; msg: string | undefined };

@@ -12,8 +12,11 @@ export interface ViewStore {
   /** Removes the view's checkpoints anchored at these partitions (and the legacy ones). */
   remove(name: string, partitions: readonly number[]): Promise<void>;
   loadCheckpoint(name: string, partition: number): Promise<Uint8Array | undefined>;
-  /** Atomic: after a crash the previous or the new checkpoint is there, never a mix. */
-  saveCheckpoint(name: string, partition: number, bytes: Uint8Array): Promise<void>;
+  /**
+   * Atomic: after a crash the previous or the new checkpoint is there, never a mix. `live`: the partitions the unit
+   * goes on applying (a store shared by processes refuses the write unless this process still owns them all).
+   */
+  saveCheckpoint(name: string, partition: number, bytes: Uint8Array, live?: readonly number[]): Promise<void>;
   /**
    * Checkpoints of the format before units (one per engine, over the partitions it owned), read so their state
    * carries over instead of being rebuilt from the log.
@@ -21,6 +24,39 @@ export interface ViewStore {
   loadLegacyCheckpoints?(name: string): Promise<{ file: string; bytes: Uint8Array }[]>;
   /** Deletes one (once its state is saved as a unit). */
   dropLegacyCheckpoint?(name: string, file: string): Promise<void>;
+}
+
+/**
+ * Where the host thread keeps its engine workers' checkpoints when they must outlive this machine (a store shared by
+ * the processes of a cluster, writes fenced by partition leases: see the cluster room). `live` as in `saveCheckpoint`.
+ */
+export interface CheckpointStore {
+  load(name: string, partition: number): Promise<Uint8Array | undefined>;
+  save(name: string, partition: number, bytes: Uint8Array, live: readonly number[]): Promise<void>;
+  remove(name: string, partitions: readonly number[]): Promise<void>;
+}
+
+/** A ViewStore over a CheckpointStore (definitions come from the host, as with `FileViewStore`). */
+export class CheckpointViewStore implements ViewStore {
+  readonly #store: CheckpointStore;
+  readonly #definitions: readonly { name: string; sql: string }[];
+  constructor(store: CheckpointStore, definitions: readonly { name: string; sql: string }[] = []) {
+    this.#store = store;
+    this.#definitions = definitions;
+  }
+  async list() {
+    return [...this.#definitions];
+  }
+  async saveDefinition() {}
+  remove(name: string, partitions: readonly number[]) {
+    return this.#store.remove(name, partitions);
+  }
+  loadCheckpoint(name: string, partition: number) {
+    return this.#store.load(name, partition);
+  }
+  saveCheckpoint(name: string, partition: number, bytes: Uint8Array, live: readonly number[] = [partition]) {
+    return this.#store.save(name, partition, bytes, live);
+  }
 }
 
 export class MemoryViewStore implements ViewStore {

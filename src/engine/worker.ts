@@ -11,7 +11,7 @@ import { schemaCatalog, type Catalog } from '../sql/index.js';
 import { Engine } from './engine.js';
 import type { CatalogSnapshot, EngineApiImpl, EngineExtension, FromWorker, ToWorker, WorkerInit } from './protocol.js';
 import { Tables } from './tables.js';
-import { FileViewStore } from './view-store.js';
+import { CheckpointViewStore, FileViewStore, type CheckpointStore } from './view-store.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -36,13 +36,29 @@ const log = new RemoteLog(init.partitions, init.stats, (m) => post(m));
 // Definitions and tables are the host's (in the shared state); checkpoints are per view and partition in the data dir.
 const tables = new Tables();
 tables.load(init.tables);
-const owned = Array.from({ length: init.partitions }, (_, p) => p).filter((p) => p % init.workers === init.index);
+const owned = init.owned ?? Array.from({ length: init.partitions }, (_, p) => p).filter((p) => p % init.workers === init.index);
 const catalog = (): Catalog => schemaCatalog(catalogSnapshot, tables);
+
+/** Checkpoints kept by the host thread (`WorkerInit.hostCheckpoints`): requests out, replies by id. */
+let nextStoreId = 1;
+const storeCalls = new Map<number, { resolve: (bytes: Uint8Array | undefined) => void; reject: (err: unknown) => void }>();
+const storeCall = (op: 'load' | 'save' | 'remove', name: string, partitions: number[], bytes?: Uint8Array, live?: number[]) =>
+  new Promise<Uint8Array | undefined>((resolve, reject) => {
+    const id = nextStoreId++;
+    storeCalls.set(id, { resolve, reject });
+    post({ type: 'store', id, op, name, partitions, bytes, live });
+  });
+const hostStore: CheckpointStore = {
+  load: (name, partition) => storeCall('load', name, [partition]),
+  save: async (name, partition, bytes, live) => void (await storeCall('save', name, [partition], bytes, [...live])),
+  remove: async (name, partitions) => void (await storeCall('remove', name, [...partitions])),
+};
+
 const engine = new Engine({
   log,
   // Checkpoints are per view and partition: a worker takes over any partition's state, whatever the worker count.
-  store: new FileViewStore(join(init.dataDir, 'views'), { definitions: init.views }),
-  ownedPartitions: init.workers === 1 ? undefined : owned,
+  store: init.hostCheckpoints ? new CheckpointViewStore(hostStore, init.views) : new FileViewStore(join(init.dataDir, 'views'), { definitions: init.views }),
+  ownedPartitions: init.owned === null && init.workers === 1 ? undefined : owned,
   tables,
   catalog,
   logger,
@@ -67,6 +83,7 @@ const api: EngineApiImpl = {
   tableInfo: (name) => tables.info(name),
   tableRows: (name) => tables.rows(name),
   checkpoint: () => engine.checkpoint(),
+  own: (partitions, clean) => engine.own(partitions, clean),
   freshness: () => engine.freshness(),
   lags: () => engine.lags(),
   close: async () => {
@@ -109,6 +126,13 @@ port.on('message', (m: ToWorker) => {
     case 'catalog':
       catalogSnapshot = m.catalog;
       break;
+    case 'store-result': {
+      const c = storeCalls.get(m.id);
+      storeCalls.delete(m.id);
+      if (m.error !== undefined) c?.reject(new HalflifeError(m.error.code, m.error.details, { message: m.error.message }));
+      else c?.resolve(m.bytes);
+      break;
+    }
   }
 });
 

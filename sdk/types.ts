@@ -88,7 +88,8 @@ export interface ClusterStatus {
     features: Record<string, boolean>;
     stream: { name: string; replicas: number; messages: number; bytes: number; cluster: string | null; leader: string | null; peers: readonly { name: string; current: boolean; lagMessages: number; offline: boolean }[] };
   };
-  partitions: readonly { partition: number; firstOffset: number; nextOffset: number; records: number; owner: string; lag: Record<string, number> }[];
+  /** `owner`: the process running the partition (null while it moves); on NATS with its lease's token and age. */
+  partitions: readonly { partition: number; firstOffset: number; nextOffset: number; records: number; owner: string | null; leaseToken?: number; leaseAgeMs?: number; lag: Record<string, number> }[];
   warnings: readonly string[];
 }
 

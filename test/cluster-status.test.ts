@@ -58,7 +58,24 @@ test('on NATS: both processes listed, the stream\'s replicas and the server vers
   assert.ok(s.warnings.some((w: string) => /1 replica: .*3 across zones/.test(w)), JSON.stringify(s.warnings));
   const old = !s.nats.features.crashSafeStreams;
   assert.equal(s.warnings.some((w: string) => /older than 2\.10\.23/.test(w)), old, 'the version warning follows the server');
-  assert.equal(s.partitions[0].owner, 'every node');
+  // Each partition is run by one of them, under a lease (the two share them out within a few lease rounds).
+  const ids = [a.server.nodes.node.id, b.server.nodes.node.id];
+  const t0 = Date.now();
+  let owners: (string | null)[] = [];
+  for (;;) {
+    const now = (await inject(a, 'GET', '/v1/cluster')).body;
+    owners = now.partitions.map((p: { owner: string | null }) => p.owner);
+    if (new Set(owners).size === 2 && owners.every((o) => o !== null && ids.includes(o))) {
+      assert.ok(now.partitions.every((p: { leaseToken: number; leaseAgeMs: number }) => p.leaseToken > 0 && p.leaseAgeMs >= 0));
+      break;
+    }
+    assert.ok(Date.now() - t0 < 30_000, `partitions shared out: ${JSON.stringify(owners)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const io = capture();
+  assert.equal(await main(['cluster', 'status', '--url', await a.server.listen()], io), 0, io.stderr);
+  assert.match(io.stdout, /LEASE/);
+  assert.match(io.stdout, /token \d+, \d+\.\d s/);
   // A process that stops cleanly leaves the list.
   await b.cleanup();
   servers.splice(servers.indexOf(b), 1);

@@ -13,11 +13,13 @@ import { processIo, type Io } from './output.js';
 
 /** Each command's usage, printed by `halflife <command> --help` and after a usage error in that command. */
 const COMMANDS = {
-  serve: `halflife serve [--config F] [--data DIR] [--host H] [--port N] [--nats URL[,URL...]]
+  serve: `halflife serve [--config F] [--data DIR] [--host H] [--port N] [--nats URL[,URL...]] [--role ROLE]
   Start the server (default 127.0.0.1:7070, data in ./halflife-data). A start-up failure (port in use, data folder
   locked or not writable, config unreadable or invalid, a damaged log segment) exits 2 with one line.
   --nats (or HALFLIFE_NATS): keep the event log, dead letters, schemas, alert rules and consumer positions on that
   NATS JetStream cluster (nats.replicas copies, default 3; 1 for a single server) instead of the data folder.
+  --role (or HALFLIFE_CLUSTER_ROLE), with --nats: all (default), ingest (accepts events), worker (runs the views of
+  the partitions it holds leases on) or query; every role answers view queries (docs/scale-out.md).
 `,
   repair: `halflife repair [--config F] [--data DIR] [--dry-run]
   With the server stopped: scan every segment of the data folder's logs and move damaged bytes (a start-up that
@@ -214,7 +216,7 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
     case 'serve': {
       const { values } = parse('serve', {
         args,
-        options: { config: { type: 'string', short: 'c' }, data: { type: 'string' }, host: { type: 'string' }, port: { type: 'string', short: 'p' }, nats: { type: 'string' } },
+        options: { config: { type: 'string', short: 'c' }, data: { type: 'string' }, host: { type: 'string' }, port: { type: 'string', short: 'p' }, nats: { type: 'string' }, role: { type: 'string' } },
       });
       return serve(values, io);
     }

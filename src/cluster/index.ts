@@ -4,3 +4,7 @@ export { LeaseManager } from './leases.js';
 export type { Lease, LeaseInfo } from './leases.js';
 export { FencedStore } from './fenced-store.js';
 export { ClusterErrors } from './errors.js';
+export { PartitionOwnership, ClusterCheckpoints } from './ownership.js';
+export type { OwnershipOptions } from './ownership.js';
+export { ClusterQueries } from './queries.js';
+export type { ClusterQueriesOptions } from './queries.js';

@@ -8,8 +8,8 @@ export interface NodeInfo {
   readonly host: string;
   readonly pid: number;
   readonly version: string;
-  /** What the process runs; every process runs ingest, views and queries today. */
-  readonly role: 'all';
+  /** What the process runs (`cluster.role`). */
+  readonly role: 'all' | 'ingest' | 'worker' | 'query';
   readonly startedAt: string;
 }
 
@@ -26,6 +26,8 @@ export interface NodeRegistryOptions {
   readonly heartbeatMs?: number;
   readonly logger?: Logger;
   readonly now?: () => number;
+  /** What this process runs (default all). */
+  readonly role?: NodeInfo['role'];
   /** The store is this process's alone (a data folder under its lock): entries left by earlier runs are removed. */
   readonly exclusive?: boolean;
 }
@@ -46,7 +48,7 @@ export class NodeRegistry {
     this.#o = options;
     this.#logger = options.logger ?? silentLogger;
     this.#now = options.now ?? Date.now;
-    this.node = { id: randomBytes(6).toString('hex'), host: hostname(), pid: process.pid, version: options.version, role: 'all', startedAt: new Date(this.#now()).toISOString() };
+    this.node = { id: randomBytes(6).toString('hex'), host: hostname(), pid: process.pid, version: options.version, role: options.role ?? 'all', startedAt: new Date(this.#now()).toISOString() };
   }
 
   get heartbeatMs(): number {

@@ -107,6 +107,9 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   if (config.log.backend === 'nats' && config.nats.servers === null) {
     problems.push('  log.backend: nats needs nats.servers (or HALFLIFE_NATS, or serve --nats nats://host:4222)');
   }
+  if (config.cluster.role !== 'all' && config.log.backend !== 'nats') {
+    problems.push(`  cluster.role: ${config.cluster.role} is a role in a cluster on NATS (log.backend: nats); one process on the embedded log runs everything (all)`);
+  }
   if ((config.server.tlsCertFile === null) !== (config.server.tlsKeyFile === null)) {
     problems.push('  server.tlsCertFile and server.tlsKeyFile: set both (HTTPS) or neither (plain HTTP)');
   }

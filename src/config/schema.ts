@@ -153,6 +153,18 @@ export interface NatsConfig {
   bucketPrefix: string;
 }
 
+/** What a process of a cluster on NATS runs (`log.backend: nats`); one process on the embedded log runs everything. */
+export interface ClusterConfig {
+  /**
+   * `all` (default): ingestion, views and queries. `ingest`: accepts events, owns no partitions. `worker`: runs the
+   * views of the partitions it holds leases on, accepts no events. `query`: answers view queries (asking the workers),
+   * accepts no events and owns no partitions. Every role answers view queries.
+   */
+  role: 'all' | 'ingest' | 'worker' | 'query';
+  /** A worker's lease on a partition lasts this long unless renewed (every third of it): how soon a dead worker's partitions move. */
+  leaseMs: number;
+}
+
 export interface HalflifeConfig {
   dataDir: string;
   logLevel: LogLevel;
@@ -160,6 +172,7 @@ export interface HalflifeConfig {
   server: ServerConfig;
   log: LogConfig;
   nats: NatsConfig;
+  cluster: ClusterConfig;
   ingest: IngestConfig;
   schemas: SchemasConfig;
   engine: EngineConfig;
@@ -220,6 +233,7 @@ export function defaultConfig(): HalflifeConfig {
     metrics: { environment: 'development', service: 'halflife', team: 'unassigned', version: null },
     alerts: { evaluationIntervalMs: 15_000, rules: {}, allowedWebhookHosts: null },
     nats: { servers: null, stream: 'HALFLIFE_EVENTS', subjectPrefix: 'halflife.events', replicas: 3, bucketPrefix: 'halflife' },
+    cluster: { role: 'all', leaseMs: 10_000 },
   };
 }
 
@@ -316,6 +330,14 @@ export const configSchema = {
         subjectPrefix: { type: 'string', pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$' },
         replicas: int(1, 5),
         bucketPrefix: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,48}$' },
+      },
+    },
+    cluster: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        role: { enum: ['all', 'ingest', 'worker', 'query'] },
+        leaseMs: int(1000, 600_000),
       },
     },
     alerts: {

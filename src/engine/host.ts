@@ -35,6 +35,13 @@ export interface EngineHostOptions {
   readonly partitions?: readonly number[];
   /** Where checkpoints go when they must outlive this machine (default: `<dataDir>/views`). */
   readonly checkpoints?: CheckpointStore;
+  /** The partial groups other processes hold (a cluster): merged into every read. */
+  readonly remote?: RemotePartials;
+}
+
+/** Partial groups of a view held by other processes, one list per engine there (see the cluster room). */
+export interface RemotePartials {
+  partials(name: string, q: RowQuery): Promise<PartialGroup[][]>;
 }
 
 /** One engine worker thread: spawning, restarts, RPC, and serving its log reads and offset commits. */
@@ -344,10 +351,26 @@ export class EngineHost {
     return Promise.all(this.#links.map((l) => l.call(method, ...args)));
   }
 
-  /** The partial groups of a view from every worker but the first (what the first merges with its own). */
-  foreign(name: string, q: RowQuery = {}): Promise<PartialGroup[][]> {
+  /** Whether reads merge partial groups (several workers, or other processes): else the first worker answers alone. */
+  get distributed(): boolean {
+    return this.#links.length > 1 || this.#o.remote !== undefined;
+  }
+
+  /**
+   * The partial groups of a view from every worker but the first, and from the other processes of a cluster (what
+   * the first merges with its own).
+   */
+  async foreign(name: string, q: RowQuery = {}): Promise<PartialGroup[][]> {
     const partialQuery: RowQuery = { keys: q.keys, fromMs: q.fromMs, toMs: q.toMs };
-    return Promise.all(this.#links.slice(1).map((l) => l.call('partials', name, partialQuery)));
+    const [local, remote] = await Promise.all([Promise.all(this.#links.slice(1).map((l) => l.call('partials', name, partialQuery))), this.#o.remote?.partials(name, partialQuery) ?? []]);
+    return remote.length === 0 ? local : [...local, ...remote];
+  }
+
+  /** This process's partial groups of a view, one list per worker (what other processes of a cluster merge). */
+  localPartials(name: string, q: RowQuery = {}): Promise<PartialGroup[][]> {
+    this.#state.assertOpen();
+    const partialQuery: RowQuery = { keys: q.keys, fromMs: q.fromMs, toMs: q.toMs };
+    return Promise.all(this.#links.map((l) => l.call('partials', name, partialQuery)));
   }
 
   /** Calls a method an extension added, on the first worker (which merges what `foreign` gathers). */
@@ -431,7 +454,7 @@ export class EngineHost {
 
   async rows(name: string, q: RowQuery = {}): Promise<ViewRow[]> {
     this.#state.assertOpen();
-    if (this.#links.length === 1) return this.#first.call('rows', name, q);
+    if (!this.distributed) return this.#first.call('rows', name, q);
     return this.#first.call('rows', name, { ...q, sinceVersion: undefined }, await this.foreign(name, q));
   }
 
@@ -441,10 +464,16 @@ export class EngineHost {
     return { count: parts.reduce((a, p) => a + p.count, 0), recent };
   }
 
-  /** Rises whenever any worker's state of the view changes. */
+  /**
+   * Rises whenever any worker's state of the view changes. In a cluster (changes elsewhere are not seen here) it
+   * rises at every call: a live stream sends the current rows at every refresh.
+   */
   async version(name: string): Promise<number> {
-    return (await this.#all('version', name)).reduce((a, v) => a + v, 0);
+    const local = (await this.#all('version', name)).reduce((a, v) => a + v, 0);
+    return this.#o.remote === undefined ? local : local + ++this.#calls;
   }
+
+  #calls = 0;
 
   refreshMs(name: string): Promise<number> {
     this.#state.assertOpen();

@@ -12,7 +12,9 @@ export { EngineErrors } from './errors.js';
 export { ViewDefinitions } from './view-definitions.js';
 export type { ViewDefinitionsOptions } from './view-definitions.js';
 export { EngineHost } from './host.js';
-export type { EngineHostOptions } from './host.js';
+export type { EngineHostOptions, RemotePartials } from './host.js';
+/** The versioned codec of checkpoints, also for partial states between processes. */
+export { encodeCheckpoint as encodeState, decodeCheckpoint as decodeState } from './checkpoint-codec.js';
 export type { EngineApi, EngineExtension, WorkerInit, CatalogSnapshot } from './protocol.js';
 export { TableStore } from './table-store.js';
 export type { StoredTable, TableStoreOptions } from './table-store.js';

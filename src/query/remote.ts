@@ -9,7 +9,7 @@ export const QUERY_EXTENSION = new URL(`./engine-extension${import.meta.url.ends
  * from the others and merges them (sketches merge) before answering.
  */
 export async function queryOn(engine: EngineHost, sql: string): Promise<QueryResult> {
-  if (engine.workers === 1) return (await engine.extension('query', sql)) as QueryResult;
+  if (!engine.distributed) return (await engine.extension('query', sql)) as QueryResult;
   const view = (await engine.extension('queryView', sql)) as string;
   return (await engine.extension('query', sql, await engine.foreign(view))) as QueryResult;
 }

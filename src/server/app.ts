@@ -194,6 +194,10 @@ export function buildApp(c: AppComponents): FastifyInstance {
     // Admission before the body is read: at the memory budget, or with too many request bytes in flight, the
     // request is refused at once (its body is never buffered).
     const admitted = new WeakMap<FastifyRequest, number>();
+    scope.addHook('onRequest', async () => {
+      const role = c.config.cluster.role;
+      if (role === 'worker' || role === 'query') throw new HalflifeError('ROLE_NOT_SERVED', { role, what: 'accept events', wanted: 'ingest' });
+    });
     scope.addHook('onRequest', async (request, reply) => {
       // A request may declare its priority (X-Halflife-Priority): then it can be shed before its body is read,
       // which is what keeps an overloaded server able to take high-priority traffic. Its events are still shed

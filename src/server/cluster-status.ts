@@ -1,5 +1,5 @@
 import type { HalflifeConfig } from '../config/index.js';
-import type { NodeEntry, NodeRegistry } from '../cluster/index.js';
+import type { NodeEntry, NodeRegistry, PartitionOwnership } from '../cluster/index.js';
 import type { EngineHost } from '../engine/index.js';
 import type { JetStreamInfo, Log, NatsConnector, NatsFeatures } from '../log/index.js';
 
@@ -15,8 +15,20 @@ export interface ClusterStatus {
     readonly features: NatsFeatures;
     readonly stream: JetStreamInfo;
   };
-  /** Per partition: its extent, who runs it, and each view's lag on this process. */
-  readonly partitions: readonly { partition: number; firstOffset: number; nextOffset: number; records: number; owner: string; lag: Record<string, number> }[];
+  /**
+   * Per partition: its extent, who runs it (on NATS: the node holding its lease, its fencing token and the lease's
+   * age by the holder's clock; none while it moves), and each view's lag where this process runs it.
+   */
+  readonly partitions: readonly {
+    partition: number;
+    firstOffset: number;
+    nextOffset: number;
+    records: number;
+    owner: string | null;
+    leaseToken?: number;
+    leaseAgeMs?: number;
+    lag: Record<string, number>;
+  }[];
   readonly warnings: readonly string[];
 }
 
@@ -26,6 +38,8 @@ export interface ClusterStatusSources {
   readonly engine: EngineHost;
   readonly nodes: NodeRegistry;
   readonly nats?: NatsConnector | undefined;
+  /** The partition leases (JetStream backend). */
+  readonly ownership?: PartitionOwnership | undefined;
   /** The stream's view from the servers (JetStream backend). */
   readonly streamInfo?: (() => Promise<JetStreamInfo>) | undefined;
 }
@@ -38,12 +52,22 @@ export async function clusterStatus(s: ClusterStatusSources): Promise<ClusterSta
     if (n.heartbeatAgeMs > stale) warnings.push(`node ${n.id} (${n.host}, pid ${n.pid}) has not been seen for ${Math.round(n.heartbeatAgeMs / 1000)} s: stopped without a clean shutdown?`);
   }
   const views = await s.engine.infos();
-  const partitions = s.log.stats().partitions.map((p) => {
-    const lag: Record<string, number> = {};
-    for (const v of views) lag[v.name] = s.log.lag(p.partition, v.offsets[p.partition] ?? 0);
-    // Every process runs every partition today (processes on one stream are replicas of each other).
-    return { partition: p.partition, firstOffset: p.firstOffset, nextOffset: p.nextOffset, records: p.records, owner: nodes.length > 1 ? 'every node' : s.nodes.node.id, lag };
-  });
+  const mine = new Set(s.engine.partitions);
+  const now = Date.now();
+  const partitions = await Promise.all(
+    s.log.stats().partitions.map(async (p) => {
+      const lag: Record<string, number> = {};
+      if (mine.has(p.partition)) for (const v of views) lag[v.name] = s.log.lag(p.partition, v.offsets[p.partition] ?? 0);
+      const base = { partition: p.partition, firstOffset: p.firstOffset, nextOffset: p.nextOffset, records: p.records };
+      if (s.ownership === undefined) return { ...base, owner: s.nodes.node.id, lag };
+      const lease = await s.ownership.holder(p.partition);
+      if (lease === undefined) {
+        warnings.push(`partition ${p.partition} has no worker (it is moving, or no process with the role worker or all is running)`);
+        return { ...base, owner: null, lag };
+      }
+      return { ...base, owner: lease.owner, leaseToken: lease.token, leaseAgeMs: Math.max(0, now - lease.renewedAtMs), lag };
+    }),
+  );
   let nats: ClusterStatus['nats'];
   if (s.nats !== undefined && s.streamInfo !== undefined) {
     const stream = await s.streamInfo();

@@ -13,6 +13,12 @@ export const ServerErrors = defineErrors({
     domain: 'user',
     retryable: false,
   },
+  ROLE_NOT_SERVED: {
+    status: 421,
+    message: 'this process runs as {role} (cluster.role) and does not {what}; send it to a process with the role {wanted} or all',
+    domain: 'user',
+    retryable: false,
+  },
   SHUTTING_DOWN: {
     status: 503,
     message: 'the server is shutting down; retry against another instance or after restart',

@@ -17,7 +17,7 @@ import { AlertManager } from '../alerts/index.js';
 import { WebhookSender } from '../sinks/index.js';
 import { DataDirLock } from './data-lock.js';
 import { EngineHost, TableStore, ViewDefinitions, type CatalogSnapshot } from '../engine/index.js';
-import { NodeRegistry } from '../cluster/index.js';
+import { ClusterCheckpoints, ClusterQueries, FencedStore, LeaseManager, NodeRegistry, PartitionOwnership } from '../cluster/index.js';
 import { clusterStatus } from './cluster-status.js';
 import { QUERY_EXTENSION, queryOn } from '../query/index.js';
 
@@ -48,6 +48,9 @@ export class HalflifeServer {
   readonly #nats: NatsConnector | undefined;
   /** This process in the state store's list of processes (`halflife cluster status`). */
   readonly nodes: NodeRegistry;
+  /** On NATS: the partitions this process runs, by lease (none for the roles ingest and query). */
+  readonly ownership: PartitionOwnership | undefined;
+  readonly #queries: ClusterQueries | undefined;
   readonly ingestor: Ingestor;
   readonly deadLetters: DeadLetterStore;
   readonly engine: EngineHost;
@@ -147,6 +150,45 @@ export class HalflifeServer {
       clock,
       logger: logger.child({ component: 'ingest' }),
     });
+    // This process in the list of processes sharing the state (`halflife cluster status`); on NATS, what the others
+    // read to share the partitions out (a worker is live while its heartbeat is younger than a lease).
+    const role = config.cluster.role;
+    this.nodes = new NodeRegistry({
+      kv: this.#kv,
+      version: packageVersion(),
+      role,
+      exclusive: nats === undefined,
+      heartbeatMs: nats === undefined ? undefined : Math.max(300, Math.floor(config.cluster.leaseMs / 3)),
+      logger: logger.child({ component: 'cluster' }),
+    });
+    let checkpoints: ClusterCheckpoints | undefined;
+    if (nats !== undefined) {
+      const n = config.nats;
+      const connection = () => nats.connection;
+      const leases = new NatsKvStore(connection, { bucket: `${n.bucketPrefix}_leases`, replicas: n.replicas, ttlMs: config.cluster.leaseMs });
+      this.ownership = new PartitionOwnership({
+        leases: new LeaseManager(leases, this.nodes.node.id),
+        self: this.nodes.node.id,
+        nodes: () => this.nodes.list(),
+        partitions: config.log.partitions,
+        worker: role === 'worker' || role === 'all',
+        leaseMs: config.cluster.leaseMs,
+        apply: (partitions, clean) => this.engine.setPartitions(partitions, clean),
+        logger: logger.child({ component: 'cluster' }),
+      });
+      checkpoints = new ClusterCheckpoints(new FencedStore(this.#kv), this.ownership);
+      const ownership = this.ownership;
+      this.#queries = new ClusterQueries({
+        connection,
+        subject: `${n.subjectPrefix}_cluster.partials`,
+        self: this.nodes.node.id,
+        partitions: config.log.partitions,
+        serving: () => ownership.serving(),
+        local: (view, q) => this.engine.localPartials(view, q),
+        timeoutMs: config.engine.queryTimeoutMs,
+        logger: logger.child({ component: 'cluster' }),
+      });
+    }
     this.engine = new EngineHost({
       log: this.log,
       dataDir: data,
@@ -157,6 +199,9 @@ export class HalflifeServer {
       queryTimeoutMs: config.engine.queryTimeoutMs,
       workers: Math.min(config.engine.workers, config.log.partitions),
       extensions: [QUERY_EXTENSION],
+      // On NATS the leases give this process its partitions (none at start), checkpoints live in the shared state
+      // under the leases' fencing tokens, and reads merge what the other processes hold.
+      ...(nats === undefined ? {} : { partitions: [], checkpoints, remote: this.#queries }),
       logger: logger.child({ component: 'engine' }),
     });
     // Embedded, keys.json in the data folder (which the CLI edits beside a running server); on NATS, the shared state.
@@ -173,7 +218,6 @@ export class HalflifeServer {
       logger: logger.child({ component: 'alerts' }),
       intervalMs: config.alerts.evaluationIntervalMs,
     });
-    this.nodes = new NodeRegistry({ kv: this.#kv, version: packageVersion(), exclusive: nats === undefined, logger: logger.child({ component: 'cluster' }) });
     this.overload = new OverloadMonitor({ config: config.overload, queuedBytes: () => this.log.queuedBytes, engine: this.engine, logger: logger.child({ component: 'overload' }) });
   }
 
@@ -217,6 +261,8 @@ export class HalflifeServer {
       this.overload.start();
       await this.alerts.start();
       await this.nodes.start();
+      this.#queries?.start();
+      await this.ownership?.start();
       await this.keys.load();
       await this.keys.watch();
       const { tlsCertFile, tlsKeyFile } = this.config.server;
@@ -243,6 +289,7 @@ export class HalflifeServer {
             log: this.log,
             engine: this.engine,
             nodes: this.nodes,
+            ownership: this.ownership,
             nats: this.#nats,
             streamInfo: this.log instanceof JetStreamLog ? () => (this.log as JetStreamLog).streamInfo() : undefined,
           }),
@@ -327,6 +374,9 @@ export class HalflifeServer {
 
   async #closeComponents(): Promise<void> {
     this.keys.close();
+    // The partitions go to the other workers after a last checkpoint, before this process leaves the list.
+    await this.ownership?.close().catch((err: unknown) => this.logger.warn({ err }, 'handing the partitions over failed'));
+    this.#queries?.close();
     await this.nodes.close();
     this.overload.close();
     await this.ingestor.close();

@@ -80,7 +80,13 @@ export async function clusterStatus(client: HalflifeClient, flags: OutputFlags, 
   io.out(table(s.nodes.map((n) => [n.id === s.node ? `${n.id} (this)` : n.id, n.host, n.pid, n.role, n.version, n.startedAt, `${(n.heartbeatAgeMs / 1000).toFixed(1)} s`]), ['NODE', 'HOST', 'PID', 'ROLE', 'VERSION', 'STARTED', 'SEEN']));
   io.out('\n');
   const views = [...new Set(s.partitions.flatMap((p) => Object.keys(p.lag)))].sort();
-  io.out(table(s.partitions.map((p) => [p.partition, p.records, p.owner, views.length === 0 ? '-' : views.map((v) => `${v} ${p.lag[v]}`).join(', ')]), ['PARTITION', 'RECORDS', 'OWNER', 'LAG (per view)']));
+  const lease = (p: (typeof s.partitions)[number]) => (p.leaseToken === undefined ? '-' : `token ${p.leaseToken}, ${((p.leaseAgeMs ?? 0) / 1000).toFixed(1)} s`);
+  io.out(
+    table(
+      s.partitions.map((p) => [p.partition, p.records, p.owner ?? 'none', lease(p), views.length === 0 ? '-' : views.map((v) => (p.lag[v] === undefined ? '' : `${v} ${p.lag[v]}`)).filter((x) => x !== '').join(', ') || '(elsewhere)']),
+      ['PARTITION', 'RECORDS', 'OWNER', 'LEASE', 'LAG (per view)'],
+    ),
+  );
   if (s.warnings.length > 0) io.out(`\nwarnings:\n${s.warnings.map((w) => `  - ${w}`).join('\n')}\n`);
   return 0;
 }

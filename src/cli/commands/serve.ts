@@ -10,6 +10,8 @@ export interface ServeFlags {
   port?: string | undefined;
   /** NATS server URLs (comma-separated): the log and the shared state on JetStream. */
   nats?: string | undefined;
+  /** What this process runs in a cluster (`cluster.role`). */
+  role?: string | undefined;
 }
 
 /**
@@ -32,7 +34,7 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
   try {
     const { config, file } = loadConfig({
       file: flags.config,
-      flags: { dataDir: flags.data, 'server.host': flags.host, 'server.port': port, ...(flags.nats === undefined ? {} : { 'nats.servers': flags.nats, 'log.backend': 'nats' }) },
+      flags: { dataDir: flags.data, 'server.host': flags.host, 'server.port': port, ...(flags.nats === undefined ? {} : { 'nats.servers': flags.nats, 'log.backend': 'nats' }), ...(flags.role === undefined ? {} : { 'cluster.role': flags.role }) },
     });
     await probeListen(config.server.host, config.server.port);
     // Every file the server creates (segments, dead letters with raw payloads, alert rules with webhook secrets) is

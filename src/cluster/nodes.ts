@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { silentLogger, type KvStore, type Logger } from '../core/index.js';
+import { silentLogger, type KvStore, type KvWatch, type Logger } from '../core/index.js';
 
 /** A halflife process as the others see it. */
 export interface NodeInfo {
@@ -43,6 +43,12 @@ export class NodeRegistry {
   readonly #logger: Logger;
   readonly #now: () => number;
   #timer: NodeJS.Timeout | undefined;
+  #watch: KvWatch | undefined;
+  /**
+   * Every process's entry as last seen, kept by a watch: listing the keys of a JetStream bucket creates a consumer,
+   * which a cluster's metadata leader must agree to, so `list` (every lease round) must not.
+   */
+  readonly #entries = new Map<string, { revision: number; value: Uint8Array | undefined }>();
 
   constructor(options: NodeRegistryOptions) {
     this.#o = options;
@@ -57,23 +63,36 @@ export class NodeRegistry {
 
   async start(): Promise<void> {
     if (this.#o.exclusive === true) for (const key of await this.#o.kv.keys('nodes')) await this.#o.kv.delete(key);
+    // Watched first, then read: nothing written in between is missed, and the newer revision of a key wins.
+    this.#watch = await this.#o.kv.watch('nodes', (c) => this.#seen(c.key, c.revision, c.value));
+    for (const key of await this.#o.kv.keys('nodes')) {
+      const e = await this.#o.kv.get(key);
+      if (e !== undefined) this.#seen(key, e.revision, e.value);
+    }
     await this.#beat();
     this.#timer = setInterval(() => void this.#beat().catch((err: unknown) => this.#logger.warn({ err }, 'node heartbeat failed')), this.heartbeatMs);
     this.#timer.unref();
   }
 
-  #beat(): Promise<number> {
-    return this.#o.kv.put(`nodes.${this.node.id}`, Buffer.from(JSON.stringify({ ...this.node, heartbeatMs: this.#now() })));
+  #seen(key: string, revision: number, value: Uint8Array | undefined): void {
+    const had = this.#entries.get(key);
+    if (had === undefined || had.revision < revision) this.#entries.set(key, { revision, value });
+  }
+
+  async #beat(): Promise<number> {
+    const value = Buffer.from(JSON.stringify({ ...this.node, heartbeatMs: this.#now() }));
+    const revision = await this.#o.kv.put(`nodes.${this.node.id}`, value);
+    this.#seen(`nodes.${this.node.id}`, revision, value);
+    return revision;
   }
 
   /** Every process with an entry, this one first, then by start time. */
   async list(): Promise<NodeEntry[]> {
     const now = this.#now();
     const out: NodeEntry[] = [];
-    for (const key of await this.#o.kv.keys('nodes')) {
-      const e = await this.#o.kv.get(key);
-      if (e === undefined) continue;
-      const n = JSON.parse(Buffer.from(e.value).toString('utf8')) as NodeInfo & { heartbeatMs: number };
+    for (const { value } of this.#entries.values()) {
+      if (value === undefined) continue;
+      const n = JSON.parse(Buffer.from(value).toString('utf8')) as NodeInfo & { heartbeatMs: number };
       out.push({ ...n, heartbeatAgeMs: Math.max(0, now - n.heartbeatMs) });
     }
     return out.sort((a, b) => (a.id === this.node.id ? -1 : b.id === this.node.id ? 1 : a.startedAt.localeCompare(b.startedAt)));
@@ -81,6 +100,7 @@ export class NodeRegistry {
 
   async close(): Promise<void> {
     clearInterval(this.#timer);
+    await this.#watch?.stop().catch(() => {});
     await this.#o.kv.delete(`nodes.${this.node.id}`).catch(() => {});
   }
 }

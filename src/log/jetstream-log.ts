@@ -7,6 +7,8 @@ import { batchToRecords, lagOf, valueByteLength, withStoredBeforeFailure, type A
 import { GroupCommit } from './group-commit.js';
 import { Partitioner } from './partitioner.js';
 import { TailWaiters } from './tail.js';
+import { JETSTREAM_TIMEOUT_MS } from './nats-kv.js';
+import { isNatsTimeout, retryingTimeouts } from './nats-connection.js';
 
 /**
  * A position in the JetStream log: the message's stream sequence times SHIFT plus the record's index in it.
@@ -135,13 +137,18 @@ export class JetStreamLog implements Log {
   async start(): Promise<void> {
     this.#state.assertOpen();
     const nc = typeof this.#o.connection === 'function' ? this.#o.connection() : this.#o.connection;
-    this.#jsm = await jetstreamManager(nc);
-    this.#js = jetstream(nc);
+    const jsm = await retryingTimeouts(() => jetstreamManager(nc, { timeout: JETSTREAM_TIMEOUT_MS }));
+    this.#jsm = jsm;
+    this.#js = jetstream(nc, { timeout: JETSTREAM_TIMEOUT_MS });
     this.#maxPayload = nc.info?.max_payload ?? this.#maxPayload;
     const description = `halflife event log, ${this.partitionCount} partitions`;
-    const existing = await this.#jsm.streams.info(this.#stream).catch(() => undefined);
+    // Not found is "create it"; a timeout (a leader being elected) is asked again, never taken for "not there".
+    const existing = await retryingTimeouts(() => jsm.streams.info(this.#stream)).catch((err: unknown) => {
+      if (isNatsTimeout(err)) throw err;
+      return undefined;
+    });
     if (existing === undefined) {
-      await this.#setup(`stream ${this.#stream}`, () => this.#jsm.streams.add({
+      await this.#setup(`stream ${this.#stream}`, () => retryingTimeouts(() => this.#jsm.streams.add({
         name: this.#stream,
         description,
         subjects: [`${this.#prefix}.*`],
@@ -153,7 +160,7 @@ export class JetStreamLog implements Log {
         max_bytes: this.#o.retentionMaxBytes || -1,
         duplicate_window: (this.#o.duplicateWindowMs ?? 120_000) * 1_000_000,
         allow_direct: true,
-      }));
+      })));
     } else {
       const m = /, (\d+) partitions$/.exec(existing.config.description ?? '');
       if (m !== null && Number(m[1]) !== this.partitionCount) {
@@ -163,7 +170,7 @@ export class JetStreamLog implements Log {
     }
     // Watch from the stream's current end, then learn each partition's extent: a message stored in between is
     // seen by both, which only moves an end to where it already is.
-    const last = (await this.#jsm.streams.info(this.#stream)).state.last_seq;
+    const last = (await retryingTimeouts(() => jsm.streams.info(this.#stream))).state.last_seq;
     await this.#watchFrom(last + 1);
     await this.#refresh(true);
     // Retention removes old messages on the server: learn the first positions again now and then (stats only).
@@ -184,13 +191,15 @@ export class JetStreamLog implements Log {
   /** Follows every message stored from `seq` on (headers only); started again from where it was if it ever stops. */
   async #watchFrom(seq: number): Promise<void> {
     let next = seq;
-    const consumer = await this.#js.consumers.get(this.#stream, {
-      filter_subjects: `${this.#prefix}.*`,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: next,
-      headers_only: true,
-    });
-    const watcher = await consumer.consume({ max_messages: 1000 });
+    const consumer = await retryingTimeouts(() =>
+      this.#js.consumers.get(this.#stream, {
+        filter_subjects: `${this.#prefix}.*`,
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: next,
+        headers_only: true,
+      }),
+    );
+    const watcher = await retryingTimeouts(() => consumer.consume({ max_messages: 1000 }));
     this.#watcher = watcher;
     this.#watching = (async () => {
       for await (const m of watcher) {

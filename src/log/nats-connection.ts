@@ -94,3 +94,26 @@ export class NatsConnector {
     });
   }
 }
+
+/** Whether a NATS failure is a request that got no answer (a JetStream leader being elected drops requests). */
+export function isNatsTimeout(err: unknown): boolean {
+  const e = err as { name?: string; message?: string; code?: string } | undefined;
+  return e?.name === 'TimeoutError' || e?.message === 'timeout' || /no responders/i.test(e?.message ?? '') || e?.code === '503';
+}
+
+/**
+ * Runs a JetStream API call again while it times out, up to `deadlineMs` (default 60 s): right after a server of the
+ * cluster dies, requests sent while its successor is elected are lost and only time out; the next one is answered.
+ * Only for calls that are safe to repeat (reads, and setup that checks what is there).
+ */
+export async function retryingTimeouts<T>(work: () => Promise<T>, deadlineMs = 60_000): Promise<T> {
+  const end = performance.now() + deadlineMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (!isNatsTimeout(err) || performance.now() > end) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+    }
+  }
+}

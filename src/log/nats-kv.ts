@@ -1,6 +1,14 @@
 import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
+import { retryingTimeouts } from './nats-connection.js';
 import { checkKvKey, HalflifeError, kvKeyBelow, type KvChange, type KvEntry, type KvStore, type KvWatch } from '../core/index.js';
+
+/**
+ * How long a JetStream API call may take (the client's default is 5 s): creating a replicated bucket or writing to
+ * one whose leader just moved takes longer on a busy cluster, and giving up early only fails a start or a write.
+ */
+export const JETSTREAM_TIMEOUT_MS = 10_000;
 
 export interface NatsKvOptions {
   /** The bucket's name (`[A-Za-z0-9_-]`). */
@@ -41,7 +49,8 @@ export class NatsKvStore implements KvStore {
   }
 
   #kv(): Promise<KV> {
-    this.#bucket ??= new Kvm(this.#connection()).create(this.#options.bucket, { history: 1, replicas: this.#options.replicas ?? 1, ...(this.#options.ttlMs === undefined ? {} : { ttl: this.#options.ttlMs }) }).catch((err: unknown) => {
+    const kvm = new Kvm(jetstream(this.#connection(), { timeout: JETSTREAM_TIMEOUT_MS }));
+    this.#bucket ??= retryingTimeouts(() => kvm.create(this.#options.bucket, { history: 1, replicas: this.#options.replicas ?? 1, ...(this.#options.ttlMs === undefined ? {} : { ttl: this.#options.ttlMs }) })).catch((err: unknown) => {
       this.#bucket = undefined;
       throw err;
     });
@@ -50,7 +59,8 @@ export class NatsKvStore implements KvStore {
 
   async get(key: string): Promise<KvEntry | undefined> {
     checkKvKey(key);
-    const e = await (await this.#kv()).get(key);
+    const kv = await this.#kv();
+    const e = await retryingTimeouts(() => kv.get(key), JETSTREAM_TIMEOUT_MS * 2);
     if (e === null || e.operation !== 'PUT') return undefined;
     return { key, value: e.value, revision: e.revision };
   }
@@ -87,14 +97,19 @@ export class NatsKvStore implements KvStore {
 
   async keys(prefix?: string): Promise<string[]> {
     if (prefix !== undefined && prefix !== '') checkKvKey(prefix);
-    const out: string[] = [];
-    for await (const k of await (await this.#kv()).keys(prefix === undefined || prefix === '' ? '>' : `${prefix}.>`)) if (kvKeyBelow(k, prefix)) out.push(k);
-    return out.sort();
+    const kv = await this.#kv();
+    // Listing creates a consumer: asked again while a leader is elected (see `retryingTimeouts`).
+    return retryingTimeouts(async () => {
+      const out: string[] = [];
+      for await (const k of await kv.keys(prefix === undefined || prefix === '' ? '>' : `${prefix}.>`)) if (kvKeyBelow(k, prefix)) out.push(k);
+      return out.sort();
+    });
   }
 
   async watch(prefix: string, onChange: (change: KvChange) => void): Promise<KvWatch> {
     if (prefix !== '') checkKvKey(prefix);
-    const iter = await (await this.#kv()).watch({ key: prefix === '' ? '>' : `${prefix}.>`, include: KvWatchInclude.UpdatesOnly });
+    const kv = await this.#kv();
+    const iter = await retryingTimeouts(() => kv.watch({ key: prefix === '' ? '>' : `${prefix}.>`, include: KvWatchInclude.UpdatesOnly }));
     const done = (async () => {
       for await (const e of iter) {
         try {

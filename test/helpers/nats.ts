@@ -15,6 +15,8 @@ export interface NatsServer {
   readonly pid: number;
   /** Stops the server (SIGKILL: as a crash would) and removes its storage. */
   stop(): Promise<void>;
+  /** What it printed (cluster nodes), for a failing test's message. */
+  readonly output?: readonly string[];
 }
 
 /** A JetStream nats-server of its own: loopback, a free port, storage in a temporary folder; killed when the test ends. */
@@ -126,7 +128,7 @@ export async function startNatsCluster(n = 3): Promise<NatsCluster> {
         await stop();
         throw err;
       }
-      return { url: `nats://127.0.0.1:${port}`, pid: child.pid!, stop, leaderKnown };
+      return { url: `nats://127.0.0.1:${port}`, pid: child.pid!, stop, leaderKnown, output };
     }),
   );
   const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));

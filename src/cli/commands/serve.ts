@@ -50,6 +50,8 @@ export async function serve(flags: ServeFlags, io: Io): Promise<number> {
     if (started) await server?.close().catch(() => {});
     const repairHint = err instanceof HalflifeError && err.code === 'SEGMENT_CORRUPT' ? ` (here: halflife repair --data ${JSON.stringify(server?.config.dataDir ?? flags.data ?? '')} --dry-run)` : '';
     io.err(`halflife: ${startFailure(err)}${repairHint}\n`);
+    // Not one of ours (a bug, or a library's failure we do not name yet): where it came from, for the report.
+    if (!(err instanceof HalflifeError)) server?.logger.error({ err }, 'start-up failed');
     return 2;
   }
   const config = server.config;

@@ -55,13 +55,13 @@ async function call(s: ChildServer, method: string, path: string, body?: unknown
   }
 }
 
-async function until<T>(what: string, timeoutMs: number, get: () => Promise<T | undefined>): Promise<T> {
+async function until<T>(what: string, timeoutMs: number, get: () => Promise<T | undefined>, explain?: () => Promise<string>): Promise<T> {
   const t0 = Date.now();
   let last: unknown;
   for (;;) {
     const got = await get().catch((err: unknown) => ((last = err), undefined));
     if (got !== undefined) return got;
-    assert.ok(Date.now() - t0 < timeoutMs, `${what} did not happen within ${timeoutMs} ms (last: ${String(last)})`);
+    if (Date.now() - t0 >= timeoutMs) assert.fail(`${what} did not happen within ${timeoutMs} ms (last error: ${String(last)})\n${explain === undefined ? '' : await explain()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -125,15 +125,23 @@ describe('halflife cluster: ingest processes and workers with leases on a 3-node
     await Promise.all([send(0, in1), send(1, in2)]);
     const third = await w3!;
     const expected = { n: acknowledged, users: users.size, total: sum };
+    let lastRead = '';
     const row = async (s: ChildServer) => {
       const r = await call(s, 'GET', '/v1/views/c');
+      lastRead = JSON.stringify(r.body).slice(0, 400);
       return r.status === 200 ? r.body.rows[0] : undefined;
+    };
+    /** What the processes said that went wrong, and the last read, for a failure's message. */
+    const trouble = async () => {
+      const status = JSON.stringify((await call(in1, 'GET', '/v1/cluster')).body?.partitions);
+      const logs = [in1, in2, w1, w2, third].map((s) => s.output.filter((l) => /"level":(40|50)/.test(l)).slice(-8).join('\n')).join('\n--\n');
+      return `last read: ${lastRead}\npartitions: ${status}\n${logs}\nNATS:\n${natsLog()}`;
     };
     for (const s of [in1, in2, w2, third]) {
       const got = await until(`every event counted, read from ${s.url}`, 180_000, async () => {
         const r = await row(s);
         return r !== undefined && r.n === expected.n ? r : undefined;
-      });
+      }, trouble);
       assert.deepEqual({ n: got.n, users: got.users, total: got.total }, expected, `read from ${s.url}`);
       assert.ok(Math.abs(got.approx - expected.users) <= expected.users * 0.03, `HyperLogLog ${got.approx} within 3 % of ${expected.users}`);
     }
@@ -160,7 +168,7 @@ describe('halflife cluster: ingest processes and workers with leases on a 3-node
       const got = await until(`every event counted after the pause, read from ${s.url}`, 180_000, async () => {
         const r = await row(s);
         return r !== undefined && r.n === final.n ? r : undefined;
-      });
+      }, trouble);
       assert.deepEqual({ n: got.n, users: got.users, total: got.total }, final, `read from ${s.url}`);
     }
     // Still exact once the partitions settled between the two again (a double count would show here).

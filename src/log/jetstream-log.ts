@@ -27,6 +27,8 @@ const HEADER_IDS = 'Halflife-Ids';
 const HEADER_ORIGIN = 'Halflife-Origin';
 /** Messages per partition whose record counts are kept for an exact `lag`. */
 const RECENT_MESSAGES = 65_536;
+/** How often the extent of each partition is read again from the servers (see `#refresh`). */
+const REFRESH_MS = 5000;
 
 export interface JetStreamLogOptions {
   /** The connection (or where to find it once `start` runs); it stays the caller's (it is shared with the KV buckets). */
@@ -173,8 +175,9 @@ export class JetStreamLog implements Log {
     const last = (await retryingTimeouts(() => jsm.streams.info(this.#stream))).state.last_seq;
     await this.#watchFrom(last + 1);
     await this.#refresh(true);
-    // Retention removes old messages on the server: learn the first positions again now and then (stats only).
-    this.#refreshTimer = setInterval(() => void this.#refresh(false).catch(() => {}), 10_000);
+    // Retention removes old messages on the server: learn the first positions again now and then (stats), and check
+    // that the watcher still hears of every message.
+    this.#refreshTimer = setInterval(() => void this.#refresh(false).catch(() => {}), REFRESH_MS);
     this.#refreshTimer.unref();
   }
 
@@ -203,6 +206,7 @@ export class JetStreamLog implements Log {
     this.#watcher = watcher;
     this.#watching = (async () => {
       for await (const m of watcher) {
+        this.#heardAt = performance.now();
         next = m.seq + 1;
         this.#seen(m.subject, m.seq, m.headers);
       }
@@ -259,16 +263,21 @@ export class JetStreamLog implements Log {
     }
   }
 
+  /** When the watcher last delivered a message (`performance.now`). */
+  #heardAt = performance.now();
+
   async #refresh(initial: boolean): Promise<void> {
     const info = await this.#jsm.streams.info(this.#stream, { subjects_filter: `${this.#prefix}.*` });
     const subjects = (info.state.subjects ?? {}) as Record<string, number>;
     const totalMessages = Math.max(1, info.state.messages);
+    let missed = false;
     for (let p = 0; p < this.partitionCount; p++) {
       const subject = `${this.#prefix}.${p}`;
       const messages = subjects[subject] ?? 0;
       const first = messages === 0 ? null : await this.#jsm.direct.getMessage(this.#stream, { seq: 1, next_by_subj: subject });
+      const last = messages === 0 ? null : await this.#jsm.direct.getMessage(this.#stream, { last_by_subj: subject });
+      if (!initial && last !== null && last.seq > this.#counted[p]) missed = true;
       if (initial) {
-        const last = messages === 0 ? null : await this.#jsm.direct.getMessage(this.#stream, { last_by_subj: subject });
         if (last !== null) {
           // Records before the newest message are estimated (messages × its count); its own are known.
           const inLast = Number(last.header?.get(HEADER_RECORDS) || 1);
@@ -278,6 +287,13 @@ export class JetStreamLog implements Log {
       }
       this.#first[p] = first === null ? this.#end[p] : first.seq * SHIFT;
       this.#bytes[p] = Math.round((info.state.bytes * messages) / totalMessages);
+    }
+    // Messages stored that the watcher never told of, and it has been quiet a whole round: its consumer went with a
+    // server that died and it waits for ever. Stopped, it starts again from the last message it saw (see `#watchFrom`).
+    if (missed && performance.now() - this.#heardAt > REFRESH_MS) {
+      this.#logger.warn({}, 'the JetStream log watcher fell silent while messages were stored; starting it again');
+      this.#heardAt = performance.now();
+      await this.#watcher?.stop();
     }
   }
 

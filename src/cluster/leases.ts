@@ -48,7 +48,10 @@ export class LeaseManager {
     }
     // Released leases stay as a marker (a release is a compare-and-set, see `release`): taken over the same way.
     const e = await this.#kv.get(keyOf(partition));
-    if (e !== undefined && (JSON.parse(Buffer.from(e.value).toString('utf8')) as { released?: boolean }).released === true) {
+    // Released, or held by this very process (a renewal whose answer was lost looked like a lost lease; what it
+    // applied since was dropped): taken over with a compare-and-set, which gives a new token.
+    const v = e === undefined ? undefined : (JSON.parse(Buffer.from(e.value).toString('utf8')) as { released?: boolean; owner?: string });
+    if (e !== undefined && (v?.released === true || v?.owner === this.#owner)) {
       try {
         const token = await this.#kv.update(keyOf(partition), this.#value(), e.revision);
         return { partition, owner: this.#owner, token };

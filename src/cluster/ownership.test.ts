@@ -70,6 +70,7 @@ test('a lease taken while its holder paused is lost: the holder drops what it ap
   const fenced = new FencedStore(s.kv);
   const checkpoints = new ClusterCheckpoints(fenced, a);
   await checkpoints.save('v', 2, Buffer.from('a1'), [2]);
+  const aToken = a.token(2)!;
   // a pauses past its lease: without a renewal its tokens are not trusted, so it writes nothing and serves no query.
   s.clock.now += LEASE_MS;
   assert.equal(a.token(2), undefined);
@@ -90,7 +91,7 @@ test('a lease taken while its holder paused is lost: the holder drops what it ap
   assert.equal(a.token(2), undefined);
   await assert.rejects(checkpoints.save('v', 2, Buffer.from('a3'), [2]), { code: 'LEASE_LOST' });
   // Even a write that slipped past the freshness check would be refused by the fence: its token is older.
-  await assert.rejects(fenced.write('checkpoint.v.p2', (await a.holder(0))!.token - 1_000_000, Buffer.from('old')), { code: 'FENCED_WRITE' });
+  await assert.rejects(fenced.write('checkpoint.v.p2', aToken, Buffer.from('old')), { code: 'FENCED_WRITE' });
   assert.deepEqual((await checkpoints.load('v', 2))?.toString(), 'b1');
   await a.close(false);
   await b.close(false);
@@ -112,4 +113,54 @@ test('a unit is written only while every partition it applies is held fresh; rem
   assert.equal((await cp.load('v', 1))?.toString(), 'y', 'not a\'s to remove');
   await a.close(false);
   await b.close(false);
+});
+
+test('a change of partitions that failed part way is tried again at the next round (from the checkpoints), and rounds never pile up', async () => {
+  const s = setup();
+  let fail = true;
+  const calls: { partitions: number[]; clean: boolean }[] = [];
+  let slow: Promise<void> | undefined;
+  const a = new PartitionOwnership({
+    leases: new LeaseManager(s.kv, 'a'),
+    self: 'a',
+    nodes: async () => [{ id: 'a', host: 'h', pid: 1, version: 'v', role: 'worker', startedAt: '', heartbeatMs: 0, heartbeatAgeMs: 0 }],
+    partitions: 2,
+    worker: true,
+    leaseMs: LEASE_MS,
+    apply: async (partitions, clean) => {
+      calls.push({ partitions, clean });
+      await slow;
+      if (fail) throw new Error('a checkpoint was refused');
+    },
+    now: () => s.clock.now,
+  });
+  await a.round();
+  assert.deepEqual(a.held(), [0, 1]);
+  assert.equal(a.serving(), undefined, 'not serving what it could not take over');
+  fail = false;
+  let release = () => {};
+  slow = new Promise<void>((r) => (release = r));
+  const first = a.round();
+  const second = a.round(); // while the first still runs: the same round, not another queued behind it
+  assert.equal(first, second);
+  release();
+  await first;
+  assert.deepEqual(calls.at(-1), { partitions: [0, 1], clean: false });
+  assert.deepEqual(a.serving(), [0, 1]);
+  await a.close(false);
+});
+
+test('a renewal whose answer was lost (the lease moved on under this process\'s own name) is taken back at once, after dropping what was applied', async () => {
+  const s = setup();
+  const a = s.worker('a');
+  await a.round();
+  const before = a.token(1)!;
+  // The renewal was stored but its answer lost: the entry's revision moved on, still naming a.
+  const e = (await s.kv.get('lease.p1'))!;
+  await s.kv.put('lease.p1', e.value);
+  await a.round();
+  assert.deepEqual(a.held(), [0, 1, 2, 3], 'held again');
+  assert.ok(a.token(1)! > before);
+  assert.ok(s.applied.get('a')!.some((x) => !x.clean), 'what was applied of it since the last checkpoint was dropped');
+  await a.close(false);
 });

@@ -70,10 +70,25 @@ export class PartitionOwnership {
 
   /** One round (see the class); rounds never overlap. */
   round(): Promise<void> {
-    const next = this.#round.then(() => (this.#closed ? undefined : this.#step())).catch((err: unknown) => this.#logger.warn({ err }, 'partition lease round failed'));
+    // A round still running (a slow handover) is not queued behind: the next tick finds it done.
+    if (this.#busy) return this.#round;
+    this.#busy = true;
+    const next = this.#round
+      .then(() => (this.#closed ? undefined : this.#step()))
+      .catch((err: unknown) => this.#logger.warn({ err }, 'partition lease round failed'))
+      .finally(() => (this.#busy = false));
     this.#round = next;
     return next;
   }
+
+  #busy = false;
+
+  /** Rises at every change of the partitions run (start and end): a read spanning a change sees it move. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  #epoch = 0;
 
   /** The partitions whose leases this process holds, ascending. */
   held(): number[] {
@@ -107,9 +122,19 @@ export class PartitionOwnership {
 
   async #apply(clean: boolean): Promise<void> {
     const partitions = this.held();
-    this.#settled = undefined;
+    this.#unsettle();
     await this.#o.apply(partitions, clean);
-    this.#settled = partitions;
+    this.#settle();
+  }
+
+  #unsettle(): void {
+    this.#settled = undefined;
+    this.#epoch++;
+  }
+
+  #settle(): void {
+    this.#settled = this.held();
+    this.#epoch++;
   }
 
   async #step(): Promise<void> {
@@ -131,6 +156,11 @@ export class PartitionOwnership {
     if (lost.length > 0) {
       this.#logger.warn({ partitions: lost }, `lost the leases of partitions ${lost.join(', ')} (not renewed in time: paused or cut off?); another worker runs them now`);
       await this.#apply(false);
+    } else if (this.#settled === undefined) {
+      // The last change failed part way (a checkpoint refused, a worker thread gone): run the held partitions from
+      // their checkpoints, dropping what was applied since (some may have moved meanwhile).
+      this.#logger.warn({ partitions: this.held() }, 'the last change of partitions did not complete; restoring them from their checkpoints');
+      await this.#apply(false);
     }
     if (!this.#o.worker) return;
     const share = await this.#share();
@@ -139,10 +169,10 @@ export class PartitionOwnership {
     if (release.length > 0) {
       const kept = new Map([...this.#held].filter(([p]) => !release.includes(p)));
       const gone = release.map((p) => this.#held.get(p)!.lease);
-      this.#settled = undefined;
+      this.#unsettle();
       await this.#o.apply([...kept.keys()].sort((a, b) => a - b), true);
       for (const p of release) this.#held.delete(p);
-      this.#settled = this.held();
+      this.#settle();
       for (const lease of gone) await leases.release(lease);
       this.#logger.info({ partitions: release }, `handed partitions ${release.join(', ')} over`);
     }
@@ -180,7 +210,7 @@ export class PartitionOwnership {
     if (!handOver || this.#held.size === 0) return;
     const gone = [...this.#held.values()].map((h) => h.lease);
     try {
-      this.#settled = undefined;
+      this.#unsettle();
       await this.#o.apply([], true);
     } catch (err) {
       this.#logger.warn({ err }, 'the last checkpoint before giving the partitions up failed; their next owner replays from the one before');

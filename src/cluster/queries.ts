@@ -20,6 +20,8 @@ export interface ClusterQueriesOptions {
   readonly partitions: number;
   /** The partitions this process serves (see `PartitionOwnership.serving`); undefined: in a change, or stale. */
   readonly serving: () => number[] | undefined;
+  /** Rises at every change of the partitions this process runs (`PartitionOwnership.epoch`). */
+  readonly epoch: () => number;
   /** This process's partial groups of a view (one list per engine worker thread). */
   readonly local: (view: string, q: RowQuery) => Promise<PartialGroup[][]>;
   /** How long a query waits for every partition to be answered for, retrying meanwhile (default 10 s). */
@@ -54,10 +56,9 @@ export class ClusterQueries implements RemotePartials {
       callback: (err, msg) => {
         if (err !== null || msg.reply === undefined || msg.reply === '') return;
         const reply = msg.reply;
-        void this.#answer(msg.data).then(
-          (answer) => this.#send(nc, reply, answer),
-          (e: unknown) => this.#logger.warn({ err: e }, 'a cluster query could not be answered'),
-        );
+        void this.#answer(msg.data)
+          .then((answer) => this.#send(nc, reply, answer))
+          .catch((e: unknown) => this.#logger.warn({ err: e }, 'a cluster query could not be answered'));
       },
     });
   }
@@ -99,22 +100,33 @@ export class ClusterQueries implements RemotePartials {
   /**
    * The partial groups of a view held by the other processes, for this one to merge with its own: see the class.
    */
-  async partials(view: string, q: RowQuery): Promise<PartialGroup[][]> {
+  async partials(view: string, q: RowQuery): Promise<{ groups: PartialGroup[][]; epoch: number }> {
     const deadline = performance.now() + (this.#o.timeoutMs ?? 10_000);
     let missing: number[] = [];
     for (let attempt = 0; ; attempt++) {
-      const local = this.#o.serving() ?? [];
-      if (local.length === this.#o.partitions) return [];
-      const got = await this.#gather(view, q, local, Math.max(250, Math.min(2000, deadline - performance.now())));
-      if (got.ok) return got.groups;
+      // This process's own state is merged too: while its partitions change, or a lease of its own is stale (it may
+      // have been taken while it paused), what it holds may also be counted elsewhere. Asked again once settled.
+      const epoch = this.#o.epoch();
+      const local = this.#o.serving();
+      if (local !== undefined && local.length === this.#o.partitions) return { groups: [], epoch };
+      const got = local === undefined ? { ok: false as const, missing: [] as number[] } : await this.#gather(view, q, local, Math.max(250, Math.min(2000, deadline - performance.now())));
+      if (got.ok) return { groups: got.groups, epoch };
       missing = got.missing;
-      if (got.error !== undefined) throw new HalflifeError(got.error.code, got.error.details, { message: got.error.message });
+      // An error answer (a view another process has not loaded yet, just created) is asked again until the deadline.
+      if (got.error !== undefined && performance.now() + 200 > deadline) throw new HalflifeError(got.error.code, got.error.details, { message: got.error.message });
       if (performance.now() + 200 > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * 2 ** attempt)));
     }
     throw new HalflifeError('ENGINE_UNAVAILABLE', {
-      reason: `no worker answers for partition${missing.length === 1 ? '' : 's'} ${missing.join(', ')} (a worker stopped and its leases have not expired yet, or partitions are moving); retry shortly`,
+      reason:
+        missing.length === 0
+          ? 'the partitions of this process are moving (or its leases are being renewed); retry shortly'
+          : `no worker answers for partition${missing.length === 1 ? '' : 's'} ${missing.join(', ')} (a worker stopped and its leases have not expired yet, or partitions are moving); retry shortly`,
     });
+  }
+
+  unchanged(epoch: number): boolean {
+    return this.#o.epoch() === epoch && this.#o.serving() !== undefined;
   }
 
   /** One round of asking: until every partition is answered for once (or twice: then it fails), or `waitMs`. */

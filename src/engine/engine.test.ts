@@ -619,3 +619,34 @@ test('property: partitions handed between two running engines (own), cleanly or 
     { numRuns: 100 },
   );
 });
+
+test('on a log others append to (JetStream), a saved position past the end seen so far is kept: the records there are read once seen, none twice', async () => {
+  class SeenLocally extends MemoryLog {
+    readonly endsSeenLocally = true;
+  }
+  const store = new MemoryViewStore();
+  const log = new SeenLocally(1);
+  const first = new Engine({ log: new MemoryLog(1), store, tables: new Tables(), catalog, clock: new ManualClock(0) });
+  await first.start(false);
+  await first.createView('n', 'CREATE VIEW n AS SELECT COUNT(*) AS n FROM e');
+  await first.close();
+  // Another process's checkpoint: 100 records counted; this process has seen only 40 of them so far.
+  const other = new MemoryLog(1);
+  const writer = new Engine({ log: other, store, tables: new Tables(), catalog, clock: new ManualClock(0) });
+  await writer.start(false);
+  await feed(other, 100, 0, 1);
+  while ((await writer.step()) > 0);
+  await writer.close();
+  await feed(log, 40, 0, 1);
+  const logger = new RecordingLogger();
+  const second = new Engine({ log, store, tables: new Tables(), catalog, clock: new ManualClock(0), logger });
+  await second.start(false);
+  assert.equal(logger.lines.find((l) => l.obj.code === 'LOG_POSITION_PAST_END'), undefined);
+  while ((await second.step()) > 0);
+  assert.deepEqual(second.rows('n').map((r) => r.n), [100]);
+  // The rest arrives (as this process sees it): only records from position 100 on are new to the view.
+  await feed(log, 70, 40, 1);
+  while ((await second.step()) > 0);
+  assert.deepEqual(second.rows('n').map((r) => r.n), [110]);
+  await second.close();
+});

@@ -300,7 +300,9 @@ export class Engine {
     for (const p of this.#ownedList()) {
       const w = winner.get(p);
       let at = position.get(p) ?? ((plan.options.start === 'latest' ? stats[p].nextOffset : stats[p].firstOffset) as number);
-      if (at > stats[p].nextOffset) {
+      // On a log others append to (JetStream), an end this process has not caught up with is no lost tail: going on
+      // from the saved position reads the records there once they are seen.
+      if (at > stats[p].nextOffset && this.#o.log.endsSeenLocally !== true) {
         // Past the log's end: records the view counted are gone from the log (a tail lost to a power loss under fsync
         // interval/never, files removed). Going on from there would skip the records written next at those offsets:
         // the view goes on from the end (what it counted stays counted) and says so.
@@ -1173,7 +1175,8 @@ export class Engine {
           bytes -= c.bytes;
           through = c.end;
         }
-        for (const s of states) removed += s.evictThrough(through);
+        // Only windows every unit has passed (closed everywhere): one still open in a unit behind keeps all its parts.
+        for (const s of states) removed += s.evictThrough(Math.min(through, this.#floor(v)));
       }
       v.evictedRows += removed;
       size = this.#memoryBytes(v);

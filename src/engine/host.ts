@@ -41,7 +41,10 @@ export interface EngineHostOptions {
 
 /** Partial groups of a view held by other processes, one list per engine there (see the cluster room). */
 export interface RemotePartials {
-  partials(name: string, q: RowQuery): Promise<PartialGroup[][]>;
+  /** The other processes' groups, and the epoch of this process's partitions they complement. */
+  partials(name: string, q: RowQuery): Promise<{ groups: PartialGroup[][]; epoch: number }>;
+  /** Whether this process still runs the partitions of that epoch (its own state read since then fits them). */
+  unchanged(epoch: number): boolean;
 }
 
 /** One engine worker thread: spawning, restarts, RPC, and serving its log reads and offset commits. */
@@ -87,6 +90,7 @@ class WorkerLink {
       dataDir: this.#o.dataDir,
       partitions: this.#o.log.partitionCount,
       stats: statsWire(this.#o.log),
+      endsSeenLocally: this.#o.log.endsSeenLocally === true,
       catalog: this.#o.catalog(),
       views: this.#o.definitions.list(),
       tables: this.#tables(),
@@ -102,16 +106,25 @@ class WorkerLink {
     return new Promise<void>((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'ready') {
-          if (this.#worker === worker) this.#ready = true;
           // Its partitions changed while it loaded (it could not be told): it runs the new ones, dropping what it
-          // applied meanwhile (some may have gone to another process).
+          // applied meanwhile (some may have gone to another process), before it serves anything.
           if (init.owned !== this.share && this.#worker === worker) {
-            this.call('own', this.share ?? Array.from({ length: this.#o.log.partitionCount }, (_, p) => p).filter((p) => p % this.#count === this.#index), false).then(resolve, (err: unknown) => {
-              this.#o.logger.error({ err, worker: this.#index }, 'engine worker could not take its partitions');
-              resolve();
+            const id = this.#next++;
+            this.#calls.set(id, {
+              resolve: () => {
+                if (this.#worker === worker) this.#ready = true;
+                resolve();
+              },
+              reject: (err: unknown) => {
+                // Restarted: it starts again with the current share.
+                this.#o.logger.error({ err, worker: this.#index }, 'engine worker could not take its partitions; restarting it');
+                void worker.terminate();
+              },
             });
+            this.send({ type: 'rpc', id, method: 'own', args: [this.share ?? this.#allOfIndex(), false] });
             return;
           }
+          if (this.#worker === worker) this.#ready = true;
           resolve();
         } else this.#onMessage(m);
       });
@@ -194,6 +207,11 @@ class WorkerLink {
     );
   }
 
+  /** The partitions p % workers === index (the share when the process runs them all). */
+  #allOfIndex(): number[] {
+    return Array.from({ length: this.#o.log.partitionCount }, (_, p) => p).filter((p) => p % this.#count === this.#index);
+  }
+
   call<K extends keyof EngineApi>(method: K, ...args: Parameters<EngineApi[K]>): Answer<K> {
     return this.#rpc(method, args) as Answer<K>;
   }
@@ -253,9 +271,14 @@ export class EngineHost {
     for (const [i, l] of this.#links.entries()) l.share = this.#shareOf(i, this.#partitions);
   }
 
-  /** Worker i's partitions: those p with p % workers === i (stable, so a partition never moves between threads). */
+  /**
+   * Worker i's partitions: a function of the partition alone, so a partition never moves between the threads of a
+   * process (they change partitions at once, not one after another). Mixed by a multiplicative hash, since the
+   * partitions of a process in a cluster are themselves every k-th (p % threads would put them all on one thread).
+   */
   #shareOf(i: number, partitions: readonly number[] | undefined): number[] | null {
-    return partitions === undefined ? null : partitions.filter((p) => p % this.#links.length === i);
+    const n = this.#links.length;
+    return partitions === undefined ? null : partitions.filter((p) => (Math.imul(p + 1, 0x9e3779b1) >>> 0) % n === i);
   }
 
   /** The partitions this process consumes, ascending (all when it was given none to keep). */
@@ -276,11 +299,15 @@ export class EngineHost {
       this.#links.map(async (l, i) => {
         const share = this.#shareOf(i, next)!;
         const before = l.share ?? Array.from({ length: this.#o.log.partitionCount }, (_, p) => p).filter((p) => p % this.#links.length === i);
-        l.share = share;
         if (share.length === before.length && share.every((p, j) => p === before[j])) return;
         // A worker starting (or restarting) takes the new share once it is ready (see `spawn`).
-        if (!l.running) return;
+        if (!l.running) {
+          l.share = share;
+          return;
+        }
         await l.call('own', share, clean);
+        // Only once it runs them: a change that failed (a checkpoint refused) is tried again by the next call.
+        l.share = share;
       }),
     );
   }
@@ -357,13 +384,21 @@ export class EngineHost {
   }
 
   /**
-   * The partial groups of a view from every worker but the first, and from the other processes of a cluster (what
-   * the first merges with its own).
+   * Runs `use` with the partial groups of a view from every worker but the first, and from the other processes of a
+   * cluster (what the first merges with its own). In a cluster, again if this process's partitions changed
+   * meanwhile: its own state must be read for the partitions the other processes' answers complement.
    */
-  async foreign(name: string, q: RowQuery = {}): Promise<PartialGroup[][]> {
+  async withForeign<T>(name: string, q: RowQuery, use: (foreign: PartialGroup[][]) => Promise<T>): Promise<T> {
     const partialQuery: RowQuery = { keys: q.keys, fromMs: q.fromMs, toMs: q.toMs };
-    const [local, remote] = await Promise.all([Promise.all(this.#links.slice(1).map((l) => l.call('partials', name, partialQuery))), this.#o.remote?.partials(name, partialQuery) ?? []]);
-    return remote.length === 0 ? local : [...local, ...remote];
+    const others = () => Promise.all(this.#links.slice(1).map((l) => l.call('partials', name, partialQuery)));
+    const remote = this.#o.remote;
+    if (remote === undefined) return use(await others());
+    for (let attempt = 0; ; attempt++) {
+      const { groups, epoch } = await remote.partials(name, partialQuery);
+      const out = await use([...(await others()), ...groups]);
+      if (remote.unchanged(epoch)) return out;
+      if (attempt >= 20) throw new HalflifeError('ENGINE_UNAVAILABLE', { reason: 'the partitions of this process kept moving during the read; retry shortly' });
+    }
   }
 
   /** This process's partial groups of a view, one list per worker (what other processes of a cluster merge). */
@@ -455,7 +490,7 @@ export class EngineHost {
   async rows(name: string, q: RowQuery = {}): Promise<ViewRow[]> {
     this.#state.assertOpen();
     if (!this.distributed) return this.#first.call('rows', name, q);
-    return this.#first.call('rows', name, { ...q, sinceVersion: undefined }, await this.foreign(name, q));
+    return this.withForeign(name, q, (foreign) => this.#first.call('rows', name, { ...q, sinceVersion: undefined }, foreign));
   }
 
   async late(name: string): Promise<{ count: number; recent: LateEvent[] }> {

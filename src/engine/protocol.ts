@@ -19,6 +19,8 @@ export interface WorkerInit {
   readonly dataDir: string;
   readonly partitions: number;
   readonly stats: PartitionStatsWire[];
+  /** The host's log knows only the ends it has seen (JetStream): see `LogReader.endsSeenLocally`. */
+  readonly endsSeenLocally: boolean;
   readonly catalog: CatalogSnapshot;
   /** The view definitions and static tables (the host keeps them in the shared state). */
   readonly views: { name: string; sql: string }[];

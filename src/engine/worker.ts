@@ -32,7 +32,7 @@ const logger: Logger = {
 };
 
 let catalogSnapshot: CatalogSnapshot = init.catalog;
-const log = new RemoteLog(init.partitions, init.stats, (m) => post(m));
+const log = new RemoteLog(init.partitions, init.stats, (m) => post(m), init.endsSeenLocally);
 // Definitions and tables are the host's (in the shared state); checkpoints are per view and partition in the data dir.
 const tables = new Tables();
 tables.load(init.tables);

@@ -86,6 +86,8 @@ interface AppendRequest {
  * for older ones.
  */
 export class JetStreamLog implements Log {
+  /** Its ends are what this process's watcher has seen (see `LogReader.endsSeenLocally`). */
+  readonly endsSeenLocally = true;
   readonly partitionCount: number;
   readonly #o: JetStreamLogOptions;
   readonly #stream: string;

@@ -221,6 +221,11 @@ export interface LogWriter extends Lifecycle {
  */
 export interface LogReader extends Lifecycle {
   readonly partitionCount: number;
+  /**
+   * True when `stats()` ends are what this process has seen of a log other processes append to too (JetStream): a
+   * position past that end may be records not seen yet, not a tail the log lost.
+   */
+  readonly endsSeenLocally?: boolean;
   /** Records of one partition from `from` (clamped to the first retained position). */
   read(partition: number, from: number, options?: ReadOptions): Promise<LogRecord[]>;
   /** Like `read`, in columns (may return fewer records than `read` would: one segment chunk at most). */

@@ -150,8 +150,12 @@ export class RemoteLog implements Log {
   readonly #post: (m: LogRequest) => void;
   readonly #tails: TailWaiters;
 
-  constructor(partitions: number, stats: PartitionStatsWire[], post: (m: LogRequest) => void) {
+  readonly endsSeenLocally: boolean;
+
+  /** `endsSeenLocally`: as the host's log says (see `LogReader.endsSeenLocally`). */
+  constructor(partitions: number, stats: PartitionStatsWire[], post: (m: LogRequest) => void, endsSeenLocally = false) {
     this.partitionCount = partitions;
+    this.endsSeenLocally = endsSeenLocally;
     this.#stats = stats;
     this.#post = post;
     this.#tails = new TailWaiters(partitions);

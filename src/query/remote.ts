@@ -11,5 +11,5 @@ export const QUERY_EXTENSION = new URL(`./engine-extension${import.meta.url.ends
 export async function queryOn(engine: EngineHost, sql: string): Promise<QueryResult> {
   if (!engine.distributed) return (await engine.extension('query', sql)) as QueryResult;
   const view = (await engine.extension('queryView', sql)) as string;
-  return (await engine.extension('query', sql, await engine.foreign(view))) as QueryResult;
+  return (await engine.withForeign(view, {}, (foreign) => engine.extension('query', sql, foreign))) as QueryResult;
 }

@@ -184,6 +184,7 @@ export class HalflifeServer {
         self: this.nodes.node.id,
         partitions: config.log.partitions,
         serving: () => ownership.serving(),
+        epoch: () => ownership.epoch,
         local: (view, q) => this.engine.localPartials(view, q),
         timeoutMs: config.engine.queryTimeoutMs,
         logger: logger.child({ component: 'cluster' }),

@@ -100,7 +100,9 @@ export class NodeRegistry {
 
   async close(): Promise<void> {
     clearInterval(this.#timer);
-    await this.#watch?.stop().catch(() => {});
-    await this.#o.kv.delete(`nodes.${this.node.id}`).catch(() => {});
+    // Bounded: a stop must not wait on a cluster that does not answer (the entry's heartbeat age then tells).
+    const within = (work: Promise<unknown>) => Promise.race([work.catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await within(this.#watch?.stop() ?? Promise.resolve());
+    await within(this.#o.kv.delete(`nodes.${this.node.id}`));
   }
 }

@@ -209,14 +209,18 @@ export class PartitionOwnership {
     this.#closed = true;
     if (!handOver || this.#held.size === 0) return;
     const gone = [...this.#held.values()].map((h) => h.lease);
-    try {
-      this.#unsettle();
-      await this.#o.apply([], true);
-    } catch (err) {
+    // Bounded: a stop must not hang on a cluster that does not answer. Leases not released expire, and their next
+    // owner replays from the last checkpoint that was written.
+    const bound = Math.max(1000, this.#o.leaseMs);
+    const within = <T>(work: Promise<T>) => Promise.race([work, new Promise<'late'>((r) => setTimeout(() => r('late'), bound).unref())]);
+    this.#unsettle();
+    const handed = await within(this.#o.apply([], true).then(() => 'ok' as const)).catch((err: unknown) => {
       this.#logger.warn({ err }, 'the last checkpoint before giving the partitions up failed; their next owner replays from the one before');
-    }
+      return 'failed' as const;
+    });
+    if (handed === 'late') this.#logger.warn({ ms: bound }, 'the last checkpoint before giving the partitions up took too long; their leases are left to expire');
     this.#held.clear();
-    for (const lease of gone) await this.#o.leases.release(lease).catch(() => {});
+    if (handed === 'ok') await within(Promise.all(gone.map((lease) => this.#o.leases.release(lease).catch(() => {}))));
   }
 }
 

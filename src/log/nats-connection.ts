@@ -95,10 +95,10 @@ export class NatsConnector {
   }
 }
 
-/** Whether a NATS failure is a request that got no answer (a JetStream leader being elected drops requests). */
+/** Whether a NATS failure is a request that got no answer in time (a JetStream leader being elected drops requests). */
 export function isNatsTimeout(err: unknown): boolean {
   const e = err as { name?: string; message?: string; code?: string } | undefined;
-  return e?.name === 'TimeoutError' || e?.message === 'timeout' || /no responders/i.test(e?.message ?? '') || e?.code === '503';
+  return e?.name === 'TimeoutError' || e?.message === 'timeout';
 }
 
 /**

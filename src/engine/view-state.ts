@@ -104,11 +104,6 @@ export class ViewState {
     return this.#versions.value;
   }
 
-  /** Rises with every change of this state (not of the other partitions' states sharing its version counter). */
-  get changes(): number {
-    return this.#changes;
-  }
-
   /**
    * Everything a checkpoint holds that can change without a new record applied (the watermark moving on, rows
    * dropped, late events): two equal fingerprints mean an equal checkpoint.

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { spawnServer, type ChildServer } from './helpers/child-server.js';
 import { hasNatsServer, startNatsCluster, type NatsCluster } from './helpers/nats.js';
 import { tempDir } from './helpers/tmp.js';
+import { connect } from '@nats-io/transport-node';
+import { Kvm, KvWatchInclude } from '@nats-io/kv';
 
 /**
  * halflife as several processes on a 3-node JetStream cluster (R3): two ingest processes and two workers under
@@ -70,15 +72,71 @@ async function until<T>(what: string, timeoutMs: number, get: () => Promise<T | 
   }
 }
 
+/**
+ * Every lease and every checkpoint written during the test, as JetStream stored them (watches from the first revision
+ * on), to check the fence: a partition's checkpoint is only ever written under its lease's newest token, by the
+ * process holding that lease.
+ */
+async function auditWrites() {
+  const nc = await connect({ servers: cluster!.servers.split(','), maxReconnectAttempts: -1 });
+  const kvm = new Kvm(nc);
+  /** Lease revision (a fencing token) → who wrote it, and whether it was a release. */
+  const leases = new Map<number, { owner: string; released: boolean; key: string }>();
+  const writes: { key: string; partition: number; revision: number; token: number; by?: string }[] = [];
+  const watch = async (bucket: string, on: (key: string, revision: number, value: Uint8Array) => void) => {
+    const kv = await kvm.open(bucket);
+    const it = await kv.watch({ include: KvWatchInclude.AllHistory });
+    const done = (async () => {
+      for await (const e of it) if (e.operation === 'PUT') on(e.key, e.revision, e.value);
+    })();
+    return async () => {
+      it.stop();
+      await done;
+    };
+  };
+  const json = (v: Uint8Array) => JSON.parse(Buffer.from(v).toString('utf8'));
+  const stops = [
+    await watch('cw_leases', (key, revision, value) => {
+      const v = json(value) as { owner: string; released?: boolean };
+      leases.set(revision, { owner: v.owner, released: v.released === true, key });
+    }),
+    await watch('cw_state', (key, revision, value) => {
+      const m = /^fenced\.checkpoint\..+\.p(\d+)\.meta$/.exec(key);
+      if (m === null) return;
+      const v = json(value) as { token: number; by?: string };
+      writes.push({ key, partition: Number(m[1]), revision, token: v.token, by: v.by });
+    }),
+  ];
+  return {
+    /** Stops watching and checks every checkpoint write against the leases; returns how many were checked. */
+    async check(): Promise<number> {
+      for (const stop of stops) await stop();
+      await nc.close();
+      const last = new Map<string, number>();
+      for (const w of writes.sort((a, b) => a.revision - b.revision)) {
+        // Tokens of one key never go down: a worker that lost the lease never wrote over its successor.
+        assert.ok(w.token >= (last.get(w.key) ?? 0), `${w.key} written with token ${w.token} after token ${last.get(w.key)}: two owners wrote it`);
+        last.set(w.key, w.token);
+        // The token is a revision of that partition's lease, taken or renewed by the writer itself.
+        const lease = leases.get(w.token);
+        assert.ok(lease !== undefined, `${w.key} written under token ${w.token}, which no lease write had`);
+        assert.deepEqual({ key: lease.key, owner: lease.owner, released: lease.released }, { key: `lease.p${w.partition}`, owner: w.by, released: false }, `${w.key} written under token ${w.token}`);
+      }
+      return writes.length;
+    },
+  };
+}
+
 const VIEW = 'CREATE VIEW c AS SELECT COUNT(*) AS n, COUNT(DISTINCT user) AS users, APPROX_COUNT_DISTINCT(user) AS approx, SUM(v) AS total FROM click';
 
 describe('halflife cluster: ingest processes and workers with leases on a 3-node JetStream', { skip: hasNatsServer ? false : 'nats-server not installed' }, () => {
-  test('a NATS node killed, a worker killed, a third worker joining, a worker paused past its leases: every acknowledged event counted exactly once, read from any process', { timeout: 600_000 }, async () => {
+  test('a NATS node killed, a worker killed, a third worker joining, a worker paused past its leases: every acknowledged event counted exactly once, read from any process', { timeout: 600_000 }, async (t) => {
     // One after the other: four processes loading at once on two cores starve the NATS servers' own heartbeats.
     const in1 = await node('ingest');
     const in2 = await node('ingest');
     const w1 = await node('worker');
     const w2 = await node('worker');
+    const audit = await auditWrites();
     // A schema registered on one process validates on the others (watched in the shared state).
     assert.equal((await call(in1, 'PUT', '/v1/schemas/click', { type: 'object', properties: { user: { type: 'string' }, v: { type: 'integer' } }, required: ['user', 'v'] })).status, 201);
     const t0 = Date.now();
@@ -192,6 +250,10 @@ describe('halflife cluster: ingest processes and workers with leases on a 3-node
     });
     const settled = await until('a read after the handover', 60_000, () => row(in1));
     assert.deepEqual({ n: settled.n, users: settled.users, total: settled.total }, final);
+    // No partition was ever written by two owners.
+    const checked = await audit.check();
+    assert.ok(checked >= 20, `only ${checked} checkpoint writes were seen`);
+    t.diagnostic(`${checked} checkpoint writes, each under its partition's newest lease token, by that lease's holder`);
     for (const s of [in1, in2, w2, third]) s.child.kill('SIGTERM');
     await Promise.all([in1, in2, w2, third].map((s) => s.exited));
   });

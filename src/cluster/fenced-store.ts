@@ -10,6 +10,8 @@ interface Meta {
   /** Names this write's chunks (random: two writers racing never share chunk keys). */
   data: string;
   chunks: number;
+  /** Who wrote it (a process id), so an audit can match every write to the holder of its token's lease. */
+  by?: string;
 }
 
 /**
@@ -20,9 +22,12 @@ interface Meta {
  */
 export class FencedStore {
   readonly #kv: KvStore;
+  readonly #writer: string | undefined;
 
-  constructor(kv: KvStore) {
+  /** `writer` names this process in what it writes (see `Meta.by`). */
+  constructor(kv: KvStore, writer?: string) {
     this.#kv = kv;
+    this.#writer = writer;
   }
 
   async #meta(key: string): Promise<{ meta: Meta; revision: number } | undefined> {
@@ -38,7 +43,7 @@ export class FencedStore {
       const data = randomBytes(6).toString('hex');
       const chunks = Math.max(1, Math.ceil(bytes.length / CHUNK_BYTES));
       for (let i = 0; i < chunks; i++) await this.#kv.put(`${prefix(key)}.d${data}.${i}`, bytes.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
-      const meta = Buffer.from(JSON.stringify({ token, data, chunks } satisfies Meta));
+      const meta = Buffer.from(JSON.stringify({ token, data, chunks, by: this.#writer } satisfies Meta));
       try {
         if (current === undefined) await this.#kv.create(`${prefix(key)}.meta`, meta);
         else await this.#kv.update(`${prefix(key)}.meta`, meta, current.revision);

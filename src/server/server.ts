@@ -176,7 +176,7 @@ export class HalflifeServer {
         apply: (partitions, clean) => this.engine.setPartitions(partitions, clean),
         logger: logger.child({ component: 'cluster' }),
       });
-      checkpoints = new ClusterCheckpoints(new FencedStore(this.#kv), this.ownership);
+      checkpoints = new ClusterCheckpoints(new FencedStore(this.#kv, this.nodes.node.id), this.ownership);
       const ownership = this.ownership;
       this.#queries = new ClusterQueries({
         connection,

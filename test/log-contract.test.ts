@@ -1,7 +1,10 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { deflateRawSync } from 'node:zlib';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { HalflifeError } from '../src/core/index.js';
 import { JetStreamLog, KvOffsetStore, MemoryLog, SegmentLog, positionAfter, type Log, type LogRecord } from '../src/log/index.js';
 import { NatsKvStore } from '../src/log/nats-kv.js';
 import { hasNatsServer, startNats, type NatsServer } from './helpers/nats.js';
@@ -33,9 +36,9 @@ const open: Log[] = [];
 const cleanups: (() => Promise<void>)[] = [];
 let streamNo = 0;
 
-async function natsLog(nc: NatsConnection, n: number, partitions: number): Promise<Log> {
+async function natsLog(nc: NatsConnection, n: number, partitions: number, compression?: 'deflate' | 'none'): Promise<Log> {
   const kv = await NatsKvStore.open(nc, { bucket: `offsets_${process.pid}_${n}` });
-  const log = new JetStreamLog({ connection: nc, partitions, stream: `LOG_${process.pid}_${n}`, subjectPrefix: `t${process.pid}_${n}`, offsets: new KvOffsetStore(kv) });
+  const log = new JetStreamLog({ connection: nc, partitions, stream: `LOG_${process.pid}_${n}`, subjectPrefix: `t${process.pid}_${n}`, offsets: new KvOffsetStore(kv), compression });
   await log.start();
   open.push(log);
   return log;
@@ -89,7 +92,8 @@ const backends: Backend[] = [
           await log.close();
           const again = await connect({ servers: nats!.url });
           connections.push(again);
-          return natsLog(again, n, partitions);
+          // Reopened storing batches plain: a stream holding both kinds is read whole by either setting.
+          return natsLog(again, n, partitions, 'none');
         },
       };
     },
@@ -285,5 +289,70 @@ describe('JetStream log shared by two processes', { skip: hasNatsServer ? false 
       await new Promise((r) => setTimeout(r, 10));
     }
     assert.deepEqual(seenByOne, ['id-2'], 'a process is not told its own ids');
+  });
+});
+
+describe('JetStream log: batches stored compressed', { skip: hasNatsServer ? false : 'nats-server not installed' }, () => {
+  test('property: records appended by processes storing batches deflated or plain, into one stream, are read back whole and in order, in any chunk size; offsetForTime finds the first at or after a time (model: lists)', async () => {
+    const value = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      // Compressible (a JSON-like event) and not (random bytes), large enough to be compressed.
+      fc.record({ word: fc.constantFrom('click', 'view', 'trade'), n: fc.integer({ min: 1, max: 60 }) }).map(({ word, n }) => `{"type":"${word}","data":${JSON.stringify({ user: 'u'.repeat(n), é: '☃'.repeat(n) })}}`.repeat(n)),
+      fc.uint8Array({ minLength: 500, maxLength: 3000 }).map((b) => Buffer.from(b).toString('base64')),
+    );
+    const append = fc.record({ by: fc.constantFrom(0, 1), records: fc.array(fc.record({ key: fc.constantFrom('a', 'b', 'c', 'd'), value }), { minLength: 1, maxLength: 60 }) });
+    await fc.assert(
+      fc.asyncProperty(fc.array(append, { minLength: 1, maxLength: 5 }), fc.integer({ min: 1, max: 50 }), fc.constantFrom<('deflate' | 'none')[]>(['deflate', 'none'], ['none', 'deflate'], ['deflate', 'deflate']), async (appends, chunk, settings) => {
+        const n = ++streamNo;
+        const nc = await connect({ servers: nats!.url });
+        connections.push(nc);
+        const logs = [await natsLog(nc, n, 2, settings[0]), await natsLog(nc, n, 2, settings[1])];
+        const model = new Map<number, { value: string; t: number }[]>();
+        let t = 0;
+        for (const a of appends) {
+          const records = a.records.map((r) => ({ ...r, timestampMs: ++t }));
+          const acks = await logs[a.by].append(records);
+          acks.forEach((ack, i) => model.set(ack.partition, [...(model.get(ack.partition) ?? []), { value: records[i].value, t: records[i].timestampMs }]));
+        }
+        for (const log of logs) {
+          for (const [p, want] of model) {
+            await log.tail(p, log.stats().partitions[p].firstOffset);
+            while (log.lag(p, log.stats().partitions[p].firstOffset) < want.length) await log.tail(p, log.stats().partitions[p].nextOffset);
+            const got = await readAll(log, p, chunk);
+            assert.deepEqual(got.map((r) => ({ value: text(r), t: r.timestampMs })), want);
+            const at = want[Math.floor(want.length / 2)].t;
+            const first = await log.offsetForTime(p, at);
+            assert.equal(text((await log.read(p, first, { maxRecords: 1 }))[0]), want.find((r) => r.t >= at)!.value);
+          }
+        }
+      }),
+      { numRuns: 8 },
+    );
+  });
+
+  test('compressible events take a fraction of the bytes in the stream; a damaged compressed batch is refused as SEGMENT_CORRUPT, never a crash or a hang', async () => {
+    const n = ++streamNo;
+    const nc = await connect({ servers: nats!.url });
+    connections.push(nc);
+    const log = (await natsLog(nc, n, 2)) as JetStreamLog;
+    const events = Array.from({ length: 2000 }, (_, i) => ({ timestampMs: i, partition: 0, value: JSON.stringify({ type: 'page_view', data: { article_id: `a${i % 300}`, user_id: `u${(i * 7919) % 100_000}`, section: 'news', referrer: 'https://www.google.com/' } }) }));
+    const raw = events.reduce((s, e) => s + Buffer.byteLength(e.value), 0);
+    await log.append(events);
+    const stored = (await log.streamInfo()).bytes;
+    assert.ok(stored < raw / 2, `${stored} bytes stored for ${raw} bytes of events`);
+    assert.equal((await readAll(log, 0, 700)).length, 2000);
+    const js = jetstream(nc);
+    const h = headers();
+    h.set('Halflife-Records', '1');
+    h.set('Halflife-Max-Ts', '9999');
+    // A message that says it is compressed but is not: the reader refuses it with the log's corruption code.
+    await js.publish(`t${process.pid}_${n}.0`, Buffer.concat([Buffer.from('HLB\x02', 'latin1'), Buffer.from([1, 0, 0, 0, 100, 0, 0, 0]), Buffer.from('not deflate at all')]), { headers: h });
+    // One whose records inflate to more than it states (as a bomb would): refused once past what it states.
+    await js.publish(`t${process.pid}_${n}.1`, Buffer.concat([Buffer.from('HLB\x02', 'latin1'), Buffer.from([1, 0, 0, 0, 16, 0, 0, 0]), deflateRawSync(Buffer.alloc(1 << 20))]), { headers: h });
+    const corrupt = (err: unknown) => err instanceof HalflifeError && err.code === 'SEGMENT_CORRUPT' && /do not inflate/.test(err.message);
+    for (const p of [0, 1]) while (log.lag(p, log.stats().partitions[p].firstOffset) < (p === 0 ? 2001 : 1)) await log.tail(p, log.stats().partitions[p].nextOffset);
+    const before = await log.read(0, log.stats().partitions[0].firstOffset, { maxRecords: 2000 });
+    await assert.rejects(log.read(0, before.at(-1)!.next, { maxRecords: 10 }), corrupt);
+    await assert.rejects(log.readBatch(1, log.stats().partitions[1].firstOffset), corrupt);
   });
 });

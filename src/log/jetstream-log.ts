@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { deflateRaw, inflateRaw } from 'node:zlib';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
@@ -19,6 +21,17 @@ const SHIFT = 65_536;
 const MAX_RECORDS_PER_MESSAGE = SHIFT - 1;
 /** Message body: "HLB" + format byte, u32 record count, then per record f64 time, i32 key bytes (-1: none), key, u32 value bytes, value. */
 const MAGIC = Buffer.from('HLB\x01', 'latin1');
+/**
+ * A compressed batch: MAGIC_DEFLATE, the record count (u32), the records' byte length (u32), then the records as in a
+ * plain batch, deflated (raw, level 1). Events compress about 5× (the benchmark's: 4.9×), and every byte of a message
+ * is written, replicated and read again by each of a stream's copies: on a 3-node cluster sharing two cores, fewer
+ * bytes is what lets ingest keep up. Deflate is Node's own (zlib, run in libuv's thread pool, off the event loop).
+ */
+const MAGIC_DEFLATE = Buffer.from('HLB\x02', 'latin1');
+/** Batches smaller than this are stored plain (compressing them saves little). */
+const COMPRESS_FROM_BYTES = 1024;
+const deflate = promisify(deflateRaw);
+const inflate = promisify(inflateRaw);
 const HEADER_RECORDS = 'Halflife-Records';
 const HEADER_MAX_TS = 'Halflife-Max-Ts';
 /** The batch's record ids (base64 of a JSON array), for the other processes' dedup windows. */
@@ -44,6 +57,8 @@ export interface JetStreamLogOptions {
   readonly retentionMaxAgeMs?: number;
   /** The oldest messages are removed while the stream holds more than this (0 = no limit). */
   readonly retentionMaxBytes?: number;
+  /** How messages are stored: `deflate` (default) or `none`. Either is read whatever this says. */
+  readonly compression?: 'deflate' | 'none';
   /** How long the server remembers a batch id to drop a retried publish (default 2 min). */
   readonly duplicateWindowMs?: number;
   readonly pinnedKeys?: Readonly<Record<string, number>>;
@@ -409,8 +424,19 @@ export class JetStreamLog implements Log {
       if (r.timestampMs > maxTs) maxTs = r.timestampMs;
       if (r.id !== undefined) ids.push(r.id);
     }
-    if (pos > this.#maxPayload) {
-      for (const { req } of items) req.failed ??= new HalflifeError('LOG_WRITE_FAILED', { reason: `a record of ${pos} bytes exceeds the NATS server's max_payload (${this.#maxPayload})` });
+    let message = body.subarray(0, pos);
+    if (this.#o.compression !== 'none' && pos >= COMPRESS_FROM_BYTES) {
+      const packed = await deflate(body.subarray(8, pos), { level: 1 });
+      if (packed.length + 12 < pos) {
+        const head = Buffer.allocUnsafe(12);
+        MAGIC_DEFLATE.copy(head, 0);
+        head.writeUInt32LE(items.length, 4);
+        head.writeUInt32LE(pos - 8, 8);
+        message = Buffer.concat([head, packed]);
+      }
+    }
+    if (message.length > this.#maxPayload) {
+      for (const { req } of items) req.failed ??= new HalflifeError('LOG_WRITE_FAILED', { reason: `a record of ${message.length} bytes exceeds the NATS server's max_payload (${this.#maxPayload})` });
       return false;
     }
     const h = natsHeaders();
@@ -423,7 +449,7 @@ export class JetStreamLog implements Log {
     let lastErr: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const ack = await this.#js.publish(`${this.#prefix}.${p}`, body.subarray(0, pos), { msgID, headers: h, timeout: 10_000 });
+        const ack = await this.#js.publish(`${this.#prefix}.${p}`, message, { msgID, headers: h, timeout: 10_000 });
         for (let i = 0; i < items.length; i++) items[i].req.acks[items[i].index] = { partition: partitionId(p), offset: toOffset(ack.seq * SHIFT + i) };
         this.#advance(p, ack.seq, items.length);
         return true;
@@ -460,7 +486,7 @@ export class JetStreamLog implements Log {
       const m: StoredMsg | null = await this.#jsm.direct.getMessage(this.#stream, { seq, next_by_subj: subject });
       if (m === null) break;
       if (m.seq !== seq) skip = 0;
-      const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+      const data = await plainBatch(m);
       const n = decodeInto(data, base, m.seq, skip, maxRecords - cols.offsets.length, maxBytes - bytes, cols);
       chunks.push(data);
       base += data.length;
@@ -506,7 +532,7 @@ export class JetStreamLog implements Log {
       } else lo = m.seq + 1;
     }
     if (best === undefined) return toOffset(this.#end[p]);
-    const data = Buffer.from(best.data.buffer, best.data.byteOffset, best.data.byteLength);
+    const data = await plainBatch(best);
     const cols = { offsets: [] as number[], timestamps: [] as number[], valueStarts: [] as number[], valueEnds: [] as number[], keyStarts: [] as number[], keyEnds: [] as number[] };
     decodeInto(data, 0, best.seq, 0, MAX_RECORDS_PER_MESSAGE, Infinity, cols);
     const i = cols.timestamps.findIndex((t) => t >= timeMs);
@@ -618,6 +644,24 @@ interface Columns {
  * Appends the records of one message (from index `skip`) to `cols`, their byte positions shifted by `base`; stops
  * at `maxRecords` / `maxBytes` (at least one record). Returns the bytes taken and the position after the last.
  */
+/** A stored message's batch as a plain batch (inflated if it was stored compressed). */
+async function plainBatch(m: StoredMsg): Promise<Buffer> {
+  const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+  if (data.length < 12 || !data.subarray(0, 4).equals(MAGIC_DEFLATE)) return data;
+  const length = data.readUInt32LE(8);
+  const corrupt = (reason: string) => new HalflifeError('SEGMENT_CORRUPT', { partition: -1, segment: `stream message ${m.seq}`, position: 0, reason });
+  // The stated length bounds the output: a damaged message cannot make this process inflate without end.
+  const raw = await inflate(data.subarray(12), { maxOutputLength: Math.max(1, length) }).catch((err: Error) => {
+    throw corrupt(`its compressed records do not inflate: ${err.message}`);
+  });
+  if (raw.length !== length) throw corrupt(`its records inflate to ${raw.length} bytes, not the ${length} it states`);
+  const out = Buffer.allocUnsafe(8 + length);
+  MAGIC.copy(out, 0);
+  out.writeUInt32LE(data.readUInt32LE(4), 4);
+  raw.copy(out, 8);
+  return out;
+}
+
 function decodeInto(data: Buffer, base: number, seq: number, skip: number, maxRecords: number, maxBytes: number, cols: Columns): { bytes: number; next: number } {
   if (data.length < 8 || !data.subarray(0, 4).equals(MAGIC)) throw new HalflifeError('SEGMENT_CORRUPT', { partition: -1, segment: `stream message ${seq}`, position: 0, reason: 'not a halflife batch' });
   const count = data.readUInt32LE(4);

@@ -86,6 +86,7 @@ export class HalflifeServer {
           stream: name,
           subjectPrefix,
           replicas: n.replicas,
+          compression: n.compression,
           retentionMaxAgeMs: retention ? config.log.retention.maxAgeMs : 0,
           retentionMaxBytes: retention ? config.log.retention.maxBytesPerPartition * partitions : 0,
           pinnedKeys: partitions === config.log.partitions ? config.log.pinnedKeys : undefined,

@@ -9,7 +9,9 @@
  *     (`ownedPartitions`: one per partition, all in one, or a random grouping), each step drains every engine;
  *   - into a phase either by a restart (the previous engines closed, abandoned without a checkpoint (a crash) or some
  *     of each; new engines restore the units from the shared store) or by `own()` handovers between running engines
- *     (losers release first, then gainers take over);
+ *     (losers release first, then gainers take over), or by partitions taken from running engines (a lease lost: the
+ *     new owner goes on from the last checkpoint while the old one still applies the partition for half a phase,
+ *     then learns it lost it and goes back to its checkpoints without writing);
  *   - optionally a checkpoint in the middle of a phase (so a crash replays only part of it);
  *   - the last phase is always one engine over all partitions, holding the view in as many units as the history
  *     left (checkpointed per anchor partition), and optionally closed and restored once more.
@@ -18,12 +20,17 @@
  * answer over the events appended so far: exact aggregates equal (float sums within 1e-9 relative), HLL within six
  * standard errors, DDSketch within its accuracy, TOP_K within Space-Saving's bounds (helpers/diff-run.ts
  * compareRows). No event may be late: either max_lateness is 1 h (times spread over 2 minutes, in any order), or it is
- * 2 s / 5 s and event i's times are T0 + i·step + jitter with |jitter| < max_lateness / 2, so each event is behind
+ * 1, 2 or 5 s and event i's times are T0 + i·step + jitter with |jitter| < max_lateness / 2, so each event is behind
  * every event before it by less than max_lateness: by the documented watermark (the slowest partition's max time
  * minus max_lateness, in any unit) it is never late, while windows do close during the run (closed windows merged
  * once over units, sessions joined across units).
  *
  *   DIFF_SEED=123 DIFF_UNITS_RUNS=200 node --import tsx --test test/differential-units.test.ts
+ *
+ * (100 runs by default, about 5 s; DIFF_NO_SHRINK=1 reports the first failure unshrunk.) Checked to fail, each within a
+ * few runs, with the engine changed to drop one part of a row merged over units, to skip one unit's state in a read,
+ * to merge closed windows from one unit only, to keep touching sessions of two units apart, to restore all units but
+ * one, and to checkpoint when partitions are taken (`own(…, false)`).
  *
  * On a mismatch the failure prints the seed, both SQL texts, the history of engines, the events, both answers at
  * the failing read, and whether one straight engine over one partition agrees with DuckDB (a disagreement there too
@@ -42,7 +49,7 @@ import { compareRows, duckPerFile, loadDuck, runDuck, runEngine, type Row } from
 import type { PlacedEvent } from './helpers/diff-engine.js';
 
 const SEED = process.env.DIFF_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.DIFF_SEED);
-const RUNS = Number(process.env.DIFF_UNITS_RUNS ?? 40);
+const RUNS = Number(process.env.DIFF_UNITS_RUNS ?? 100);
 
 let db: DuckDBConnection;
 duckPerFile((c) => (db = c));
@@ -54,8 +61,12 @@ type Grouping = number[][];
 
 interface Phase {
   grouping: Grouping;
-  /** How the engines of this phase come to be: new engines restored from the store, or the running ones handing over. */
-  enter: 'restart' | 'own';
+  /**
+   * How the engines of this phase come to be: new engines restored from the store, the running ones handing over
+   * (`own(…, true)`), or partitions taken from running engines that go on applying them for a while (leases lost:
+   * the new owner `own(…, true)`, the old one later `own(…, false)`).
+   */
+  enter: 'restart' | 'own' | 'taken';
   /** Engines that close (a checkpoint) at the end of the phase when the next one restarts; the others are abandoned (a crash). Bit i: engine i. */
   closeMask: number;
   /** Append half the phase's events, drain, checkpoint every engine, then the rest. */
@@ -93,7 +104,7 @@ function grouping(n: number, mode: number, ids: readonly number[]): Grouping {
 const phaseRaw = fc.record({
   mode: fc.constantFrom(0, 1, 2, 2),
   ids: fc.array(fc.nat({ max: 3 }), { minLength: 4, maxLength: 4 }),
-  enter: fc.constantFrom<Phase['enter']>('restart', 'own'),
+  enter: fc.constantFrom<Phase['enter']>('restart', 'own', 'taken'),
   closeMask: fc.oneof(fc.constant(15), fc.constant(0), fc.nat({ max: 15 })),
   midCheckpoint: fc.boolean(),
   share: fc.nat({ max: 10 }),
@@ -102,9 +113,11 @@ const phaseRaw = fc.record({
 export const unitsCaseArb: fc.Arbitrary<UnitsCase> = fc
   .record({
     view: viewArb,
+    // Half the views without WHERE and JOIN: random filters often leave few events, and few windows to close.
+    plain: fc.boolean(),
     partitions: fc.integer({ min: 2, max: 4 }),
-    lateness: fc.constantFrom<number | undefined>(undefined, 2000, 5000, 5000),
-    stepMs: fc.constantFrom(100, 250, 1000),
+    lateness: fc.constantFrom<number | undefined>(undefined, 1000, 2000, 5000),
+    stepMs: fc.constantFrom(250, 1000, 2000),
     gridMs: fc.constantFrom(1, 250, 500),
     batchRecords: fc.constantFrom(1, 3, 2000, 2000),
     raw: fc.array(fc.record({ e: eventArb, p: fc.nat({ max: 11 }), u: fc.double({ min: -1, max: 1, noNaN: true }), v: fc.double({ min: -1, max: 1, noNaN: true }) }), { maxLength: 60, size: 'max' }),
@@ -112,7 +125,10 @@ export const unitsCaseArb: fc.Arbitrary<UnitsCase> = fc
     last: phaseRaw,
     reload: fc.boolean(),
   })
-  .map(({ view, partitions, lateness, stepMs, gridMs, batchRecords, raw, middle, last, reload }): UnitsCase => {
+  .map(({ view: generated, plain, partitions, lateness, stepMs, gridMs, batchRecords, raw, middle, last, reload }): UnitsCase => {
+    // (The join stays when an expression reads the table's columns.)
+    const usesTable = JSON.stringify({ ...generated, join: undefined }).includes('"hl":"t.');
+    const view = plain ? { ...generated, where: undefined, join: usesTable ? generated.join : undefined } : generated;
     const jitterMax = lateness === undefined ? 0 : lateness / 2 - 1;
     // Toward zero on the grid: |jitter| stays below max_lateness / 2 (and times often fall on window boundaries).
     const jitter = (u: number) => Math.trunc((u * jitterMax) / gridMs) * gridMs;
@@ -210,7 +226,7 @@ class Cluster {
 
 interface Outcome {
   problems: string[];
-  /** Units the last engine restored (anchors in the store when it started), when the last phase restarted. */
+  /** Unit checkpoints in the store (anchors) when the last engine over all partitions took them up: the units it holds. */
   unitsAtEnd: number;
 }
 
@@ -244,6 +260,7 @@ async function runCase(c: UnitsCase, r: Rendered, sql: string): Promise<Outcome>
     await cl.tables.put('tab', 'id', TABLE_ROWS, true);
     for (const [i, ph] of c.phases.entries()) {
       const label = `phase ${i} ${JSON.stringify(ph.grouping)} (${ph.enter})`;
+      let chunk = c.events.slice(appended, appended + ph.events);
       if (i === 0) {
         cl.engines = ph.grouping.map((g) => cl.make(g));
         await cl.engines[0].start(false);
@@ -257,22 +274,34 @@ async function runCase(c: UnitsCase, r: Rendered, sql: string): Promise<Outcome>
         cl.engines = ph.grouping.map((g) => cl.make(g));
         for (const e of cl.engines) await e.start(false);
       } else {
-        // Handover between running engines: engine j takes grouping[j] (or nothing); losers release first.
+        // Engine j takes grouping[j] (or nothing).
         while (cl.engines.length < ph.grouping.length) {
           const e = cl.make([]);
           await e.start(false);
           cl.engines.push(e);
         }
         const next = cl.engines.map((_e, j) => ph.grouping[j] ?? []);
-        for (const [j, e] of cl.engines.entries()) {
-          if (e.owned().some((p) => !next[j].includes(p))) await e.own(e.owned().filter((p) => next[j].includes(p)), true);
-        }
-        for (const [j, e] of cl.engines.entries()) {
-          if (next[j].some((p) => !e.owned().includes(p))) await e.own(next[j], true);
+        const losing = (j: number) => cl.engines[j].owned().some((p) => !next[j].includes(p));
+        const gaining = (j: number) => next[j].some((p) => !cl.engines[j].owned().includes(p));
+        if (ph.enter === 'own') {
+          // A handover: the old owners checkpoint and release, then the new ones go on from there.
+          for (const [j, e] of cl.engines.entries()) if (losing(j)) await e.own(e.owned().filter((p) => next[j].includes(p)), true);
+          for (const [j, e] of cl.engines.entries()) if (gaining(j)) await e.own(next[j], true);
+        } else {
+          // Leases lost: the new owners take their partitions from the last checkpoints while the old ones still
+          // apply them (both apply the first half of the phase's events: no read then), then the old ones learn they
+          // lost them and go back to their checkpoints without writing (what they applied since is dropped).
+          for (const [j, e] of cl.engines.entries()) if (gaining(j) && !losing(j)) await e.own(next[j], true);
+          const overlap = chunk.slice(0, Math.floor(chunk.length / 2));
+          await cl.append(overlap);
+          appended += overlap.length;
+          chunk = chunk.slice(overlap.length);
+          await cl.drain();
+          for (const [j, e] of cl.engines.entries()) if (losing(j)) await e.own(e.owned().filter((p) => next[j].includes(p)), false);
+          for (const [j, e] of cl.engines.entries()) if (gaining(j)) await e.own(next[j], true);
         }
         if (i === c.phases.length - 1) unitsAtEnd = (await cl.anchors()).length;
       }
-      const chunk = c.events.slice(appended, appended + ph.events);
       const half = ph.midCheckpoint ? Math.floor(chunk.length / 2) : 0;
       if (half > 0) {
         await cl.append(chunk.slice(0, half));
@@ -308,7 +337,7 @@ function describe(c: UnitsCase): string {
   return c.phases
     .map((ph, i) => {
       const next = c.phases[i + 1];
-      const end = next === undefined ? (c.reload ? 'closed, restored' : '') : next.enter === 'own' ? 'handover' : `engines closed by mask ${ph.closeMask.toString(2)} (others crash)`;
+      const end = next === undefined ? (c.reload ? 'closed, restored' : '') : next.enter === 'own' ? 'handover' : next.enter === 'taken' ? 'partitions taken (half the next phase applied by old and new owners)' : `engines closed by mask ${ph.closeMask.toString(2)} (others crash)`;
       return `phase ${i}: ${ph.enter} ${JSON.stringify(ph.grouping)}, ${ph.events} events${ph.midCheckpoint ? ' (checkpoint half way)' : ''}${end === '' ? '' : `; then ${end}`}`;
     })
     .join('\n  ');

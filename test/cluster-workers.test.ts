@@ -140,9 +140,14 @@ describe('halflife cluster: ingest processes and workers with leases on a 3-node
     // A schema registered on one process validates on the others (watched in the shared state).
     assert.equal((await call(in1, 'PUT', '/v1/schemas/click', { type: 'object', properties: { user: { type: 'string' }, v: { type: 'integer' } }, required: ['user', 'v'] })).status, 201);
     const t0 = Date.now();
-    await until('the schema in force on the other ingest process', 10_000, async () => ((await call(in2, 'GET', '/v1/schemas/click')).status === 200 ? true : undefined));
+    // In force there: an event the schema refuses is refused by the other process (dead-lettered, not stored).
+    await until('the schema in force on the other ingest process', 10_000, async () => {
+      const res = await call(in2, 'POST', '/v1/events', [{ type: 'click', id: 'bad', data: { user: 'x' } }]);
+      return res.status === 200 && res.body.errors?.[0]?.code === 'SCHEMA_VALIDATION' ? true : undefined;
+    });
     const took = Date.now() - t0;
-    // Within a second on an idle machine; the bound leaves room for busy cores.
+    t.diagnostic(`a schema registered on one ingest process validated events on the other after ${took} ms`);
+    // Within a second on an idle machine (the figure above); the bound leaves room for busy cores.
     assert.ok(took < 5000, `the schema reached the other process after ${took} ms`);
     const tv = Date.now();
     const created = await call(in1, 'PUT', '/v1/views/c', { sql: VIEW });

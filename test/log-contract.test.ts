@@ -292,6 +292,32 @@ describe('JetStream log shared by two processes', { skip: hasNatsServer ? false 
   });
 });
 
+describe('JetStream log: what each process counts', { skip: hasNatsServer ? false : 'nats-server not installed' }, () => {
+  test('two processes appending to one partition at once: each counts every record once and its lag from any position is what follows it', async () => {
+    const n = ++streamNo;
+    const [nc1, nc2] = await Promise.all([connect({ servers: nats!.url }), connect({ servers: nats!.url })]);
+    connections.push(nc1, nc2);
+    const logs = [await natsLog(nc1, n, 1), await natsLog(nc2, n, 1)];
+    const acks: number[] = [];
+    // Interleaved from both, several groups in flight each: a process learns of the other's messages (and may hear
+    // of its own) out of order.
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const got = await logs[i % 2].append(Array.from({ length: 1 + (i % 7) }, (_, j) => ({ timestampMs: i, partition: 0, value: `r${i}.${j}` })));
+        acks.push(...got.map((a) => a.offset));
+      }),
+    );
+    acks.sort((a, b) => a - b);
+    for (const log of logs) {
+      // Until its watcher told it of every message (bounded: a record missed would never be counted).
+      const deadline = Date.now() + 20_000;
+      while (log.stats().partitions[0].records < acks.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(log.stats().partitions[0].records, acks.length);
+      for (const [i, at] of acks.entries()) assert.equal(log.lag(0, at), acks.length - i, `lag from the ${i}th record`);
+    }
+  });
+});
+
 describe('JetStream log: batches stored compressed', { skip: hasNatsServer ? false : 'nats-server not installed' }, () => {
   test('property: records appended by processes storing batches deflated or plain, into one stream, are read back whole and in order, in any chunk size; offsetForTime finds the first at or after a time (model: lists)', async () => {
     const value = fc.oneof(

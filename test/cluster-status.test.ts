@@ -6,12 +6,14 @@ import { capture } from './helpers/io.js';
 import { main } from '../src/cli/main.js';
 
 /** `GET /v1/cluster` and `halflife cluster status`: processes, the servers and stream behind the log, lag, warnings. */
-const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
 const servers: TestServer[] = [];
+// Registered before the NATS server is started: a file's `after` hooks run in the order they were registered, and
+// starting it registers one that kills it (every stop below would then wait on requests to a server that is gone).
 after(async () => {
   for (const s of servers) await s.cleanup().catch(() => {});
   await nats?.stop();
 });
+const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
 
 test('embedded: one process, its partitions with each view\'s lag, no warnings; the CLI prints it', async () => {
   const t = await startServer({ log: { partitions: 2 } });

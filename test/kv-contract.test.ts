@@ -65,13 +65,15 @@ const backends: Backend[] = [
   },
 ];
 
-// Started at the top level: the kill-on-end hook then belongs to the whole file, not to a before hook.
-if (hasNatsServer) nats = await startNats();
+// Registered before the NATS server is started: a file's `after` hooks run in the order they were registered, and
+// starting it registers one that kills it (every stop below would then wait on requests to a server that is gone).
 after(async () => {
   for (const nc of connections) await nc.close();
   await nats?.stop();
   for (const c of cleanups) await c();
 });
+// Started at the top level: the kill-on-end hook then belongs to the whole file, not to a before hook.
+if (hasNatsServer) nats = await startNats();
 
 /** Waits until `pred` holds for what a watcher saw (watchers on NATS hear changes a moment later). */
 async function until(seen: KvChange[], pred: (s: KvChange[]) => boolean): Promise<void> {

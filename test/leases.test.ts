@@ -10,12 +10,14 @@ import { hasNatsServer, startNats, type NatsServer } from './helpers/nats.js';
  * Partition leases and fenced writes: one owner at a time; an owner that paused past its lease can neither renew nor
  * write over its successor. On JetStream the lease bucket's max age expires a lease nobody renews.
  */
-const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
 const connections: NatsConnection[] = [];
+// Registered before the NATS server is started: a file's `after` hooks run in the order they were registered, and
+// starting it registers one that kills it (every stop below would then wait on requests to a server that is gone).
 after(async () => {
   for (const nc of connections) await nc.close().catch(() => {});
   await nats?.stop();
 });
+const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
 
 async function until(what: string, ok: () => Promise<boolean>): Promise<void> {
   const t0 = Date.now();

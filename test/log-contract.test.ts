@@ -29,11 +29,19 @@ interface Backend {
   readonly runs: number;
 }
 
-// Started at module load (not in before()): node:test evaluates `skip` and the backends before hooks run.
-const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
 const connections: NatsConnection[] = [];
 const open: Log[] = [];
 const cleanups: (() => Promise<void>)[] = [];
+// Registered before the NATS server is started: a file's `after` hooks run in the order they were registered, and
+// starting it registers one that kills it (every stop below would then wait on requests to a server that is gone).
+after(async () => {
+  for (const log of open) await log.close().catch(() => {});
+  for (const nc of connections) await nc.close().catch(() => {});
+  await nats?.stop();
+  for (const c of cleanups) await c();
+});
+// Started at module load (not in before()): node:test evaluates `skip` and the backends before hooks run.
+const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
 let streamNo = 0;
 
 async function natsLog(nc: NatsConnection, n: number, partitions: number, compression?: 'deflate' | 'none'): Promise<Log> {
@@ -100,12 +108,6 @@ const backends: Backend[] = [
   },
 ];
 
-after(async () => {
-  for (const log of open) await log.close().catch(() => {});
-  for (const nc of connections) await nc.close().catch(() => {});
-  await nats?.stop();
-  for (const c of cleanups) await c();
-});
 
 const text = (r: LogRecord) => Buffer.from(r.value).toString('utf8');
 

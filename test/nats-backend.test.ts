@@ -10,12 +10,15 @@ import { main } from '../src/cli/main.js';
  * NATS JetStream. A second halflife process with an empty data folder, pointed at the same JetStream, finds
  * everything the first one acknowledged: nothing of it lives on the first machine.
  */
-const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
 const servers: TestServer[] = [];
+// Registered before the NATS server is started: the file's `after` hooks run in the order they were registered, and
+// startNats registers one that kills the server. Run after it, every stop below would wait on requests to a server
+// that is gone (a lease round's renewal, the handover's lease, the node entry's removal, the last checkpoint).
 after(async () => {
   for (const s of servers) await s.cleanup().catch(() => {});
   await nats?.stop();
 });
+const nats: NatsServer | undefined = hasNatsServer ? await startNats() : undefined;
 
 const schema = { type: 'object', properties: { article: { type: 'string' }, user: { type: 'string' } }, required: ['article', 'user'] };
 

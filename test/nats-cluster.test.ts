@@ -9,12 +9,14 @@ import type { JetStreamLog } from '../src/log/index.js';
  * clients send events loses no acknowledged event and counts none twice. (The cluster of halflife workers with
  * leases is not built yet: one halflife process here; see docs/scale-out.md.)
  */
-const cluster: NatsCluster | undefined = hasNatsServer ? await startNatsCluster(3) : undefined;
 const servers: TestServer[] = [];
+// Registered before the NATS server is started: a file's `after` hooks run in the order they were registered, and
+// starting it registers one that kills it (every stop below would then wait on requests to a server that is gone).
 after(async () => {
   for (const s of servers) await s.cleanup().catch(() => {});
   await cluster?.stop();
 });
+const cluster: NatsCluster | undefined = hasNatsServer ? await startNatsCluster(3) : undefined;
 
 describe('NATS JetStream cluster (3 nodes, R3)', { skip: hasNatsServer ? false : 'nats-server not installed' }, () => {
   test("the stream leader killed while clients send: every acknowledged event is counted exactly once", async (ctx) => {

@@ -164,3 +164,37 @@ test('a renewal whose answer was lost (the lease moved on under this process\'s 
   assert.ok(s.applied.get('a')!.some((x) => !x.clean), 'what was applied of it since the last checkpoint was dropped');
   await a.close(false);
 });
+
+test('a stop is bounded when the cluster stops answering: a lease round stuck on its requests does not hold it', { timeout: 60_000 }, async () => {
+  /** A lease store that stops answering compare-and-sets (a NATS server gone: requests wait for their timeouts). */
+  class Unanswering extends FileKvStore {
+    frozen = false;
+    override update(key: string, value: Uint8Array, revision: number): Promise<number> {
+      return this.frozen ? new Promise<number>(() => {}) : super.update(key, value, revision);
+    }
+  }
+  const kv = new Unanswering();
+  const applied: number[][] = [];
+  const a = new PartitionOwnership({
+    leases: new LeaseManager(kv, 'a'),
+    self: 'a',
+    nodes: async () => [{ id: 'a', host: 'h', pid: 1, version: 'v', role: 'worker', startedAt: '', heartbeatMs: 0, heartbeatAgeMs: 0 }],
+    partitions: 2,
+    worker: true,
+    leaseMs: 1000,
+    apply: async (partitions) => void applied.push(partitions),
+  });
+  await a.round();
+  assert.deepEqual(a.held(), [0, 1]);
+  kv.frozen = true;
+  void a.round(); // its renewals never answer
+  // The bound's timers do not hold a process open (a server's sockets do): this test's interval stands in for them.
+  const alive = setInterval(() => {}, 1000);
+  try {
+    await a.close();
+  } finally {
+    clearInterval(alive);
+  }
+  // It still checkpointed before giving the partitions up (the release went unanswered: the leases expire).
+  assert.deepEqual(applied.at(-1), []);
+});

@@ -205,14 +205,14 @@ export class PartitionOwnership {
   /** Stops the rounds; with `handOver`, the engine checkpoints and gives every partition up, then the leases go. */
   async close(handOver = true): Promise<void> {
     clearInterval(this.#timer);
-    await this.#round;
+    // Bounded: a stop must not hang on a cluster that does not answer (a round under way waits on its requests'
+    // timeouts). Leases not released expire, and their next owner replays from the last checkpoint that was written.
+    const bound = Math.max(1000, this.#o.leaseMs);
+    const within = <T>(work: Promise<T>) => Promise.race([work, new Promise<'late'>((r) => setTimeout(() => r('late'), bound).unref())]);
+    await within(this.#round);
     this.#closed = true;
     if (!handOver || this.#held.size === 0) return;
     const gone = [...this.#held.values()].map((h) => h.lease);
-    // Bounded: a stop must not hang on a cluster that does not answer. Leases not released expire, and their next
-    // owner replays from the last checkpoint that was written.
-    const bound = Math.max(1000, this.#o.leaseMs);
-    const within = <T>(work: Promise<T>) => Promise.race([work, new Promise<'late'>((r) => setTimeout(() => r('late'), bound).unref())]);
     this.#unsettle();
     const handed = await within(this.#o.apply([], true).then(() => 'ok' as const)).catch((err: unknown) => {
       this.#logger.warn({ err }, 'the last checkpoint before giving the partitions up failed; their next owner replays from the one before');

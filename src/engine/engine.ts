@@ -182,6 +182,8 @@ interface Runtime {
   applied: number;
   lastCheckpointMs: number | null;
   lastCheckpointDurationMs: number | null;
+  /** The positions last recorded in the log (`commitOffsets`), so unchanged ones are not written again. */
+  committed: string | undefined;
   /**
    * When the view's floor (see `#floor`) rose, and the version it took then, ascending (several units): the version
    * of a row that became final then.
@@ -386,6 +388,7 @@ export class Engine {
       applied: 0,
       lastCheckpointMs: null,
       lastCheckpointDurationMs: null,
+      committed: undefined,
       floorMarks: [],
       closedCache: new Map(),
       memoryBytes: undefined,
@@ -1208,7 +1211,13 @@ export class Engine {
     }
     v.lastCheckpointMs = this.#clock.now();
     v.lastCheckpointDurationMs = performance.now() - t0;
-    await this.#o.log.commitOffsets(`view.${name}`, Object.fromEntries(this.#ownedList().map((p) => [p, v.offsets[p]])));
+    // Only when they moved: on a cluster that does not answer, each write waits for its timeout, and checkpoints of
+    // views that did not change would queue up behind them.
+    const offsets = Object.fromEntries(this.#ownedList().map((p) => [p, v.offsets[p]]));
+    const committed = JSON.stringify(offsets);
+    if (committed === v.committed) return;
+    await this.#o.log.commitOffsets(`view.${name}`, offsets);
+    v.committed = committed;
   }
 
   /** Stops consuming and writes a final checkpoint. */

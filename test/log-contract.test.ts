@@ -100,7 +100,8 @@ const backends: Backend[] = [
           await log.close();
           const again = await connect({ servers: nats!.url });
           connections.push(again);
-          // Reopened storing batches plain: a stream holding both kinds is read whole by either setting.
+          // Reopened with the other setting (its records here are too small to be deflated: the compressed batches'
+          // own test below mixes both kinds in one stream).
           return natsLog(again, n, partitions, 'none');
         },
       };
@@ -301,14 +302,18 @@ describe('JetStream log: what each process counts', { skip: hasNatsServer ? fals
     connections.push(nc1, nc2);
     const logs = [await natsLog(nc1, n, 1), await natsLog(nc2, n, 1)];
     const acks: number[] = [];
-    // Interleaved from both, several groups in flight each: a process learns of the other's messages (and may hear
-    // of its own) out of order.
-    await Promise.all(
-      Array.from({ length: 40 }, async (_, i) => {
-        const got = await logs[i % 2].append(Array.from({ length: 1 + (i % 7) }, (_, j) => ({ timestampMs: i, partition: 0, value: `r${i}.${j}` })));
-        acks.push(...got.map((a) => a.offset));
-      }),
-    );
+    // Interleaved from both over many event-loop turns, several groups in flight each: a process may learn of the
+    // other's messages (and of its own) out of order, also before the first one it counted.
+    const sending: Promise<void>[] = [];
+    for (let i = 0; i < 120; i++) {
+      sending.push(
+        logs[i % 2].append(Array.from({ length: 1 + (i % 7) }, (_, j) => ({ timestampMs: i, partition: 0, value: `r${i}.${j}` }))).then((got) => {
+          acks.push(...got.map((a) => a.offset));
+        }),
+      );
+      if (i % 3 === 2) await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(sending);
     acks.sort((a, b) => a - b);
     for (const log of logs) {
       // Until its watcher told it of every message (bounded: a record missed would never be counted).
@@ -345,7 +350,8 @@ describe('JetStream log: batches stored compressed', { skip: hasNatsServer ? fal
         for (const log of logs) {
           for (const [p, want] of model) {
             await log.tail(p, log.stats().partitions[p].firstOffset);
-            while (log.lag(p, log.stats().partitions[p].firstOffset) < want.length) await log.tail(p, log.stats().partitions[p].nextOffset);
+            const deadline = Date.now() + 20_000;
+            while (log.lag(p, log.stats().partitions[p].firstOffset) < want.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
             const got = await readAll(log, p, chunk);
             assert.deepEqual(got.map((r) => ({ value: text(r), t: r.timestampMs })), want);
             const at = want[Math.floor(want.length / 2)].t;
@@ -362,7 +368,7 @@ describe('JetStream log: batches stored compressed', { skip: hasNatsServer ? fal
     const n = ++streamNo;
     const nc = await connect({ servers: nats!.url });
     connections.push(nc);
-    const log = (await natsLog(nc, n, 2)) as JetStreamLog;
+    const log = (await natsLog(nc, n, 3)) as JetStreamLog;
     const events = Array.from({ length: 2000 }, (_, i) => ({ timestampMs: i, partition: 0, value: JSON.stringify({ type: 'page_view', data: { article_id: `a${i % 300}`, user_id: `u${(i * 7919) % 100_000}`, section: 'news', referrer: 'https://www.google.com/' } }) }));
     const raw = events.reduce((s, e) => s + Buffer.byteLength(e.value), 0);
     await log.append(events);
@@ -377,10 +383,14 @@ describe('JetStream log: batches stored compressed', { skip: hasNatsServer ? fal
     await js.publish(`t${process.pid}_${n}.0`, Buffer.concat([Buffer.from('HLB\x02', 'latin1'), Buffer.from([1, 0, 0, 0, 100, 0, 0, 0]), Buffer.from('not deflate at all')]), { headers: h });
     // One whose records inflate to more than it states (as a bomb would): refused once past what it states.
     await js.publish(`t${process.pid}_${n}.1`, Buffer.concat([Buffer.from('HLB\x02', 'latin1'), Buffer.from([1, 0, 0, 0, 16, 0, 0, 0]), deflateRawSync(Buffer.alloc(1 << 20))]), { headers: h });
+    // One that states more bytes than a batch can hold (4 GiB): refused before anything is allocated for it.
+    await js.publish(`t${process.pid}_${n}.2`, Buffer.concat([Buffer.from('HLB\x02', 'latin1'), Buffer.from([1, 0, 0, 0, 255, 255, 255, 255]), deflateRawSync(Buffer.from('x'))]), { headers: h });
     const corrupt = (err: unknown) => err instanceof HalflifeError && err.code === 'SEGMENT_CORRUPT' && /do not inflate/.test(err.message);
     for (const p of [0, 1]) while (log.lag(p, log.stats().partitions[p].firstOffset) < (p === 0 ? 2001 : 1)) await log.tail(p, log.stats().partitions[p].nextOffset);
     const before = await log.read(0, log.stats().partitions[0].firstOffset, { maxRecords: 2000 });
     await assert.rejects(log.read(0, before.at(-1)!.next, { maxRecords: 10 }), corrupt);
     await assert.rejects(log.readBatch(1, log.stats().partitions[1].firstOffset), corrupt);
+    while (log.lag(2, log.stats().partitions[2].firstOffset) < 1) await log.tail(2, log.stats().partitions[2].nextOffset);
+    await assert.rejects(log.readBatch(2, log.stats().partitions[2].firstOffset), (err: unknown) => err instanceof HalflifeError && err.code === 'SEGMENT_CORRUPT' && /more than a batch can hold/.test(err.message));
   });
 });

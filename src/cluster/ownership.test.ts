@@ -169,8 +169,15 @@ test('a stop is bounded when the cluster stops answering: a lease round stuck on
   /** A lease store that stops answering compare-and-sets (a NATS server gone: requests wait for their timeouts). */
   class Unanswering extends FileKvStore {
     frozen = false;
+    readonly waiting: (() => void)[] = [];
     override update(key: string, value: Uint8Array, revision: number): Promise<number> {
-      return this.frozen ? new Promise<number>(() => {}) : super.update(key, value, revision);
+      if (!this.frozen) return super.update(key, value, revision);
+      return new Promise<number>((resolve, reject) => this.waiting.push(() => super.update(key, value, revision).then(resolve, reject)));
+    }
+    /** The cluster answers again: the requests held are carried out. */
+    answer(): void {
+      this.frozen = false;
+      for (const w of this.waiting.splice(0)) w();
     }
   }
   const kv = new Unanswering();
@@ -187,7 +194,7 @@ test('a stop is bounded when the cluster stops answering: a lease round stuck on
   await a.round();
   assert.deepEqual(a.held(), [0, 1]);
   kv.frozen = true;
-  void a.round(); // its renewals never answer
+  const stuck = a.round(); // its renewals are not answered until after the stop
   // The bound's timers do not hold a process open (a server's sockets do): this test's interval stands in for them.
   const alive = setInterval(() => {}, 1000);
   try {
@@ -197,4 +204,12 @@ test('a stop is bounded when the cluster stops answering: a lease round stuck on
   }
   // It still checkpointed before giving the partitions up (the release went unanswered: the leases expire).
   assert.deepEqual(applied.at(-1), []);
+  // The cluster answers the stuck round late: the round changes nothing after the stop (no partitions run again, no
+  // lease taken).
+  const changes = applied.length;
+  kv.answer();
+  await stuck;
+  await new Promise((r) => setImmediate(r));
+  assert.equal(applied.length, changes, `partitions changed after the stop: ${JSON.stringify(applied.slice(changes))}`);
+  assert.deepEqual(a.held(), []);
 });

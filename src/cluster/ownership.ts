@@ -145,14 +145,19 @@ export class PartitionOwnership {
     for (const [p, h] of this.#held) {
       const since = this.#now();
       try {
-        h.lease = await leases.renew(h.lease);
+        const renewed = await leases.renew(h.lease);
+        // A round left behind by close (its requests answered late) changes nothing: close owns the state now.
+        if (this.#closed) return;
+        h.lease = renewed;
         h.since = since;
       } catch (err) {
+        if (this.#closed) return;
         if (!(err instanceof HalflifeError && err.code === 'LEASE_LOST')) throw err;
         lost.push(p);
         this.#held.delete(p);
       }
     }
+    if (this.#closed) return;
     if (lost.length > 0) {
       this.#logger.warn({ partitions: lost }, `lost the leases of partitions ${lost.join(', ')} (not renewed in time: paused or cut off?); another worker runs them now`);
       await this.#apply(false);
@@ -162,8 +167,9 @@ export class PartitionOwnership {
       this.#logger.warn({ partitions: this.held() }, 'the last change of partitions did not complete; restoring them from their checkpoints');
       await this.#apply(false);
     }
-    if (!this.#o.worker) return;
+    if (!this.#o.worker || this.#closed) return;
     const share = await this.#share();
+    if (this.#closed) return;
     // Give up (after a checkpoint) what another worker should run now.
     const release = this.held().filter((p) => !share.includes(p));
     if (release.length > 0) {
@@ -179,16 +185,21 @@ export class PartitionOwnership {
     // Take the free ones of its share (one still held by another worker is taken once released or expired).
     const gained: number[] = [];
     for (const p of share) {
-      if (this.#held.has(p)) continue;
+      if (this.#held.has(p) || this.#closed) continue;
       const since = this.#now();
       try {
-        this.#held.set(p, { lease: await leases.acquire(p), since });
+        const lease = await leases.acquire(p);
+        if (this.#closed) {
+          await leases.release(lease).catch(() => {});
+          continue;
+        }
+        this.#held.set(p, { lease, since });
         gained.push(p);
       } catch (err) {
         if (!(err instanceof HalflifeError && err.code === 'LEASE_HELD')) throw err;
       }
     }
-    if (gained.length > 0) {
+    if (gained.length > 0 && !this.#closed) {
       await this.#apply(true);
       this.#logger.info({ partitions: gained }, `took partitions ${gained.join(', ')} over`);
     }
@@ -209,8 +220,9 @@ export class PartitionOwnership {
     // timeouts). Leases not released expire, and their next owner replays from the last checkpoint that was written.
     const bound = Math.max(1000, this.#o.leaseMs);
     const within = <T>(work: Promise<T>) => Promise.race([work, new Promise<'late'>((r) => setTimeout(() => r('late'), bound).unref())]);
-    await within(this.#round);
+    // Closed first: a round still under way stops at its next step instead of changing the partitions behind this.
     this.#closed = true;
+    await within(this.#round);
     if (!handOver || this.#held.size === 0) return;
     const gone = [...this.#held.values()].map((h) => h.lease);
     this.#unsettle();

@@ -31,6 +31,8 @@ const MAGIC = Buffer.from('HLB\x01', 'latin1');
  * the synchronous calls ~0.05 ms for such a message and ~0.5 ms for the largest (deflate ~650 MB/s, inflate ~1 GB/s).
  */
 const MAGIC_DEFLATE = Buffer.from('HLB\x02', 'latin1');
+/** The most a batch's records can take (NATS caps max_payload at 64 MiB). */
+const MAX_BATCH_BYTES = 64 * 1024 * 1024;
 /** Batches smaller than this are stored plain (compressing them saves little). */
 const COMPRESS_FROM_BYTES = 1024;
 const HEADER_RECORDS = 'Halflife-Records';
@@ -124,6 +126,10 @@ export class JetStreamLog implements Log {
   readonly #bytes: number[];
   /** The newest message counted in #records, per partition (the watcher and this process's own acks both count). */
   readonly #counted: number[];
+  /** From this stream sequence on, every message of the partition is in `#recent` (the watcher's start, raised as it is trimmed). */
+  readonly #exactFrom: number[];
+  /** Per partition, the last group's messages of it (the next group's wait for them: see `#flush`). */
+  readonly #partitionTurns: Promise<void>[];
   /**
    * Per partition, the newest messages' sequences and the records counted before each: `lag` is exact for a
    * position among them (where consumers are) and estimated further back.
@@ -156,6 +162,8 @@ export class JetStreamLog implements Log {
     this.#records = new Array<number>(options.partitions).fill(0);
     this.#bytes = new Array<number>(options.partitions).fill(0);
     this.#counted = new Array<number>(options.partitions).fill(0);
+    this.#exactFrom = new Array<number>(options.partitions).fill(Infinity);
+    this.#partitionTurns = new Array<Promise<void>>(options.partitions).fill(Promise.resolve());
     this.#recent = Array.from({ length: options.partitions }, () => ({ seqs: [], before: [] }));
   }
 
@@ -197,6 +205,7 @@ export class JetStreamLog implements Log {
     // Watch from the stream's current end, then learn each partition's extent: a message stored in between is
     // seen by both, which only moves an end to where it already is.
     const last = (await retryingTimeouts(() => jsm.streams.info(this.#stream))).state.last_seq;
+    this.#exactFrom.fill(last + 1);
     await this.#watchFrom(last + 1);
     await this.#refresh(true);
     // Retention removes old messages on the server: learn the first positions again now and then (stats), and check
@@ -273,15 +282,16 @@ export class JetStreamLog implements Log {
       this.#counted[p] = seq;
       const recent = this.#recent[p];
       if (recent.seqs.length >= RECENT_MESSAGES) {
+        this.#exactFrom[p] = Math.max(this.#exactFrom[p], recent.seqs[RECENT_MESSAGES / 2 - 1] + 1);
         recent.seqs.splice(0, RECENT_MESSAGES / 2);
         recent.before.splice(0, RECENT_MESSAGES / 2);
       }
       recent.seqs.push(seq);
       recent.before.push(this.#records[p]);
       this.#records[p] += records;
-    } else if (this.#recent[p].seqs.length > 0 && seq > this.#recent[p].seqs[0]) {
+    } else if (seq >= this.#exactFrom[p]) {
       // Told of out of order (a publish acknowledged after a later one, another process's message seen after this
-      // one's ack): counted once, in its place.
+      // one's ack, also before the first one counted): counted once, in its place.
       const { seqs, before } = this.#recent[p];
       let lo = 0;
       let hi = seqs.length;
@@ -295,6 +305,7 @@ export class JetStreamLog implements Log {
         before.splice(lo, 0, before[lo]);
         for (let i = lo + 1; i < seqs.length; i++) before[i] += records;
         this.#records[p] += records;
+        this.#first[p] = Math.min(this.#first[p], seq * SHIFT);
       }
     }
     const after = (seq + 1) * SHIFT;
@@ -391,26 +402,20 @@ export class JetStreamLog implements Log {
       for (const req of group) for (let i = 0; i < req.records.length; i++) perPartition[req.partitions[i]].push({ req, index: i });
       // Room for the headers and the protocol line within the server's max_payload.
       const limit = Math.max(64 * 1024, this.#maxPayload - 4096);
-      // Partitions are published side by side; a partition's messages one after another, so a retried message is
-      // never stored after a later one (per-key order), and once one fails the rest of that partition is not sent.
+      // Partitions are published side by side; a partition's messages one after another, also across the groups in
+      // flight (a message retried after a lost ack, or after a leader died, is never stored after a later one of its
+      // partition), and once one fails the rest of that partition in this group is not sent.
       await Promise.all(
         perPartition.map(async (items, p) => {
-          let start = 0;
-          while (start < items.length) {
-            let bytes = MAGIC.length + 4;
-            let end = start;
-            while (end < items.length && end - start < MAX_RECORDS_PER_MESSAGE) {
-              const size = recordSize(items[end].req.records[items[end].index]);
-              if (end > start && bytes + size > limit) break;
-              bytes += size;
-              end++;
-            }
-            if (!(await this.#publish(p, items.slice(start, end), bytes))) {
-              const failure = items[start].req.failed!;
-              for (const { req } of items.slice(end)) req.failed ??= failure;
-              return;
-            }
-            start = end;
+          if (items.length === 0) return;
+          const before = this.#partitionTurns[p];
+          let done!: () => void;
+          this.#partitionTurns[p] = new Promise<void>((resolve) => (done = resolve));
+          try {
+            await before;
+            await this.#publishPartition(p, items, limit);
+          } finally {
+            done();
           }
         }),
       );
@@ -431,6 +436,27 @@ export class JetStreamLog implements Log {
         const f = req.failed;
         req.reject(withStoredBeforeFailure(new HalflifeError(f.code, f.details, { message: f.message, cause: f.cause }), stored));
       }
+    }
+  }
+
+  /** Publishes a group's records of one partition, one message after another; stops at the first that fails. */
+  async #publishPartition(p: number, items: { req: AppendRequest; index: number }[], limit: number): Promise<void> {
+    let start = 0;
+    while (start < items.length) {
+      let bytes = MAGIC.length + 4;
+      let end = start;
+      while (end < items.length && end - start < MAX_RECORDS_PER_MESSAGE) {
+        const size = recordSize(items[end].req.records[items[end].index]);
+        if (end > start && bytes + size > limit) break;
+        bytes += size;
+        end++;
+      }
+      if (!(await this.#publish(p, items.slice(start, end), bytes))) {
+        const failure = items[start].req.failed!;
+        for (const { req } of items.slice(end)) req.failed ??= failure;
+        return;
+      }
+      start = end;
     }
   }
 
@@ -665,20 +691,18 @@ interface Columns {
   keyEnds: number[];
 }
 
-/**
- * Appends the records of one message (from index `skip`) to `cols`, their byte positions shifted by `base`; stops
- * at `maxRecords` / `maxBytes` (at least one record). Returns the bytes taken and the position after the last.
- */
 /** A stored message's batch as a plain batch (inflated if it was stored compressed). */
 function plainBatch(m: StoredMsg): Buffer {
   const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
   if (data.length < 12 || !data.subarray(0, 4).equals(MAGIC_DEFLATE)) return data;
   const length = data.readUInt32LE(8);
   const corrupt = (reason: string) => new HalflifeError('SEGMENT_CORRUPT', { partition: -1, segment: `stream message ${m.seq}`, position: 0, reason });
-  // The stated length bounds the output: a damaged message cannot make this process inflate without end.
+  // The stated length bounds the output (a damaged message cannot make this process inflate without end), and is
+  // itself bounded: a batch is cut at the server's max_payload, which NATS caps at 64 MiB.
+  if (length > MAX_BATCH_BYTES) throw corrupt(`it states ${length} bytes of records, more than a batch can hold`);
   let raw: Buffer;
   try {
-    raw = inflateRawSync(data.subarray(12), { maxOutputLength: Math.max(1, length), chunkSize: Math.max(64, length) });
+    raw = inflateRawSync(data.subarray(12), { maxOutputLength: Math.max(1, length), chunkSize: Math.max(64, Math.min(length, 1 << 20)) });
   } catch (err) {
     throw corrupt(`its compressed records do not inflate: ${(err as Error).message}`);
   }
@@ -690,6 +714,10 @@ function plainBatch(m: StoredMsg): Buffer {
   return out;
 }
 
+/**
+ * Appends the records of one message (from index `skip`) to `cols`, their byte positions shifted by `base`; stops
+ * at `maxRecords` / `maxBytes` (at least one record). Returns the bytes taken and the position after the last.
+ */
 function decodeInto(data: Buffer, base: number, seq: number, skip: number, maxRecords: number, maxBytes: number, cols: Columns): { bytes: number; next: number } {
   if (data.length < 8 || !data.subarray(0, 4).equals(MAGIC)) throw new HalflifeError('SEGMENT_CORRUPT', { partition: -1, segment: `stream message ${seq}`, position: 0, reason: 'not a halflife batch' });
   const count = data.readUInt32LE(4);

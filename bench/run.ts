@@ -6,7 +6,7 @@
  *
  * Scenarios: ceiling, ingest, ingest-always, e2e, backfill, latency, memory, redis, nats, postgres, duckdb; and, only when
  * asked for, cluster (the log on NATS JetStream: one server R1 and a 3-node cluster R3 next to the embedded log;
- * needs nats-server).
+ * needs nats-server) and roles (on a 3-node cluster, an ingest process and a worker process next to one doing both).
  * --generate N prints N workload events as NDJSON (input for `halflife send`) and exits.
  */
 import { execSync } from 'node:child_process';
@@ -52,7 +52,7 @@ const START_MS = 1_790_000_000_000;
 const PER_EVENT_MS = 0.05;
 
 const ALL = ['ceiling', 'ingest', 'ingest-always', 'e2e', 'backfill', 'latency', 'memory', 'redis', 'nats', 'postgres', 'duckdb'];
-const KNOWN = [...ALL, 'cluster'];
+const KNOWN = [...ALL, 'cluster', 'roles'];
 const chosen = args.scenario ? args.scenario.split(',') : ALL;
 for (const s of chosen) if (!KNOWN.includes(s)) throw new Error(`unknown scenario ${s}; known: ${KNOWN.join(', ')}`);
 const want = (s: string) => chosen.includes(s);
@@ -167,6 +167,66 @@ if (want('cluster')) {
   results.cluster = cluster;
 }
 
+// (h) Roles on a 3-node JetStream (R3): an ingest process and a worker process of their own, as a scale-out runs, next
+// to one process doing both, in the same run: ingest at the process taking the events, and end to end, the rate at
+// which the views (read from the worker) took every acknowledged event.
+if (want('roles')) {
+  const { startNatsCluster } = await import('../test/helpers/nats.js');
+  const { spawnServer } = await import('../test/helpers/child-server.js');
+  const { tempDir } = await import('../test/helpers/tmp.js');
+  const three = await startNatsCluster(3);
+  const env = (run: number, role: string) => ({ HALFLIFE_NATS: three.servers, HALFLIFE_NATS_REPLICAS: '3', HALFLIFE_NATS_STREAM: `ROLES${run}`, HALFLIFE_NATS_SUBJECT_PREFIX: `roles${run}`, HALFLIFE_NATS_BUCKET_PREFIX: `roles${run}`, HALFLIFE_CLUSTER_ROLE: role });
+  /** Events counted by the view of every event, read from `url` (undefined while it cannot answer yet). */
+  const counted = async (url: string) => {
+    const res = await fetch(`${url}/v1/views/per_type_1m?limit=100000`);
+    if (!res.ok) return undefined;
+    return ((await res.json()) as { rows: { n: number }[] }).rows.reduce((sum, row) => sum + row.n, 0);
+  };
+  const until = async <T>(what: string, get: () => Promise<T | undefined>) => {
+    const deadline = performance.now() + 300_000;
+    for (;;) {
+      const got = await get().catch(() => undefined);
+      if (got !== undefined) return got;
+      if (performance.now() > deadline) throw new Error(`${what}: not within 5 minutes`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const rates = { all: { ingest: [] as number[], e2e: [] as number[] }, split: { ingest: [] as number[], e2e: [] as number[] } };
+  let stream = 0;
+  try {
+    for (let r = 0; r < runs; r++) {
+      for (const split of [false, true]) {
+        stream++;
+        const ingest = await startHalflife('interval', serverNodeArgs, true, env(stream, split ? 'ingest' : 'all'));
+        const folder = split ? await tempDir('halflife-bench-worker-') : undefined;
+        const worker = folder === undefined ? undefined : await spawnServer(folder.dir, { HALFLIFE_LOG_LEVEL: 'warn', ...env(stream, 'worker') }, serverNodeArgs, { shedding: 'defaults' });
+        const reader = worker?.url ?? ingest.url;
+        try {
+          // The views answer once the worker holds its partitions' leases.
+          await until('the views answering', () => counted(reader));
+          const load = await drive(ingest, bodies, BATCH, seconds, concurrency);
+          await until('every event counted', async () => ((await counted(reader)) ?? 0) >= load.totalEvents || undefined);
+          const e2e = load.totalEvents / ((performance.now() - load.startedAt) / 1000);
+          const which = split ? rates.split : rates.all;
+          which.ingest.push(load.eventsPerS);
+          which.e2e.push(e2e);
+          log(`run ${r + 1}/${runs} roles ${split ? 'ingest + worker' : 'one process'}: ingest ${Math.round(load.eventsPerS)} events/s, end to end ${Math.round(e2e)} events/s`);
+        } finally {
+          if (worker !== undefined) {
+            worker.child.kill('SIGTERM');
+            await worker.exited;
+          }
+          await folder?.cleanup();
+          await ingest.stop();
+        }
+      }
+    }
+  } finally {
+    await three.stop();
+  }
+  results.roles = { all: { ingestPerS: median(rates.all.ingest), e2ePerS: median(rates.all.e2e) }, split: { ingestPerS: median(rates.split.ingest), e2ePerS: median(rates.split.e2e) } };
+}
+
 // (f) Memory: APPROX_COUNT_DISTINCT per key, many keys.
 if (want('memory')) {
   const keys = quick ? 100_000 : 1_000_000;
@@ -234,6 +294,11 @@ if (args.json) {
       lines.push(`| (g) ${c.label}: ingest with 3 views, events/s | ${n(c.eventsPerS)} | embedded ${base ? n(base) : '–'} | ${ratio(c.eventsPerS, base)} | ${nats ? `≥ 0.50× embedded${check(base === undefined ? undefined : c.eventsPerS >= 0.5 * base)}` : ''} |`);
       lines.push(`| (g) ${c.label}: freshness at half that rate, p50 / p99 ms | ${c.freshP50Ms.toFixed(0)} / ${c.freshP99Ms.toFixed(0)} | | | ${nats ? `p99 ≤ 1,500 ms${check(c.freshP99Ms <= 1500)}` : ''} |`);
     }
+  }
+  const roles = results.roles as { all: { ingestPerS: number; e2ePerS: number }; split: { ingestPerS: number; e2ePerS: number } } | undefined;
+  if (roles) {
+    lines.push(`| (h) R3, one process (all): ingest / end to end, events/s | ${n(roles.all.ingestPerS)} / ${n(roles.all.e2ePerS)} | | | |`);
+    lines.push(`| (h) R3, an ingest process and a worker process: ingest / end to end, events/s | ${n(roles.split.ingestPerS)} / ${n(roles.split.e2ePerS)} | one process ${n(roles.all.ingestPerS)} / ${n(roles.all.e2ePerS)} | ${ratio(roles.split.ingestPerS, roles.all.ingestPerS)} / ${ratio(roles.split.e2ePerS, roles.all.e2ePerS)} | |`);
   }
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -195,18 +195,24 @@ if (want('roles')) {
   let stream = 0;
   try {
     for (let r = 0; r < runs; r++) {
-      for (const split of [false, true]) {
+      // Alternated per run: neither always goes first.
+      for (const split of r % 2 === 0 ? [false, true] : [true, false]) {
         stream++;
         const ingest = await startHalflife('interval', serverNodeArgs, true, env(stream, split ? 'ingest' : 'all'));
         const folder = split ? await tempDir('halflife-bench-worker-') : undefined;
-        const worker = folder === undefined ? undefined : await spawnServer(folder.dir, { HALFLIFE_LOG_LEVEL: 'warn', ...env(stream, 'worker') }, serverNodeArgs, { shedding: 'defaults' });
-        const reader = worker?.url ?? ingest.url;
+        let worker: Awaited<ReturnType<typeof spawnServer>> | undefined;
         try {
+          if (folder !== undefined) worker = await spawnServer(folder.dir, { HALFLIFE_LOG_LEVEL: 'warn', ...env(stream, 'worker') }, serverNodeArgs, { shedding: 'defaults' });
+          const reader = worker?.url ?? ingest.url;
           // The views answer once the worker holds its partitions' leases.
           await until('the views answering', () => counted(reader));
           const load = await drive(ingest, bodies, BATCH, seconds, concurrency);
-          await until('every event counted', async () => ((await counted(reader)) ?? 0) >= load.totalEvents || undefined);
+          const got = await until('every event counted', async () => {
+            const c = await counted(reader);
+            return c !== undefined && c >= load.totalEvents ? c : undefined;
+          });
           const e2e = load.totalEvents / ((performance.now() - load.startedAt) / 1000);
+          if (got !== load.totalEvents) throw new Error(`the views counted ${got} of ${load.totalEvents} acknowledged events`);
           const which = split ? rates.split : rates.all;
           which.ingest.push(load.eventsPerS);
           which.e2e.push(e2e);

@@ -5,7 +5,7 @@ import { deflateRawSync } from 'node:zlib';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { HalflifeError } from '../src/core/index.js';
-import { JetStreamLog, KvOffsetStore, MemoryLog, SegmentLog, positionAfter, type Log, type LogRecord } from '../src/log/index.js';
+import { JetStreamLog, KvOffsetStore, MemoryLog, SegmentLog, positionAfter, storedBeforeFailure, type Log, type LogRecord } from '../src/log/index.js';
 import { NatsKvStore } from '../src/log/nats-kv.js';
 import { hasNatsServer, startNats, type NatsServer } from './helpers/nats.js';
 import { tempDir } from './helpers/tmp.js';
@@ -322,6 +322,32 @@ describe('JetStream log: what each process counts', { skip: hasNatsServer ? fals
       assert.equal(log.stats().partitions[0].records, acks.length);
       for (const [i, at] of acks.entries()) assert.equal(log.lag(0, at), acks.length - i, `lag from the ${i}th record`);
     }
+  });
+});
+
+describe('JetStream log: a request whose records fail on some partitions', { skip: hasNatsServer ? false : 'nats-server not installed' }, () => {
+  test('one partition failing outright: the request names every record stored on the others (sent again, none is stored twice)', async () => {
+    const n = ++streamNo;
+    const nc = await connect({ servers: nats!.url });
+    connections.push(nc);
+    const log = await natsLog(nc, n, 2);
+    // A record whose encoder fails as it is written (a producer's bug): its partition's message is not sent.
+    const broken = { byteLength: 8, writeTo: (): number => { throw new Error('the encoder failed'); } };
+    const err = await log.append([{ timestampMs: 1, partition: 0, value: 'kept' }, { timestampMs: 2, partition: 1, value: broken }]).then(
+      () => assert.fail('the append succeeded'),
+      (e: unknown) => e as HalflifeError,
+    );
+    assert.equal(err.code, 'LOG_WRITE_FAILED');
+    assert.deepEqual([...storedBeforeFailure(err)], [0], 'the record stored on partition 0 is named');
+    assert.deepEqual((await readAll(log, 0, 10)).map(text), ['kept']);
+  });
+
+  test('a record larger than a batch can hold is refused, even when it would compress below the message limit', async () => {
+    const n = ++streamNo;
+    const nc = await connect({ servers: nats!.url });
+    connections.push(nc);
+    const log = await natsLog(nc, n, 1);
+    await assert.rejects(log.append([{ timestampMs: 1, partition: 0, value: 'a'.repeat(65 * 1024 * 1024) }]), (e: unknown) => e instanceof HalflifeError && e.code === 'LOG_WRITE_FAILED' && /most a batch can hold/.test(e.message));
   });
 });
 

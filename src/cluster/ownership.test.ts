@@ -213,3 +213,39 @@ test('a stop is bounded when the cluster stops answering: a lease round stuck on
   assert.equal(applied.length, changes, `partitions changed after the stop: ${JSON.stringify(applied.slice(changes))}`);
   assert.deepEqual(a.held(), []);
 });
+
+test('a stop while a renewal is under way releases the lease as renewed (the successor does not wait for it to expire)', async () => {
+  class Held extends FileKvStore {
+    frozen = false;
+    readonly waiting: (() => void)[] = [];
+    override update(key: string, value: Uint8Array, revision: number): Promise<number> {
+      if (!this.frozen) return super.update(key, value, revision);
+      return new Promise<number>((resolve, reject) => this.waiting.push(() => super.update(key, value, revision).then(resolve, reject)));
+    }
+    answer(): void {
+      this.frozen = false;
+      for (const w of this.waiting.splice(0)) w();
+    }
+  }
+  const kv = new Held();
+  const a = new PartitionOwnership({
+    leases: new LeaseManager(kv, 'a'),
+    self: 'a',
+    nodes: async () => [{ id: 'a', host: 'h', pid: 1, version: 'v', role: 'worker', startedAt: '', heartbeatMs: 0, heartbeatAgeMs: 0 }],
+    partitions: 2,
+    worker: true,
+    leaseMs: 10_000,
+    apply: async () => {},
+  });
+  await a.round();
+  kv.frozen = true;
+  const renewing = a.round();
+  while (kv.waiting.length === 0) await new Promise((r) => setImmediate(r)); // the renewal is asked
+  const closing = a.close();
+  await new Promise((r) => setImmediate(r));
+  kv.answer(); // the renewal is answered while the stop waits for the round
+  await Promise.all([closing, renewing]);
+  // Released: another worker takes both at once.
+  const b = new LeaseManager(kv, 'b');
+  for (const p of [0, 1]) assert.equal((await b.acquire(p)).owner, 'b');
+});

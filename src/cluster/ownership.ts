@@ -146,18 +146,20 @@ export class PartitionOwnership {
       const since = this.#now();
       try {
         const renewed = await leases.renew(h.lease);
-        // A round left behind by close (its requests answered late) changes nothing: close owns the state now.
-        if (this.#closed) return;
+        // Kept even while closing: close releases the lease as it is now (a release of the revision before fails).
         h.lease = renewed;
         h.since = since;
+        // Answered after close let the partitions go: this renewal took the lease again, so it gives it back.
+        if (this.#closed && this.#held.get(p) !== h) await leases.release(renewed).catch(() => {});
       } catch (err) {
-        if (this.#closed) return;
-        if (!(err instanceof HalflifeError && err.code === 'LEASE_LOST')) throw err;
-        lost.push(p);
-        this.#held.delete(p);
+        if (err instanceof HalflifeError && err.code === 'LEASE_LOST') {
+          lost.push(p);
+          this.#held.delete(p);
+        } else if (!this.#closed) throw err;
       }
+      // A round left behind by close changes nothing more: close owns the partitions now.
+      if (this.#closed) return;
     }
-    if (this.#closed) return;
     if (lost.length > 0) {
       this.#logger.warn({ partitions: lost }, `lost the leases of partitions ${lost.join(', ')} (not renewed in time: paused or cut off?); another worker runs them now`);
       await this.#apply(false);
@@ -224,13 +226,21 @@ export class PartitionOwnership {
     this.#closed = true;
     await within(this.#round);
     if (!handOver || this.#held.size === 0) return;
-    const gone = [...this.#held.values()].map((h) => h.lease);
+    // Partitions the engine runs whose leases were lost meanwhile are dropped first (nothing is written for them):
+    // the clean handover's checkpoints would be refused for them, and with them the whole handover.
+    const running = this.#settled;
+    if (running === undefined || running.some((p) => !this.#held.has(p))) {
+      this.#unsettle();
+      await within(this.#o.apply(this.held(), false)).catch((err: unknown) => this.#logger.warn({ err }, 'dropping the partitions whose leases were lost failed'));
+    }
     this.#unsettle();
     const handed = await within(this.#o.apply([], true).then(() => 'ok' as const)).catch((err: unknown) => {
       this.#logger.warn({ err }, 'the last checkpoint before giving the partitions up failed; their next owner replays from the one before');
       return 'failed' as const;
     });
     if (handed === 'late') this.#logger.warn({ ms: bound }, 'the last checkpoint before giving the partitions up took too long; their leases are left to expire');
+    // The leases as they are now (a renewal answered during the handover moved them on).
+    const gone = [...this.#held.values()].map((h) => h.lease);
     this.#held.clear();
     if (handed === 'ok') await within(Promise.all(gone.map((lease) => this.#o.leases.release(lease).catch(() => {}))));
   }

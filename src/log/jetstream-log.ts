@@ -405,7 +405,9 @@ export class JetStreamLog implements Log {
       // Partitions are published side by side; a partition's messages one after another, also across the groups in
       // flight (a message retried after a lost ack, or after a leader died, is never stored after a later one of its
       // partition), and once one fails the rest of that partition in this group is not sent.
-      await Promise.all(
+      // Settled, not all: when one partition fails outright, the others' publishes still under way must land (or
+      // fail) before the requests are answered, so a request says every record that was stored.
+      const settled = await Promise.allSettled(
         perPartition.map(async (items, p) => {
           if (items.length === 0) return;
           const before = this.#partitionTurns[p];
@@ -419,6 +421,11 @@ export class JetStreamLog implements Log {
           }
         }),
       );
+      for (const [p, r] of settled.entries()) {
+        if (r.status === 'fulfilled') continue;
+        const failure = new HalflifeError('LOG_WRITE_FAILED', { reason: (r.reason as Error).message }, { cause: r.reason });
+        for (const { req } of perPartition[p]) req.failed ??= failure;
+      }
     } catch (err) {
       const failure = new HalflifeError('LOG_WRITE_FAILED', { reason: (err as Error).message }, { cause: err });
       for (const req of group) req.failed ??= failure;
@@ -485,6 +492,11 @@ export class JetStreamLog implements Log {
         head.writeUInt32LE(pos - 8, 8);
         message = Buffer.concat([head, packed]);
       }
+    }
+    if (pos - 8 > MAX_BATCH_BYTES) {
+      // Compressed it might fit a message, but no reader would take it (see `plainBatch`).
+      for (const { req } of items) req.failed ??= new HalflifeError('LOG_WRITE_FAILED', { reason: `a record of ${pos - 8} bytes exceeds the most a batch can hold (${MAX_BATCH_BYTES})` });
+      return false;
     }
     if (message.length > this.#maxPayload) {
       for (const { req } of items) req.failed ??= new HalflifeError('LOG_WRITE_FAILED', { reason: `a record of ${message.length} bytes exceeds the NATS server's max_payload (${this.#maxPayload})` });

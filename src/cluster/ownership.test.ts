@@ -165,21 +165,25 @@ test('a renewal whose answer was lost (the lease moved on under this process\'s 
   await a.close(false);
 });
 
-test('a stop is bounded when the cluster stops answering: a lease round stuck on its requests does not hold it', { timeout: 60_000 }, async () => {
-  /** A lease store that stops answering compare-and-sets (a NATS server gone: requests wait for their timeouts). */
-  class Unanswering extends FileKvStore {
-    frozen = false;
-    readonly waiting: (() => void)[] = [];
-    override update(key: string, value: Uint8Array, revision: number): Promise<number> {
-      if (!this.frozen) return super.update(key, value, revision);
-      return new Promise<number>((resolve, reject) => this.waiting.push(() => super.update(key, value, revision).then(resolve, reject)));
-    }
-    /** The cluster answers again: the requests held are carried out. */
-    answer(): void {
-      this.frozen = false;
-      for (const w of this.waiting.splice(0)) w();
-    }
+/**
+ * A lease store whose compare-and-sets stop being answered while `frozen` (a NATS server gone: requests wait), and are
+ * carried out when it answers again.
+ */
+class Unanswering extends FileKvStore {
+  frozen = false;
+  readonly waiting: (() => void)[] = [];
+  override update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    if (!this.frozen) return super.update(key, value, revision);
+    return new Promise<number>((resolve, reject) => this.waiting.push(() => super.update(key, value, revision).then(resolve, reject)));
   }
+  /** The cluster answers again: the requests held are carried out. */
+  answer(): void {
+    this.frozen = false;
+    for (const w of this.waiting.splice(0)) w();
+  }
+}
+
+test('a stop is bounded when the cluster stops answering: a lease round stuck on its requests does not hold it', { timeout: 60_000 }, async () => {
   const kv = new Unanswering();
   const applied: number[][] = [];
   const a = new PartitionOwnership({
@@ -215,19 +219,7 @@ test('a stop is bounded when the cluster stops answering: a lease round stuck on
 });
 
 test('a stop while a renewal is under way releases the lease as renewed (the successor does not wait for it to expire)', async () => {
-  class Held extends FileKvStore {
-    frozen = false;
-    readonly waiting: (() => void)[] = [];
-    override update(key: string, value: Uint8Array, revision: number): Promise<number> {
-      if (!this.frozen) return super.update(key, value, revision);
-      return new Promise<number>((resolve, reject) => this.waiting.push(() => super.update(key, value, revision).then(resolve, reject)));
-    }
-    answer(): void {
-      this.frozen = false;
-      for (const w of this.waiting.splice(0)) w();
-    }
-  }
-  const kv = new Held();
+  const kv = new Unanswering();
   const a = new PartitionOwnership({
     leases: new LeaseManager(kv, 'a'),
     self: 'a',

@@ -293,13 +293,7 @@ export class JetStreamLog implements Log {
       // Told of out of order (a publish acknowledged after a later one, another process's message seen after this
       // one's ack, also before the first one counted): counted once, in its place.
       const { seqs, before } = this.#recent[p];
-      let lo = 0;
-      let hi = seqs.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (seqs[mid] < seq) lo = mid + 1;
-        else hi = mid;
-      }
+      const lo = firstAtOrAfter(seqs, seq);
       if (seqs[lo] !== seq) {
         seqs.splice(lo, 0, seq);
         before.splice(lo, 0, before[lo]);
@@ -617,13 +611,7 @@ export class JetStreamLog implements Log {
     const { seqs, before } = this.#recent[p];
     const seq = Math.floor(from / SHIFT);
     if (seqs.length === 0 || seq < seqs[0]) return lagOf(this.#partitionStats(p), from);
-    let lo = 0;
-    let hi = seqs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (seqs[mid] < seq) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = firstAtOrAfter(seqs, seq);
     if (lo === seqs.length) return 0;
     const inMessage = (lo + 1 < seqs.length ? before[lo + 1] : this.#records[p]) - before[lo];
     const skipped = seqs[lo] === seq ? Math.min(from % SHIFT, inMessage) : 0;
@@ -701,6 +689,18 @@ interface Columns {
   valueEnds: number[];
   keyStarts: number[];
   keyEnds: number[];
+}
+
+/** The index of the first of ascending `seqs` at or after `seq` (`seqs.length` when there is none). */
+function firstAtOrAfter(seqs: readonly number[], seq: number): number {
+  let lo = 0;
+  let hi = seqs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (seqs[mid] < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** A stored message's batch as a plain batch (inflated if it was stored compressed). */

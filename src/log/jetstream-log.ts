@@ -15,7 +15,7 @@ import { isNatsTimeout, retryingTimeouts } from './nats-connection.js';
  * A position in the JetStream log: the message's stream sequence times SHIFT plus the record's index in it.
  * Ordered within a partition (sequences grow), not dense (other partitions' messages share the sequence).
  */
-const SHIFT = 65_536;
+export const SHIFT = 65_536;
 /** Groups of appends published at once (see `#groups`). */
 const FLUSHES_IN_FLIGHT = 2;
 /** Records per message, so an index always fits below SHIFT. */
@@ -331,7 +331,7 @@ export class JetStreamLog implements Log {
           this.#advance(p, last.seq, inLast);
         }
       }
-      this.#first[p] = first === null ? this.#end[p] : first.seq * SHIFT;
+      this.#first[p] = firstAfterRefresh({ current: this.#first[p], end: this.#end[p], messages, firstSeq: first?.seq ?? null, infoLastSeq: info.state.last_seq });
       this.#bytes[p] = Math.round((info.state.bytes * messages) / totalMessages);
     }
     // Messages stored that the watcher never told of, and it has been quiet a whole round: its consumer went with a
@@ -692,6 +692,23 @@ interface Columns {
 }
 
 /** The index of the first of ascending `seqs` at or after `seq` (`seqs.length` when there is none). */
+/**
+ * Where a partition's first message is, from a refresh: the stream's info (the leader's count of the partition's
+ * messages, and its last sequence then) and a direct get of the partition's first message (any copy of the stream may
+ * answer it, one behind the leader too). Never past a message that is stored: readers that find nothing jump to it
+ * (`readBatch`), so a position past a stored message would skip it.
+ * - A first message found: it (copies apply in order, so one that has it has every message of the partition before it
+ *   that is still stored).
+ * - The info counted none: every message of the partition stored is newer than the info, so at most the info's last
+ *   sequence + 1 (a message the watcher told of since then must stay readable), and at most the end (nothing stored).
+ * - The info counted some and the direct get found none (a copy behind the leader): nothing learnt, unchanged.
+ */
+export function firstAfterRefresh(r: { current: number; end: number; messages: number; firstSeq: number | null; infoLastSeq: number }): number {
+  if (r.firstSeq !== null) return r.firstSeq * SHIFT;
+  if (r.messages === 0) return Math.min(r.end, (r.infoLastSeq + 1) * SHIFT);
+  return r.current;
+}
+
 function firstAtOrAfter(seqs: readonly number[], seq: number): number {
   let lo = 0;
   let hi = seqs.length;

@@ -331,7 +331,7 @@ export class JetStreamLog implements Log {
           this.#advance(p, last.seq, inLast);
         }
       }
-      this.#first[p] = firstAfterRefresh({ current: this.#first[p], end: this.#end[p], messages, firstSeq: first?.seq ?? null, infoLastSeq: info.state.last_seq });
+      this.#first[p] = firstAfterRefresh({ current: this.#first[p], end: this.#end[p], messages, firstSeq: first?.seq ?? null, infoFirstSeq: info.state.first_seq, infoLastSeq: info.state.last_seq });
       this.#bytes[p] = Math.round((info.state.bytes * messages) / totalMessages);
     }
     // Messages stored that the watcher never told of, and it has been quiet a whole round: its consumer went with a
@@ -691,7 +691,6 @@ interface Columns {
   keyEnds: number[];
 }
 
-/** The index of the first of ascending `seqs` at or after `seq` (`seqs.length` when there is none). */
 /**
  * Where a partition's first message is, from a refresh: the stream's info (the leader's count of the partition's
  * messages, and its last sequence then) and a direct get of the partition's first message (any copy of the stream may
@@ -701,14 +700,18 @@ interface Columns {
  *   that is still stored).
  * - The info counted none: every message of the partition stored is newer than the info, so at most the info's last
  *   sequence + 1 (a message the watcher told of since then must stay readable), and at most the end (nothing stored).
- * - The info counted some and the direct get found none (a copy behind the leader): nothing learnt, unchanged.
+ * - The info counted some and the direct get found none (a copy behind the leader): at most the stream's first
+ *   sequence then (no message stored now is older), and at most where it was. Not simply where it was: before a
+ *   refresh found the first message, `#advance` may have put it at the first message the watcher told of, past older
+ *   ones stored before this process started.
  */
-export function firstAfterRefresh(r: { current: number; end: number; messages: number; firstSeq: number | null; infoLastSeq: number }): number {
+export function firstAfterRefresh(r: { current: number; end: number; messages: number; firstSeq: number | null; infoFirstSeq: number; infoLastSeq: number }): number {
   if (r.firstSeq !== null) return r.firstSeq * SHIFT;
   if (r.messages === 0) return Math.min(r.end, (r.infoLastSeq + 1) * SHIFT);
-  return r.current;
+  return Math.min(r.current, r.infoFirstSeq * SHIFT);
 }
 
+/** The index of the first of ascending `seqs` at or after `seq` (`seqs.length` when there is none). */
 function firstAtOrAfter(seqs: readonly number[], seq: number): number {
   let lo = 0;
   let hi = seqs.length;

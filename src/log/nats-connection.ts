@@ -72,7 +72,8 @@ export class NatsConnector {
       // Reconnect for ever: a server restarting, or a leader moving, must not stop the process.
       // noAsyncTraces: the client otherwise makes an Error (a stack trace) up front for every request and subscription
       // timer, in case it fails; that was ~4 % of the main thread's time under R3 ingest (every publish and direct get
-      // is a request). Failures reach callers wrapped in halflife's errors, which name the operation.
+      // is a request). The errors keep their names, messages and causes (timeouts are still told apart); their stacks
+      // no longer show where the request was made.
       this.#nc = await connect({ servers, name: this.#o.name ?? 'halflife', maxReconnectAttempts: -1, reconnectTimeWait: 1000, timeout: 10_000, noAsyncTraces: true });
     } catch (err) {
       throw new HalflifeError('NATS_UNAVAILABLE', { servers: this.#o.servers, reason: (err as Error).message }, { cause: err });

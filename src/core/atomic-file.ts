@@ -23,6 +23,21 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
   if (durable) await syncDir(dirname(path));
 }
 
+/**
+ * Makes a complete file written by someone else (DuckDB's COPY) visible under `path`, durably: the file flushed,
+ * renamed from `tmp`, the folder flushed. A crash before the rename leaves only `tmp` (the caller removes it).
+ */
+export async function publishFile(tmp: string, path: string): Promise<void> {
+  const fh = await open(tmp, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await syncDir(dirname(path));
+}
+
 /** Flushes a folder's entries (a created, renamed or removed file) to disk. */
 export async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');

@@ -18,7 +18,7 @@ export { startModuleWorker } from './worker.js';
 export { BucketHistogram, FRESHNESS_BUCKETS_S } from './histogram.js';
 export type { HistogramSnapshot } from './histogram.js';
 export { packageVersion } from './version.js';
-export { writeFileAtomic, syncDir } from './atomic-file.js';
+export { writeFileAtomic, syncDir, publishFile } from './atomic-file.js';
 export type { AtomicWriteOptions } from './atomic-file.js';
 export { FileKvStore, KvErrors, checkKvKey, kvKeyBelow, kvToken, kvName } from './kv.js';
 export type { KvStore, KvEntry, KvChange, KvWatch } from './kv.js';

@@ -1,2 +1,6 @@
 export { WebhookSender, redactUrl } from './webhook.js';
 export type { WebhookOptions, DeliveryResult } from './webhook.js';
+export { Archive } from './archive.js';
+export type { ArchiveOptions } from './archive.js';
+export { dataColumns, kindOf, METADATA_COLUMNS, EXTRA_COLUMN } from './archive-columns.js';
+export type { ArchiveColumn, ColumnKind } from './archive-columns.js';

@@ -1,0 +1,218 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { encodeEventRecord } from '../src/core/index.js';
+import { MemoryLog } from '../src/log/index.js';
+import { Archive } from '../src/sinks/index.js';
+import { tempDir } from './helpers/tmp.js';
+
+/**
+ * The archive (issue #13) against independent readers: events appended to a log, archived, then read back from the
+ * Parquet files by DuckDB and compared with the events as they were sent (the model: the JS objects themselves).
+ */
+const db = await DuckDBInstance.create(':memory:');
+const con = await db.connect();
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  con.closeSync();
+  db.closeSync();
+  for (const c of cleanups) await c();
+});
+
+async function folder(prefix: string): Promise<string> {
+  const t = await tempDir(`halflife-${prefix}-`);
+  cleanups.push(t.cleanup);
+  return t.dir;
+}
+
+const SCHEMA = {
+  type: 'object',
+  properties: {
+    s: { type: 'string' },
+    i: { type: 'integer' },
+    n: { type: 'number' },
+    b: { type: 'boolean' },
+    e: { enum: ['x', 'y'] },
+    o: { type: 'object' },
+    offset: { type: 'string' },
+  },
+};
+
+const HOUR = 3_600_000;
+const T0 = Date.UTC(2026, 11, 3, 22, 0, 0);
+
+interface Sent {
+  type: string;
+  key?: string;
+  id?: string;
+  receivedAt: number;
+  data: Record<string, unknown>;
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function append(log: MemoryLog, events: Sent[]): Promise<void> {
+  await log.append(
+    events.map((e) => ({
+      key: e.key,
+      timestampMs: e.receivedAt,
+      value: encodeEventRecord({ receivedAt: e.receivedAt, schemaVersion: e.type === 'typed' ? 1 : 0, type: e.type, id: e.id, data: e.data }),
+    })),
+  );
+}
+
+async function rows(dir: string, type: string): Promise<Record<string, unknown>[]> {
+  const files = `${dir}/type=${type}/*/*/*.parquet`;
+  const r = await con.runAndReadAll(`SELECT * FROM read_parquet('${files}', hive_partitioning = true, union_by_name = true) ORDER BY "partition", "offset"`);
+  return r.getRowObjectsJson() as Record<string, unknown>[];
+}
+
+const value = fc.oneof(fc.string(), fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant(null));
+const event = fc.record(
+  {
+    type: fc.constantFrom('typed', 'free'),
+    key: fc.option(fc.constantFrom('k1', 'k2', 'k3', 'ünï'), { nil: undefined }),
+    id: fc.option(fc.string({ minLength: 1, maxLength: 8 }), { nil: undefined }),
+    hour: fc.integer({ min: 0, max: 3 }),
+    data: fc.record(
+      {
+        s: fc.oneof(fc.string(), fc.integer()),
+        i: fc.integer({ min: -1e12, max: 1e12 }),
+        n: fc.double({ noNaN: true, noDefaultInfinity: true }),
+        b: fc.boolean(),
+        e: fc.constantFrom('x', 'y'),
+        o: fc.dictionary(fc.string({ maxLength: 4 }), value, { maxKeys: 3 }),
+        offset: fc.string(),
+        extra: value,
+      },
+      { requiredKeys: [] },
+    ),
+  },
+  { requiredKeys: ['type', 'hour', 'data'] },
+);
+
+test('property: every event appended is in exactly one Parquet file, in the folder of its type, date and hour, with its values in typed columns and the undeclared ones in _extra (model: the events sent)', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(event, { minLength: 1, maxLength: 60 }), fc.integer({ min: 1, max: 3 }), async (evs, partitions) => {
+      const dir = await folder('archive-prop');
+      const log = new MemoryLog(partitions);
+      await log.start();
+      const sent: Sent[] = evs.map((e, i) => ({ type: e.type, key: e.key, id: e.id, receivedAt: T0 + e.hour * HOUR + i, data: e.data as Record<string, unknown> }));
+      await append(log, sent);
+      const archive = new Archive({ log, dir, schemaOf: (t) => (t === 'typed' ? SCHEMA : undefined), rollSeconds: 0.01 });
+      await archive.start();
+      try {
+        await until('every event archived', () => archive.archived === sent.length);
+      } finally {
+        await archive.close();
+        await log.close();
+      }
+      for (const type of ['typed', 'free']) {
+        const mine = sent.filter((e) => e.type === type);
+        if (mine.length === 0) continue;
+        const got = await rows(dir, type);
+        assert.equal(got.length, mine.length, `${type}: rows in the files`);
+        const byTime = new Map(mine.map((e) => [e.receivedAt, e]));
+        for (const r of got) {
+          const e = byTime.get(new Date(String(r.received_at).replace(' ', 'T') + 'Z').getTime());
+          assert.ok(e, `a row of ${type} that was not sent: ${JSON.stringify(r)}`);
+          byTime.delete(e.receivedAt);
+          const d = new Date(e.receivedAt);
+          assert.equal(String(r.date), d.toISOString().slice(0, 10));
+          assert.equal(Number(r.hour), d.getUTCHours());
+          assert.equal(r.id ?? undefined, e.id);
+          assert.equal(r.key ?? undefined, e.key);
+          const extra = (r._extra === null ? {} : JSON.parse(String(r._extra))) as Record<string, unknown>;
+          if (type === 'typed') {
+            const want: Record<string, unknown> = {};
+            for (const [k, v] of Object.entries(e.data)) {
+              const column = ['s', 'i', 'n', 'b', 'e', 'o'].includes(k) ? k : undefined; // 'offset' is a metadata column's name
+              const fitsColumn = (k === 's' && typeof v === 'string') || (k === 'i' && Number.isSafeInteger(v)) || k === 'n' || k === 'b' || k === 'e' || k === 'o';
+              if (column !== undefined && fitsColumn && v !== null) {
+                if (k === 'o') assert.deepEqual(JSON.parse(String(r.o)), JSON.parse(JSON.stringify(v)));
+                else if (k === 'i') assert.equal(Number(r.i), v);
+                else assert.equal(r[k], v === 0 && Object.is(v, -0) ? 0 : v, `column ${k}`);
+              } else if (column === undefined || v !== null) want[k] = v; // a declared column's null is its NULL
+            }
+            assert.deepEqual(extra, JSON.parse(JSON.stringify(want)), '_extra: the undeclared and unfitting values');
+          } else {
+            assert.deepEqual(extra, JSON.parse(JSON.stringify(e.data)));
+          }
+        }
+        assert.equal(byTime.size, 0, `${type}: events not archived`);
+      }
+    }),
+    { numRuns: 15 },
+  );
+});
+
+test('a flush that wrote its files but did not commit: at start its files (and .tmp files) are removed and its records archived again, once', async () => {
+  const dir = await folder('archive-recover');
+  const log = new MemoryLog(1);
+  await log.start();
+  const first: Sent[] = Array.from({ length: 20 }, (_, i) => ({ type: 'free', receivedAt: T0 + i, data: { n: i } }));
+  await append(log, first);
+  let archive = new Archive({ log, dir, schemaOf: () => undefined, rollSeconds: 0.01 });
+  await archive.start();
+  await until('the first flush', () => archive.archived === 20);
+  await archive.close();
+  // Left by a flush of later records that stopped before its commit: a complete file named from the committed
+  // position on (a copy of the one there, as if those records were written again) and a .tmp file.
+  const hourDir = join(dir, 'type=free', 'date=2026-12-03', 'hour=22');
+  const [done] = (await readdir(hourDir)).filter((f) => f.endsWith('.parquet'));
+  const committed = (await log.committedOffsets('archive'))[0];
+  await copyFile(join(hourDir, done), join(hourDir, `p0_${String(committed).padStart(16, '0')}-${String(committed + 5).padStart(16, '0')}.parquet`));
+  await writeFile(join(hourDir, 'p0_x.parquet.tmp'), 'partial');
+  const second: Sent[] = Array.from({ length: 20 }, (_, i) => ({ type: 'free', receivedAt: T0 + 100 + i, data: { n: 100 + i } }));
+  await append(log, second);
+  archive = new Archive({ log, dir, schemaOf: () => undefined, rollSeconds: 0.01 });
+  await archive.start();
+  try {
+    await until('the second flush', () => archive.archived === 20);
+  } finally {
+    await archive.close();
+    await log.close();
+  }
+  const got = await rows(dir, 'free');
+  assert.deepEqual(
+    got.map((r) => JSON.parse(String(r._extra)).n),
+    [...first, ...second].map((e) => e.data.n),
+  );
+  assert.deepEqual((await readdir(hourDir)).filter((f) => f.endsWith('.tmp')), []);
+});
+
+test('a schema that gains a property: later files have the column, earlier rows read NULL in it (union by name)', async () => {
+  const dir = await folder('archive-evolve');
+  const log = new MemoryLog(1);
+  await log.start();
+  let schema: unknown = { type: 'object', properties: { a: { type: 'string' } } };
+  const archive = new Archive({ log, dir, schemaOf: () => schema, rollSeconds: 0.01 });
+  await archive.start();
+  try {
+    await append(log, [{ type: 'typed', receivedAt: T0, data: { a: 'one', b: 1 } }]);
+    await until('the first event', () => archive.archived === 1);
+    schema = { type: 'object', properties: { a: { type: 'string' }, b: { type: 'integer' } } };
+    await append(log, [{ type: 'typed', receivedAt: T0 + 1, data: { a: 'two', b: 2 } }]);
+    await until('the second event', () => archive.archived === 2);
+  } finally {
+    await archive.close();
+    await log.close();
+  }
+  const got = await rows(dir, 'typed');
+  assert.deepEqual(
+    got.map((r) => [r.a, r.b === null ? null : Number(r.b), r._extra]),
+    [
+      ['one', null, '{"b":1}'],
+      ['two', 2, null],
+    ],
+  );
+});

@@ -14,3 +14,101 @@ export function startModuleWorker(name: string, callerUrl: string, workerData: u
     workerData,
   });
 }
+
+export interface SupervisedWorkerOptions<In, Out extends { type: string }> {
+  /** The module (a sibling of `callerUrl`, see `startModuleWorker`). */
+  readonly module: string;
+  readonly callerUrl: string;
+  /** Its `workerData`, asked again at every start (a restarted worker starts from what is current). */
+  readonly init: () => In;
+  /** Every message but the `{ type: 'ready' }` the worker sends once it has started. */
+  readonly onMessage: (m: Out, worker: Worker) => void;
+  /** Called when a started worker is ready (first start and restarts), before `start` resolves. */
+  readonly onReady?: (worker: Worker, init: In) => void;
+  /** Called when a worker exits (before it is started again): fail what waits on it. */
+  readonly onExit?: (code: number) => void;
+  readonly restartDelayMs?: number;
+  readonly logger: { error(obj: object, msg?: string): void };
+  /** For logs: "engine worker", "archive worker". */
+  readonly name: string;
+}
+
+/**
+ * A worker thread started again after it exits unasked (a crash, an out-of-memory, a `terminate` in tests), after
+ * `restartDelayMs` (default 1 s). The one supervision every room's threads use.
+ */
+export class SupervisedWorker<In, Out extends { type: string }> {
+  readonly #o: SupervisedWorkerOptions<In, Out>;
+  #worker: Worker | undefined;
+  #closing = false;
+  /** Times the worker exited unasked and was started again. */
+  restarts = 0;
+
+  constructor(options: SupervisedWorkerOptions<In, Out>) {
+    this.#o = options;
+  }
+
+  /** The running worker once ready, else undefined. */
+  get worker(): Worker | undefined {
+    return this.#worker;
+  }
+
+  /** Starts the worker; resolves once it said it is ready, rejects if it exits or fails first. */
+  start(): Promise<void> {
+    const init = this.#o.init();
+    const worker = startModuleWorker(this.#o.module, this.#o.callerUrl, init);
+    return new Promise<void>((resolve, reject) => {
+      worker.on('message', (m: Out) => {
+        if (m.type === 'ready') {
+          if (this.#closing) return;
+          this.#worker = worker;
+          this.#o.onReady?.(worker, init);
+          resolve();
+          return;
+        }
+        this.#o.onMessage(m, worker);
+      });
+      worker.on('error', (err) => {
+        this.#o.logger.error({ err }, `${this.#o.name} failed`);
+        reject(err);
+      });
+      worker.on('exit', (code) => {
+        if (this.#worker === worker) this.#worker = undefined;
+        this.#o.onExit?.(code);
+        reject(new Error(`${this.#o.name} exited with ${code} during start`));
+        if (this.#closing) return;
+        this.restarts++;
+        this.#o.logger.error({ code }, `${this.#o.name} exited; starting a new one`);
+        setTimeout(() => {
+          if (!this.#closing) void this.start().catch((err: unknown) => this.#o.logger.error({ err }, `${this.#o.name} could not start again`));
+        }, this.#o.restartDelayMs ?? 1000).unref();
+      });
+    });
+  }
+
+  /** Stops the worker as a crash would (tests); it is started again. */
+  async terminate(): Promise<void> {
+    const w = this.#worker;
+    this.#worker = undefined;
+    await w?.terminate();
+  }
+
+  /**
+   * Stops for good: `goodbye` (when given) is sent and the worker given `graceMs` to exit by itself (to finish what
+   * it writes), then it is terminated.
+   */
+  async close(goodbye?: unknown, graceMs = 10_000): Promise<void> {
+    this.#closing = true;
+    const w = this.#worker;
+    this.#worker = undefined;
+    if (w === undefined) return;
+    if (goodbye !== undefined) {
+      const exited = new Promise<void>((r) => w.once('exit', () => r()));
+      w.postMessage(goodbye);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+    }
+    await w.terminate();
+  }
+}

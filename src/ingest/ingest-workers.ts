@@ -1,5 +1,4 @@
-import type { Worker } from 'node:worker_threads';
-import { HalflifeError, LifecycleState, silentLogger, startModuleWorker, type Logger } from '../core/index.js';
+import { HalflifeError, LifecycleState, SupervisedWorker, silentLogger, type Logger } from '../core/index.js';
 import type { SchemaRegistry, SchemaVersion } from '../schema/index.js';
 import type { BodyFormat, CheckedEvents, CheckLimits, ShedLevel } from './event-checker.js';
 import type { FromIngestWorker, IngestWorkerInit, ToIngestWorker } from './ingest-protocol.js';
@@ -37,9 +36,9 @@ export interface IngestWorkersHealth {
 export const DEFAULT_WORKER_TIMEOUT_MS = 10_000;
 
 /** One worker thread and the requests it is checking. */
-class Slot {
-  worker: Worker | undefined;
-  readonly pending = new Map<number, Pending>();
+interface Slot {
+  readonly supervisor: SupervisedWorker<IngestWorkerInit, FromIngestWorker>;
+  readonly pending: Map<number, Pending>;
 }
 
 /**
@@ -62,18 +61,18 @@ export class IngestWorkers {
     if (!Number.isInteger(options.count) || options.count < 1) throw new RangeError(`count must be a positive integer (got ${options.count})`);
     this.#o = options;
     this.#logger = options.logger ?? silentLogger;
-    this.#slots = Array.from({ length: options.count }, () => new Slot());
+    this.#slots = Array.from({ length: options.count }, () => this.#slot());
   }
 
   async start(): Promise<void> {
     this.#state.assertOpen();
     this.#o.registry.onRegistered((version) => this.#broadcast(version));
-    await Promise.all(this.#slots.map((s) => this.#spawn(s)));
+    await Promise.all(this.#slots.map((s) => s.supervisor.start()));
   }
 
   /** Worker threads running now (fewer while a stopped one is being replaced). */
   get running(): number {
-    return this.#closing ? 0 : this.#slots.filter((s) => s.worker !== undefined).length;
+    return this.#closing ? 0 : this.#slots.filter((s) => s.supervisor.worker !== undefined).length;
   }
 
   health(): IngestWorkersHealth {
@@ -85,7 +84,7 @@ export class IngestWorkers {
 
   /** Whether a worker is running to take a request (else check on the calling thread). */
   get available(): boolean {
-    return !this.#closing && this.#slots.some((s) => s.worker !== undefined);
+    return !this.#closing && this.#slots.some((s) => s.supervisor.worker !== undefined);
   }
 
   /**
@@ -95,12 +94,12 @@ export class IngestWorkers {
   check(body: Buffer, format: BodyFormat, receivedAt: number, allowedTypes: readonly string[] | null = null, shed: ShedLevel = 0): Promise<CheckedEvents> {
     this.#state.assertOpen();
     let slot: Slot | undefined;
-    for (const s of this.#slots) if (s.worker !== undefined && (slot === undefined || s.pending.size < slot.pending.size)) slot = s;
+    for (const s of this.#slots) if (s.supervisor.worker !== undefined && (slot === undefined || s.pending.size < slot.pending.size)) slot = s;
     if (slot === undefined) return Promise.reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: 'no worker is running' }));
     const owned = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength && body.buffer instanceof ArrayBuffer;
     const bytes = owned ? (body.buffer as ArrayBuffer) : new Uint8Array(body).buffer;
     const id = this.#next++;
-    const worker = slot.worker!;
+    const worker = slot.supervisor.worker!;
     const pending = slot.pending;
     const budgetMs = this.#o.limits.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS;
     return new Promise<CheckedEvents>((resolve, reject) => {
@@ -110,8 +109,8 @@ export class IngestWorkers {
         if (!pending.delete(id)) return;
         reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: `the check ran past ingest.workerTimeoutMs (${budgetMs} ms); the worker was replaced` }));
         this.#logger.error({ budgetMs }, 'an ingest worker ran past its time budget on a request; replacing it');
-        if (slot.worker === worker) slot.worker = undefined;
-        void worker.terminate();
+        if (slot.supervisor.worker === worker) void slot.supervisor.terminate();
+        else void worker.terminate();
       }, budgetMs);
       timer.unref();
       pending.set(id, { resolve, reject, timer, sentMs: performance.now() });
@@ -121,25 +120,28 @@ export class IngestWorkers {
   }
 
   #broadcast(version: SchemaVersion): void {
-    for (const s of this.#slots) s.worker?.postMessage({ type: 'schema', version } satisfies ToIngestWorker);
+    for (const s of this.#slots) s.supervisor.worker?.postMessage({ type: 'schema', version } satisfies ToIngestWorker);
   }
 
-  #spawn(slot: Slot): Promise<void> {
-    const init: IngestWorkerInit = { limits: this.#o.limits, schemas: this.#o.registry.latestVersions() };
-    const worker = startModuleWorker('ingest-worker', import.meta.url, init);
-    return new Promise<void>((resolve, reject) => {
-      worker.on('message', (m: FromIngestWorker) => {
-        if (m.type === 'ready') {
-          // Versions registered while it started are already in its init or will be, in order, from here on.
-          slot.worker = worker;
-          for (const v of this.#o.registry.latestVersions()) {
-            if (!init.schemas.some((s) => s.type === v.type && s.version === v.version)) worker.postMessage({ type: 'schema', version: v } satisfies ToIngestWorker);
-          }
-          resolve();
-          return;
+  #slot(): Slot {
+    const pending = new Map<number, Pending>();
+    const supervisor = new SupervisedWorker<IngestWorkerInit, FromIngestWorker>({
+      name: 'ingest worker',
+      module: 'ingest-worker',
+      callerUrl: import.meta.url,
+      logger: this.#logger,
+      restartDelayMs: this.#o.restartDelayMs,
+      init: () => ({ limits: this.#o.limits, schemas: this.#o.registry.latestVersions() }),
+      onReady: (worker, init) => {
+        // Versions registered while it started are already in its init or will be, in order, from here on.
+        for (const v of this.#o.registry.latestVersions()) {
+          if (!init.schemas.some((s) => s.type === v.type && s.version === v.version)) worker.postMessage({ type: 'schema', version: v } satisfies ToIngestWorker);
         }
-        const p = slot.pending.get(m.id);
-        slot.pending.delete(m.id);
+      },
+      onMessage: (m) => {
+        if (m.type === 'ready') return;
+        const p = pending.get(m.id);
+        pending.delete(m.id);
         if (p === undefined) return;
         clearTimeout(p.timer);
         if (m.type === 'failed') {
@@ -158,32 +160,21 @@ export class IngestWorkers {
           forbiddenType: m.forbiddenType,
           shed: m.shed,
         });
-      });
-      worker.on('error', (err) => {
-        this.#logger.error({ err }, 'ingest worker failed');
-        reject(err);
-      });
-      worker.on('exit', (code) => {
-        if (slot.worker === worker) slot.worker = undefined;
-        for (const p of slot.pending.values()) {
+      },
+      onExit: (code) => {
+        for (const p of pending.values()) {
           clearTimeout(p.timer);
           p.reject(new HalflifeError('INGEST_WORKER_FAILED', { reason: `the worker exited with code ${code}` }));
         }
-        slot.pending.clear();
-        reject(new Error(`ingest worker exited with ${code} during start`));
-        if (!this.#closing) {
-          this.#logger.error({ code }, 'ingest worker exited; starting a new one');
-          setTimeout(() => {
-            if (!this.#closing) void this.#spawn(slot).catch((err: unknown) => this.#logger.error({ err }, 'ingest worker restart failed'));
-          }, this.#o.restartDelayMs ?? 1000).unref();
-        }
-      });
+        pending.clear();
+      },
     });
+    return { supervisor, pending };
   }
 
   /** Stops worker `i` as a crash would (tests); it is replaced after the restart delay. */
   async terminateWorker(i: number): Promise<void> {
-    await this.#slots[i]?.worker?.terminate();
+    await this.#slots[i]?.supervisor.terminate();
   }
 
   /** Stops the workers once the requests they are checking are answered. */
@@ -193,8 +184,7 @@ export class IngestWorkers {
       await Promise.all(
         this.#slots.map(async (s) => {
           while (s.pending.size > 0) await new Promise((r) => setTimeout(r, 5));
-          await s.worker?.terminate();
-          s.worker = undefined;
+          await s.supervisor.close();
         }),
       );
     });

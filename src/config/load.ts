@@ -58,6 +58,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
       const base = dirname(file);
       if (fromFile.dataDir !== undefined) fromFile.dataDir = resolve(base, fromFile.dataDir);
       if (typeof fromFile.schemas?.dir === 'string') fromFile.schemas.dir = resolve(base, fromFile.schemas.dir);
+      if (typeof fromFile.archive?.dir === 'string') fromFile.archive.dir = resolve(base, fromFile.archive.dir);
       // TLS files are relative to the config file, like the other paths in it.
       if (typeof fromFile.server?.tlsCertFile === 'string') fromFile.server.tlsCertFile = resolve(base, fromFile.server.tlsCertFile);
       if (typeof fromFile.server?.tlsKeyFile === 'string') fromFile.server.tlsKeyFile = resolve(base, fromFile.server.tlsKeyFile);
@@ -85,6 +86,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   }
   if (!isAbsolute(config.dataDir)) config.dataDir = resolve(cwd, config.dataDir);
   if (config.schemas.dir !== null && !isAbsolute(config.schemas.dir)) config.schemas.dir = resolve(cwd, config.schemas.dir);
+  if (config.archive.dir !== null && !isAbsolute(config.archive.dir)) config.archive.dir = resolve(cwd, config.archive.dir);
   if (config.server.tlsCertFile !== null) config.server.tlsCertFile = resolve(cwd, config.server.tlsCertFile);
   if (config.server.tlsKeyFile !== null) config.server.tlsKeyFile = resolve(cwd, config.server.tlsKeyFile);
 

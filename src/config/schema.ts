@@ -92,6 +92,17 @@ export interface OverloadConfig {
   shedNormalAt: number;
 }
 
+/** The archive of every event to Parquet (docs/archive.md). */
+export interface ArchiveConfig {
+  enabled: boolean;
+  /** null: `<dataDir>/archive`. */
+  dir: string | null;
+  /** A partition's buffered events are written once the oldest waited this long… */
+  rollSeconds: number;
+  /** …or once they hold this many bytes. */
+  rollBytes: number;
+}
+
 export interface AlertsConfig {
   /** How often every rule is evaluated. */
   evaluationIntervalMs: number;
@@ -182,6 +193,7 @@ export interface HalflifeConfig {
   rateLimits: RateLimitsConfig;
   metrics: MetricsConfig;
   alerts: AlertsConfig;
+  archive: ArchiveConfig;
 }
 
 export function defaultConfig(): HalflifeConfig {
@@ -234,6 +246,7 @@ export function defaultConfig(): HalflifeConfig {
     rateLimits: { keyEventsPerS: 0, keyBurstEvents: 0, hotKeyEventsPerS: 0, hotKeyBurstEvents: 0, overflowPartition: null },
     metrics: { environment: 'development', service: 'halflife', team: 'unassigned', version: null },
     alerts: { evaluationIntervalMs: 15_000, rules: {}, allowedWebhookHosts: null },
+    archive: { enabled: true, dir: null, rollSeconds: 60, rollBytes: 64 * 1024 * 1024 },
     nats: { servers: null, stream: 'HALFLIFE_EVENTS', subjectPrefix: 'halflife.events', replicas: 3, bucketPrefix: 'halflife', compression: 'deflate' },
     cluster: { role: 'all', leaseMs: 10_000 },
   };
@@ -350,6 +363,16 @@ export const configSchema = {
         evaluationIntervalMs: int(10, 3_600_000),
         rules: { type: 'object', additionalProperties: { type: 'object' } },
         allowedWebhookHosts: { anyOf: [{ type: 'null' }, { type: 'array', items: { type: 'string', minLength: 1, pattern: '^(\\*\\.)?[A-Za-z0-9._\\[\\]:-]+$' } }] },
+      },
+    },
+    archive: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean' },
+        dir: { anyOf: [{ type: 'null' }, { type: 'string', minLength: 1 }] },
+        rollSeconds: int(1, 86_400),
+        rollBytes: int(1024, 2 ** 40),
       },
     },
     metrics: {

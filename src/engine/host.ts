@@ -172,6 +172,7 @@ class WorkerLink {
       }
       case 'log-read':
       case 'log-commit':
+      case 'log-committed':
         this.#logPort?.handle(m);
         break;
       case 'log':

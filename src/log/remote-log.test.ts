@@ -41,3 +41,17 @@ test('remote log: reads follow next; tail wakes on reported appends; errors keep
   stop.abort();
   await log.close();
 });
+
+test('remote log: offsets committed through it are read back through it, per consumer', async () => {
+  const log = new MemoryLog(3);
+  await log.start();
+  const { remote } = pair(log);
+  assert.deepEqual(await remote.committedOffsets('archive'), {});
+  await log.append([{ value: 'a', partition: 1, timestampMs: 1 }, { value: 'b', partition: 1, timestampMs: 2 }]);
+  const [r] = await remote.read(1, 0);
+  await remote.commitOffsets('archive', { 1: r.offset + 1 });
+  assert.deepEqual(await remote.committedOffsets('archive'), { 1: r.offset + 1 });
+  assert.deepEqual(await log.committedOffsets('archive'), { 1: r.offset + 1 });
+  assert.deepEqual(await remote.committedOffsets('other'), {});
+  await log.close();
+});

@@ -26,7 +26,8 @@ export interface PartitionStatsWire {
 /** From the reading thread to the log's thread. */
 export type LogRequest =
   | { type: 'log-read'; id: number; partition: number; from: number; maxRecords: number; maxBytes: number }
-  | { type: 'log-commit'; id: number; consumer: string; offsets: Record<number, number> };
+  | { type: 'log-commit'; id: number; consumer: string; offsets: Record<number, number> }
+  | { type: 'log-committed'; id: number; consumer: string };
 
 /** An error as it crosses threads: its code (a HalflifeError's, else INTERNAL) travels with it. */
 export interface WireError {
@@ -44,6 +45,7 @@ function wireError(err: unknown): WireError {
 export type LogReply =
   | { type: 'log-read-result'; id: number; batch?: WireBatch; next: number; error?: WireError }
   | { type: 'log-commit-result'; id: number; error?: WireError }
+  | { type: 'log-committed-result'; id: number; offsets?: Record<number, number>; error?: WireError }
   | { type: 'log-stats'; stats: PartitionStatsWire[] };
 
 export function statsWire(log: LogReader): PartitionStatsWire[] {
@@ -84,6 +86,11 @@ export class LogPort {
           this.#send({ type: 'log-read-result', id: m.id, batch: wire, next: batch.next }, [data]);
         },
         (err: unknown) => this.#send({ type: 'log-read-result', id: m.id, next: m.from, error: wireError(err) }),
+      );
+    } else if (m.type === 'log-committed') {
+      this.#log.committedOffsets(m.consumer).then(
+        (offsets) => this.#send({ type: 'log-committed-result', id: m.id, offsets: { ...offsets } }),
+        (err: unknown) => this.#send({ type: 'log-committed-result', id: m.id, error: wireError(err) }),
       );
     } else {
       this.#log.commitOffsets(m.consumer, m.offsets).then(
@@ -254,7 +261,8 @@ export class RemoteLog implements Log {
     return this.#request({ type: 'log-commit', id: this.#next++, consumer, offsets: { ...offsets } });
   }
 
-  async committedOffsets(): Promise<Record<number, Offset>> {
-    return {};
+  async committedOffsets(consumer: string): Promise<Record<number, Offset>> {
+    const m = await this.#request<Extract<LogReply, { type: 'log-committed-result' }>>({ type: 'log-committed', id: this.#next++, consumer });
+    return (m.offsets ?? {}) as Record<number, Offset>;
   }
 }

@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { ArchiveStatus } from '../sinks/index.js';
 import type { HalflifeConfig } from '../config/index.js';
 import { decodeEventRecord, HalflifeError, type Logger } from '../core/index.js';
 import type { EngineHost } from '../engine/index.js';
@@ -35,6 +36,8 @@ export interface AppComponents {
   closing(): boolean;
   /** /healthz's answer: `degraded` with reasons while a part works below its capacity (the server still answers). */
   health(): { status: 'ok' | 'degraded'; reasons?: string[] };
+  /** GET /v1/archive: what the archive wrote and has left (undefined: it does not run here). */
+  archive?(): ArchiveStatus | undefined;
   /** GET /v1/cluster: the processes, the log's partitions and the servers behind it, with warnings. */
   cluster(): Promise<ClusterStatus>;
 }
@@ -145,6 +148,12 @@ export function buildApp(c: AppComponents): FastifyInstance {
     return reply.type(c.metrics.contentType).send(text);
   });
   app.get('/v1/cluster', async () => c.cluster());
+  app.get('/v1/archive', async () => {
+    const a = c.archive?.();
+    if (a === undefined) return { enabled: false };
+    const lag = Object.values(a.lag).reduce((x, y) => x + y, 0);
+    return { enabled: true, ...a, lagRecords: lag };
+  });
   app.get('/v1/status', async () => ({
     overload: c.overload.status(),
     shedEvents: c.ingestor.shedCounts(),

@@ -14,7 +14,7 @@ import { KeyStore } from './keys.js';
 import { OverloadMonitor } from './overload.js';
 import { Metrics } from './metrics.js';
 import { AlertManager } from '../alerts/index.js';
-import { WebhookSender } from '../sinks/index.js';
+import { ArchiveHost, WebhookSender } from '../sinks/index.js';
 import { DataDirLock } from './data-lock.js';
 import { EngineHost, TableStore, ViewDefinitions, type CatalogSnapshot } from '../engine/index.js';
 import { ClusterCheckpoints, ClusterQueries, FencedStore, LeaseManager, NodeRegistry, PartitionOwnership } from '../cluster/index.js';
@@ -58,6 +58,8 @@ export class HalflifeServer {
   readonly #replayLedger: Log;
   readonly #lock: DataDirLock;
   readonly #ingestWorkers: IngestWorkers | undefined;
+  /** Every event to Parquet (archive.enabled; embedded log only for now). */
+  readonly archive: ArchiveHost | undefined;
   readonly #state = new LifecycleState('server');
   #app: FastifyInstance | undefined;
   #ready = false;
@@ -220,6 +222,19 @@ export class HalflifeServer {
       logger: logger.child({ component: 'alerts' }),
       intervalMs: config.alerts.evaluationIntervalMs,
     });
+    if (config.archive.enabled && nats === undefined) {
+      this.archive = new ArchiveHost({
+        log: this.log,
+        registry: this.registry,
+        dir: config.archive.dir ?? join(data, 'archive'),
+        rollSeconds: config.archive.rollSeconds,
+        rollBytes: config.archive.rollBytes,
+        logger: logger.child({ component: 'archive' }),
+      });
+    } else if (config.archive.enabled) {
+      // Several processes would each write every partition: the archive needs the leases the engine has (next).
+      logger.warn({}, 'the archive does not run on NATS JetStream yet (archive.enabled is ignored)');
+    }
     this.overload = new OverloadMonitor({ config: config.overload, queuedBytes: () => this.log.queuedBytes, engine: this.engine, logger: logger.child({ component: 'overload' }) });
   }
 
@@ -260,6 +275,7 @@ export class HalflifeServer {
       await this.#ingestWorkers?.start();
       await this.ingestor.start();
       await this.engine.start();
+      await this.archive?.start();
       this.overload.start();
       await this.alerts.start();
       await this.nodes.start();
@@ -285,6 +301,7 @@ export class HalflifeServer {
         ready: () => this.#ready && !this.#closing,
         closing: () => this.#closing,
         health: () => this.#health(),
+        archive: () => this.archive?.status(),
         cluster: () =>
           clusterStatus({
             config: this.config,
@@ -366,6 +383,8 @@ export class HalflifeServer {
   #health(): { status: 'ok' | 'degraded'; reasons?: string[] } {
     const reasons: string[] = [];
     if (this.engine.running < this.engine.workers) reasons.push(`${this.engine.running} of ${this.engine.workers} engine workers running (one that exited is being restarted from its checkpoints)`);
+    const a = this.archive?.status();
+    if (a !== undefined && !a.running) reasons.push('the archive worker is not running (one that exited is being restarted from its committed positions)');
     const w = this.#ingestWorkers?.health();
     if (w !== undefined) {
       if (w.running < w.configured) reasons.push(`${w.running} of ${w.configured} ingest workers running (a stopped one is being replaced)`);
@@ -387,6 +406,7 @@ export class HalflifeServer {
     await this.alerts.close();
     await this.engine.close();
     this.logger.debug({}, 'shutdown: engine checkpointed and stopped');
+    await this.archive?.close();
     await this.deadLetters.close();
     await this.registry.close();
     await this.#kv.close();

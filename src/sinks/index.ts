@@ -4,3 +4,5 @@ export { Archive } from './archive.js';
 export type { ArchiveOptions } from './archive.js';
 export { dataColumns, kindOf, METADATA_COLUMNS, EXTRA_COLUMN } from './archive-columns.js';
 export type { ArchiveColumn, ColumnKind } from './archive-columns.js';
+export { ArchiveHost } from './archive-host.js';
+export type { ArchiveHostOptions, ArchiveStatus } from './archive-host.js';

@@ -1,0 +1,21 @@
+import type { LogReply, LogRequest, PartitionStatsWire } from '../log/index.js';
+
+/** What the archive worker starts with. */
+export interface ArchiveWorkerInit {
+  readonly dir: string;
+  readonly rollSeconds: number;
+  readonly rollBytes: number;
+  readonly partitions: number;
+  readonly stats: PartitionStatsWire[];
+  readonly endsSeenLocally: boolean;
+  /** The current schema of each type. */
+  readonly schemas: Record<string, unknown>;
+}
+
+export type ToArchiveWorker = LogReply | { type: 'schema'; eventType: string; schema: unknown } | { type: 'close' };
+
+export type FromArchiveWorker =
+  | { type: 'ready' }
+  | LogRequest
+  | { type: 'status'; archived: number; lag: Record<number, number> }
+  | { type: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; obj: Record<string, unknown>; msg: string | undefined };

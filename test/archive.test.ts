@@ -216,3 +216,33 @@ test('a schema that gains a property: later files have the column, earlier rows 
     ],
   );
 });
+
+test('archive thread: events appended while it starts are archived without any later append (it learns the log\'s ends when ready); a schema registered meanwhile gives its columns', async () => {
+  const { ArchiveHost } = await import('../src/sinks/index.js');
+  const { SchemaRegistry } = await import('../src/schema/index.js');
+  const { FileKvStore } = await import('../src/core/index.js');
+  const dir = await folder('archive-host');
+  const log = new MemoryLog(2);
+  await log.start();
+  const registry = new SchemaRegistry({ kv: new FileKvStore(join(dir, 'state')), defaultCompatibility: 'none' });
+  await registry.start();
+  const host = new ArchiveHost({ log, registry, dir: join(dir, 'archive'), rollSeconds: 1, rollBytes: 1 << 20 });
+  const started = host.start();
+  await registry.register('typed', { type: 'object', properties: { a: { type: 'string' } } });
+  await append(log, [
+    { type: 'typed', receivedAt: T0, data: { a: 'x' } },
+    { type: 'typed', receivedAt: T0 + 1, data: { a: 'y' } },
+  ]);
+  try {
+    await started;
+    await until('the events appended during start', () => host.status().archived === 2, 60_000);
+  } finally {
+    await host.close();
+    await registry.close();
+    await log.close();
+  }
+  assert.deepEqual((await rows(join(dir, 'archive'), 'typed')).map((r) => [r.a, r._extra]).sort(), [
+    ['x', null],
+    ['y', null],
+  ]);
+});

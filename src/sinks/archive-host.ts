@@ -55,9 +55,12 @@ export class ArchiveHost {
       onReady: (worker, init) => {
         // Replies go to this thread only: a read finishing after it died must not reach its successor.
         this.#port = new LogPort(this.#o.log, (m, transfer) => worker.postMessage(m, transfer));
+        // Appends while it started were reported to nobody: its tails wait on what it knows of the log's ends.
+        this.#send({ type: 'log-stats', stats: statsWire(this.#o.log) });
         for (const v of this.#o.registry.latestVersions()) {
           if (init.schemas[v.type] !== v.schema) this.#send({ type: 'schema', eventType: v.type, schema: v.schema });
         }
+        this.#send({ type: 'start' });
       },
       onMessage: (m, worker) => {
         switch (m.type) {

@@ -12,7 +12,7 @@ export interface ArchiveWorkerInit {
   readonly schemas: Record<string, unknown>;
 }
 
-export type ToArchiveWorker = LogReply | { type: 'schema'; eventType: string; schema: unknown } | { type: 'close' };
+export type ToArchiveWorker = LogReply | { type: 'schema'; eventType: string; schema: unknown } | { type: 'start' } | { type: 'close' };
 
 export type FromArchiveWorker =
   | { type: 'ready' }

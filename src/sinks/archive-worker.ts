@@ -28,9 +28,23 @@ const schemas = new Map<string, unknown>(Object.entries(init.schemas));
 const log = new RemoteLog(init.partitions, init.stats, (m) => post(m), init.endsSeenLocally);
 const archive = new Archive({ log, dir: init.dir, rollSeconds: init.rollSeconds, rollBytes: init.rollBytes, schemaOf: (t) => schemas.get(t), logger });
 
+const status = () => post({ type: 'status', archived: archive.archived, lag: archive.lag() });
+
 port.on('message', (m: ToArchiveWorker) => {
   if (m.type === 'schema') schemas.set(m.eventType, m.schema);
-  else if (m.type === 'close') {
+  else if (m.type === 'start') {
+    // After `ready`: the host has sent the schemas registered and the log's ends reached while this thread started.
+    archive.start().then(
+      () => {
+        setInterval(status, 1000).unref();
+        status();
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'the archive could not start');
+        process.exit(1); // this thread only: the host starts a new one
+      },
+    );
+  } else if (m.type === 'close') {
     void archive
       .close()
       .then(() => log.close())
@@ -38,8 +52,4 @@ port.on('message', (m: ToArchiveWorker) => {
   } else log.receive(m);
 });
 
-await archive.start();
 post({ type: 'ready' });
-const status = () => post({ type: 'status', archived: archive.archived, lag: archive.lag() });
-setInterval(status, 1000).unref();
-status();

@@ -246,3 +246,25 @@ test('archive thread: events appended while it starts are archived without any l
     ['y', null],
   ]);
 });
+
+test('retention: date folders wholly older than retentionDays are removed at start, of every type; younger ones and the day on the edge stay', async () => {
+  const { ManualClock } = await import('../src/core/index.js');
+  const { mkdir } = await import('node:fs/promises');
+  const dir = await folder('archive-retention');
+  for (const type of ['a', 'b']) {
+    for (const date of ['2026-11-24', '2026-11-25', '2026-11-26', '2026-12-03']) {
+      await mkdir(join(dir, `type=${type}`, `date=${date}`, 'hour=00'), { recursive: true });
+      await writeFile(join(dir, `type=${type}`, `date=${date}`, 'hour=00', 'p0_0000000000000000-0000000000000000.parquet'), 'x');
+    }
+  }
+  const log = new MemoryLog(1);
+  await log.start();
+  // Committed far ahead: the files above are not an uncommitted flush's.
+  await log.commitOffsets('archive', { 0: 1e15 });
+  const clock = new ManualClock(Date.UTC(2026, 11, 3, 10, 0, 0));
+  const archive = new Archive({ log, dir, schemaOf: () => undefined, retentionDays: 7, clock });
+  await archive.start();
+  await archive.close();
+  await log.close();
+  for (const type of ['a', 'b']) assert.deepEqual((await readdir(join(dir, `type=${type}`))).sort(), ['date=2026-11-26', 'date=2026-12-03']);
+});

@@ -101,6 +101,8 @@ export interface ArchiveConfig {
   rollSeconds: number;
   /** …or once they hold this many bytes. */
   rollBytes: number;
+  /** Date folders older than this many days are removed; 0 keeps everything. */
+  retentionDays: number;
 }
 
 export interface AlertsConfig {
@@ -246,7 +248,7 @@ export function defaultConfig(): HalflifeConfig {
     rateLimits: { keyEventsPerS: 0, keyBurstEvents: 0, hotKeyEventsPerS: 0, hotKeyBurstEvents: 0, overflowPartition: null },
     metrics: { environment: 'development', service: 'halflife', team: 'unassigned', version: null },
     alerts: { evaluationIntervalMs: 15_000, rules: {}, allowedWebhookHosts: null },
-    archive: { enabled: true, dir: null, rollSeconds: 60, rollBytes: 64 * 1024 * 1024 },
+    archive: { enabled: true, dir: null, rollSeconds: 60, rollBytes: 64 * 1024 * 1024, retentionDays: 0 },
     nats: { servers: null, stream: 'HALFLIFE_EVENTS', subjectPrefix: 'halflife.events', replicas: 3, bucketPrefix: 'halflife', compression: 'deflate' },
     cluster: { role: 'all', leaseMs: 10_000 },
   };
@@ -373,6 +375,7 @@ export const configSchema = {
         dir: { anyOf: [{ type: 'null' }, { type: 'string', minLength: 1 }] },
         rollSeconds: int(1, 86_400),
         rollBytes: int(1024, 2 ** 40),
+        retentionDays: int(0, 100_000),
       },
     },
     metrics: {

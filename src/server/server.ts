@@ -229,6 +229,7 @@ export class HalflifeServer {
         dir: config.archive.dir ?? join(data, 'archive'),
         rollSeconds: config.archive.rollSeconds,
         rollBytes: config.archive.rollBytes,
+        retentionDays: config.archive.retentionDays,
         logger: logger.child({ component: 'archive' }),
       });
     } else if (config.archive.enabled) {

@@ -9,6 +9,7 @@ export interface ArchiveHostOptions {
   readonly dir: string;
   readonly rollSeconds: number;
   readonly rollBytes: number;
+  readonly retentionDays?: number;
   readonly logger?: Logger;
 }
 
@@ -47,6 +48,7 @@ export class ArchiveHost {
         dir: this.#o.dir,
         rollSeconds: this.#o.rollSeconds,
         rollBytes: this.#o.rollBytes,
+        retentionDays: this.#o.retentionDays ?? 0,
         partitions: this.#o.log.partitionCount,
         stats: statsWire(this.#o.log),
         endsSeenLocally: this.#o.log.endsSeenLocally === true,

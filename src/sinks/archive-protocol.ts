@@ -5,6 +5,7 @@ export interface ArchiveWorkerInit {
   readonly dir: string;
   readonly rollSeconds: number;
   readonly rollBytes: number;
+  readonly retentionDays: number;
   readonly partitions: number;
   readonly stats: PartitionStatsWire[];
   readonly endsSeenLocally: boolean;

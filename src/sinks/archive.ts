@@ -30,6 +30,8 @@ export interface ArchiveOptions {
   readonly rollSeconds?: number;
   /** … or once they hold this many bytes of records (default 64 MiB). */
   readonly rollBytes?: number;
+  /** Date folders older than this many days (UTC, by `received_at`) are removed, at start and hourly; 0 keeps all. */
+  readonly retentionDays?: number;
   readonly consumer?: string;
   /** The partitions this process archives (default all). */
   readonly partitions?: readonly number[];
@@ -76,6 +78,7 @@ export class Archive {
   /** One flush or table change at a time: they COPY, DELETE and replace the tables the partitions share. */
   #flushing: Promise<void> = Promise.resolve();
   #archived = 0;
+  #retention: NodeJS.Timeout | undefined;
 
   constructor(options: ArchiveOptions) {
     this.#o = options;
@@ -112,7 +115,35 @@ export class Archive {
     const stats = this.#o.log.stats();
     for (const p of this.partitions) this.#positions.set(p, committed[p] ?? stats.partitions[p].firstOffset);
     await this.#recover(this.#o.dir);
+    if ((this.#o.retentionDays ?? 0) > 0) {
+      await this.removeExpired();
+      this.#retention = setInterval(() => void this.removeExpired().catch((err: unknown) => this.#logger.warn({ err }, 'archive retention failed')), HOUR_MS);
+      this.#retention.unref();
+    }
     for (const p of this.partitions) this.#loops.push(this.#run(p));
+  }
+
+  /**
+   * Removes the date folders of every type older than `retentionDays` (a folder is a whole UTC day, removed once all
+   * of it is older). Returns the folders removed.
+   */
+  async removeExpired(): Promise<string[]> {
+    const days = this.#o.retentionDays ?? 0;
+    if (days <= 0) return [];
+    const cutoff = new Date(this.#clock.now() - days * 24 * HOUR_MS).toISOString().slice(0, 10);
+    const removed: string[] = [];
+    for (const t of await readdir(this.#o.dir, { withFileTypes: true })) {
+      if (!t.isDirectory() || !t.name.startsWith('type=')) continue;
+      for (const d of await readdir(join(this.#o.dir, t.name), { withFileTypes: true })) {
+        const m = /^date=(\d{4}-\d{2}-\d{2})$/.exec(d.name);
+        if (!d.isDirectory() || m === null || m[1] >= cutoff) continue;
+        const path = join(this.#o.dir, t.name, d.name);
+        await rm(path, { recursive: true, force: true });
+        removed.push(path);
+      }
+    }
+    if (removed.length > 0) this.#logger.info({ removed: removed.length, before: cutoff }, 'archive retention removed date folders');
+    return removed;
   }
 
   /** Removes what a flush that did not commit left: `.tmp` files, and files of a partition from its committed position on. */
@@ -291,6 +322,7 @@ export class Archive {
   close(): Promise<void> {
     return this.#state.close(async () => {
       this.#abort.abort();
+      clearInterval(this.#retention);
       await Promise.allSettled(this.#loops);
       await this.#flushing;
       for (const t of this.#tables.values()) t.appender.closeSync();

@@ -4,6 +4,11 @@
  * anything of several types JSON text), the properties the schema does not declare together in `_extra` (JSON text of
  * an object, NULL when there are none), then the record's metadata.
  */
+import type { DuckDBAppender } from '@duckdb/node-api';
+import type { EventRecord } from '../core/index.js';
+
+export const HOUR_MS = 3_600_000;
+
 export type ColumnKind = 'VARCHAR' | 'BIGINT' | 'DOUBLE' | 'BOOLEAN' | 'JSON';
 
 export interface ArchiveColumn {
@@ -26,6 +31,7 @@ export const METADATA_COLUMNS: readonly ArchiveColumn[] = [
 ];
 
 export const EXTRA_COLUMN = '_extra';
+export const EXTRA: ArchiveColumn = { name: EXTRA_COLUMN, kind: 'JSON' };
 const RESERVED = new Set([...METADATA_COLUMNS.map((c) => c.name), EXTRA_COLUMN]);
 
 /**
@@ -73,11 +79,7 @@ export function kindOf(schema: unknown): ColumnKind {
   }
 }
 
-/**
- * The value a column holds for a property's value, or null. A value that does not fit the column's kind (the schema
- * allowed it: a string column given a number by an older version) is stored as its JSON text in a VARCHAR column,
- * and as NULL in a typed one, with the value kept in `_extra` by the caller (see `fits`).
- */
+/** Whether a property's value goes in its column; a value that does not (a string where the schema now says integer) goes to `_extra`. */
 export function fits(kind: ColumnKind, v: unknown): boolean {
   switch (kind) {
     case 'VARCHAR':
@@ -100,4 +102,77 @@ export function jsonText(v: unknown): string {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The SQL of a buffer table for `columns` (data columns then `_extra`), the metadata and `_hour`: integers and times
+ * held as doubles (cast when read, see `fileSelect`), JSON as text. The archive's buffer and the history's unarchived
+ * tail are such tables.
+ */
+export function bufferTableSql(name: string, columns: readonly ArchiveColumn[]): string {
+  return `CREATE TABLE ${name} (${[...columns, ...METADATA_COLUMNS].map((c) => `${ident(c.name)} ${bufferType(c.kind)}`).join(', ')}, _hour DOUBLE)`;
+}
+
+/** The SELECT list reading a buffer table as the files hold it (integers BIGINT, times TIMESTAMP). */
+export function fileSelect(columns: readonly ArchiveColumn[]): string {
+  const data = columns.map((c) => (c.kind === 'BIGINT' ? `${ident(c.name)}::BIGINT AS ${ident(c.name)}` : ident(c.name)));
+  const meta = METADATA_COLUMNS.map((c) => {
+    if (c.name === 'received_at' || c.name === 'event_time') return `epoch_ms(${ident(c.name)}::BIGINT) AS ${ident(c.name)}`;
+    return c.kind === 'BIGINT' ? `${ident(c.name)}::BIGINT AS ${ident(c.name)}` : ident(c.name);
+  });
+  return [...data, ...meta].join(', ');
+}
+
+/**
+ * Appends one event as a row of a buffer table with `columns` (see `bufferTableSql`); returns the start of its hour
+ * (ms). Declared properties go to their columns, the rest (and values that do not fit) to `_extra`.
+ */
+export function appendEventRow(a: DuckDBAppender, columns: readonly ArchiveColumn[], r: EventRecord, partition: number, offset: number, key: string | undefined): number {
+  const extra: Record<string, unknown> = {};
+  let extras = 0;
+  const declared = new Set<string>();
+  for (const c of columns) {
+    if (c.property === undefined) continue;
+    declared.add(c.property);
+    const v = r.data[c.property];
+    if (v === undefined || v === null) a.appendNull();
+    else if (!fits(c.kind, v)) {
+      a.appendNull();
+      extra[c.property] = v;
+      extras++;
+    } else if (c.kind === 'VARCHAR') a.appendVarchar(v as string);
+    else if (c.kind === 'BIGINT' || c.kind === 'DOUBLE') a.appendDouble(Number(v));
+    else if (c.kind === 'BOOLEAN') a.appendBoolean(v as boolean);
+    else a.appendVarchar(jsonText(v));
+  }
+  for (const [k, v] of Object.entries(r.data)) {
+    if (declared.has(k)) continue;
+    extra[k] = v;
+    extras++;
+  }
+  if (extras === 0) a.appendNull();
+  else a.appendVarchar(jsonText(extra));
+  const hour = Math.floor(r.received_at / HOUR_MS) * HOUR_MS;
+  a.appendDouble(r.received_at);
+  a.appendDouble(r.event_time ?? r.received_at);
+  if (r.id === undefined) a.appendNull();
+  else a.appendVarchar(r.id);
+  if (key === undefined) a.appendNull();
+  else a.appendVarchar(key);
+  a.appendDouble(partition);
+  a.appendDouble(offset);
+  a.appendDouble(r.schema_version);
+  a.appendDouble(hour);
+  a.endRow();
+  return hour;
+}
+
+/** The buffer's column type for a file's column kind. */
+function bufferType(kind: ColumnKind): string {
+  return kind === 'VARCHAR' || kind === 'JSON' ? 'VARCHAR' : kind === 'BOOLEAN' ? 'BOOLEAN' : 'DOUBLE';
+}
+
+/** A quoted SQL identifier. */
+export function ident(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
 }

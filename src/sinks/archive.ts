@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
 import { LifecycleState, SystemClock, decodeEventRecord, eventRecordType, publishFile, silentLogger, type Clock, type Logger } from '../core/index.js';
 import { batchKey, type LogReader, type OffsetStore } from '../log/index.js';
-import { EXTRA_COLUMN, METADATA_COLUMNS, dataColumns, fits, jsonText, type ArchiveColumn } from './archive-columns.js';
+import { EXTRA, HOUR_MS, appendEventRow, bufferTableSql, dataColumns, fileSelect, type ArchiveColumn } from './archive-columns.js';
 
 /**
  * The archive: a consumer of the log (its own committed positions, consumer `archive`) that writes every event
@@ -55,8 +55,8 @@ interface Pending {
   since: number;
 }
 
-const FILE_RE = /^p(\d+)_(\d{16})-(\d{16})\.parquet$/;
-const HOUR_MS = 3_600_000;
+/** An archive file's name: its partition, first and last offset. */
+export const ARCHIVE_FILE_RE = /^p(\d+)_(\d{16})-(\d{16})\.parquet$/;
 
 export class Archive {
   readonly #o: ArchiveOptions;
@@ -158,7 +158,7 @@ export class Archive {
         await rm(path, { force: true });
         continue;
       }
-      const m = FILE_RE.exec(e.name);
+      const m = ARCHIVE_FILE_RE.exec(e.name);
       if (m === null) continue;
       const p = Number(m[1]);
       const pos = this.#positions.get(p);
@@ -207,44 +207,7 @@ export class Archive {
   #add(p: number, offset: number, value: Buffer, key: string | undefined): { type: string; hour: number } {
     const r = decodeEventRecord(value, key);
     const t = this.#tables.get(r.type)!;
-    const a = t.appender;
-    const extra: Record<string, unknown> = {};
-    let extras = 0;
-    const declared = new Set<string>();
-    for (const c of t.columns) {
-      if (c.property === undefined) continue;
-      declared.add(c.property);
-      const v = r.data[c.property];
-      if (v === undefined || v === null) a.appendNull();
-      else if (!fits(c.kind, v)) {
-        a.appendNull();
-        extra[c.property] = v;
-        extras++;
-      } else if (c.kind === 'VARCHAR') a.appendVarchar(v as string);
-      else if (c.kind === 'BIGINT' || c.kind === 'DOUBLE') a.appendDouble(Number(v));
-      else if (c.kind === 'BOOLEAN') a.appendBoolean(v as boolean);
-      else a.appendVarchar(jsonText(v));
-    }
-    for (const [k, v] of Object.entries(r.data)) {
-      if (declared.has(k)) continue;
-      extra[k] = v;
-      extras++;
-    }
-    if (extras === 0) a.appendNull();
-    else a.appendVarchar(jsonText(extra));
-    const hour = Math.floor(r.received_at / HOUR_MS) * HOUR_MS;
-    a.appendDouble(r.received_at);
-    a.appendDouble(r.event_time ?? r.received_at);
-    if (r.id === undefined) a.appendNull();
-    else a.appendVarchar(r.id);
-    if (key === undefined) a.appendNull();
-    else a.appendVarchar(key);
-    a.appendDouble(p);
-    a.appendDouble(offset);
-    a.appendDouble(r.schema_version);
-    a.appendDouble(hour);
-    a.endRow();
-    return { type: r.type, hour };
+    return { type: r.type, hour: appendEventRow(t.appender, t.columns, r, p, offset, key) };
   }
 
   /** The buffer table of a type, created, or made anew with more columns when its schema gained properties. */
@@ -259,9 +222,9 @@ export class Archive {
     }
     // The columns there (a column keeps its kind), then the new ones, then _extra; its rows are moved over by name.
     const data = t === undefined ? wanted : [...t.columns.filter((c) => c.property !== undefined), ...wanted.filter((c) => !t!.columns.some((x) => x.name === c.name))];
-    const columns = [...data, { name: EXTRA_COLUMN, kind: 'JSON' } as const];
+    const columns = [...data, EXTRA];
     const name = `buf_${this.#tableNo++}`;
-    await this.#append.run(`CREATE TABLE ${name} (${[...columns, ...METADATA_COLUMNS].map((c) => `${ident(c.name)} ${bufferType(c.kind)}`).join(', ')}, _hour DOUBLE)`);
+    await this.#append.run(bufferTableSql(name, columns));
     if (t !== undefined) {
       t.appender.closeSync();
       await this.#append.run(`INSERT INTO ${name} BY NAME SELECT * FROM ${t.name}`);
@@ -293,7 +256,7 @@ export class Archive {
         const folder = join(this.#o.dir, `type=${g.type}`, `date=${d.toISOString().slice(0, 10)}`, `hour=${d.toISOString().slice(11, 13)}`);
         await mkdir(folder, { recursive: true });
         const file = join(folder, `p${p}_${pad(g.first)}-${pad(g.last)}.parquet`);
-        const select = this.#select(t);
+        const select = fileSelect(t.columns);
         const copied = await this.#sql.runAndReadAll(
           `COPY (SELECT ${select} FROM ${t.name} WHERE "partition" = ${p} AND _hour = ${g.hour} ORDER BY "offset") TO '${sqlString(file + '.tmp')}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
         );
@@ -309,15 +272,6 @@ export class Archive {
     });
   }
 
-  #select(t: TypeTable): string {
-    const data = t.columns.map((c) => (c.kind === 'BIGINT' ? `${ident(c.name)}::BIGINT AS ${ident(c.name)}` : ident(c.name)));
-    const meta = METADATA_COLUMNS.map((c) => {
-      if (c.name === 'received_at' || c.name === 'event_time') return `epoch_ms(${ident(c.name)}::BIGINT) AS ${ident(c.name)}`;
-      return c.kind === 'BIGINT' ? `${ident(c.name)}::BIGINT AS ${ident(c.name)}` : ident(c.name);
-    });
-    return [...data, ...meta].join(', ');
-  }
-
   /** Stops reading; what is buffered and not written is read again from the committed position by the next start. */
   close(): Promise<void> {
     return this.#state.close(async () => {
@@ -331,15 +285,6 @@ export class Archive {
       this.#db?.closeSync();
     });
   }
-}
-
-/** The buffer's column type for a file's column kind (integers as doubles: cast when written; JSON as text). */
-function bufferType(kind: string): string {
-  return kind === 'VARCHAR' || kind === 'JSON' ? 'VARCHAR' : kind === 'BOOLEAN' ? 'BOOLEAN' : 'DOUBLE';
-}
-
-function ident(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 function sqlString(s: string): string {

@@ -19,6 +19,7 @@ import type {
   ViewInfo,
   ViewRowsQuery,
   QueryResponse,
+  SqlResponse,
   TimeFormat,
 } from './types.js';
 
@@ -143,6 +144,11 @@ export class HalflifeClient {
   /** Runs SELECT over views (POST /v1/query); `time: 'iso'` gives time columns as ISO-8601 strings. */
   query(sql: string, options: { time?: TimeFormat } = {}): Promise<QueryResponse> {
     return this.#request('POST', `/v1/query${qs(options)}`, JSON.stringify({ sql }), 'application/json');
+  }
+
+  /** SQL over all history: the archive's Parquet files and the log's events not archived yet (POST /v1/sql). */
+  sql(sql: string): Promise<SqlResponse> {
+    return this.#request('POST', '/v1/sql', JSON.stringify({ sql }), 'application/json');
   }
 
   /** Creates an API key (admin); the secret is in the answer only. */

@@ -207,6 +207,18 @@ export interface QueryResponse {
   rows: Record<string, unknown>[];
 }
 
+/** The answer of SQL over history (POST /v1/sql). */
+export interface SqlResponse {
+  /** Names and DuckDB types, in the order of each row's values. */
+  columns: { name: string; type: string }[];
+  rows: unknown[][];
+  /** More rows than history.maxRows: the first ones are given. */
+  truncated: boolean;
+  /** Events read from the log for the query (not archived yet), and archive files read. */
+  tailEvents: number;
+  files: number;
+}
+
 /** What an API key may do: `write` ingests, `read` reads, `admin` does everything. */
 export type KeyScope = 'write' | 'read' | 'admin';
 

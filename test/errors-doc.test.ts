@@ -56,7 +56,7 @@ interface Answer {
  * status with the code in the error body (whole request), or 200 with the code in `errors` (per event).
  */
 test('the server answers each code the way docs/errors.md says', async () => {
-  const t: TestServer = await startServer({ ingest: { maxEventBytes: 300, maxBodyBytes: 120_000, maxDepth: 4 } } as never);
+  const t: TestServer = await startServer({ ingest: { maxEventBytes: 300, maxBodyBytes: 120_000, maxDepth: 4 }, history: { queryTimeoutMs: 300 } } as never);
   const seen = new Map<string, Set<'whole' | 'event'>>();
   const record = (code: string, how: 'whole' | 'event') => {
     const s = seen.get(code) ?? new Set();
@@ -123,6 +123,10 @@ test('the server answers each code the way docs/errors.md says', async () => {
     await req('no table', 'GET', '/v1/tables/nothing');
     await req('bad table', 'PUT', '/v1/tables/t1', '42');
     await req('partition', 'GET', '/v1/events?partition=99');
+    // SQL over history.
+    await req('history sql', 'POST', '/v1/sql', { sql: "SELECT * FROM read_csv('/etc/passwd')" });
+    await req('history write', 'POST', '/v1/sql', { sql: "COPY (SELECT 1) TO '/tmp/x.csv'" });
+    await req('history slow', 'POST', '/v1/sql', { sql: 'SELECT count(*) FROM range(1000000000000) a, range(1000) b' });
     // Server.
     await req('route', 'GET', '/v1/nothing');
     await req('request', 'GET', '/v1/schemas/e/versions/zero');
@@ -145,7 +149,7 @@ test('the server answers each code the way docs/errors.md says', async () => {
     'ALERT_INVALID', 'ALERT_NOT_FOUND', 'BODY_TOO_LARGE', 'EVENT_TOO_LARGE', 'FORBIDDEN', 'INVALID_COMPATIBILITY', 'INVALID_EVENT',
     'INVALID_QUERY', 'INVALID_REQUEST', 'INVALID_TABLE', 'INVALID_TYPE_NAME', 'INVALID_VIEW_NAME', 'KEY_NOT_FOUND', 'MALFORMED_JSON',
     'RATE_LIMITED', 'ROUTE_NOT_FOUND', 'SCHEMA_INCOMPATIBLE', 'SCHEMA_INVALID', 'SCHEMA_NOT_FOUND',
-    'SCHEMA_VALIDATION', 'SCHEMA_VERSION_NOT_FOUND', 'SQL_PLAN', 'SQL_SYNTAX', 'SQL_TOO_DEEP', 'SQL_TOO_LARGE', 'TABLE_NOT_FOUND', 'TOO_DEEP', 'UNAUTHENTICATED',
+    'SCHEMA_VALIDATION', 'SCHEMA_VERSION_NOT_FOUND', 'SQL_ERROR', 'SQL_FORBIDDEN', 'SQL_PLAN', 'SQL_SYNTAX', 'SQL_TIMEOUT', 'SQL_TOO_DEEP', 'SQL_TOO_LARGE', 'TABLE_NOT_FOUND', 'TOO_DEEP', 'UNAUTHENTICATED',
     'UNKNOWN_TYPE', 'UNSUPPORTED_MEDIA_TYPE', 'VIEW_EXISTS', 'VIEW_NOT_FOUND',
   ]);
 });

@@ -16,9 +16,10 @@ const ALLOWED: Record<string, string[]> = {
   ingest: ['core', 'config', 'log', 'schema'],
   query: ['core', 'config', 'engine', 'log', 'sketch', 'sql'],
   sinks: ['core', 'config', 'log', 'schema'],
+  history: ['core', 'config', 'log', 'schema', 'sinks'],
   alerts: ['core', 'config', 'query', 'sinks'],
   cluster: ['core', 'config', 'log', 'engine', 'schema'],
-  server: ['core', 'config', 'log', 'sketch', 'sql', 'schema', 'engine', 'ingest', 'query', 'sinks', 'alerts', 'cluster'],
+  server: ['core', 'config', 'log', 'sketch', 'sql', 'schema', 'engine', 'ingest', 'query', 'sinks', 'history', 'alerts', 'cluster'],
   cli: ['core', 'config', 'server', 'sdk'],
 };
 

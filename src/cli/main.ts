@@ -2,7 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { HalflifeApiError, HalflifeClient } from '../../sdk/index.js';
 import { HalflifeError, packageVersion } from '../core/index.js';
 import { readFile } from 'node:fs/promises';
-import { clusterStatus, dlqList, dlqReplay, query, schemaAdd, schemaConfig, schemaList, schemaShow, streams, tail, viewCreate, viewDrop, viewList } from './commands/client-commands.js';
+import { clusterStatus, dlqList, dlqReplay, query, sql, schemaAdd, schemaConfig, schemaList, schemaShow, streams, tail, viewCreate, viewDrop, viewList } from './commands/client-commands.js';
 import { init } from './commands/init.js';
 import { keysCreate, keysList, keysRevoke, type KeysTarget } from './commands/keys.js';
 import { loadConfig, type HalflifeConfig } from '../config/index.js';
@@ -62,6 +62,11 @@ halflife view drop <NAME>
 `,
   query: `halflife query "SELECT … FROM <view> …" [--iso]
   Query views (sketches re-aggregated); --iso prints time columns (window_start, window_end, …) as ISO-8601.
+`,
+  sql: `halflife sql "SELECT … FROM <type> | events …" [--csv] [--json]
+  SQL over all history (DuckDB): a table per event type and \`events\` over all of them, from the archive's Parquet
+  files and the log's events not archived yet, so every acknowledged event is counted once. One SELECT at a time,
+  no files outside the archive, history.queryTimeoutMs and history.maxRows apply (docs/archive.md).
 `,
   keys: `halflife keys create --scope write|read|admin[,…] [--types T1,T2] [--origins https://…] [--rate N --burst N] [--name N]
 halflife keys list
@@ -311,6 +316,11 @@ async function run(command: string | undefined, args: string[], io: Io): Promise
       const { values, positionals } = parse('query', { args, allowPositionals: true, options: { ...CLIENT_OPTIONS, iso: { type: 'boolean' } } });
       if (positionals.length !== 1) throw new UsageError('query takes one SQL statement, quoted', 'query');
       return query(client(values.url, values.key), positionals[0], values, io);
+    }
+    case 'sql': {
+      const { values, positionals } = parse('sql', { args, allowPositionals: true, options: { ...CLIENT_OPTIONS, csv: { type: 'boolean' } } });
+      if (positionals.length !== 1) throw new UsageError('sql takes one SELECT, quoted', 'sql');
+      return sql(client(values.url, values.key), positionals[0], values, io);
     }
     case 'bench':
       return bench(args, io);

@@ -105,6 +105,16 @@ export interface ArchiveConfig {
   retentionDays: number;
 }
 
+/** SQL over history: the archive and the log's unarchived tail (docs/archive.md). */
+export interface HistoryConfig {
+  /** A query running longer is cancelled (SQL_TIMEOUT). */
+  queryTimeoutMs: number;
+  /** Rows returned at most (`truncated: true` past it). */
+  maxRows: number;
+  /** DuckDB memory per query. */
+  memoryLimitMb: number;
+}
+
 export interface AlertsConfig {
   /** How often every rule is evaluated. */
   evaluationIntervalMs: number;
@@ -196,6 +206,7 @@ export interface HalflifeConfig {
   metrics: MetricsConfig;
   alerts: AlertsConfig;
   archive: ArchiveConfig;
+  history: HistoryConfig;
 }
 
 export function defaultConfig(): HalflifeConfig {
@@ -249,6 +260,7 @@ export function defaultConfig(): HalflifeConfig {
     metrics: { environment: 'development', service: 'halflife', team: 'unassigned', version: null },
     alerts: { evaluationIntervalMs: 15_000, rules: {}, allowedWebhookHosts: null },
     archive: { enabled: true, dir: null, rollSeconds: 60, rollBytes: 64 * 1024 * 1024, retentionDays: 0 },
+    history: { queryTimeoutMs: 30_000, maxRows: 100_000, memoryLimitMb: 1024 },
     nats: { servers: null, stream: 'HALFLIFE_EVENTS', subjectPrefix: 'halflife.events', replicas: 3, bucketPrefix: 'halflife', compression: 'deflate' },
     cluster: { role: 'all', leaseMs: 10_000 },
   };
@@ -366,6 +378,11 @@ export const configSchema = {
         rules: { type: 'object', additionalProperties: { type: 'object' } },
         allowedWebhookHosts: { anyOf: [{ type: 'null' }, { type: 'array', items: { type: 'string', minLength: 1, pattern: '^(\\*\\.)?[A-Za-z0-9._\\[\\]:-]+$' } }] },
       },
+    },
+    history: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { queryTimeoutMs: int(10, 3_600_000), maxRows: int(1, 10_000_000), memoryLimitMb: int(64, 1_048_576) },
     },
     archive: {
       type: 'object',

@@ -78,6 +78,12 @@ export class HalflifeError extends Error {
 
 /** Codes shared by every room; a room's own codes live in its errors.ts. */
 export const CoreErrors = defineErrors({
+  SQL_TIMEOUT: {
+    status: 400,
+    message: 'the query ran for {timeoutMs} ms, its time limit ({setting}), and was stopped; {hint}',
+    domain: 'user',
+    retryable: false,
+  },
   INVALID_QUERY: {
     status: 400,
     message: 'query parameter {name} is invalid: {reason}',

@@ -1,5 +1,4 @@
 export { runQuery, queryView, queryCatalog } from './query.js';
 export type { QueryResult } from './query.js';
 export type { QueryOptions } from './query.js';
-export { QueryErrors } from './errors.js';
 export { queryOn, QUERY_EXTENSION } from './remote.js';

@@ -1,7 +1,6 @@
 import { createAccumulator, type Accumulator, type Engine, type PartialGroup } from '../engine/index.js';
 import { HalflifeError } from '../core/index.js';
 import { compareForOrder, planQuery, type EventRow, type QueryCatalog, type Value } from '../sql/index.js';
-import './errors.js';
 
 export interface QueryResult {
   readonly columns: readonly string[];
@@ -61,9 +60,9 @@ class Slicer {
   }
 
   async pause(): Promise<void> {
-    if (performance.now() >= this.#deadline) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#timeoutMs });
+    if (performance.now() >= this.#deadline) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#timeoutMs, setting: 'engine.queryTimeoutMs', hint: 'narrow it with WHERE (window_start, keys) or LIMIT, or raise the limit' });
     await new Promise((resolve) => setImmediate(resolve));
-    if (performance.now() >= this.#deadline) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#timeoutMs });
+    if (performance.now() >= this.#deadline) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#timeoutMs, setting: 'engine.queryTimeoutMs', hint: 'narrow it with WHERE (window_start, keys) or LIMIT, or raise the limit' });
     this.#sliceStart = performance.now();
   }
 }

@@ -1,5 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { ArchiveStatus } from '../sinks/index.js';
+import type { History } from '../history/index.js';
 import type { HalflifeConfig } from '../config/index.js';
 import { decodeEventRecord, HalflifeError, type Logger } from '../core/index.js';
 import type { EngineHost } from '../engine/index.js';
@@ -36,6 +37,8 @@ export interface AppComponents {
   closing(): boolean;
   /** /healthz's answer: `degraded` with reasons while a part works below its capacity (the server still answers). */
   health(): { status: 'ok' | 'degraded'; reasons?: string[] };
+  /** POST /v1/sql: SQL over all history. */
+  readonly history?: History;
   /** GET /v1/archive: what the archive wrote and has left (undefined: it does not run here). */
   archive?(): ArchiveStatus | undefined;
   /** GET /v1/cluster: the processes, the log's partitions and the servers behind it, with warnings. */
@@ -148,6 +151,23 @@ export function buildApp(c: AppComponents): FastifyInstance {
     return reply.type(c.metrics.contentType).send(text);
   });
   app.get('/v1/cluster', async () => c.cluster());
+  app.post('/v1/sql', async (request, reply) => {
+    if (c.history === undefined) throw new HalflifeError('SQL_ERROR', { reason: 'SQL over history does not run here' });
+    const body = request.body as { sql?: unknown } | string | undefined;
+    const sql = typeof body === 'string' ? body : body?.sql;
+    if (typeof sql !== 'string') throw new HalflifeError('INVALID_REQUEST', { reason: 'give {"sql": "SELECT …"} (or the SQL as text/plain)' });
+    const format = (request.query as Record<string, string | undefined>).format ?? 'json';
+    if (format !== 'json' && format !== 'ndjson' && format !== 'csv') throw new HalflifeError('INVALID_REQUEST', { reason: `format must be json, ndjson or csv (got ${JSON.stringify(format)})` });
+    const r = await c.history.query(sql);
+    if (format === 'json') return r;
+    reply.header('x-halflife-truncated', String(r.truncated));
+    if (format === 'ndjson') {
+      reply.type('application/x-ndjson');
+      return r.rows.map((row) => JSON.stringify(Object.fromEntries(r.columns.map((col, i) => [col.name, row[i]])))).join('\n') + (r.rows.length > 0 ? '\n' : '');
+    }
+    reply.type('text/csv; charset=utf-8');
+    return [r.columns.map((col) => csvCell(col.name)), ...r.rows.map((row) => row.map(csvCell))].map((l) => l.join(',')).join('\r\n') + '\r\n';
+  });
   app.get('/v1/archive', async () => {
     const a = c.archive?.();
     if (a === undefined) return { enabled: false };
@@ -447,4 +467,11 @@ function clientError(err: Error & { code?: string }, socket: import('node:net').
       : new HalflifeError('INVALID_REQUEST', { reason: `the HTTP request could not be parsed (${err.code ?? err.message})` });
   const body = JSON.stringify({ error: { code: e.code, message: e.message, details: e.details ?? {} } });
   socket.end(`HTTP/1.1 ${e.status} ${e.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
+/** One CSV field (RFC 4180): quoted when it holds a comma, quote or line break; NULL is empty, objects JSON. */
+function csvCell(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  const s = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }

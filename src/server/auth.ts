@@ -30,7 +30,7 @@ export function accessOf(method: string, route: string | undefined): Access {
   if (route === '/metrics' && method === 'GET') return 'read';
   if (route === undefined) return 'admin';
   if (method === 'POST' && route === '/v1/events') return 'write';
-  if (method === 'POST' && route === '/v1/query') return 'read';
+  if (method === 'POST' && (route === '/v1/query' || route === '/v1/sql')) return 'read';
   if ((method === 'GET' || method === 'HEAD') && route.startsWith('/v1/') && !route.startsWith('/v1/keys')) return 'read';
   return 'admin';
 }

@@ -15,6 +15,7 @@ import { OverloadMonitor } from './overload.js';
 import { Metrics } from './metrics.js';
 import { AlertManager } from '../alerts/index.js';
 import { ArchiveHost, WebhookSender } from '../sinks/index.js';
+import { History } from '../history/index.js';
 import { DataDirLock } from './data-lock.js';
 import { EngineHost, TableStore, ViewDefinitions, type CatalogSnapshot } from '../engine/index.js';
 import { ClusterCheckpoints, ClusterQueries, FencedStore, LeaseManager, NodeRegistry, PartitionOwnership } from '../cluster/index.js';
@@ -60,6 +61,8 @@ export class HalflifeServer {
   readonly #ingestWorkers: IngestWorkers | undefined;
   /** Every event to Parquet (archive.enabled; embedded log only for now). */
   readonly archive: ArchiveHost | undefined;
+  /** SQL over the archive and the log's unarchived tail. */
+  readonly history: History;
   readonly #state = new LifecycleState('server');
   #app: FastifyInstance | undefined;
   #ready = false;
@@ -236,6 +239,16 @@ export class HalflifeServer {
       // Several processes would each write every partition: the archive needs the leases the engine has (next).
       logger.warn({}, 'the archive does not run on NATS JetStream yet (archive.enabled is ignored)');
     }
+    this.history = new History({
+      log: this.log,
+      archiveDir: config.archive.dir ?? join(data, 'archive'),
+      schemaOf: (type) => this.registry.latestVersions().find((v) => v.type === type)?.schema,
+      types: () => this.registry.latestVersions().map((v) => v.type),
+      timeoutMs: config.history.queryTimeoutMs,
+      maxRows: config.history.maxRows,
+      memoryLimitMb: config.history.memoryLimitMb,
+      logger: logger.child({ component: 'history' }),
+    });
     this.overload = new OverloadMonitor({ config: config.overload, queuedBytes: () => this.log.queuedBytes, engine: this.engine, logger: logger.child({ component: 'overload' }) });
   }
 
@@ -303,6 +316,7 @@ export class HalflifeServer {
         closing: () => this.#closing,
         health: () => this.#health(),
         archive: () => this.archive?.status(),
+        history: this.history,
         cluster: () =>
           clusterStatus({
             config: this.config,

@@ -204,6 +204,24 @@ export async function viewDrop(client: HalflifeClient, name: string, io: Io): Pr
 
 const cell = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
 
+/** `halflife sql "<query>"`: SQL over all history, as an aligned table, CSV (--csv) or the raw answer (--json). */
+export async function sql(client: HalflifeClient, text: string, flags: OutputFlags & { csv?: boolean | undefined }, io: Io): Promise<number> {
+  const res = await client.sql(text);
+  if (flags.json) io.out(JSON.stringify(res, null, 2) + '\n');
+  else if (flags.csv) {
+    const field = (v: unknown) => {
+      if (v === null || v === undefined) return '';
+      const s = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+      return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+    };
+    io.out([res.columns.map((c) => field(c.name)).join(','), ...res.rows.map((r) => r.map(field).join(','))].join('\n') + '\n');
+  } else {
+    io.out(table(res.rows.map((r) => r.map((v) => cell(v))), res.columns.map((c) => c.name)));
+    io.out(`(${res.rows.length} row${res.rows.length === 1 ? '' : 's'}${res.truncated ? ', truncated at history.maxRows' : ''})\n`);
+  }
+  return 0;
+}
+
 export async function query(client: HalflifeClient, sql: string, flags: OutputFlags & { iso?: boolean | undefined }, io: Io): Promise<number> {
   const res = await client.query(sql, flags.iso ? { time: 'iso' } : {});
   if (flags.json) io.out(JSON.stringify(res, null, 2) + '\n');

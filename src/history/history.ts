@@ -1,0 +1,220 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DuckDBInstance, StatementType, type DuckDBConnection } from '@duckdb/node-api';
+import { HalflifeError, decodeEventRecord, eventRecordType, silentLogger, type Logger } from '../core/index.js';
+import { batchKey, type LogReader, type OffsetStore } from '../log/index.js';
+import { ARCHIVE_FILE_RE, EXTRA, appendEventRow, bufferTableSql, dataColumns, fileSelect, ident, type ArchiveColumn } from '../sinks/index.js';
+import './errors.js';
+
+export interface HistoryOptions {
+  readonly log: LogReader & OffsetStore;
+  /** The archive's folder (see sinks/archive.ts): the only files a query may read. */
+  readonly archiveDir: string;
+  /** The archive's consumer name (its committed positions say which files are complete). */
+  readonly consumer?: string;
+  /** The current schema of a type (the tail's columns, as the archive makes them). */
+  readonly schemaOf: (type: string) => unknown;
+  /** Every type with a schema: a table even before it has events. */
+  readonly types: () => readonly string[];
+  readonly timeoutMs: number;
+  readonly maxRows: number;
+  /** DuckDB's memory for one query. */
+  readonly memoryLimitMb?: number;
+  readonly logger?: Logger;
+}
+
+export interface HistoryResult {
+  readonly columns: { name: string; type: string }[];
+  readonly rows: unknown[][];
+  /** More rows than `maxRows`: the first `maxRows` are given. */
+  readonly truncated: boolean;
+  /** Events read from the log (not archived yet) and archive files read for the query. */
+  readonly tailEvents: number;
+  readonly files: number;
+}
+
+/**
+ * SQL over all history (issue #13): one table per event type and `events` over all of them, each the archive's
+ * Parquet files whose flush was committed, plus the records of the log after the archive's committed positions (not
+ * in a committed file yet), so a query sees every event the log held when it started, once.
+ *
+ * Each query gets a DuckDB of its own, sandboxed before the query runs: no file outside the archive folder
+ * (`enable_external_access = false` with `allowed_directories`), no extension installed or loaded, the configuration
+ * locked; only a single SELECT (or EXPLAIN) is run (COPY, ATTACH, SET, PRAGMA, INSTALL … are refused as
+ * SQL_FORBIDDEN); a time limit interrupts it (SQL_TIMEOUT) and at most `maxRows` rows are returned.
+ */
+export class History {
+  readonly #o: HistoryOptions;
+  readonly #logger: Logger;
+
+  constructor(options: HistoryOptions) {
+    this.#o = options;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  async query(sql: string): Promise<HistoryResult> {
+    if (typeof sql !== 'string' || sql.trim() === '') throw new HalflifeError('SQL_ERROR', { reason: 'no SQL given' });
+    const started = performance.now();
+    const db = await DuckDBInstance.create(':memory:', {
+      autoinstall_known_extensions: 'false',
+      autoload_known_extensions: 'false',
+      allow_community_extensions: 'false',
+      threads: '1',
+      memory_limit: `${this.#o.memoryLimitMb ?? 1024}MB`,
+    } as Record<string, string>);
+    const con = await db.connect();
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    try {
+      const setup = await this.#setup(con);
+      await con.run(`SET allowed_directories = [${sqlString(this.#o.archiveDir.endsWith('/') ? this.#o.archiveDir : `${this.#o.archiveDir}/`)}]`);
+      await con.run('SET enable_external_access = false');
+      await con.run('SET lock_configuration = true');
+      const statements = await con.extractStatements(sql).catch((err: unknown) => {
+        throw new HalflifeError('SQL_ERROR', { reason: duckMessage(err) });
+      });
+      if (statements.count !== 1) throw new HalflifeError('SQL_FORBIDDEN', { reason: `one statement at a time (got ${statements.count})` });
+      // Told by its first word before DuckDB binds it (binding COPY … TO a path outside the archive fails as a
+      // permission error, which would hide what was asked); its type is checked again once prepared.
+      const word = leadingKeyword(sql);
+      if (!READING.has(word)) throw new HalflifeError('SQL_FORBIDDEN', { reason: `only SELECT reads history (this is ${word === '' ? 'not a statement' : word})` });
+      const prepared = await statements.prepare(0).catch((err: unknown) => {
+        throw new HalflifeError('SQL_ERROR', { reason: duckMessage(err) });
+      });
+      if (prepared.statementType !== StatementType.SELECT && prepared.statementType !== StatementType.EXPLAIN) {
+        throw new HalflifeError('SQL_FORBIDDEN', { reason: `only SELECT reads history (this is ${StatementType[prepared.statementType] ?? 'another statement'})` });
+      }
+      const left = Math.max(1, this.#o.timeoutMs - (performance.now() - started));
+      timer = setTimeout(() => {
+        timedOut = true;
+        con.interrupt();
+      }, left);
+      const reader = await prepared.streamAndReadUntil(this.#o.maxRows + 1).catch((err: unknown) => {
+        if (timedOut) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#o.timeoutMs, setting: 'history.queryTimeoutMs', hint: 'narrow it (a filter on date and hour reads fewer files) or raise the limit' });
+        throw new HalflifeError('SQL_ERROR', { reason: duckMessage(err) });
+      });
+      if (timedOut) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#o.timeoutMs, setting: 'history.queryTimeoutMs', hint: 'narrow it (a filter on date and hour reads fewer files) or raise the limit' });
+      const names = reader.columnNames();
+      const types = reader.columnTypes().map((t) => t.toString());
+      const rows = reader.getRowsJson() as unknown[][];
+      const truncated = rows.length > this.#o.maxRows;
+      return { columns: names.map((name, i) => ({ name, type: types[i] })), rows: truncated ? rows.slice(0, this.#o.maxRows) : rows, truncated, ...setup };
+    } finally {
+      clearTimeout(timer);
+      con.closeSync();
+      db.closeSync();
+    }
+  }
+
+  /**
+   * The tables: for each type, the committed files and the log's records after the archive's positions. Positions
+   * are read first: a flush committing after that has a first offset at or after them, so its file is left out and
+   * its records come from the log.
+   */
+  async #setup(con: DuckDBConnection): Promise<{ tailEvents: number; files: number }> {
+    const committed = await this.#o.log.committedOffsets(this.#o.consumer ?? 'archive');
+    const stats = this.#o.log.stats();
+    const from: number[] = stats.partitions.map((p, i) => committed[i] ?? p.firstOffset);
+    const ends: number[] = stats.partitions.map((p) => p.nextOffset);
+    const files = new Map<string, string[]>();
+    await this.#listFiles(this.#o.archiveDir, from, files);
+    // The tail, into one buffer table per type.
+    const tables = new Map<string, { name: string; columns: ArchiveColumn[]; appender: Awaited<ReturnType<DuckDBConnection['createAppender']>> }>();
+    const table = async (type: string) => {
+      let t = tables.get(type);
+      if (t === undefined) {
+        const columns = [...dataColumns(this.#o.schemaOf(type)), EXTRA];
+        const name = `tail_${tables.size}`;
+        await con.run(bufferTableSql(name, columns));
+        t = { name, columns, appender: await con.createAppender(name) };
+        tables.set(type, t);
+      }
+      return t;
+    };
+    for (const type of new Set([...this.#o.types(), ...files.keys()])) await table(type);
+    let tailEvents = 0;
+    for (let p = 0; p < from.length; p++) {
+      let pos = from[p];
+      while (pos < ends[p]) {
+        const batch = await this.#o.log.readBatch(p, pos, { maxRecords: 4096 });
+        if (batch.count === 0) break;
+        for (let i = 0; i < batch.count && batch.offsets[i] < ends[p]; i++) {
+          const at = batch.valueStarts[i];
+          const t = await table(eventRecordType(batch.buffer, at));
+          const key = batchKey(batch, i);
+          appendEventRow(t.appender, t.columns, decodeEventRecord(batch.buffer.subarray(at, batch.valueEnds[i]), key), p, batch.offsets[i], key);
+          tailEvents++;
+        }
+        pos = batch.next;
+      }
+    }
+    const views: string[] = [];
+    for (const [type, t] of tables) {
+      t.appender.closeSync();
+      const tail = `SELECT ${fileSelect(t.columns)}, ${sqlString(type)} AS type, CAST(strftime(epoch_ms(_hour::BIGINT), '%Y-%m-%d') AS DATE) AS date, CAST(hour(epoch_ms(_hour::BIGINT)) AS BIGINT) AS hour FROM ${t.name}`;
+      const list = files.get(type) ?? [];
+      const archived = list.length === 0 ? '' : `SELECT * FROM read_parquet([${list.map(sqlString).join(', ')}], hive_partitioning = true, hive_types = {'date': DATE, 'hour': BIGINT}, union_by_name = true) UNION ALL BY NAME `;
+      await con.run(`CREATE VIEW ${ident(type)} AS ${archived}${tail}`);
+      views.push(`SELECT * FROM ${ident(type)}`);
+    }
+    if (!tables.has('events')) await con.run(`CREATE VIEW events AS ${views.length === 0 ? "SELECT NULL::VARCHAR AS type WHERE false" : views.join(' UNION ALL BY NAME ')}`);
+    let count = 0;
+    for (const l of files.values()) count += l.length;
+    this.#logger.debug({ tailEvents, files: count }, 'history query set up');
+    return { tailEvents, files: count };
+  }
+
+  /** The committed archive files (first offset before the partition's committed position), by type. */
+  async #listFiles(dir: string, from: number[], out: Map<string, string[]>, type?: string): Promise<void> {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const e of entries) {
+      if (e.isDirectory()) {
+        const t = type ?? (e.name.startsWith('type=') ? e.name.slice(5) : undefined);
+        if (t !== undefined) await this.#listFiles(join(dir, e.name), from, out, t);
+        continue;
+      }
+      const m = ARCHIVE_FILE_RE.exec(e.name);
+      if (m === null || type === undefined) continue;
+      const p = Number(m[1]);
+      if (p >= from.length || Number(m[2]) >= from[p]) continue;
+      const list = out.get(type) ?? [];
+      list.push(join(dir, e.name));
+      out.set(type, list);
+    }
+  }
+}
+
+/** First words of statements that only read. */
+const READING = new Set(['SELECT', 'WITH', 'FROM', 'VALUES', 'TABLE', 'EXPLAIN', 'DESCRIBE', 'SUMMARIZE', 'SHOW']);
+
+/** The first word of `sql` in upper case, past white space, comments and opening parentheses. */
+export function leadingKeyword(sql: string): string {
+  let i = 0;
+  for (;;) {
+    while (i < sql.length && (/\s/.test(sql[i]) || sql[i] === '(')) i++;
+    if (sql.startsWith('--', i)) {
+      const nl = sql.indexOf('\n', i);
+      i = nl < 0 ? sql.length : nl + 1;
+    } else if (sql.startsWith('/*', i)) {
+      const end = sql.indexOf('*/', i + 2);
+      i = end < 0 ? sql.length : end + 2;
+    } else break;
+  }
+  const m = /^[A-Za-z_]+/.exec(sql.slice(i, i + 64));
+  return m === null ? '' : m[0].toUpperCase();
+}
+
+function sqlString(s: string): string {
+  return `'${s.replaceAll("'", "''")}'`;
+}
+
+/** DuckDB's message without its error class prefix noise kept short. */
+function duckMessage(err: unknown): string {
+  return ((err as Error)?.message ?? String(err)).slice(0, 2000);
+}

@@ -268,3 +268,64 @@ test('retention: date folders wholly older than retentionDays are removed at sta
   await log.close();
   for (const type of ['a', 'b']) assert.deepEqual((await readdir(join(dir, `type=${type}`))).sort(), ['date=2026-11-26', 'date=2026-12-03']);
 });
+
+test('an independent reader (hyparquet, zstd by hyparquet-compressors) reads the files: the same rows as sent, with Parquet types from the schema', async () => {
+  const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet');
+  const { compressors } = await import('hyparquet-compressors');
+  const dir = await folder('archive-hyparquet');
+  const log = new MemoryLog(2);
+  await log.start();
+  const schema = { type: 'object', properties: { s: { type: 'string' }, i: { type: 'integer' }, n: { type: 'number' }, b: { type: 'boolean' }, o: { type: 'object' } } };
+  const sent: Sent[] = Array.from({ length: 40 }, (_, k) => ({
+    type: 'typed',
+    key: `k${k % 3}`,
+    id: `id${k}`,
+    receivedAt: T0 + k * 61_000,
+    data: { s: `s${k} ü`, i: k * 1_000_000_007, n: k / 8, b: k % 2 === 0, o: { k, list: [k] }, more: k },
+  }));
+  await append(log, sent);
+  const archive = new Archive({ log, dir, schemaOf: () => schema, rollSeconds: 0.01 });
+  await archive.start();
+  try {
+    await until('every event archived', () => archive.archived === sent.length);
+  } finally {
+    await archive.close();
+    await log.close();
+  }
+  const files: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(join(d, e.name));
+      else if (e.name.endsWith('.parquet')) files.push(join(d, e.name));
+    }
+  };
+  await walk(dir);
+  const got = new Map<string, Record<string, unknown>>();
+  for (const f of files) {
+    const file = await asyncBufferFromFile(f);
+    const meta = await parquetMetadataAsync(file);
+    const types = Object.fromEntries(meta.schema.slice(1).map((c) => [c.name, [c.type, c.logical_type?.type ?? c.converted_type ?? null]]));
+    assert.equal(types.s[0], 'BYTE_ARRAY');
+    assert.ok(['STRING', 'UTF8'].includes(String(types.s[1])), `s is text: ${types.s}`);
+    assert.equal(types.i[0], 'INT64');
+    assert.deepEqual(types.n, ['DOUBLE', null]);
+    assert.deepEqual(types.b, ['BOOLEAN', null]);
+    assert.equal(types.received_at[0], 'INT64');
+    assert.match(String(types.received_at[1]), /^TIMESTAMP/);
+    assert.equal(meta.row_groups[0].columns[0].meta_data?.codec, 'ZSTD');
+    for (const row of await parquetReadObjects({ file, compressors })) got.set(String(row.id), row as Record<string, unknown>);
+  }
+  assert.equal(got.size, sent.length);
+  for (const e of sent) {
+    const r = got.get(e.id!)!;
+    assert.equal(r.s, e.data.s);
+    assert.equal(Number(r.i), e.data.i);
+    assert.equal(r.n, e.data.n);
+    assert.equal(r.b, e.data.b);
+    assert.deepEqual(JSON.parse(String(r.o)), e.data.o);
+    assert.deepEqual(JSON.parse(String(r._extra)), { more: e.data.more });
+    assert.equal(r.key, e.key);
+    assert.equal(new Date(r.received_at as Date).getTime(), e.receivedAt);
+    assert.equal(Number(r.offset) >= 0, true);
+  }
+});

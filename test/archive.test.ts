@@ -329,3 +329,62 @@ test('an independent reader (hyparquet, zstd by hyparquet-compressors) reads the
     assert.equal(Number(r.offset) >= 0, true);
   }
 });
+
+test('compaction: a partition\'s files of a folder are merged into one once there are compactFiles, the events unchanged and once', async () => {
+  const dir = await folder('archive-compact');
+  const log = new MemoryLog(1);
+  await log.start();
+  const archive = new Archive({ log, dir, schemaOf: () => undefined, rollSeconds: 0.01, compactFiles: 3 });
+  await archive.start();
+  try {
+    for (let f = 0; f < 7; f++) {
+      await append(log, Array.from({ length: 5 }, (_, i) => ({ type: 'free', id: `f${f}-${i}`, receivedAt: T0 + f * 10 + i, data: { f, i } })));
+      await until(`flush ${f}`, () => archive.archived === (f + 1) * 5);
+    }
+    await archive.compactions();
+  } finally {
+    await archive.close();
+    await log.close();
+  }
+  const hourDir = join(dir, 'type=free', 'date=2026-12-03', 'hour=22');
+  const names = (await readdir(hourDir)).sort();
+  // 7 flushes: after the 3rd, the 3 merged into one; after the 6th, that one and 3 more into one; the 7th alone.
+  assert.equal(names.length, 2, names.join(' '));
+  assert.ok(archive.compacted >= 3);
+  const got = await rows(dir, 'free');
+  assert.deepEqual(got.map((r) => r.id), Array.from({ length: 35 }, (_, k) => `f${Math.floor(k / 5)}-${k % 5}`));
+});
+
+test('a compaction that renamed its merged file but did not remove the files merged: readers and the next start keep the merged file only', async () => {
+  const { History } = await import('../src/history/index.js');
+  const { DuckDBInstance: Duck } = await import('@duckdb/node-api');
+  const dir = await folder('archive-compact-crash');
+  const log = new MemoryLog(1);
+  await log.start();
+  let archive = new Archive({ log, dir, schemaOf: () => undefined, rollSeconds: 0.01, compactFiles: 1000 });
+  await archive.start();
+  for (let f = 0; f < 3; f++) {
+    await append(log, Array.from({ length: 4 }, (_, i) => ({ type: 'free', id: `f${f}-${i}`, receivedAt: T0 + f * 10 + i, data: { f } })));
+    await until(`flush ${f}`, () => archive.archived === (f + 1) * 4);
+  }
+  await archive.close();
+  const hourDir = join(dir, 'type=free', 'date=2026-12-03', 'hour=22');
+  const inputs = (await readdir(hourDir)).sort();
+  assert.equal(inputs.length, 3);
+  // What a compaction leaves when it stops after its rename: the merged file beside the files it merged.
+  const first = inputs[0].slice(3, 19);
+  const last = inputs[2].slice(20, 36);
+  const db2 = await Duck.create(':memory:');
+  const c2 = await db2.connect();
+  await c2.run(`COPY (SELECT * FROM read_parquet([${inputs.map((n) => `'${join(hourDir, n)}'`).join(', ')}], hive_partitioning = false) ORDER BY "offset") TO '${join(hourDir, `p0_${first}-${last}.parquet`)}' (FORMAT parquet, COMPRESSION zstd)`);
+  c2.closeSync();
+  db2.closeSync();
+  const history = new History({ log, archiveDir: dir, schemaOf: () => undefined, types: () => [], timeoutMs: 30_000, maxRows: 100 });
+  assert.deepEqual((await history.query('SELECT count(*), count(DISTINCT id) FROM free')).rows, [['12', '12']]);
+  archive = new Archive({ log, dir, schemaOf: () => undefined, rollSeconds: 0.01 });
+  await archive.start();
+  await archive.close();
+  assert.deepEqual(await readdir(hourDir), [`p0_${first}-${last}.parquet`]);
+  assert.deepEqual((await rows(dir, 'free')).map((r) => r.id), Array.from({ length: 12 }, (_, k) => `f${Math.floor(k / 4)}-${k % 4}`));
+  await log.close();
+});

@@ -103,6 +103,8 @@ export interface ArchiveConfig {
   rollBytes: number;
   /** Date folders older than this many days are removed; 0 keeps everything. */
   retentionDays: number;
+  /** A folder's files of one partition are merged into one once there are this many. */
+  compactFiles: number;
 }
 
 /** SQL over history: the archive and the log's unarchived tail (docs/archive.md). */
@@ -259,7 +261,7 @@ export function defaultConfig(): HalflifeConfig {
     rateLimits: { keyEventsPerS: 0, keyBurstEvents: 0, hotKeyEventsPerS: 0, hotKeyBurstEvents: 0, overflowPartition: null },
     metrics: { environment: 'development', service: 'halflife', team: 'unassigned', version: null },
     alerts: { evaluationIntervalMs: 15_000, rules: {}, allowedWebhookHosts: null },
-    archive: { enabled: true, dir: null, rollSeconds: 60, rollBytes: 64 * 1024 * 1024, retentionDays: 0 },
+    archive: { enabled: true, dir: null, rollSeconds: 60, rollBytes: 64 * 1024 * 1024, retentionDays: 0, compactFiles: 24 },
     history: { queryTimeoutMs: 30_000, maxRows: 100_000, memoryLimitMb: 1024 },
     nats: { servers: null, stream: 'HALFLIFE_EVENTS', subjectPrefix: 'halflife.events', replicas: 3, bucketPrefix: 'halflife', compression: 'deflate' },
     cluster: { role: 'all', leaseMs: 10_000 },
@@ -393,6 +395,7 @@ export const configSchema = {
         rollSeconds: int(1, 86_400),
         rollBytes: int(1024, 2 ** 40),
         retentionDays: int(0, 100_000),
+        compactFiles: int(2, 100_000),
       },
     },
     metrics: {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DuckDBInstance, StatementType, type DuckDBConnection } from '@duckdb/node-api';
 import { HalflifeError, decodeEventRecord, eventRecordType, silentLogger, type Logger } from '../core/index.js';
 import { batchKey, type LogReader, type OffsetStore } from '../log/index.js';
-import { ARCHIVE_FILE_RE, EXTRA, appendEventRow, bufferTableSql, dataColumns, fileSelect, ident, type ArchiveColumn } from '../sinks/index.js';
+import { EXTRA, parseArchiveFile, superseded, type ArchiveFile, appendEventRow, bufferTableSql, dataColumns, fileSelect, ident, type ArchiveColumn } from '../sinks/index.js';
 import './errors.js';
 
 export interface HistoryOptions {
@@ -54,6 +54,16 @@ export class History {
 
   async query(sql: string): Promise<HistoryResult> {
     if (typeof sql !== 'string' || sql.trim() === '') throw new HalflifeError('SQL_ERROR', { reason: 'no SQL given' });
+    try {
+      return await this.#query(sql);
+    } catch (err) {
+      // A compaction (or retention) removed a file between the listing and the read: list again, once.
+      if (err instanceof HalflifeError && err.code === 'SQL_ERROR' && /No such file|No files found|Could not open|cannot open file/i.test(err.message)) return this.#query(sql);
+      throw err;
+    }
+  }
+
+  async #query(sql: string): Promise<HistoryResult> {
     const started = performance.now();
     const db = await DuckDBInstance.create(':memory:', {
       autoinstall_known_extensions: 'false',
@@ -173,19 +183,25 @@ export class History {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
+    const here: ArchiveFile[] = [];
     for (const e of entries) {
       if (e.isDirectory()) {
         const t = type ?? (e.name.startsWith('type=') ? e.name.slice(5) : undefined);
         if (t !== undefined) await this.#listFiles(join(dir, e.name), from, out, t);
         continue;
       }
-      const m = ARCHIVE_FILE_RE.exec(e.name);
-      if (m === null || type === undefined) continue;
-      const p = Number(m[1]);
-      if (p >= from.length || Number(m[2]) >= from[p]) continue;
-      const list = out.get(type) ?? [];
-      list.push(join(dir, e.name));
-      out.set(type, list);
+      const f = parseArchiveFile(e.name);
+      if (f === undefined || type === undefined) continue;
+      if (f.partition >= from.length || f.first >= from[f.partition]) continue;
+      here.push(f);
+    }
+    // A compaction between its rename and its removals: the merged file holds the others' events.
+    const gone = superseded(here);
+    for (const f of here) {
+      if (gone.has(f.name)) continue;
+      const list = out.get(type!) ?? [];
+      list.push(join(dir, f.name));
+      out.set(type!, list);
     }
   }
 }

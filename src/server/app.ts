@@ -171,7 +171,7 @@ export function buildApp(c: AppComponents): FastifyInstance {
   app.get('/v1/archive', async () => {
     const a = c.archive?.();
     if (a === undefined) return { enabled: false };
-    const lag = Object.values(a.lag).reduce((x, y) => x + y, 0);
+    const lag = a.lag === null ? null : Object.values(a.lag).reduce((x, y) => x + y, 0);
     return { enabled: true, ...a, lagRecords: lag };
   });
   app.get('/v1/status', async () => ({

@@ -233,6 +233,7 @@ export class HalflifeServer {
         rollSeconds: config.archive.rollSeconds,
         rollBytes: config.archive.rollBytes,
         retentionDays: config.archive.retentionDays,
+        compactFiles: config.archive.compactFiles,
         logger: logger.child({ component: 'archive' }),
       });
     } else if (config.archive.enabled) {

@@ -10,6 +10,7 @@ export interface ArchiveHostOptions {
   readonly rollSeconds: number;
   readonly rollBytes: number;
   readonly retentionDays?: number;
+  readonly compactFiles?: number;
   readonly logger?: Logger;
 }
 
@@ -18,8 +19,8 @@ export interface ArchiveStatus {
   readonly running: boolean;
   /** Events written to Parquet since this process started. */
   readonly archived: number;
-  /** Records per partition not archived yet. */
-  readonly lag: Record<number, number>;
+  /** Records per partition not archived yet; null until the archive's thread has started and said so. */
+  readonly lag: Record<number, number> | null;
   readonly restarts: number;
 }
 
@@ -34,7 +35,7 @@ export class ArchiveHost {
   readonly #watch = new AbortController();
   readonly #worker: SupervisedWorker<ArchiveWorkerInit, FromArchiveWorker>;
   #port: LogPort | undefined;
-  #status: { archived: number; lag: Record<number, number> } = { archived: 0, lag: {} };
+  #status: { archived: number; lag: Record<number, number> | null } = { archived: 0, lag: null };
 
   constructor(options: ArchiveHostOptions) {
     this.#o = options;
@@ -49,12 +50,15 @@ export class ArchiveHost {
         rollSeconds: this.#o.rollSeconds,
         rollBytes: this.#o.rollBytes,
         retentionDays: this.#o.retentionDays ?? 0,
+        compactFiles: this.#o.compactFiles ?? 24,
         partitions: this.#o.log.partitionCount,
         stats: statsWire(this.#o.log),
         endsSeenLocally: this.#o.log.endsSeenLocally === true,
         schemas: Object.fromEntries(this.#o.registry.latestVersions().map((v) => [v.type, v.schema])),
       }),
       onReady: (worker, init) => {
+        // A new thread has not said anything yet: its lag is unknown (not 0) until it does.
+        this.#status = { archived: this.#status.archived, lag: null };
         // Replies go to this thread only: a read finishing after it died must not reach its successor.
         this.#port = new LogPort(this.#o.log, (m, transfer) => worker.postMessage(m, transfer));
         // Appends while it started were reported to nobody: its tails wait on what it knows of the log's ends.

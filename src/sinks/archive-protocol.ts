@@ -6,6 +6,7 @@ export interface ArchiveWorkerInit {
   readonly rollSeconds: number;
   readonly rollBytes: number;
   readonly retentionDays: number;
+  readonly compactFiles: number;
   readonly partitions: number;
   readonly stats: PartitionStatsWire[];
   readonly endsSeenLocally: boolean;

@@ -1,8 +1,9 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
-import { LifecycleState, SystemClock, decodeEventRecord, eventRecordType, publishFile, silentLogger, type Clock, type Logger } from '../core/index.js';
+import { LifecycleState, SystemClock, decodeEventRecord, eventRecordType, publishFile, silentLogger, syncDir, type Clock, type Logger } from '../core/index.js';
 import { batchKey, type LogReader, type OffsetStore } from '../log/index.js';
+import { archiveFileName, parseArchiveFile, superseded, type ArchiveFile } from './archive-files.js';
 import { EXTRA, HOUR_MS, appendEventRow, bufferTableSql, dataColumns, fileSelect, type ArchiveColumn } from './archive-columns.js';
 
 /**
@@ -33,6 +34,8 @@ export interface ArchiveOptions {
   /** Date folders older than this many days (UTC, by `received_at`) are removed, at start and hourly; 0 keeps all. */
   readonly retentionDays?: number;
   readonly consumer?: string;
+  /** A folder's files of one partition are merged into one once there are this many (default 24; at least 2). */
+  readonly compactFiles?: number;
   /** The partitions this process archives (default all). */
   readonly partitions?: readonly number[];
   readonly logger?: Logger;
@@ -55,8 +58,6 @@ interface Pending {
   since: number;
 }
 
-/** An archive file's name: its partition, first and last offset. */
-export const ARCHIVE_FILE_RE = /^p(\d+)_(\d{16})-(\d{16})\.parquet$/;
 
 export class Archive {
   readonly #o: ArchiveOptions;
@@ -79,6 +80,13 @@ export class Archive {
   #flushing: Promise<void> = Promise.resolve();
   #archived = 0;
   #retention: NodeJS.Timeout | undefined;
+  readonly #compactFiles: number;
+  #compactCon!: DuckDBConnection;
+  #compacting: Promise<void> = Promise.resolve();
+  readonly #compactQueued = new Set<string>();
+  #compacted = 0;
+  /** Per folder and partition, files written since start (compaction is looked at every `compactFiles`). */
+  readonly #written = new Map<string, number>();
 
   constructor(options: ArchiveOptions) {
     this.#o = options;
@@ -87,6 +95,7 @@ export class Archive {
     this.#consumer = options.consumer ?? 'archive';
     this.#rollMs = (options.rollSeconds ?? 60) * 1000;
     this.#rollBytes = options.rollBytes ?? 64 * 1024 * 1024;
+    this.#compactFiles = Math.max(2, options.compactFiles ?? 24);
   }
 
   get partitions(): number[] {
@@ -111,6 +120,7 @@ export class Archive {
     this.#db = await DuckDBInstance.create(':memory:', { threads: '1' });
     this.#append = await this.#db.connect();
     this.#sql = await this.#db.connect();
+    this.#compactCon = await this.#db.connect();
     const committed = await this.#o.log.committedOffsets(this.#consumer);
     const stats = this.#o.log.stats();
     for (const p of this.partitions) this.#positions.set(p, committed[p] ?? stats.partitions[p].firstOffset);
@@ -146,8 +156,13 @@ export class Archive {
     return removed;
   }
 
-  /** Removes what a flush that did not commit left: `.tmp` files, and files of a partition from its committed position on. */
+  /**
+   * Removes what a crash left: `.tmp` files; files of a partition from its committed position on (a flush that did not
+   * commit: its records are archived again); and files a compacted file supersedes (a compaction that renamed its
+   * merged file into place but had not removed the files merged).
+   */
   async #recover(dir: string): Promise<void> {
+    const files: ArchiveFile[] = [];
     for (const e of await readdir(dir, { withFileTypes: true })) {
       const path = join(dir, e.name);
       if (e.isDirectory()) {
@@ -158,15 +173,68 @@ export class Archive {
         await rm(path, { force: true });
         continue;
       }
-      const m = ARCHIVE_FILE_RE.exec(e.name);
-      if (m === null) continue;
-      const p = Number(m[1]);
-      const pos = this.#positions.get(p);
-      if (pos !== undefined && Number(m[2]) >= pos) {
+      const f = parseArchiveFile(e.name);
+      if (f === undefined) continue;
+      const pos = this.#positions.get(f.partition);
+      if (pos !== undefined && f.first >= pos) {
         this.#logger.warn({ file: path }, 'removing an archive file its flush did not commit (its records are archived again)');
         await rm(path, { force: true });
-      }
+      } else files.push(f);
     }
+    const gone = superseded(files);
+    for (const name of gone) {
+      this.#logger.warn({ file: join(dir, name) }, 'removing an archive file a compaction merged (the compaction stopped before removing it)');
+      await rm(join(dir, name), { force: true });
+    }
+    if (gone.size > 0) await syncDir(dir);
+  }
+
+  /**
+   * Merges a folder's committed files of one partition into one file, once it holds `compactFiles` of them: written to
+   * a `.tmp` name, renamed into place, then the files merged are removed (readers and recovery keep the wider file
+   * while both exist, see `superseded`). One compaction at a time, beside the flushes.
+   */
+  #compactLater(folder: string, p: number): void {
+    const key = `${folder}\u0000${p}`;
+    if (this.#compactQueued.has(key)) return;
+    this.#compactQueued.add(key);
+    this.#compacting = this.#compacting
+      .then(() => this.#compact(folder, p))
+      .catch((err: unknown) => this.#logger.warn({ err, folder, partition: p }, 'archive compaction failed (the files stay as they are)'))
+      .finally(() => this.#compactQueued.delete(key));
+  }
+
+  async #compact(folder: string, p: number): Promise<void> {
+    if (this.#abort.signal.aborted) return;
+    const pos = this.#positions.get(p) ?? 0;
+    const files = (await readdir(folder))
+      .map(parseArchiveFile)
+      .filter((f): f is ArchiveFile => f !== undefined && f.partition === p && f.first < pos)
+      .sort((a, b) => a.first - b.first);
+    const gone = superseded(files);
+    const inputs = files.filter((f) => !gone.has(f.name));
+    if (inputs.length < this.#compactFiles) return;
+    const name = archiveFileName(p, inputs[0].first, Math.max(...inputs.map((f) => f.last)));
+    const target = join(folder, name);
+    const list = inputs.map((f) => `'${sqlString(join(folder, f.name))}'`).join(', ');
+    await this.#compactCon.run(
+      `COPY (SELECT * FROM read_parquet([${list}], hive_partitioning = false, union_by_name = true) ORDER BY "offset") TO '${sqlString(target + '.tmp')}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
+    );
+    await publishFile(`${target}.tmp`, target);
+    for (const f of inputs) await rm(join(folder, f.name), { force: true });
+    await syncDir(folder);
+    this.#compacted += inputs.length;
+    this.#logger.debug({ folder, partition: p, files: inputs.length, into: name }, 'archive files compacted');
+  }
+
+  /** Files merged away by compactions since start. */
+  get compacted(): number {
+    return this.#compacted;
+  }
+
+  /** Waits for the compactions queued so far (tests). */
+  async compactions(): Promise<void> {
+    await this.#compacting;
   }
 
   async #run(p: number): Promise<void> {
@@ -250,26 +318,37 @@ export class Archive {
     return this.#exclusive(async () => {
       for (const t of this.#tables.values()) t.appender.flushSync();
       let written = 0;
+      const folders: string[] = [];
       for (const g of pending.groups.values()) {
         const t = this.#tables.get(g.type)!;
         const d = new Date(g.hour);
         const folder = join(this.#o.dir, `type=${g.type}`, `date=${d.toISOString().slice(0, 10)}`, `hour=${d.toISOString().slice(11, 13)}`);
         await mkdir(folder, { recursive: true });
-        const file = join(folder, `p${p}_${pad(g.first)}-${pad(g.last)}.parquet`);
+        const file = join(folder, archiveFileName(p, g.first, g.last));
         const select = fileSelect(t.columns);
         const copied = await this.#sql.runAndReadAll(
           `COPY (SELECT ${select} FROM ${t.name} WHERE "partition" = ${p} AND _hour = ${g.hour} ORDER BY "offset") TO '${sqlString(file + '.tmp')}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
         );
         written += Number(copied.getRows()[0]?.[0] ?? 0);
         await publishFile(`${file}.tmp`, file);
+        folders.push(folder);
       }
       await this.#o.log.commitOffsets(this.#consumer, { [p]: pos });
       for (const t of this.#tables.values()) await this.#sql.run(`DELETE FROM ${t.name} WHERE "partition" = ${p}`);
       this.#positions.set(p, pos);
       this.#archived += written;
+      for (const folder of folders) this.#countFile(folder, p);
       pending.groups.clear();
       pending.bytes = 0;
     });
+  }
+
+  /** A file of partition p was written into `folder`: every `compactFiles` of them, the folder is compacted. */
+  #countFile(folder: string, p: number): void {
+    const key = `${folder}\u0000${p}`;
+    const n = (this.#written.get(key) ?? 0) + 1;
+    this.#written.set(key, n);
+    if (n % this.#compactFiles === 0) this.#compactLater(folder, p);
   }
 
   /** Stops reading; what is buffered and not written is read again from the committed position by the next start. */
@@ -279,9 +358,11 @@ export class Archive {
       clearInterval(this.#retention);
       await Promise.allSettled(this.#loops);
       await this.#flushing;
+      await this.#compacting;
       for (const t of this.#tables.values()) t.appender.closeSync();
       this.#append?.closeSync();
       this.#sql?.closeSync();
+      this.#compactCon?.closeSync();
       this.#db?.closeSync();
     });
   }
@@ -291,7 +372,3 @@ function sqlString(s: string): string {
   return s.replaceAll("'", "''");
 }
 
-/** Offsets in file names: 16 digits (positions are below 2^53), so names sort by offset. */
-function pad(offset: number): string {
-  return String(offset).padStart(16, '0');
-}

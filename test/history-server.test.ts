@@ -39,6 +39,11 @@ test('POST /v1/sql right after ingest counts every accepted event once, archived
     const csv = await sql(`SELECT 'a,"b"' AS s, NULL AS z, 1 AS n`, '?format=csv');
     assert.equal(csv.body, 's,z,n\r\n"a,""b""",,1\r\n');
     assert.equal((await sql('SELECT 1', '?format=xml')).json().error.code, 'INVALID_REQUEST');
+    // A static table joins history.
+    const put = await app.inject({ method: 'PUT', url: '/v1/tables/articles?key=id', payload: [{ id: 'a0', section: 'news', words: 900 }, { id: 'a1', section: 'sport', words: 400 }, { id: 'a2', section: 'news', words: 1200 }] });
+    assert.ok(put.statusCode < 300, put.body);
+    const joined = (await sql('SELECT a.section, count(*) AS n, sum(a.words) AS words FROM page_view v JOIN articles a ON a.id = v.article GROUP BY ALL ORDER BY ALL')).json();
+    assert.deepEqual(joined.rows, [['news', '400', '420000'], ['sport', '200', '80000']]);
 
     const url = await t.server.listen();
     const io = capture();

@@ -314,6 +314,11 @@ export class EngineHost {
   }
 
   /** Worker threads running the engine. */
+  /** The static tables as they are now (SQL over history joins them). */
+  storedTables(): StoredTable[] {
+    return [...this.#tables.values()];
+  }
+
   get workers(): number {
     return this.#links.length;
   }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DuckDBInstance, StatementType, type DuckDBConnection } from '@duckdb/node-api';
 import { HalflifeError, decodeEventRecord, eventRecordType, silentLogger, type Logger } from '../core/index.js';
 import { batchKey, type LogReader, type OffsetStore } from '../log/index.js';
-import { EXTRA, parseArchiveFile, superseded, type ArchiveFile, appendEventRow, bufferTableSql, dataColumns, fileSelect, ident, type ArchiveColumn } from '../sinks/index.js';
+import { EXTRA, fits, parseArchiveFile, superseded, type ArchiveFile, type ColumnKind, appendEventRow, bufferTableSql, dataColumns, fileSelect, ident, type ArchiveColumn } from '../sinks/index.js';
 import './errors.js';
 
 export interface HistoryOptions {
@@ -16,6 +16,8 @@ export interface HistoryOptions {
   readonly schemaOf: (type: string) => unknown;
   /** Every type with a schema: a table even before it has events. */
   readonly types: () => readonly string[];
+  /** The static tables (`PUT /v1/tables/:name`), joinable by name. */
+  readonly tables?: () => readonly { readonly name: string; readonly rows: readonly Record<string, unknown>[] }[];
   readonly timeoutMs: number;
   readonly maxRows: number;
   /** DuckDB's memory for one query. */
@@ -167,6 +169,10 @@ export class History {
       await con.run(`CREATE VIEW ${ident(type)} AS ${archived}${tail}`);
       views.push(`SELECT * FROM ${ident(type)}`);
     }
+    for (const st of this.#o.tables?.() ?? []) {
+      if (tables.has(st.name) || st.name === 'events') continue; // an event type's table wins
+      await staticTable(con, st.name, st.rows);
+    }
     if (!tables.has('events')) await con.run(`CREATE VIEW events AS ${views.length === 0 ? "SELECT NULL::VARCHAR AS type WHERE false" : views.join(' UNION ALL BY NAME ')}`);
     let count = 0;
     for (const l of files.values()) count += l.length;
@@ -204,6 +210,37 @@ export class History {
       out.set(type!, list);
     }
   }
+}
+
+/**
+ * A static table as a DuckDB table: a column per key its rows have, typed when every value fits one kind (text,
+ * integer, number, boolean), else JSON text.
+ */
+async function staticTable(con: DuckDBConnection, name: string, rows: readonly Record<string, unknown>[]): Promise<void> {
+  const names: string[] = [];
+  for (const r of rows) for (const k of Object.keys(r)) if (!names.includes(k)) names.push(k);
+  if (names.length === 0) return;
+  const kinds = names.map((k): ColumnKind => {
+    const values = rows.map((r) => r[k]).filter((v) => v !== null && v !== undefined);
+    for (const kind of ['BIGINT', 'DOUBLE', 'BOOLEAN', 'VARCHAR'] as const) if (values.length > 0 && values.every((v) => fits(kind, v))) return kind;
+    return 'JSON';
+  });
+  const sqlType = (k: ColumnKind) => (k === 'JSON' ? 'VARCHAR' : k);
+  await con.run(`CREATE TABLE ${ident(name)} (${names.map((n, i) => `${ident(n)} ${sqlType(kinds[i])}`).join(', ')})`);
+  const a = await con.createAppender(name);
+  for (const r of rows) {
+    names.forEach((n, i) => {
+      const v = r[n];
+      if (v === null || v === undefined) a.appendNull();
+      else if (kinds[i] === 'BIGINT') a.appendBigInt(BigInt(v as number));
+      else if (kinds[i] === 'DOUBLE') a.appendDouble(Number(v));
+      else if (kinds[i] === 'BOOLEAN') a.appendBoolean(v as boolean);
+      else if (kinds[i] === 'VARCHAR') a.appendVarchar(v as string);
+      else a.appendVarchar(JSON.stringify(v));
+    });
+    a.endRow();
+  }
+  a.closeSync();
 }
 
 /** First words of statements that only read. */

@@ -245,6 +245,7 @@ export class HalflifeServer {
       archiveDir: config.archive.dir ?? join(data, 'archive'),
       schemaOf: (type) => this.registry.latestVersions().find((v) => v.type === type)?.schema,
       types: () => this.registry.latestVersions().map((v) => v.type),
+      tables: () => this.engine.storedTables(),
       timeoutMs: config.history.queryTimeoutMs,
       maxRows: config.history.maxRows,
       memoryLimitMb: config.history.memoryLimitMb,

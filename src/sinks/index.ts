@@ -2,7 +2,7 @@ export { WebhookSender, redactUrl } from './webhook.js';
 export type { WebhookOptions, DeliveryResult } from './webhook.js';
 export { Archive } from './archive.js';
 export type { ArchiveOptions } from './archive.js';
-export { dataColumns, kindOf, METADATA_COLUMNS, EXTRA_COLUMN, EXTRA, HOUR_MS, appendEventRow, bufferTableSql, fileSelect, ident } from './archive-columns.js';
+export { fits, dataColumns, kindOf, METADATA_COLUMNS, EXTRA_COLUMN, EXTRA, HOUR_MS, appendEventRow, bufferTableSql, fileSelect, ident } from './archive-columns.js';
 export { ARCHIVE_FILE_RE, archiveFileName, parseArchiveFile, superseded } from './archive-files.js';
 export type { ArchiveFile } from './archive-files.js';
 export type { ArchiveColumn, ColumnKind } from './archive-columns.js';

@@ -388,3 +388,28 @@ test('a compaction that renamed its merged file but did not remove the files mer
   assert.deepEqual((await rows(dir, 'free')).map((r) => r.id), Array.from({ length: 12 }, (_, k) => `f${Math.floor(k / 4)}-${k % 4}`));
   await log.close();
 });
+
+test('records buffered while the log is quiet are written once they are due, however much garbage is collected meanwhile', async () => {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const dir = await folder('archive-quiet');
+  const log = new MemoryLog(4);
+  await log.start();
+  const archive = new Archive({ log, dir, schemaOf: () => undefined, rollSeconds: 0.3 });
+  await archive.start();
+  try {
+    await append(log, Array.from({ length: 8 }, (_, i) => ({ type: 'free', key: `k${i}`, receivedAt: T0 + i, data: { i } })));
+    // While every partition waits for its records to be due, collect garbage again and again.
+    const deadline = Date.now() + 20_000;
+    while (archive.archived < 8) {
+      assert.ok(Date.now() < deadline, `only ${archive.archived} of 8 written: a wait for buffered records to be due was lost`);
+      gc();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  } finally {
+    await archive.close();
+    await log.close();
+  }
+});

@@ -263,8 +263,18 @@ export class Archive {
         if (due) await this.#flush(p, pending, pos);
         if (batch.count > 0) continue;
         // Nothing to read: wait for records, or until the buffered ones are due.
-        const wait = pending.groups.size > 0 ? AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, pending.since + this.#rollMs - this.#clock.now()))]) : signal;
-        await this.#o.log.tail(p, pos, wait);
+        // A controller and a timer of its own: on Node 20 a signal from AbortSignal.any over AbortSignal.timeout could
+        // be collected before it fired, leaving buffered records unwritten for good (seen with 300k events).
+        const wait = new AbortController();
+        const stop = () => wait.abort();
+        signal.addEventListener('abort', stop, { once: true });
+        const timer = pending.groups.size > 0 ? setTimeout(stop, Math.max(1, pending.since + this.#rollMs - this.#clock.now())) : undefined;
+        try {
+          await this.#o.log.tail(p, pos, wait.signal);
+        } finally {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', stop);
+        }
       }
     } catch (err) {
       if (!signal.aborted) this.#logger.error({ err, partition: p }, 'the archive stopped for a partition');

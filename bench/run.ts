@@ -4,7 +4,7 @@
  *   npm run bench -- [--quick] [--events N] [--seconds N] [--runs N] [--concurrency N]
  *                    [--scenario a,b,...] [--json] [--profile DIR] [--generate N]
  *
- * Scenarios: ceiling, ingest, ingest-always, e2e, backfill, latency, memory, redis, nats, postgres, duckdb; and, only when
+ * Scenarios: ceiling, ingest, ingest-always, e2e, backfill, archive, latency, memory, redis, nats, postgres, duckdb; and, only when
  * asked for, cluster (the log on NATS JetStream: one server R1 and a 3-node cluster R3 next to the embedded log;
  * needs nats-server) and roles (on a 3-node cluster, an ingest process and a worker process next to one doing both).
  * --generate N prints N workload events as NDJSON (input for `halflife send`) and exits.
@@ -51,7 +51,7 @@ const BATCH = 1000;
 const START_MS = 1_790_000_000_000;
 const PER_EVENT_MS = 0.05;
 
-const ALL = ['ceiling', 'ingest', 'ingest-always', 'e2e', 'backfill', 'latency', 'memory', 'redis', 'nats', 'postgres', 'duckdb'];
+const ALL = ['ceiling', 'ingest', 'ingest-always', 'e2e', 'backfill', 'archive', 'latency', 'memory', 'redis', 'nats', 'postgres', 'duckdb'];
 const KNOWN = [...ALL, 'cluster', 'roles'];
 const chosen = args.scenario ? args.scenario.split(',') : ALL;
 for (const s of chosen) if (!KNOWN.includes(s)) throw new Error(`unknown scenario ${s}; known: ${KNOWN.join(', ')}`);
@@ -118,6 +118,22 @@ if (want('backfill')) {
     log(`run ${r + 1} backfill of ${backfillEvents} events: ${Math.round(res.eventsPerS)} events/s`);
   }
   results.backfill = { events: backfillEvents, eventsPerS: median(rs) };
+}
+
+// (i) The archive: throughput from the log; the backfill's aggregations by SQL over history next to DuckDB on NDJSON.
+if (want('archive')) {
+  const { archiveBench } = await import('./archive-bench.js');
+  const rs: Awaited<ReturnType<typeof archiveBench>>[] = [];
+  for (let r = 0; r < (quick ? 1 : Math.max(runs, 3)); r++) {
+    const res = await archiveBench(backfillEvents);
+    rs.push(res);
+    log(`run ${r + 1} archive of ${backfillEvents} events: ${Math.round(res.archiveEventsPerS)} events/s to Parquet; history ${Math.round(res.historyEventsPerS)} events/s, DuckDB on NDJSON ${Math.round(res.duckdbEventsPerS ?? 0)} events/s`);
+  }
+  const med = (f: (x: (typeof rs)[number]) => number | undefined) => {
+    const xs = rs.map(f).filter((x): x is number => x !== undefined);
+    return xs.length === 0 ? undefined : median(xs);
+  };
+  results.archive = { events: backfillEvents, archiveEventsPerS: med((x) => x.archiveEventsPerS), bytesPerEvent: med((x) => x.archiveBytes / x.events), historyEventsPerS: med((x) => x.historyEventsPerS), duckdbEventsPerS: med((x) => x.duckdbEventsPerS) };
 }
 
 // (d) + (e) Query latency and freshness under half the end-to-end maximum.
@@ -283,6 +299,12 @@ if (args.json) {
   if (backfill) {
     lines.push(`| (c) backfill: 3 new views over ${n(backfill.events)} logged events, events/s (1 engine thread) | ${n(backfill.eventsPerS)} | DuckDB ${peers.duckdb ? n(peers.duckdb.eventsPerS) : '–'} | ${ratio(backfill.eventsPerS, peers.duckdb?.eventsPerS)} | ≥ 500,000 per core${check(backfill.eventsPerS >= 500_000)} |`);
     if (peers.postgres) lines.push(`| (c) vs PostgreSQL: COPY + the same aggregations | ${n(backfill.eventsPerS)} | ${n(peers.postgres.eventsPerS)} | ${ratio(backfill.eventsPerS, peers.postgres.eventsPerS)} | |`);
+  }
+  const arc = results.archive as { events: number; archiveEventsPerS: number; bytesPerEvent: number; historyEventsPerS: number; duckdbEventsPerS?: number } | undefined;
+  if (arc) {
+    const ingestRate = (results.ingest as { eventsPerS: number } | undefined)?.eventsPerS;
+    lines.push(`| (i) archive: ${n(arc.events)} logged events to zstd Parquet, events/s (1 thread; ${arc.bytesPerEvent.toFixed(1)} B/event) | ${n(arc.archiveEventsPerS)} | ingest ${ingestRate ? n(ingestRate) : '–'} | ${ratio(arc.archiveEventsPerS, ingestRate)} | keeps up with ingest${check(ingestRate === undefined ? undefined : arc.archiveEventsPerS >= ingestRate)} |`);
+    lines.push(`| (i) SQL over history: the 3 aggregations over ${n(arc.events)} archived events, events/s (1 thread) | ${n(arc.historyEventsPerS)} | DuckDB on NDJSON ${arc.duckdbEventsPerS ? n(arc.duckdbEventsPerS) : '–'} | ${ratio(arc.historyEventsPerS, arc.duckdbEventsPerS)} | |`);
   }
   const lat = results.latency as { rate: number; p50Ms: number; p99Ms: number; queryP50Ms: number; queryP99Ms: number } | undefined;
   if (lat) {

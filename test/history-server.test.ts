@@ -39,6 +39,17 @@ test('POST /v1/sql right after ingest counts every accepted event once, archived
     const csv = await sql(`SELECT 'a,"b"' AS s, NULL AS z, 1 AS n`, '?format=csv');
     assert.equal(csv.body, 's,z,n\r\n"a,""b""",,1\r\n');
     assert.equal((await sql('SELECT 1', '?format=xml')).json().error.code, 'INVALID_REQUEST');
+    // Streamed: a large answer comes whole up to history.maxRows (100,000 here), in order; refusals keep their status.
+    const big = await sql('SELECT range AS i, range * 2 AS j FROM range(150000)', '?format=csv');
+    assert.equal(big.statusCode, 200);
+    assert.equal(big.headers['x-halflife-max-rows'], '100000');
+    const lines = big.body.split('\r\n').filter((l) => l !== '');
+    assert.equal(lines.length, 1 + 100_000);
+    assert.equal(lines[0], 'i,j');
+    assert.equal(lines[100_000], '99999,199998');
+    const refused = await sql("COPY (SELECT 1) TO '/tmp/x.csv'", '?format=ndjson');
+    assert.equal(refused.statusCode, 403);
+    assert.equal(refused.json().error.code, 'SQL_FORBIDDEN');
     // A static table joins history.
     const put = await app.inject({ method: 'PUT', url: '/v1/tables/articles?key=id', payload: [{ id: 'a0', section: 'news', words: 900 }, { id: 'a1', section: 'sport', words: 400 }, { id: 'a2', section: 'news', words: 1200 }] });
     assert.ok(put.statusCode < 300, put.body);

@@ -12,7 +12,11 @@ import { tempDir } from './helpers/tmp.js';
  * against the events appended (the model), while the archive writes; and the sandbox.
  */
 const cleanups: (() => Promise<void>)[] = [];
+// DuckDB's asynchronous calls do not keep Node's event loop alive (a server's listener does): without this, the
+// runner sees an empty loop while an archive starts its DuckDB and ends the test.
+const keepAlive = setInterval(() => {}, 60_000);
 after(async () => {
+  clearInterval(keepAlive);
   for (const c of cleanups) await c();
 });
 

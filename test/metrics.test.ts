@@ -24,7 +24,7 @@ function value(text: string, name: string, labels: Record<string, string> = {}):
 }
 
 test('/metrics: promtool accepts it, every series carries the four constant labels, and counters move as events flow', async () => {
-  const t = await startServer({ metrics: { environment: 'staging', service: 'analytics', team: 'data', version: '7.1.0' } as never });
+  const t = await startServer({ metrics: { environment: 'staging', service: 'analytics', team: 'data', version: '7.1.0' }, archive: { rollSeconds: 1 } } as never);
   const call = (method: string, url: string, payload?: unknown) =>
     t.server.app.inject({ method: method as 'GET', url, headers: { 'content-type': 'application/json' }, payload: payload === undefined ? undefined : JSON.stringify(payload) });
   try {
@@ -37,6 +37,14 @@ test('/metrics: promtool accepts it, every series carries the four constant labe
     for (let i = 0; i < 100; i++) {
       const info = (await call('GET', '/v1/views')).json().views[0];
       if (info.lag === 0 && info.rows === 7) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // The archive writes the 7 accepted events within its roll (1 s here) and says its lag is 0.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const a = t.server.archive!.status();
+      if (a.archived === 7 && a.lag !== null && Object.values(a.lag).every((n) => n === 0)) break;
+      assert.ok(Date.now() < deadline, `the archive did not write the events: ${JSON.stringify(a)}`);
       await new Promise((r) => setTimeout(r, 20));
     }
     const res = await call('GET', '/metrics');
@@ -62,6 +70,9 @@ test('/metrics: promtool accepts it, every series carries the four constant labe
     assert.ok(delta('halflife_view_freshness_seconds_count') >= 7, 'freshness observed for the new events');
     assert.equal(value(text, 'halflife_log_end_offset'), 7);
     assert.equal(value(text, 'halflife_consumer_lag_records', { consumer: 'view.v' }), 0);
+    assert.equal(value(text, 'halflife_consumer_lag_records', { consumer: 'archive' }), 0);
+    assert.equal(delta('halflife_archive_events_total'), 7);
+    assert.equal(value(text, 'halflife_archive_restarts_total'), 0);
     assert.ok(value(text, 'process_resident_memory_bytes') > 0, 'process metrics');
     assert.match(text, /# TYPE halflife_view_freshness_seconds histogram/);
 

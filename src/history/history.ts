@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DuckDBInstance, StatementType, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBInstance, JsonDuckDBValueConverter, StatementType, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
 import { HalflifeError, decodeEventRecord, eventRecordType, silentLogger, type Logger } from '../core/index.js';
 import { batchKey, type LogReader, type OffsetStore } from '../log/index.js';
 import { EXTRA, fits, parseArchiveFile, superseded, type ArchiveFile, type ColumnKind, appendEventRow, bufferTableSql, dataColumns, fileSelect, ident, type ArchiveColumn } from '../sinks/index.js';
@@ -23,6 +23,28 @@ export interface HistoryOptions {
   /** DuckDB's memory for one query. */
   readonly memoryLimitMb?: number;
   readonly logger?: Logger;
+}
+
+/** A query under way (see `History.#open`). */
+interface OpenQuery {
+  readonly prepared: DuckDBPreparedStatement;
+  readonly tailEvents: number;
+  readonly files: number;
+  close(): void;
+  /** Throws SQL_TIMEOUT once the time limit interrupted the query. */
+  check(): void;
+  /** DuckDB's error as SQL_TIMEOUT (interrupted) or SQL_ERROR. */
+  fail(err: unknown): never;
+}
+
+/** Rows as they come (see `History.stream`). */
+export interface HistoryStream {
+  readonly columns: { name: string; type: string }[];
+  readonly rows: AsyncGenerator<unknown[][]>;
+  /** Whether rows past `maxRows` were cut (known once `rows` is consumed). */
+  truncated(): boolean;
+  readonly tailEvents: number;
+  readonly files: number;
 }
 
 export interface HistoryResult {
@@ -54,19 +76,78 @@ export class History {
     this.#logger = options.logger ?? silentLogger;
   }
 
+  /** Runs `sql` and answers its rows (at most `maxRows`). */
   async query(sql: string): Promise<HistoryResult> {
-    if (typeof sql !== 'string' || sql.trim() === '') throw new HalflifeError('SQL_ERROR', { reason: 'no SQL given' });
+    return this.#retrying(async () => {
+      const q = await this.#open(sql);
+      try {
+        const reader = await q.prepared.streamAndReadUntil(this.#o.maxRows + 1).catch((err: unknown) => q.fail(err));
+        q.check();
+        const names = reader.columnNames();
+        const types = reader.columnTypes().map((t) => t.toString());
+        const rows = reader.getRowsJson() as unknown[][];
+        const truncated = rows.length > this.#o.maxRows;
+        return { columns: names.map((name, i) => ({ name, type: types[i] })), rows: truncated ? rows.slice(0, this.#o.maxRows) : rows, truncated, tailEvents: q.tailEvents, files: q.files };
+      } finally {
+        q.close();
+      }
+    });
+  }
+
+  /**
+   * Runs `sql` and hands its rows over chunk by chunk as DuckDB makes them (`?format=ndjson|csv`): a large answer is
+   * never held whole. At most `maxRows` rows; `truncated()` says, once the rows are consumed, whether more were cut.
+   * The query's own DuckDB is closed when the rows are consumed or abandoned (`return`).
+   */
+  async stream(sql: string): Promise<HistoryStream> {
+    const q = await this.#retrying(() => this.#open(sql));
+    let result;
     try {
-      return await this.#query(sql);
+      result = await q.prepared.stream().catch((err: unknown) => q.fail(err));
     } catch (err) {
-      // A compaction (or retention) removed a file between the listing and the read: list again, once.
-      if (err instanceof HalflifeError && err.code === 'SQL_ERROR' && /No such file|No files found|Could not open|cannot open file/i.test(err.message)) return this.#query(sql);
+      q.close();
+      throw err;
+    }
+    const names = result.columnNames();
+    const types = result.columnTypes().map((t) => t.toString());
+    const max = this.#o.maxRows;
+    let truncated = false;
+    const chunks = async function* (): AsyncGenerator<unknown[][]> {
+      let sent = 0;
+      try {
+        for (;;) {
+          const chunk = await result.fetchChunk().catch((err: unknown) => q.fail(err));
+          q.check();
+          if (chunk === null || chunk.rowCount === 0) return;
+          let rows = chunk.convertRows(JsonDuckDBValueConverter) as unknown[][];
+          if (sent + rows.length > max) {
+            rows = rows.slice(0, max - sent);
+            truncated = true;
+          }
+          sent += rows.length;
+          if (rows.length > 0) yield rows;
+          if (truncated) return;
+        }
+      } finally {
+        q.close();
+      }
+    };
+    return { columns: names.map((name, i) => ({ name, type: types[i] })), rows: chunks(), truncated: () => truncated, tailEvents: q.tailEvents, files: q.files };
+  }
+
+  /** A compaction (or retention) removed a file between the listing and the read: list again, once. */
+  async #retrying<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof HalflifeError && err.code === 'SQL_ERROR' && /No such file|No files found|Could not open|cannot open file/i.test(err.message)) return work();
       throw err;
     }
   }
 
-  async #query(sql: string): Promise<HistoryResult> {
-    const started = performance.now();
+  /** A DuckDB of the query's own with the tables, sandboxed, and the statement checked and prepared, its clock running. */
+  async #open(sql: string): Promise<OpenQuery> {
+    if (typeof sql !== 'string' || sql.trim() === '') throw new HalflifeError('SQL_ERROR', { reason: 'no SQL given' });
     const db = await DuckDBInstance.create(':memory:', {
       autoinstall_known_extensions: 'false',
       autoload_known_extensions: 'false',
@@ -77,8 +158,24 @@ export class History {
     const con = await db.connect();
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      clearTimeout(timer);
+      con.closeSync();
+      db.closeSync();
+    };
+    const timeout = () => new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#o.timeoutMs, setting: 'history.queryTimeoutMs', hint: 'narrow it (a filter on date and hour reads fewer files) or raise the limit' });
+    // The limit covers the whole query, reading the log's tail too. The timer also keeps the process's event loop
+    // alive while DuckDB works (its asynchronous calls alone do not).
+    timer = setTimeout(() => {
+      timedOut = true;
+      con.interrupt();
+    }, this.#o.timeoutMs);
     try {
       const setup = await this.#setup(con);
+      if (timedOut) throw timeout();
       await con.run(`SET allowed_directories = [${sqlString(this.#o.archiveDir.endsWith('/') ? this.#o.archiveDir : `${this.#o.archiveDir}/`)}]`);
       await con.run('SET enable_external_access = false');
       await con.run('SET lock_configuration = true');
@@ -96,25 +193,20 @@ export class History {
       if (prepared.statementType !== StatementType.SELECT && prepared.statementType !== StatementType.EXPLAIN) {
         throw new HalflifeError('SQL_FORBIDDEN', { reason: `only SELECT reads history (this is ${StatementType[prepared.statementType] ?? 'another statement'})` });
       }
-      const left = Math.max(1, this.#o.timeoutMs - (performance.now() - started));
-      timer = setTimeout(() => {
-        timedOut = true;
-        con.interrupt();
-      }, left);
-      const reader = await prepared.streamAndReadUntil(this.#o.maxRows + 1).catch((err: unknown) => {
-        if (timedOut) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#o.timeoutMs, setting: 'history.queryTimeoutMs', hint: 'narrow it (a filter on date and hour reads fewer files) or raise the limit' });
-        throw new HalflifeError('SQL_ERROR', { reason: duckMessage(err) });
-      });
-      if (timedOut) throw new HalflifeError('SQL_TIMEOUT', { timeoutMs: this.#o.timeoutMs, setting: 'history.queryTimeoutMs', hint: 'narrow it (a filter on date and hour reads fewer files) or raise the limit' });
-      const names = reader.columnNames();
-      const types = reader.columnTypes().map((t) => t.toString());
-      const rows = reader.getRowsJson() as unknown[][];
-      const truncated = rows.length > this.#o.maxRows;
-      return { columns: names.map((name, i) => ({ name, type: types[i] })), rows: truncated ? rows.slice(0, this.#o.maxRows) : rows, truncated, ...setup };
-    } finally {
-      clearTimeout(timer);
-      con.closeSync();
-      db.closeSync();
+      return {
+        prepared,
+        ...setup,
+        close,
+        check: () => {
+          if (timedOut) throw timeout();
+        },
+        fail: (err: unknown): never => {
+          throw timedOut ? timeout() : new HalflifeError('SQL_ERROR', { reason: duckMessage(err) });
+        },
+      };
+    } catch (err) {
+      close();
+      throw err;
     }
   }
 

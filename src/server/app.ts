@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { ArchiveStatus } from '../sinks/index.js';
 import type { History } from '../history/index.js';
@@ -158,15 +159,23 @@ export function buildApp(c: AppComponents): FastifyInstance {
     if (typeof sql !== 'string') throw new HalflifeError('INVALID_REQUEST', { reason: 'give {"sql": "SELECT …"} (or the SQL as text/plain)' });
     const format = (request.query as Record<string, string | undefined>).format ?? 'json';
     if (format !== 'json' && format !== 'ndjson' && format !== 'csv') throw new HalflifeError('INVALID_REQUEST', { reason: `format must be json, ndjson or csv (got ${JSON.stringify(format)})` });
-    const r = await c.history.query(sql);
-    if (format === 'json') return r;
-    reply.header('x-halflife-truncated', String(r.truncated));
-    if (format === 'ndjson') {
-      reply.type('application/x-ndjson');
-      return r.rows.map((row) => JSON.stringify(Object.fromEntries(r.columns.map((col, i) => [col.name, row[i]])))).join('\n') + (r.rows.length > 0 ? '\n' : '');
-    }
-    reply.type('text/csv; charset=utf-8');
-    return [r.columns.map((col) => csvCell(col.name)), ...r.rows.map((row) => row.map(csvCell))].map((l) => l.join(',')).join('\r\n') + '\r\n';
+    if (format === 'json') return c.history.query(sql);
+    // Streamed as DuckDB makes the rows: errors found before the first row get their status; one after (the time
+    // limit) cuts the answer short. At most history.maxRows rows (the header says the limit).
+    const s = await c.history.stream(sql);
+    reply.header('x-halflife-max-rows', String(c.config.history.maxRows));
+    const names = s.columns.map((col) => col.name);
+    const lines = async function* () {
+      if (format === 'csv') yield `${names.map(csvCell).join(',')}\r\n`;
+      for await (const rows of s.rows) {
+        yield rows.map((row) => (format === 'csv' ? `${row.map(csvCell).join(',')}\r\n` : `${JSON.stringify(Object.fromEntries(names.map((n, i) => [n, row[i]])))}\n`)).join('');
+      }
+    };
+    reply.type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson');
+    const stream = Readable.from(lines());
+    // A client that goes away stops the query (its DuckDB is closed when the rows are abandoned).
+    reply.raw.on('close', () => void s.rows.return(undefined));
+    return reply.send(stream);
   });
   app.get('/v1/archive', async () => {
     const a = c.archive?.();
@@ -340,7 +349,7 @@ export function buildApp(c: AppComponents): FastifyInstance {
 
   const liveClients = registerViewRoutes(app, c.engine, c.config.server.maxLiveStreams);
   if (!c.metrics.attached) {
-    c.metrics.attach({ registry: c.registry, ingestor: c.ingestor, log: c.log, engine: c.engine, overload: c.overload, liveClients, alerts: () => c.alerts.counts() });
+    c.metrics.attach({ registry: c.registry, ingestor: c.ingestor, log: c.log, engine: c.engine, overload: c.overload, liveClients, alerts: () => c.alerts.counts(), archive: () => c.archive?.() });
   }
 
   return app;

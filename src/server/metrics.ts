@@ -1,3 +1,4 @@
+import type { ArchiveStatus } from '../sinks/index.js';
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { HistogramSnapshot } from '../core/index.js';
 import type { Ingestor } from '../ingest/index.js';
@@ -21,6 +22,8 @@ export const METRIC = {
   logSize: 'halflife_log_size_bytes',
   logQueued: 'halflife_log_queued_bytes',
   consumerLag: 'halflife_consumer_lag_records',
+  archiveEvents: 'halflife_archive_events_total',
+  archiveRestarts: 'halflife_archive_restarts_total',
   viewApplied: 'halflife_view_applied_records_total',
   viewGroups: 'halflife_view_groups',
   viewMemory: 'halflife_view_memory_bytes',
@@ -79,6 +82,8 @@ export interface MetricsSources {
   readonly engine: EngineHost;
   readonly overload: OverloadMonitor;
   readonly liveClients: () => number;
+  /** The archive's status (absent when it does not run here). */
+  readonly archive?: () => ArchiveStatus | undefined;
   /** Alert groups by rule and state, and notifications by rule and result (absent until alerts exist). */
   readonly alerts?: () => { groups: { rule: string; state: string; count: number }[]; notifications: { rule: string; result: string; count: number }[] };
 }
@@ -165,6 +170,8 @@ export class Metrics {
       ),
     );
     reg(collected(METRIC.deadLettersDropped, 'Rejected events whose dead letter was not kept: their sender was past ingest.deadLetterBytesPerS', 'counter', () => [{ labels: {}, value: s.ingestor.deadLettersDropped }]));
+    reg(collected(METRIC.archiveEvents, 'Events written to Parquet by the archive since start', 'counter', () => [{ labels: {}, value: s.archive?.()?.archived ?? 0 }]));
+    reg(collected(METRIC.archiveRestarts, 'Times the archive thread exited unasked and was started again from its committed positions', 'counter', () => [{ labels: {}, value: s.archive?.()?.restarts ?? 0 }]));
     reg(collected(METRIC.engineRestarts, 'Times an engine worker thread exited unasked (a crash) and was restarted from its checkpoints', 'counter', () => [{ labels: {}, value: s.engine.restarts }]));
     reg(collected(METRIC.logEndOffset, 'Position after the newest record of each event-log partition (opaque: ordered, not a count)', 'gauge', () => s.log.stats().partitions.map((p) => ({ labels: { partition: p.partition }, value: p.nextOffset }))));
     reg(collected(METRIC.logSize, 'Bytes on disk of each event-log partition', 'gauge', () => s.log.stats().partitions.map((p) => ({ labels: { partition: p.partition }, value: p.bytes }))));
@@ -172,7 +179,9 @@ export class Metrics {
     const infos = () => s.engine.infos().catch(() => []);
     reg(
       collected(METRIC.consumerLag, 'Records of each partition a consumer (a view) has not applied yet', 'gauge', async () => {
-        return (await infos()).flatMap((v) => v.offsets.map((o, p) => ({ labels: { consumer: `view.${v.name}`, partition: p }, value: s.log.lag(p, o) })));
+        const views = (await infos()).flatMap((v) => v.offsets.map((o, p) => ({ labels: { consumer: `view.${v.name}`, partition: p }, value: s.log.lag(p, o) })));
+        const archive = Object.entries(s.archive?.()?.lag ?? {}).map(([p, value]) => ({ labels: { consumer: 'archive', partition: Number(p) }, value }));
+        return [...views, ...archive];
       }),
     );
     reg(collected(METRIC.viewApplied, 'Records a view has applied since it started (rate: the engine\'s events/s)', 'counter', async () => (await infos()).map((v) => ({ labels: { view: v.name }, value: v.appliedRecords }))));

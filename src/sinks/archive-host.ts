@@ -36,6 +36,8 @@ export class ArchiveHost {
   readonly #worker: SupervisedWorker<ArchiveWorkerInit, FromArchiveWorker>;
   #port: LogPort | undefined;
   #status: { archived: number; lag: Record<number, number> | null } = { archived: 0, lag: null };
+  /** Events the threads before this one wrote. */
+  #before = 0;
 
   constructor(options: ArchiveHostOptions) {
     this.#o = options;
@@ -57,8 +59,9 @@ export class ArchiveHost {
         schemas: Object.fromEntries(this.#o.registry.latestVersions().map((v) => [v.type, v.schema])),
       }),
       onReady: (worker, init) => {
-        // A new thread has not said anything yet: its lag is unknown (not 0) until it does.
-        this.#status = { archived: this.#status.archived, lag: null };
+        // A new thread has not said anything yet: its lag is unknown (not 0) until it does; it counts from 0.
+        this.#before += this.#status.archived;
+        this.#status = { archived: 0, lag: null };
         // Replies go to this thread only: a read finishing after it died must not reach its successor.
         this.#port = new LogPort(this.#o.log, (m, transfer) => worker.postMessage(m, transfer));
         // Appends while it started were reported to nobody: its tails wait on what it knows of the log's ends.
@@ -99,7 +102,7 @@ export class ArchiveHost {
   }
 
   status(): ArchiveStatus {
-    return { running: this.#worker.worker !== undefined, archived: this.#status.archived, lag: this.#status.lag, restarts: this.#worker.restarts };
+    return { running: this.#worker.worker !== undefined, archived: this.#before + this.#status.archived, lag: this.#status.lag, restarts: this.#worker.restarts };
   }
 
   /** Stops its thread as a crash would (tests); it is started again. */

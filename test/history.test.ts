@@ -137,7 +137,9 @@ test('sandbox: files outside the archive, COPY, ATTACH, INSTALL, LOAD, SET, PRAG
     assert.equal(await code('SELEC 1'), 'SQL_ERROR');
     assert.equal(await code("COPY (SELECT 1) TO '/tmp/halflife-never.csv'"), 'SQL_FORBIDDEN');
     assert.equal(await code('  /* why */ -- not\n COPY click TO \'x.csv\''), 'SQL_FORBIDDEN');
-    for (const ok of ['SELECT count(*) FROM click', 'FROM click', 'WITH x AS (SELECT 1 AS a) SELECT * FROM x', '(SELECT 1)', '/* c */ SELECT 1', 'DESCRIBE click', 'SUMMARIZE SELECT 1', 'EXPLAIN SELECT 1']) {
+    assert.equal(await code(`EXPLAIN ANALYZE COPY (SELECT 1 AS x) TO '${archiveDir}/evil.parquet' (FORMAT parquet)`), 'SQL_FORBIDDEN');
+    assert.equal(await code('EXPLAIN SELECT 1'), 'SQL_FORBIDDEN');
+    for (const ok of ['SELECT count(*) FROM click', 'FROM click', 'WITH x AS (SELECT 1 AS a) SELECT * FROM x', '(SELECT 1)', '/* c */ SELECT 1', 'DESCRIBE click', 'SUMMARIZE SELECT 1']) {
       assert.equal(await code(ok), 'ok', ok);
     }
     const slow = new History({ log, archiveDir, schemaOf: (t) => SCHEMAS[t], types: () => Object.keys(SCHEMAS), timeoutMs: 300, maxRows: 10 });
@@ -150,4 +152,25 @@ test('sandbox: files outside the archive, COPY, ATTACH, INSTALL, LOAD, SET, PRAG
   } finally {
     await log.close();
   }
+});
+
+test('a file holding events past the positions a query read (a flush committed and compacted meanwhile) is counted only up to them; the rest come from the log, once', async () => {
+  const { log, archive, history } = await setup(1, 0.01);
+  await archive.start();
+  try {
+    await log.append(eventsFrom(0, 12));
+    await new Promise<void>((resolve) => {
+      const check = () => (archive.archived === 12 ? resolve() : setTimeout(check, 10));
+      check();
+    });
+  } finally {
+    await archive.close();
+  }
+  // As the query sees it when it read the positions before that flush: committed up to the 9th event.
+  const [ninth] = await log.read(0, 0, { maxRecords: 9 }).then((rs) => rs.slice(8));
+  await log.commitOffsets('archive', { 0: ninth.offset });
+  const r = await history.query('SELECT count(*), count(DISTINCT id) FROM events');
+  assert.deepEqual(r.rows, [['12', '12']]);
+  assert.equal(r.tailEvents, 4);
+  await log.close();
 });

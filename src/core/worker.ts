@@ -40,6 +40,8 @@ export interface SupervisedWorkerOptions<In, Out extends { type: string }> {
 export class SupervisedWorker<In, Out extends { type: string }> {
   readonly #o: SupervisedWorkerOptions<In, Out>;
   #worker: Worker | undefined;
+  /** A worker started and not ready yet (closed too by `close`). */
+  #starting: Worker | undefined;
   #closing = false;
   /** Times the worker exited unasked and was started again. */
   restarts = 0;
@@ -57,9 +59,11 @@ export class SupervisedWorker<In, Out extends { type: string }> {
   start(): Promise<void> {
     const init = this.#o.init();
     const worker = startModuleWorker(this.#o.module, this.#o.callerUrl, init);
+    this.#starting = worker;
     return new Promise<void>((resolve, reject) => {
       worker.on('message', (m: Out) => {
         if (m.type === 'ready') {
+          if (this.#starting === worker) this.#starting = undefined;
           if (this.#closing) return;
           this.#worker = worker;
           this.#o.onReady?.(worker, init);
@@ -74,6 +78,7 @@ export class SupervisedWorker<In, Out extends { type: string }> {
       });
       worker.on('exit', (code) => {
         if (this.#worker === worker) this.#worker = undefined;
+        if (this.#starting === worker) this.#starting = undefined;
         this.#o.onExit?.(code);
         reject(new Error(`${this.#o.name} exited with ${code} during start`));
         if (this.#closing) return;
@@ -99,6 +104,9 @@ export class SupervisedWorker<In, Out extends { type: string }> {
    */
   async close(goodbye?: unknown, graceMs = 10_000): Promise<void> {
     this.#closing = true;
+    const starting = this.#starting;
+    this.#starting = undefined;
+    await starting?.terminate();
     const w = this.#worker;
     this.#worker = undefined;
     if (w === undefined) return;

@@ -43,6 +43,8 @@ export interface HistoryStream {
   readonly rows: AsyncGenerator<unknown[][]>;
   /** Whether rows past `maxRows` were cut (known once `rows` is consumed). */
   truncated(): boolean;
+  /** Ends the query and frees its DuckDB (also when `rows` was never started); safe to call again. */
+  close(): void;
   readonly tailEvents: number;
   readonly files: number;
 }
@@ -112,7 +114,9 @@ export class History {
     const types = result.columnTypes().map((t) => t.toString());
     const max = this.#o.maxRows;
     let truncated = false;
+    let started = false;
     const chunks = async function* (): AsyncGenerator<unknown[][]> {
+      started = true;
       let sent = 0;
       try {
         for (;;) {
@@ -132,7 +136,10 @@ export class History {
         q.close();
       }
     };
-    return { columns: names.map((name, i) => ({ name, type: types[i] })), rows: chunks(), truncated: () => truncated, tailEvents: q.tailEvents, files: q.files };
+    return { columns: names.map((name, i) => ({ name, type: types[i] })), rows: chunks(), truncated: () => truncated, close: () => {
+        // Started, its `finally` closes it once the fetch under way settles (after `return()`); never started, here.
+        if (!started) q.close();
+      }, tailEvents: q.tailEvents, files: q.files };
   }
 
   /** A compaction (or retention) removed a file between the listing and the read: list again, once. */
@@ -174,7 +181,7 @@ export class History {
       con.interrupt();
     }, this.#o.timeoutMs);
     try {
-      const setup = await this.#setup(con);
+      const setup = await this.#setup(con, () => timedOut);
       if (timedOut) throw timeout();
       await con.run(`SET allowed_directories = [${sqlString(this.#o.archiveDir.endsWith('/') ? this.#o.archiveDir : `${this.#o.archiveDir}/`)}]`);
       await con.run('SET enable_external_access = false');
@@ -190,7 +197,8 @@ export class History {
       const prepared = await statements.prepare(0).catch((err: unknown) => {
         throw new HalflifeError('SQL_ERROR', { reason: duckMessage(err) });
       });
-      if (prepared.statementType !== StatementType.SELECT && prepared.statementType !== StatementType.EXPLAIN) {
+      // Not EXPLAIN: EXPLAIN ANALYZE runs the statement it explains (a COPY into the archive folder, found in review).
+      if (prepared.statementType !== StatementType.SELECT) {
         throw new HalflifeError('SQL_FORBIDDEN', { reason: `only SELECT reads history (this is ${StatementType[prepared.statementType] ?? 'another statement'})` });
       }
       return {
@@ -215,7 +223,7 @@ export class History {
    * are read first: a flush committing after that has a first offset at or after them, so its file is left out and
    * its records come from the log.
    */
-  async #setup(con: DuckDBConnection): Promise<{ tailEvents: number; files: number }> {
+  async #setup(con: DuckDBConnection, stopped: () => boolean): Promise<{ tailEvents: number; files: number }> {
     const committed = await this.#o.log.committedOffsets(this.#o.consumer ?? 'archive');
     const stats = this.#o.log.stats();
     const from: number[] = stats.partitions.map((p, i) => committed[i] ?? p.firstOffset);
@@ -228,7 +236,7 @@ export class History {
       let t = tables.get(type);
       if (t === undefined) {
         const columns = [...dataColumns(this.#o.schemaOf(type)), EXTRA];
-        const name = `tail_${tables.size}`;
+        const name = `__halflife_tail_${tables.size}`;
         await con.run(bufferTableSql(name, columns));
         t = { name, columns, appender: await con.createAppender(name) };
         tables.set(type, t);
@@ -239,7 +247,7 @@ export class History {
     let tailEvents = 0;
     for (let p = 0; p < from.length; p++) {
       let pos = from[p];
-      while (pos < ends[p]) {
+      while (pos < ends[p] && !stopped()) {
         const batch = await this.#o.log.readBatch(p, pos, { maxRecords: 4096 });
         if (batch.count === 0) break;
         for (let i = 0; i < batch.count && batch.offsets[i] < ends[p]; i++) {
@@ -257,7 +265,10 @@ export class History {
       t.appender.closeSync();
       const tail = `SELECT ${fileSelect(t.columns)}, ${sqlString(type)} AS type, CAST(strftime(epoch_ms(_hour::BIGINT), '%Y-%m-%d') AS DATE) AS date, CAST(hour(epoch_ms(_hour::BIGINT)) AS BIGINT) AS hour FROM ${t.name}`;
       const list = files.get(type) ?? [];
-      const archived = list.length === 0 ? '' : `SELECT * FROM read_parquet([${list.map(sqlString).join(', ')}], hive_partitioning = true, hive_types = {'date': DATE, 'hour': BIGINT}, union_by_name = true) UNION ALL BY NAME `;
+      // Only rows before the positions read: a flush committed and compacted since then may sit in a file listed here,
+      // and its rows come from the log (found in review).
+      const before = `CASE "partition" ${from.map((f, p) => `WHEN ${p} THEN ${f}`).join(' ')} ELSE -1 END`;
+      const archived = list.length === 0 ? '' : `SELECT * FROM read_parquet([${list.map(sqlString).join(', ')}], hive_partitioning = true, hive_types = {'date': DATE, 'hour': BIGINT}, union_by_name = true) WHERE "offset" < ${before} UNION ALL BY NAME `;
       await con.run(`CREATE VIEW ${ident(type)} AS ${archived}${tail}`);
       views.push(`SELECT * FROM ${ident(type)}`);
     }
@@ -336,7 +347,7 @@ async function staticTable(con: DuckDBConnection, name: string, rows: readonly R
 }
 
 /** First words of statements that only read. */
-const READING = new Set(['SELECT', 'WITH', 'FROM', 'VALUES', 'TABLE', 'EXPLAIN', 'DESCRIBE', 'SUMMARIZE', 'SHOW']);
+const READING = new Set(['SELECT', 'WITH', 'FROM', 'VALUES', 'TABLE', 'DESCRIBE', 'SUMMARIZE', 'SHOW']);
 
 /** The first word of `sql` in upper case, past white space, comments and opening parentheses. */
 export function leadingKeyword(sql: string): string {

@@ -172,10 +172,17 @@ export function buildApp(c: AppComponents): FastifyInstance {
       }
     };
     reply.type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson');
-    const stream = Readable.from(lines());
-    // A client that goes away stops the query (its DuckDB is closed when the rows are abandoned).
-    reply.raw.on('close', () => void s.rows.return(undefined));
-    return reply.send(stream);
+    // A client that goes away stops the query and frees its DuckDB (also before the first row, or already gone).
+    const end = () => {
+      void s.rows.return(undefined);
+      s.close();
+    };
+    if (reply.raw.destroyed || request.raw.destroyed) {
+      end();
+      return reply;
+    }
+    reply.raw.on('close', end);
+    return reply.send(Readable.from(lines()));
   });
   app.get('/v1/archive', async () => {
     const a = c.archive?.();

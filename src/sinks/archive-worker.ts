@@ -26,7 +26,7 @@ const logger: Logger = {
 
 const schemas = new Map<string, unknown>(Object.entries(init.schemas));
 const log = new RemoteLog(init.partitions, init.stats, (m) => post(m), init.endsSeenLocally);
-const archive = new Archive({ log, dir: init.dir, rollSeconds: init.rollSeconds, rollBytes: init.rollBytes, retentionDays: init.retentionDays, compactFiles: init.compactFiles, schemaOf: (t) => schemas.get(t), logger });
+const archive = new Archive({ log, dir: init.dir, rollSeconds: init.rollSeconds, rollBytes: init.rollBytes, retentionDays: init.retentionDays, compactFiles: init.compactFiles, schemaOf: (t) => schemas.get(t), logger, onFailure: () => setTimeout(() => process.exit(1), 100) });
 
 const status = () => post({ type: 'status', archived: archive.archived, lag: archive.lag() });
 

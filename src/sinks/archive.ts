@@ -40,6 +40,11 @@ export interface ArchiveOptions {
   readonly partitions?: readonly number[];
   readonly logger?: Logger;
   readonly clock?: Clock;
+  /**
+   * Called when a partition's archiving fails (a flush that could not write, a read that failed): its thread should
+   * end so that a new one starts from the committed positions (files written since are removed then). Default: log.
+   */
+  readonly onFailure?: (err: unknown) => void;
 }
 
 interface TypeTable {
@@ -272,7 +277,10 @@ export class Archive {
         held.length = 0;
       }
     } catch (err) {
-      if (!signal.aborted) this.#logger.error({ err, partition: p }, 'the archive stopped for a partition');
+      if (!signal.aborted) {
+        this.#logger.error({ err, partition: p }, 'the archive stopped for a partition');
+        this.#o.onFailure?.(err);
+      }
     }
   }
 

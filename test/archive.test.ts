@@ -60,6 +60,17 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
   }
 }
 
+/** Starts `archive`, waits until it has written `n` events, then closes it and `log`. */
+async function archiveAll(archive: Archive, n: number, log: MemoryLog): Promise<void> {
+  await archive.start();
+  try {
+    await until(`${n} events archived`, () => archive.archived === n);
+  } finally {
+    await archive.close();
+    await log.close();
+  }
+}
+
 async function append(log: MemoryLog, events: Sent[]): Promise<void> {
   await log.append(
     events.map((e) => ({
@@ -175,13 +186,7 @@ test('a flush that wrote its files but did not commit: at start its files (and .
   const second: Sent[] = Array.from({ length: 20 }, (_, i) => ({ type: 'free', receivedAt: T0 + 100 + i, data: { n: 100 + i } }));
   await append(log, second);
   archive = new Archive({ log, dir, schemaOf: () => undefined, rollSeconds: 0.01 });
-  await archive.start();
-  try {
-    await until('the second flush', () => archive.archived === 20);
-  } finally {
-    await archive.close();
-    await log.close();
-  }
+  await archiveAll(archive, 20, log);
   const got = await rows(dir, 'free');
   assert.deepEqual(
     got.map((r) => JSON.parse(String(r._extra)).n),
@@ -285,13 +290,7 @@ test('an independent reader (hyparquet, zstd by hyparquet-compressors) reads the
   }));
   await append(log, sent);
   const archive = new Archive({ log, dir, schemaOf: () => schema, rollSeconds: 0.01 });
-  await archive.start();
-  try {
-    await until('every event archived', () => archive.archived === sent.length);
-  } finally {
-    await archive.close();
-    await log.close();
-  }
+  await archiveAll(archive, sent.length, log);
   const files: string[] = [];
   const walk = async (d: string): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true })) {

@@ -183,18 +183,23 @@ class Unanswering extends FileKvStore {
   }
 }
 
-test('a stop is bounded when the cluster stops answering: a lease round stuck on its requests does not hold it', { timeout: 60_000 }, async () => {
-  const kv = new Unanswering();
-  const applied: number[][] = [];
-  const a = new PartitionOwnership({
+/** One worker, alone in the cluster, over 2 partitions on `kv`. */
+function alone(kv: Unanswering, leaseMs: number, apply: (partitions: number[], clean: boolean) => Promise<void>): PartitionOwnership {
+  return new PartitionOwnership({
     leases: new LeaseManager(kv, 'a'),
     self: 'a',
     nodes: async () => [{ id: 'a', host: 'h', pid: 1, version: 'v', role: 'worker', startedAt: '', heartbeatMs: 0, heartbeatAgeMs: 0 }],
     partitions: 2,
     worker: true,
-    leaseMs: 1000,
-    apply: async (partitions) => void applied.push(partitions),
+    leaseMs,
+    apply,
   });
+}
+
+test('a stop is bounded when the cluster stops answering: a lease round stuck on its requests does not hold it', { timeout: 60_000 }, async () => {
+  const kv = new Unanswering();
+  const applied: number[][] = [];
+  const a = alone(kv, 1000, async (partitions) => void applied.push(partitions));
   await a.round();
   assert.deepEqual(a.held(), [0, 1]);
   kv.frozen = true;
@@ -220,15 +225,7 @@ test('a stop is bounded when the cluster stops answering: a lease round stuck on
 
 test('a stop while a renewal is under way releases the lease as renewed (the successor does not wait for it to expire)', async () => {
   const kv = new Unanswering();
-  const a = new PartitionOwnership({
-    leases: new LeaseManager(kv, 'a'),
-    self: 'a',
-    nodes: async () => [{ id: 'a', host: 'h', pid: 1, version: 'v', role: 'worker', startedAt: '', heartbeatMs: 0, heartbeatAgeMs: 0 }],
-    partitions: 2,
-    worker: true,
-    leaseMs: 10_000,
-    apply: async () => {},
-  });
+  const a = alone(kv, 10_000, async () => {});
   await a.round();
   kv.frozen = true;
   const renewing = a.round();

@@ -14,8 +14,8 @@ export { MsgpackWriter, TooDeepError, NonFiniteNumberError, MsgpackError, readVa
 export type { Cursor } from './msgpack.js';
 export { editDistance, closest } from './suggest.js';
 export { NumberColumn } from './columns.js';
-export { startModuleWorker, SupervisedWorker } from './worker.js';
-export type { SupervisedWorkerOptions } from './worker.js';
+export { startModuleWorker, SupervisedWorker, threadLogger } from './worker.js';
+export type { SupervisedWorkerOptions, WorkerLogLine } from './worker.js';
 export { BucketHistogram, FRESHNESS_BUCKETS_S } from './histogram.js';
 export type { HistogramSnapshot } from './histogram.js';
 export { packageVersion } from './version.js';

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import type { Logger } from './logger.js';
 
 /**
  * Starts a worker thread running the module at `moduleUrl` (a sibling of the caller, given as `./name` with the
@@ -119,4 +120,29 @@ export class SupervisedWorker<In, Out extends { type: string }> {
     }
     await w.terminate();
   }
+}
+
+/** A log line a worker thread sends its host (which logs it with its own logger). */
+export interface WorkerLogLine {
+  readonly type: 'log';
+  readonly level: 'info' | 'warn' | 'error' | 'debug';
+  readonly obj: Record<string, unknown>;
+  readonly msg: string | undefined;
+}
+
+/** A logger for a worker thread: each line goes to the host through `post` (errors as message and stack). */
+export function threadLogger(post: (line: WorkerLogLine) => void): Logger {
+  const cloneable = (obj: object): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(obj)) out[k] = v instanceof Error ? { message: v.message, stack: v.stack } : v;
+    return out;
+  };
+  const logger: Logger = {
+    info: (obj, msg) => post({ type: 'log', level: 'info', obj: cloneable(obj), msg }),
+    warn: (obj, msg) => post({ type: 'log', level: 'warn', obj: cloneable(obj), msg }),
+    error: (obj, msg) => post({ type: 'log', level: 'error', obj: cloneable(obj), msg }),
+    debug: (obj, msg) => post({ type: 'log', level: 'debug', obj: cloneable(obj), msg }),
+    child: () => logger,
+  };
+  return logger;
 }

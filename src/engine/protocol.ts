@@ -1,3 +1,4 @@
+import type { WorkerLogLine } from '../core/index.js';
 /** The engine's worker threads: what they are told at start, the typed API they serve, and the messages that carry it. */
 import type { HistogramSnapshot } from '../core/index.js';
 import type { LogReply, LogRequest, PartitionStatsWire } from '../log/index.js';
@@ -84,4 +85,4 @@ export type FromWorker =
   | { type: 'rpc-result'; id: number; result?: unknown; error?: WireError }
   | LogRequest
   | { type: 'store'; id: number; op: 'load' | 'save' | 'remove'; name: string; partitions: number[]; bytes?: Uint8Array; live?: number[] }
-  | { type: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; obj: Record<string, unknown>; msg: string | undefined };
+  | WorkerLogLine;

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { HalflifeError, type Logger } from '../core/index.js';
+import { HalflifeError, threadLogger } from '../core/index.js';
 import { RemoteLog } from '../log/index.js';
 import { schemaCatalog, type Catalog } from '../sql/index.js';
 import { Engine } from './engine.js';
@@ -17,19 +17,7 @@ const port = parentPort!;
 const init = workerData as WorkerInit;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
 
-function cloneable(obj: object): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(obj)) out[k] = v instanceof Error ? { message: v.message, stack: v.stack } : v;
-  return out;
-}
-
-const logger: Logger = {
-  info: (obj, msg) => post({ type: 'log', level: 'info', obj: cloneable(obj), msg }),
-  warn: (obj, msg) => post({ type: 'log', level: 'warn', obj: cloneable(obj), msg }),
-  error: (obj, msg) => post({ type: 'log', level: 'error', obj: cloneable(obj), msg }),
-  debug: (obj, msg) => post({ type: 'log', level: 'debug', obj: cloneable(obj), msg }),
-  child: () => logger,
-};
+const logger = threadLogger(post);
 
 let catalogSnapshot: CatalogSnapshot = init.catalog;
 const log = new RemoteLog(init.partitions, init.stats, (m) => post(m), init.endsSeenLocally);

@@ -1,3 +1,4 @@
+import type { WorkerLogLine } from '../core/index.js';
 import type { LogReply, LogRequest, PartitionStatsWire } from '../log/index.js';
 
 /** What the archive worker starts with. */
@@ -20,4 +21,4 @@ export type FromArchiveWorker =
   | { type: 'ready' }
   | LogRequest
   | { type: 'status'; archived: number; lag: Record<number, number> }
-  | { type: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; obj: Record<string, unknown>; msg: string | undefined };
+  | WorkerLogLine;

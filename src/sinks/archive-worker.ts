@@ -1,7 +1,7 @@
 // The archive's thread: decoding records and appending them to DuckDB costs microseconds per event, which the server
 // thread cannot spare at full ingest; it reads the log through the host (RemoteLog) like an engine worker.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Logger } from '../core/index.js';
+import { threadLogger } from '../core/index.js';
 import { RemoteLog } from '../log/index.js';
 import { Archive } from './archive.js';
 import type { ArchiveWorkerInit, FromArchiveWorker, ToArchiveWorker } from './archive-protocol.js';
@@ -10,19 +10,7 @@ const port = parentPort!;
 const init = workerData as ArchiveWorkerInit;
 const post = (m: FromArchiveWorker) => port.postMessage(m);
 
-function cloneable(obj: object): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(obj)) out[k] = v instanceof Error ? { message: v.message, stack: v.stack } : v;
-  return out;
-}
-
-const logger: Logger = {
-  info: (obj, msg) => post({ type: 'log', level: 'info', obj: cloneable(obj), msg }),
-  warn: (obj, msg) => post({ type: 'log', level: 'warn', obj: cloneable(obj), msg }),
-  error: (obj, msg) => post({ type: 'log', level: 'error', obj: cloneable(obj), msg }),
-  debug: (obj, msg) => post({ type: 'log', level: 'debug', obj: cloneable(obj), msg }),
-  child: () => logger,
-};
+const logger = threadLogger(post);
 
 const schemas = new Map<string, unknown>(Object.entries(init.schemas));
 const log = new RemoteLog(init.partitions, init.stats, (m) => post(m), init.endsSeenLocally);

@@ -106,11 +106,31 @@ async function auditWrites() {
         if (!stopped) it = await kv.watch({ include: KvWatchInclude.AllHistory, resumeFromRevision: last + 1 });
       }
     })();
+    // Kept live while the test runs: a marker every second, and a watch that has not delivered the marker written
+    // 3 s ago is opened again at once (a stalled watch noticed only at the end had missed almost every write: once in
+    // CI it saw 6 of hundreds, the bucket keeping only each key's newest).
+    const sent: { revision: number; at: number }[] = [];
+    const beat = setInterval(() => {
+      void kv.put('audit.marker', 'x').then(
+        (revision) => {
+          sent.push({ revision, at: Date.now() });
+          while (sent.length > 20) sent.shift();
+          const old = sent.filter((m) => Date.now() - m.at >= 3000);
+          const lagging = old.length > 0 && (markers.get(bucket) ?? 0) < old[old.length - 1].revision;
+          if (lagging && !stopped) {
+            sent.length = 0;
+            it.stop();
+          }
+        },
+        () => {},
+      );
+    }, 1000);
     return {
       bucket,
       marker: async () => kv.put('audit.marker', 'x'),
       restart: () => it.stop(),
       stop: async () => {
+        clearInterval(beat);
         stopped = true;
         it.stop();
         await done;

@@ -64,9 +64,12 @@ export async function archiveBench(events: number, eventsPerSecond = 20_000): Pr
     global.gc?.();
     const archive = new Archive({ log, dir: archiveDir, schemaOf, rollSeconds: 1 });
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     await archive.start();
     while (Object.values(archive.lag()).some((n) => n > 0)) await new Promise((r) => setTimeout(r, 5));
     const archiveSeconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    progress(`archive used ${(cpu.user / 1e6).toFixed(1)} s user + ${(cpu.system / 1e6).toFixed(1)} s system CPU`);
     await archive.close();
     const archiveBytes = await folderBytes(archiveDir);
     progress(`archived in ${archiveSeconds.toFixed(1)} s`);

@@ -1,12 +1,16 @@
 // Which Parquet writer the archive uses (issue #13): N page_view rows (9 data columns + 7 metadata columns) written
-// to one zstd Parquet file by DuckDB from its appender, row by row and from column chunks, and by hyparquet-writer
-// (pure JS, SNAPPY: it has no zstd compressor of its own) when installed. Prints seconds and MiB per method.
+// to one zstd Parquet file by DuckDB from its appender, row by row and from column chunks; by DuckDB from CSV the
+// archive writes (lines made from decoded events, and straight from the event records' bytes); by DuckDB from NDJSON;
+// and by hyparquet-writer (pure JS, SNAPPY: it has no zstd compressor of its own) when installed. Prints seconds and
+// MiB per method.
 //   node --import tsx bench/archive-writer.ts [rows]
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, DuckDBDataChunk, DOUBLE, VARCHAR, INTEGER, BIGINT, type DuckDBType } from '@duckdb/node-api';
-import { makeEvents } from './workload.js';
+import { makeEvents, WORKLOAD_SCHEMAS } from './workload.js';
+import { decodeEventRecord, encodeEventRecord } from '../src/core/index.js';
+import { CsvSpool, EXTRA, csvRow, csvSource, dataColumns, fileSelect } from '../src/sinks/index.js';
 
 const rows = Number(process.argv[2] ?? 1_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'halflife-archive-writer-'));
@@ -97,6 +101,31 @@ async function ndjson(): Promise<{ s: number; mib: number }> {
   return { s: (t2 - t0) / 1000, mib: statSync(file).size / 2 ** 20 };
 }
 
+/** DuckDB reading the CSV the archive writes (see CsvSpool): `objects` from decoded records, else from their bytes. */
+async function csv(objects: boolean): Promise<{ s: number; mib: number }> {
+  const records = events.map((e, i) => encodeEventRecord({ receivedAt: now + i, schemaVersion: 1, type: 'page_view', data: e.data }));
+  const columns = [...dataColumns(WORKLOAD_SCHEMAS.page_view), EXTRA];
+  const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+  const con = await instance.connect();
+  const file = join(dir, 'csv.parquet');
+  const t0 = performance.now();
+  const spool = await CsvSpool.create(join(dir, 'rows.csv'));
+  for (let i = 0; i < rows; i++) {
+    const r = records[i];
+    if (objects) spool.add(csvRow(columns, decodeEventRecord(r, events[i].key), i % 8, i * 65_536, events[i].key));
+    else spool.addRecord(columns, r, 0, r.length, i % 8, i * 65_536, events[i].key);
+    if (i % 4096 === 0) await spool.drain();
+  }
+  await spool.finish();
+  const t1 = performance.now();
+  await con.run(`COPY (SELECT ${fileSelect(columns)} FROM ${csvSource([spool.path], columns, spool.maxLineBytes)}) TO '${file}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`);
+  const t2 = performance.now();
+  con.closeSync();
+  instance.closeSync();
+  console.log(`duckdb csv ${objects ? 'from objects' : 'from records'}: write ${((t1 - t0) / 1000).toFixed(2)} s, read + copy ${((t2 - t1) / 1000).toFixed(2)} s`);
+  return { s: (t2 - t0) / 1000, mib: statSync(file).size / 2 ** 20 };
+}
+
 async function hyparquet(): Promise<{ s: number; mib: number } | undefined> {
   let w: { parquetWriteFile(o: unknown): Promise<void> | void };
   try {
@@ -121,6 +150,10 @@ try {
     for (const m of ['rows', 'chunks'] as const) {
       const r = await duckdb(m);
       console.log(`round ${round + 1} duckdb ${m}: ${rows} rows in ${r.s.toFixed(2)} s (${Math.round(rows / r.s)} rows/s), ${r.mib.toFixed(1)} MiB zstd`);
+    }
+    for (const objects of [true, false]) {
+      const c = await csv(objects);
+      console.log(`round ${round + 1} duckdb csv ${objects ? 'from objects' : 'from records'}: ${rows} rows in ${c.s.toFixed(2)} s (${Math.round(rows / c.s)} rows/s), ${c.mib.toFixed(1)} MiB zstd`);
     }
     const j = await ndjson();
     console.log(`round ${round + 1} duckdb ndjson: ${rows} rows in ${j.s.toFixed(2)} s (${Math.round(rows / j.s)} rows/s), ${j.mib.toFixed(1)} MiB zstd`);

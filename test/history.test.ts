@@ -1,5 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeEventRecord, HalflifeError } from '../src/core/index.js';
 import { MemoryLog } from '../src/log/index.js';
@@ -50,12 +51,17 @@ async function setup(partitions: number, rollSeconds: number) {
   await log.start();
   const archiveDir = join(dir, 'archive');
   const archive = new Archive({ log, dir: archiveDir, schemaOf: (t) => SCHEMAS[t], rollSeconds });
-  const history = new History({ log, archiveDir, schemaOf: (t) => SCHEMAS[t], types: () => Object.keys(SCHEMAS), timeoutMs: 30_000, maxRows: 1000 });
-  return { log, archive, history, archiveDir };
+  const tempDir = join(dir, 'tmp');
+  const history = new History({ log, archiveDir, schemaOf: (t) => SCHEMAS[t], types: () => Object.keys(SCHEMAS), timeoutMs: 30_000, maxRows: 1000, tempDir });
+  return { log, archive, history, archiveDir, tempDir };
 }
 
-test('every event appended is counted once by SQL over history, whatever the archive has written of it, while it writes (model: the events appended)', async () => {
-  const { log, archive, history } = await setup(3, 0.05);
+test('every event appended is counted once by SQL over history, whatever the archive has written of it, while it writes (model: the events appended); the tail\'s files are gone after each query, and what a stopped process left is removed at start', async () => {
+  const { log, archive, history, tempDir } = await setup(3, 0.05);
+  await mkdir(join(tempDir, 'halflife-history-left'), { recursive: true });
+  await writeFile(join(tempDir, 'halflife-history-left', '0.csv'), 'x\n');
+  await history.start();
+  assert.deepEqual(await readdir(tempDir), []);
   await archive.start();
   try {
     let appended = 0;
@@ -73,6 +79,7 @@ test('every event appended is counted once by SQL over history, whatever the arc
         `round ${round}: ${r.files} files, ${r.tailEvents} events from the log`,
       );
     }
+    assert.deepEqual(await readdir(tempDir), [], 'no tail files left');
     // The archive has written some of it by now: both sources were used.
     const last = await history.query('SELECT count(*) FROM click');
     assert.ok(archive.archived > 0, 'the archive wrote files');

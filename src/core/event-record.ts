@@ -38,6 +38,10 @@ const VERSION_JSON = 2;
 const FLAG_EVENT_TIME = 1;
 const FLAG_REPLAY_OF = 2;
 const FLAG_ID = 4;
+/** The flag of a record whose header is followed by an `id` (a MessagePack string) before its data. */
+export const EVENT_RECORD_HAS_ID = FLAG_ID;
+/** The version byte of the records written now (MessagePack data). */
+export const EVENT_RECORD_VERSION = VERSION;
 const FIXED = 15;
 
 /** The fields of an event record, as ingest has them after its checks. */

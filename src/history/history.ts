@@ -1,9 +1,10 @@
-import { readdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, JsonDuckDBValueConverter, StatementType, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
-import { HalflifeError, decodeEventRecord, eventRecordType, silentLogger, type Logger } from '../core/index.js';
+import { HalflifeError, eventRecordType, silentLogger, type Logger } from '../core/index.js';
 import { batchKey, type LogReader, type OffsetStore } from '../log/index.js';
-import { EXTRA, fits, parseArchiveFile, superseded, type ArchiveFile, type ColumnKind, appendEventRow, bufferTableSql, dataColumns, fileSelect, ident, type ArchiveColumn } from '../sinks/index.js';
+import { EXTRA, fits, parseArchiveFile, superseded, type ArchiveFile, type ColumnKind, CsvSpool, csvSource, dataColumns, fileSelect, ident, type ArchiveColumn } from '../sinks/index.js';
 import './errors.js';
 
 export interface HistoryOptions {
@@ -22,6 +23,8 @@ export interface HistoryOptions {
   readonly maxRows: number;
   /** DuckDB's memory for one query. */
   readonly memoryLimitMb?: number;
+  /** Where a query gathers the log's tail for DuckDB to read (a folder of its own inside, removed when set up; default the system's). */
+  readonly tempDir?: string;
   readonly logger?: Logger;
 }
 
@@ -76,6 +79,13 @@ export class History {
   constructor(options: HistoryOptions) {
     this.#o = options;
     this.#logger = options.logger ?? silentLogger;
+  }
+
+  /** Empties `tempDir` of what a process that stopped mid-query left there. */
+  async start(): Promise<void> {
+    if (this.#o.tempDir === undefined) return;
+    await rm(this.#o.tempDir, { recursive: true, force: true });
+    await mkdir(this.#o.tempDir, { recursive: true, mode: 0o700 });
   }
 
   /** Runs `sql` and answers its rows (at most `maxRows`). */
@@ -181,7 +191,9 @@ export class History {
       con.interrupt();
     }, this.#o.timeoutMs);
     try {
-      const setup = await this.#setup(con, () => timedOut);
+      const setup = await this.#setup(con, () => timedOut).catch((err: unknown) => {
+        throw timedOut ? timeout() : err;
+      });
       if (timedOut) throw timeout();
       await con.run(`SET allowed_directories = [${sqlString(this.#o.archiveDir.endsWith('/') ? this.#o.archiveDir : `${this.#o.archiveDir}/`)}]`);
       await con.run('SET enable_external_access = false');
@@ -230,40 +242,50 @@ export class History {
     const ends: number[] = stats.partitions.map((p) => p.nextOffset);
     const files = new Map<string, string[]>();
     await this.#listFiles(this.#o.archiveDir, from, files);
-    // The tail, into one buffer table per type.
-    const tables = new Map<string, { name: string; columns: ArchiveColumn[]; appender: Awaited<ReturnType<DuckDBConnection['createAppender']>> }>();
-    const table = async (type: string) => {
-      let t = tables.get(type);
-      if (t === undefined) {
-        const columns = [...dataColumns(this.#o.schemaOf(type)), EXTRA];
-        const name = `__halflife_tail_${tables.size}`;
-        await con.run(bufferTableSql(name, columns));
-        t = { name, columns, appender: await con.createAppender(name) };
-        tables.set(type, t);
-      }
-      return t;
-    };
-    for (const type of new Set([...this.#o.types(), ...files.keys()])) await table(type);
     let tailEvents = 0;
-    for (let p = 0; p < from.length; p++) {
-      let pos = from[p];
-      while (pos < ends[p] && !stopped()) {
-        const batch = await this.#o.log.readBatch(p, pos, { maxRecords: 4096 });
-        if (batch.count === 0) break;
-        for (let i = 0; i < batch.count && batch.offsets[i] < ends[p]; i++) {
-          const at = batch.valueStarts[i];
-          const t = await table(eventRecordType(batch.buffer, at));
-          const key = batchKey(batch, i);
-          appendEventRow(t.appender, t.columns, decodeEventRecord(batch.buffer.subarray(at, batch.valueEnds[i]), key), p, batch.offsets[i], key);
-          tailEvents++;
+    // The tail: each type's records as CSV in a folder of the query's own, read into a table before the sandbox is
+    // locked (its folder is not one the query may read).
+    const spools = new Map<string, { columns: ArchiveColumn[]; spool: CsvSpool }>();
+    if (this.#o.tempDir !== undefined) await mkdir(this.#o.tempDir, { recursive: true, mode: 0o700 });
+    const tail = await mkdtemp(join(this.#o.tempDir ?? tmpdir(), 'halflife-history-'));
+    try {
+      const spoolOf = async (type: string) => {
+        let t = spools.get(type);
+        if (t === undefined) {
+          t = { columns: [...dataColumns(this.#o.schemaOf(type)), EXTRA], spool: await CsvSpool.create(join(tail, `${spools.size}.csv`)) };
+          spools.set(type, t);
         }
-        pos = batch.next;
+        return t;
+      };
+      for (const type of new Set([...this.#o.types(), ...files.keys()])) await spoolOf(type);
+      for (let p = 0; p < from.length; p++) {
+        let pos = from[p];
+        while (pos < ends[p] && !stopped()) {
+          const batch = await this.#o.log.readBatch(p, pos, { maxRecords: 4096 });
+          if (batch.count === 0) break;
+          for (let i = 0; i < batch.count && batch.offsets[i] < ends[p]; i++) {
+            const at = batch.valueStarts[i];
+            const t = await spoolOf(eventRecordType(batch.buffer, at));
+            t.spool.addRecord(t.columns, batch.buffer, at, batch.valueEnds[i], p, batch.offsets[i], batchKey(batch, i));
+          }
+          for (const t of spools.values()) await t.spool.drain();
+          pos = batch.next;
+        }
       }
+      let n = 0;
+      for (const t of spools.values()) {
+        await t.spool.finish();
+        tailEvents += t.spool.rows;
+        await con.run(`CREATE TABLE __halflife_tail_${n++} AS SELECT ${fileSelect(t.columns)} FROM ${csvSource([t.spool.path], t.columns, t.spool.maxLineBytes)}`);
+      }
+    } finally {
+      for (const t of spools.values()) await t.spool.abandon();
+      await rm(tail, { recursive: true, force: true });
     }
     const views: string[] = [];
-    for (const [type, t] of tables) {
-      t.appender.closeSync();
-      const tail = `SELECT ${fileSelect(t.columns)}, ${sqlString(type)} AS type, CAST(strftime(epoch_ms(_hour::BIGINT), '%Y-%m-%d') AS DATE) AS date, CAST(hour(epoch_ms(_hour::BIGINT)) AS BIGINT) AS hour FROM ${t.name}`;
+    let n = 0;
+    for (const type of spools.keys()) {
+      const tail = `SELECT *, ${sqlString(type)} AS type, CAST(received_at AS DATE) AS date, CAST(hour(received_at) AS BIGINT) AS hour FROM __halflife_tail_${n++}`;
       const list = files.get(type) ?? [];
       // Only rows before the positions read: a flush committed and compacted since then may sit in a file listed here,
       // and its rows come from the log (found in review).
@@ -273,10 +295,10 @@ export class History {
       views.push(`SELECT * FROM ${ident(type)}`);
     }
     for (const st of this.#o.tables?.() ?? []) {
-      if (tables.has(st.name) || st.name === 'events') continue; // an event type's table wins
+      if (spools.has(st.name) || st.name === 'events') continue; // an event type's table wins
       await staticTable(con, st.name, st.rows);
     }
-    if (!tables.has('events')) await con.run(`CREATE VIEW events AS ${views.length === 0 ? "SELECT NULL::VARCHAR AS type WHERE false" : views.join(' UNION ALL BY NAME ')}`);
+    if (!spools.has('events')) await con.run(`CREATE VIEW events AS ${views.length === 0 ? "SELECT NULL::VARCHAR AS type WHERE false" : views.join(' UNION ALL BY NAME ')}`);
     let count = 0;
     for (const l of files.values()) count += l.length;
     this.#logger.debug({ tailEvents, files: count }, 'history query set up');

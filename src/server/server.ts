@@ -249,6 +249,7 @@ export class HalflifeServer {
       timeoutMs: config.history.queryTimeoutMs,
       maxRows: config.history.maxRows,
       memoryLimitMb: config.history.memoryLimitMb,
+      tempDir: join(data, 'history-tmp'),
       logger: logger.child({ component: 'history' }),
     });
     this.overload = new OverloadMonitor({ config: config.overload, queuedBytes: () => this.log.queuedBytes, engine: this.engine, logger: logger.child({ component: 'overload' }) });
@@ -292,6 +293,7 @@ export class HalflifeServer {
       await this.ingestor.start();
       await this.engine.start();
       await this.archive?.start();
+      await this.history.start();
       this.overload.start();
       await this.alerts.start();
       await this.nodes.start();

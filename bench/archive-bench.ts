@@ -114,6 +114,54 @@ export async function archiveBench(events: number, eventsPerSecond = 20_000): Pr
   }
 }
 
+export interface ArchiveLiveResult {
+  /** Ingest over HTTP with the archive writing a file per partition every second. */
+  ingestPerS: number;
+  /** Records not yet in a committed file, sampled every 500 ms during the load: the most, and at its end. */
+  maxLag: number;
+  endLag: number;
+  /** From the load's end until every record is in a committed file. */
+  catchUpSeconds: number;
+}
+
+/**
+ * The archive under full ingest: a halflife server (defaults, the archive on) with `archive.rollSeconds` 1 so that
+ * its lag shows what it cannot write rather than what it waits to write (with the default 60 s a partition holds up
+ * to a minute of records by design), driven as hard as `concurrency` connections go for `seconds`.
+ */
+export async function archiveLive(bodies: readonly Buffer[], eventsPerBody: number, seconds: number, concurrency: number): Promise<ArchiveLiveResult> {
+  const { startHalflife, drive } = await import('./http-load.js');
+  const target = await startHalflife('interval', [], false, { HALFLIFE_ARCHIVE_ROLL_SECONDS: '1' });
+  try {
+    const lag = async () => {
+      const a = (await (await fetch(`${target.url}/v1/archive`)).json()) as { lagRecords: number | null };
+      return a.lagRecords ?? 0;
+    };
+    let maxLag = 0;
+    let going = true;
+    const sampler = (async () => {
+      while (going) {
+        maxLag = Math.max(maxLag, await lag());
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
+    const load = await drive(target, bodies, eventsPerBody, seconds, concurrency);
+    going = false;
+    await sampler;
+    const endLag = await lag();
+    maxLag = Math.max(maxLag, endLag);
+    const t0 = performance.now();
+    const deadline = t0 + 300_000;
+    while ((await lag()) > 0) {
+      if (performance.now() > deadline) throw new Error('the archive did not catch up within 5 minutes of the load');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return { ingestPerS: load.eventsPerS, maxLag, endLag, catchUpSeconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await target.stop();
+  }
+}
+
 const progress = (s: string) => process.stderr.write(`archive bench: ${s}\n`);
 
 async function folderBytes(dir: string): Promise<number> {

@@ -585,7 +585,12 @@ export class PartitionLog {
    * Deletes whole sealed segments older than `maxAgeMs` (by their newest record) or beyond `maxBytes` in
    * total, oldest first. The active segment is never deleted. Returns how many segments went.
    */
-  async applyRetention(nowMs: number, maxAgeMs: number, maxBytes: number): Promise<number> {
+  /**
+   * Deletes the oldest segments while they are too old or the partition too big, but never one holding a record at or
+   * after `keepFrom` (a position a consumer that must read everything has not passed). Returns the segments deleted
+   * and whether `keepFrom` held one back.
+   */
+  async applyRetention(nowMs: number, maxAgeMs: number, maxBytes: number, keepFrom = Infinity): Promise<{ removed: number; held: boolean }> {
     let removed = 0;
     let total = this.bytes;
     while (this.#segments.length > 1) {
@@ -593,6 +598,7 @@ export class PartitionLog {
       const tooOld = maxAgeMs > 0 && oldest.maxTimestampMs < nowMs - maxAgeMs;
       const tooBig = maxBytes > 0 && total > maxBytes;
       if (!tooOld && !tooBig) break;
+      if (this.#segments[1].baseOffset > keepFrom) return { removed, held: true };
       this.#segments.shift();
       total -= oldest.size;
       oldest.deleted = true;
@@ -601,7 +607,7 @@ export class PartitionLog {
       await rm(oldest.indexPath, { force: true });
       removed++;
     }
-    return removed;
+    return { removed, held: false };
   }
 
   async close(): Promise<void> {

@@ -149,6 +149,23 @@ test('retention by age deletes segments whose newest record is older than the li
   });
 });
 
+test('retention keeps every segment holding a record a consumer it waits for has not committed (none of a partition it has not committed at all), and deletes them once it has', async () => {
+  await withLog({ partitions: 2, segmentBytes: 500, retentionMaxBytesPerPartition: 600, retentionKeepsFor: ['archive'] }, async (log) => {
+    for (let i = 0; i < 60; i++) await log.append([{ key: 'a', timestampMs: i, value: 'z'.repeat(40) }]);
+    const p = log.stats().partitions.findIndex((x) => x.records === 60);
+    assert.equal(await log.applyRetention(), 0, 'nothing committed: nothing deleted');
+    assert.equal(log.stats().partitions[p].firstOffset, 0);
+    await log.commitOffsets('archive', { [p]: 25 });
+    await log.applyRetention();
+    const first = log.stats().partitions[p].firstOffset;
+    assert.ok(first > 0 && first <= 25, `deleted up to the segment holding offset 25 (first now ${first})`);
+    assert.equal((await log.read(p, 25, { maxRecords: 1 }))[0].offset, 25);
+    await log.commitOffsets('archive', { [p]: 60 });
+    await log.applyRetention();
+    assert.ok(log.stats().partitions[p].firstOffset > 25, 'then the size limit applies again');
+  });
+});
+
 test('consumers keep committed offsets by name across restarts', async () => {
   const { dir, cleanup } = await tempDir();
   try {

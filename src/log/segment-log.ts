@@ -47,6 +47,12 @@ export interface SegmentLogOptions {
   readonly retentionMaxBytesPerPartition?: number;
   /** How often retention runs (default 60 s). */
   readonly retentionCheckIntervalMs?: number;
+  /**
+   * Consumers retention waits for: no segment holding a record at or after one of their committed positions is
+   * deleted, nor any segment of a partition they have not committed yet (the archive: a record it has not written
+   * to Parquet stays in the log).
+   */
+  readonly retentionKeepsFor?: readonly string[];
   /** Keys that own a dedicated partition: key -> partition. */
   readonly pinnedKeys?: Readonly<Record<string, number>>;
   readonly logger?: Logger;
@@ -112,6 +118,7 @@ export class SegmentLog implements Log {
       retentionMaxAgeMs: options.retentionMaxAgeMs ?? 0,
       retentionMaxBytesPerPartition: options.retentionMaxBytesPerPartition ?? 0,
       retentionCheckIntervalMs: options.retentionCheckIntervalMs ?? 60_000,
+      retentionKeepsFor: options.retentionKeepsFor ?? [],
     };
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? new SystemClock();
@@ -379,10 +386,20 @@ export class SegmentLog implements Log {
   async applyRetention(): Promise<number> {
     let removed = 0;
     const now = this.#clock.now();
+    const keep: Record<number, number>[] = [];
+    for (const consumer of this.#o.retentionKeepsFor) keep.push(await this.committedOffsets(consumer));
+    const held: number[] = [];
     for (const p of this.#parts) {
-      removed += await p.applyRetention(now, this.#o.retentionMaxAgeMs, this.#o.retentionMaxBytesPerPartition);
+      let from = Infinity;
+      for (const k of keep) from = Math.min(from, k[p.partition] ?? -1);
+      const r = await p.applyRetention(now, this.#o.retentionMaxAgeMs, this.#o.retentionMaxBytesPerPartition, from);
+      removed += r.removed;
+      if (r.held) held.push(p.partition);
     }
     if (removed > 0) this.#logger.info({ segments: removed }, 'log retention deleted segments');
+    if (held.length > 0) {
+      this.#logger.warn({ partitions: held, consumers: this.#o.retentionKeepsFor }, 'log retention keeps segments a consumer has not read yet (see its lag): the log grows past its retention until it has');
+    }
     return removed;
   }
 

@@ -114,6 +114,8 @@ export class HalflifeServer {
         indexIntervalBytes: config.log.indexIntervalBytes,
         retentionMaxAgeMs: config.log.retention.maxAgeMs,
         retentionMaxBytesPerPartition: config.log.retention.maxBytesPerPartition,
+        // What the archive has not written to Parquet stays in the log, whatever its retention says.
+        retentionKeepsFor: config.archive.enabled ? ['archive'] : [],
         pinnedKeys: config.log.pinnedKeys,
         observer: this.metrics.logObserver,
         logger: logger.child({ component: 'log' }),
